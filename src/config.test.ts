@@ -1,0 +1,44 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { ConfigError, parseConfig } from './config.ts';
+
+describe('parseConfig', () => {
+  it('applies defaults for a bare development environment', () => {
+    const config = parseConfig({});
+    expect(config).toMatchObject({ env: 'development', port: 3000, logLevel: 'info', dataDir: '.data', adminApiKey: undefined });
+    expect(config.database.ownerUrl).toBeUndefined();
+  });
+
+  it('treats an empty variable as unset', () => {
+    expect(parseConfig({ PORT: '' }).port).toBe(3000);
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ DATABASE_URL: 'mysql://x@y/z' }, 'DATABASE_URL'],
+    [{ LOG_LEVEL: 'loud' }, 'LOG_LEVEL'],
+    [{ ADMIN_API_KEY: 'short' }, 'ADMIN_API_KEY'],
+    [{ NODE_ENV: 'staging' }, 'NODE_ENV'],
+  ])('names the bad variable in %j', (env, name) => {
+    expect(() => parseConfig(env)).toThrow(ConfigError);
+    expect(() => parseConfig(env)).toThrow(new RegExp(`^Invalid configuration: ${name} `));
+  });
+
+  it('requires ADMIN_API_KEY and DATABASE_URL in production', () => {
+    expect(() => parseConfig({ NODE_ENV: 'production' })).toThrow(/ADMIN_API_KEY is required in production; DATABASE_URL is required in production/);
+  });
+});
+
+describe('a bad configuration at start', () => {
+  it('stops the process with one line naming the variable and no stack trace', () => {
+    const result = spawnSync(process.execPath, ['src/main.ts'], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      env: { PATH: process.env.PATH, PORT: 'not-a-port' },
+      encoding: 'utf8',
+    });
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe('');
+    expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^Invalid configuration: PORT /)]);
+  });
+});

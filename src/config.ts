@@ -1,0 +1,91 @@
+import { z } from 'zod';
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const postgresUrl = z
+  .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' })
+  .optional();
+
+const byteSize = z
+  .string()
+  .regex(/^\d+(b|kb|mb)$/i, 'must look like 512kb or 1mb')
+  .default('1mb');
+
+const boolean = z
+  .enum(['true', 'false', '1', '0'])
+  .transform((value) => value === 'true' || value === '1');
+
+const environment = z
+  .object({
+    NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    PORT: z.coerce.number().int().min(0).max(65_535).default(3000),
+    DATABASE_URL: postgresUrl,
+    DATABASE_APP_URL: postgresUrl,
+    DATABASE_POOL_SIZE: z.coerce.number().int().min(1).max(200).default(10),
+    ADMIN_API_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
+    LOG_LEVEL: z.enum(logLevels).default('info'),
+    DATA_DIR: z.string().min(1).default('.data'),
+    EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65_535).default(54_329),
+    BODY_LIMIT: byteSize,
+    TRUST_PROXY: boolean.default(false),
+  })
+  .superRefine((env, context) => {
+    if (env.NODE_ENV !== 'production') return;
+    for (const name of ['ADMIN_API_KEY', 'DATABASE_URL'] as const) {
+      if (!env[name]) context.addIssue({ code: 'custom', path: [name], message: 'is required in production' });
+    }
+  });
+
+export type Environment = z.infer<typeof environment>;
+
+export interface Config {
+  env: Environment['NODE_ENV'];
+  host: string;
+  port: number;
+  logLevel: Environment['LOG_LEVEL'];
+  dataDir: string;
+  bodyLimit: string;
+  trustProxy: boolean;
+  /** Undefined until main.ts resolves it (from the environment or `.data/admin-key`). */
+  adminApiKey: string | undefined;
+  database: {
+    /** Owner connection: runs migrations. Undefined means "start the embedded PostgreSQL". */
+    ownerUrl: string | undefined;
+    /** Serving connection: a role that owns no table. Derived from the owner URL when unset. */
+    appUrl: string | undefined;
+    poolSize: number;
+    embeddedPort: number;
+  };
+}
+
+export class ConfigError extends Error {}
+
+/** Parses the environment once; the message names every bad variable on one line. */
+export function parseConfig(source: Record<string, string | undefined>): Config {
+  const blankAsUnset = Object.fromEntries(
+    Object.entries(source).filter(([, value]) => value !== undefined && value !== ''),
+  );
+  const result = environment.safeParse(blankAsUnset);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `${issue.path.join('.')} ${issue.message}`);
+    throw new ConfigError(`Invalid configuration: ${problems.join('; ')}`);
+  }
+  const env = result.data;
+  return {
+    env: env.NODE_ENV,
+    host: env.HOST,
+    port: env.PORT,
+    logLevel: env.LOG_LEVEL,
+    dataDir: env.DATA_DIR,
+    bodyLimit: env.BODY_LIMIT,
+    trustProxy: env.TRUST_PROXY,
+    adminApiKey: env.ADMIN_API_KEY,
+    database: {
+      ownerUrl: env.DATABASE_URL,
+      appUrl: env.DATABASE_APP_URL,
+      poolSize: env.DATABASE_POOL_SIZE,
+      embeddedPort: env.EMBEDDED_PG_PORT,
+    },
+  };
+}

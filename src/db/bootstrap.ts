@@ -1,0 +1,115 @@
+import { createHmac } from 'node:crypto';
+import { Migrator } from '@mikro-orm/migrations';
+import { MikroORM } from '@mikro-orm/postgresql';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { servingFunctions, servingGrants } from './grants.ts';
+import { migrations } from './migrations/index.ts';
+
+export const defaultServingRole = 'cordon_app';
+
+export class DatabaseSetupError extends Error {}
+
+/**
+ * The serving role's URL. When none is configured, the role is `cordon_app` on the owner's
+ * server, with a password derived from the owner's: every instance derives the same one, and
+ * nobody derives it without the owner's password.
+ */
+export function servingUrl(ownerUrl: string, appUrl: string | undefined): string {
+  if (appUrl) return appUrl;
+  const url = new URL(ownerUrl);
+  if (!url.password) {
+    throw new DatabaseSetupError('DATABASE_APP_URL is required when DATABASE_URL carries no password');
+  }
+  url.username = defaultServingRole;
+  url.password = createHmac('sha256', decodeURIComponent(url.password)).update('cordon serving role').digest('hex');
+  return url.toString();
+}
+
+async function runMigrations(ownerUrl: string, logger: Logger): Promise<string[]> {
+  const orm = await MikroORM.init({
+    clientUrl: ownerUrl,
+    entities: [],
+    discovery: { warnWhenNoEntities: false },
+    extensions: [Migrator],
+    migrations: { migrationsList: migrations, tableName: 'cordon_migrations', snapshot: false, silent: true },
+    pool: { min: 0, max: 2 },
+    logger: (message) => logger.debug(message),
+  });
+  try {
+    const applied = await orm.migrator.up();
+    return applied.map((migration) => migration.name);
+  } finally {
+    await orm.close(true);
+  }
+}
+
+async function ensureServingRole(owner: pg.Client, appUrl: string, create: boolean): Promise<string> {
+  const url = new URL(appUrl);
+  const role = decodeURIComponent(url.username);
+  const existing = await owner.query('select 1 from pg_roles where rolname = $1', [role]);
+  if (create) {
+    const verb = existing.rowCount ? 'alter' : 'create';
+    const { rows } = await owner.query<{ statement: string }>(
+      `select format('${verb} role %I with login nosuperuser nobypassrls nocreatedb nocreaterole noinherit password %L', $1::text, $2::text) as statement`,
+      [role, decodeURIComponent(url.password)],
+    );
+    for (const { statement } of rows) await owner.query(statement);
+  } else if (!existing.rowCount) {
+    throw new DatabaseSetupError(`The serving role "${role}" named in DATABASE_APP_URL does not exist`);
+  }
+  return role;
+}
+
+async function applyGrants(owner: pg.Client, role: string): Promise<void> {
+  const quoted = owner.escapeIdentifier(role);
+  await owner.query(`revoke all on all tables in schema public from ${quoted}`);
+  await owner.query(`revoke all on all functions in schema public from ${quoted}`);
+  await owner.query(`grant usage on schema public to ${quoted}`);
+  for (const [table, privileges] of Object.entries(servingGrants)) {
+    await owner.query(`grant ${privileges.join(', ')} on table ${owner.escapeIdentifier(table)} to ${quoted}`);
+  }
+  for (const signature of servingFunctions) {
+    await owner.query(`grant execute on function ${signature} to ${quoted}`);
+  }
+}
+
+/** Refuses to serve through a role that could see past row-level security. */
+async function assertServingRoleIsConfined(owner: pg.Client, role: string): Promise<void> {
+  const { rows } = await owner.query<{ rolsuper: boolean; rolbypassrls: boolean; owned: string }>(
+    `select r.rolsuper, r.rolbypassrls,
+            (select count(*) from pg_tables t where t.schemaname = 'public' and t.tableowner = r.rolname) as owned
+     from pg_roles r where r.rolname = $1`,
+    [role],
+  );
+  const facts = rows[0];
+  if (!facts || facts.rolsuper || facts.rolbypassrls || Number(facts.owned) > 0) {
+    throw new DatabaseSetupError(
+      `Refusing to serve as "${role}": the serving role must not be a superuser, bypass RLS or own tables`,
+    );
+  }
+}
+
+/**
+ * Brings the database up to date as its owner and returns the URL requests are served with.
+ * An advisory lock keeps two instances starting together from racing each other.
+ */
+export async function prepareDatabase(
+  options: { ownerUrl: string; appUrl: string | undefined },
+  logger: Logger,
+): Promise<{ appUrl: string; applied: string[] }> {
+  const appUrl = servingUrl(options.ownerUrl, options.appUrl);
+  const owner = new pg.Client({ connectionString: options.ownerUrl });
+  await owner.connect();
+  try {
+    await owner.query("select pg_advisory_lock(hashtext('cordon:bootstrap'))");
+    const role = await ensureServingRole(owner, appUrl, !options.appUrl);
+    const applied = await runMigrations(options.ownerUrl, logger);
+    await applyGrants(owner, role);
+    await assertServingRoleIsConfined(owner, role);
+    if (applied.length) logger.info({ applied }, 'migrations applied');
+    return { appUrl, applied };
+  } finally {
+    await owner.end();
+  }
+}

@@ -1,0 +1,4 @@
+import { Migration20261125000000Foundation } from './Migration20261125000000Foundation.ts';
+
+/** Applied in order at start; a new migration is appended here and never edited once landed. */
+export const migrations = [Migration20261125000000Foundation];

@@ -1,0 +1,58 @@
+import { z } from 'zod';
+
+const uuidShape = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export const slug = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, 'must be 2–63 characters of a-z, 0-9 and "-", starting with a letter or digit')
+  .refine((value) => !uuidShape.test(value), 'must not look like a uuid (ids and slugs share the URL)');
+
+const plan = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a plan identifier');
+const name = z.string().trim().min(1).max(200);
+
+export const createWorkspaceBody = z.strictObject({
+  slug,
+  name,
+  plan: plan.default('free'),
+});
+
+export const updateWorkspaceBody = z
+  .strictObject({
+    slug: slug.optional(),
+    name: name.optional(),
+    plan: plan.optional(),
+    status: z.enum(['active', 'suspended']).optional(),
+  })
+  .refine((patch) => Object.keys(patch).length > 0, 'name at least one field to change');
+
+export const workspaceParams = z.object({
+  ws: z.string().min(1).max(100).describe('The workspace slug or id'),
+});
+
+export const listWorkspacesQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(200).optional(),
+});
+
+export const workspaceResponse = z.object({
+  id: z.uuid(),
+  slug: z.string(),
+  name: z.string(),
+  plan: z.string(),
+  status: z.enum(['active', 'suspended']),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+  memberCount: z.number().int(),
+  recordCount: z.number().int(),
+});
+
+export const workspaceListResponse = z.object({
+  data: z.array(workspaceResponse),
+  nextCursor: z.string().nullable(),
+});
+
+export const isUuid = (value: string) => uuidShape.test(value);
+
+export type CreateWorkspace = z.output<typeof createWorkspaceBody>;
+export type UpdateWorkspace = z.output<typeof updateWorkspaceBody>;
+export type WorkspaceResponse = z.output<typeof workspaceResponse>;

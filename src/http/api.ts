@@ -1,0 +1,94 @@
+import type { Express, Request, RequestHandler, Response } from 'express';
+import type { z } from 'zod';
+import { ProblemError, type FieldError } from './errors.ts';
+
+export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
+export type Security = 'admin' | 'bearer' | 'none';
+
+export interface ResponseDefinition {
+  description: string;
+  schema?: z.ZodType;
+  contentType?: string;
+}
+
+export interface RouteDefinition<
+  Params extends z.ZodType = z.ZodType,
+  Query extends z.ZodType = z.ZodType,
+  Body extends z.ZodType = z.ZodType,
+> {
+  method: Method;
+  /** Express path, e.g. `/v1/workspaces/:ws`. */
+  path: string;
+  summary: string;
+  tag: string;
+  security: Security;
+  params?: Params;
+  query?: Query;
+  body?: Body;
+  responses: Record<number, ResponseDefinition>;
+}
+
+export interface Input<Params, Query, Body> {
+  params: Params;
+  query: Query;
+  body: Body;
+}
+
+type Parsed<Schema> = Schema extends z.ZodType ? z.output<Schema> : undefined;
+
+export type Handler<Params, Query, Body> = (
+  input: Input<Params, Query, Body>,
+  request: Request,
+  response: Response,
+) => unknown;
+
+const escapePointer = (segment: PropertyKey) => String(segment).replaceAll('~', '~0').replaceAll('/', '~1');
+
+export function fieldErrors(issues: z.core.$ZodIssue[], location: FieldError['in']): FieldError[] {
+  return issues.map((issue) => ({
+    pointer: issue.path.length ? '/' + issue.path.map(escapePointer).join('/') : '',
+    in: location,
+    detail: issue.message,
+  }));
+}
+
+function parse(schema: z.ZodType | undefined, value: unknown, location: FieldError['in']): unknown {
+  if (!schema) return undefined;
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  throw new ProblemError('validation_failed', `The request ${location} is invalid`, {
+    errors: fieldErrors(result.error.issues, location),
+  });
+}
+
+/**
+ * Declares routes once, with their schemas: Express gets the handler, the OpenAPI document gets
+ * the description. Routes are mounted on the app with their full path, so the mounted stack and
+ * the document can be compared.
+ */
+export class Api {
+  readonly routes: RouteDefinition[] = [];
+  private readonly app: Express;
+  private readonly guards: Record<Security, RequestHandler[]>;
+
+  constructor(app: Express, guards: Record<Security, RequestHandler[]>) {
+    this.app = app;
+    this.guards = guards;
+  }
+
+  route<Params extends z.ZodType | undefined, Query extends z.ZodType | undefined, Body extends z.ZodType | undefined>(
+    definition: RouteDefinition & { params?: Params; query?: Query; body?: Body },
+    handler: Handler<Parsed<Params>, Parsed<Query>, Parsed<Body>>,
+  ): void {
+    this.routes.push(definition);
+    const run: RequestHandler = async (request, response) => {
+      const input = {
+        params: parse(definition.params, request.params, 'params'),
+        query: parse(definition.query, request.query, 'query'),
+        body: parse(definition.body, request.body ?? {}, 'body'),
+      };
+      await handler(input as Input<Parsed<Params>, Parsed<Query>, Parsed<Body>>, request, response);
+    };
+    this.app[definition.method](definition.path, ...this.guards[definition.security], run);
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * The one catalogue of errors. A `code` is part of the API: clients switch on it, so codes are
+ * never renamed. `type` URIs are derived from the code.
+ */
+export const errorCatalogue = {
+  // 400
+  invalid_json: { status: 400, title: 'Request body is not valid JSON' },
+  validation_failed: { status: 400, title: 'Request did not pass validation' },
+  invalid_cursor: { status: 400, title: 'Cursor is malformed or was not issued for this query' },
+  // 401
+  admin_key_missing: { status: 401, title: 'Platform admin key required' },
+  admin_key_invalid: { status: 401, title: 'Platform admin key is invalid' },
+  // 403
+  forbidden: { status: 403, title: 'Forbidden' },
+  // 404
+  route_not_found: { status: 404, title: 'No such route' },
+  workspace_not_found: { status: 404, title: 'Workspace not found' },
+  // 409
+  slug_taken: { status: 409, title: 'Workspace slug is already taken' },
+  conflict: { status: 409, title: 'Conflicting change' },
+  // 413, 415
+  payload_too_large: { status: 413, title: 'Request body is too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported content type' },
+  // 5xx
+  internal: { status: 500, title: 'Internal server error' },
+  database_unavailable: { status: 503, title: 'Database unavailable' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+export interface FieldError {
+  /** JSON pointer into the request part named by `in`, e.g. `/slug`. */
+  pointer: string;
+  in: 'body' | 'query' | 'params' | 'header';
+  detail: string;
+}
+
+export class ProblemError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly errors: FieldError[] | undefined;
+  readonly headers: Record<string, string>;
+
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options: { errors?: FieldError[]; headers?: Record<string, string> } = {},
+  ) {
+    super(detail ?? errorCatalogue[code].title);
+    this.code = code;
+    this.status = errorCatalogue[code].status;
+    this.errors = options.errors;
+    this.headers = options.headers ?? {};
+  }
+}
+
+export const problemTypeBase = 'https://cordon.dev/problems/';

@@ -1,0 +1,56 @@
+import type { Orm } from '../db/orm.ts';
+import type { Api } from './api.ts';
+import { ProblemError } from './errors.ts';
+import type { Metrics } from './metrics.ts';
+import { z } from 'zod';
+
+const status = z.object({ status: z.literal('ok') });
+
+export function healthRoutes(api: Api, orm: Orm, metrics: Metrics, openApi: () => unknown): void {
+  api.route(
+    { method: 'get', path: '/healthz', summary: 'Liveness: the process is up', tag: 'Operations', security: 'none', responses: { 200: { description: 'Up', schema: status } } },
+    (_input, _request, response) => {
+      response.json({ status: 'ok' });
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/readyz',
+      summary: 'Readiness: the database answers',
+      tag: 'Operations',
+      security: 'none',
+      responses: { 200: { description: 'Ready', schema: status }, 503: { description: 'Database unreachable' } },
+    },
+    async (_input, _request, response) => {
+      const reachable = await Promise.race([
+        orm.em.fork().execute('select 1').then(() => true, () => false),
+        new Promise<boolean>((resolve) => setTimeout(resolve, 2_000, false).unref()),
+      ]);
+      if (!reachable) throw new ProblemError('database_unavailable', 'The database did not answer');
+      response.json({ status: 'ok' });
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/metrics',
+      summary: 'Prometheus metrics',
+      tag: 'Operations',
+      security: 'admin',
+      responses: { 200: { description: 'Prometheus text format', schema: z.string(), contentType: 'text/plain' } },
+    },
+    async (_input, _request, response) => {
+      response.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+    },
+  );
+
+  api.route(
+    { method: 'get', path: '/openapi.json', summary: 'This API, described in OpenAPI 3.1', tag: 'Operations', security: 'none', responses: { 200: { description: 'The document' } } },
+    (_input, _request, response) => {
+      response.json(openApi());
+    },
+  );
+}

@@ -1,0 +1,81 @@
+import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
+import { ProblemError, errorCatalogue, problemTypeBase, type ErrorCode } from './errors.ts';
+
+/** Constraint names whose violation is a client error with its own code. */
+const uniqueConstraintCodes: Record<string, ErrorCode> = {
+  workspaces_slug_key: 'slug_taken',
+};
+
+/** Body-parser signals its failures with a `type`; they are the client's fault, never a 500. */
+const bodyParserCodes: Record<string, ErrorCode> = {
+  'entity.parse.failed': 'invalid_json',
+  'entity.too.large': 'payload_too_large',
+  'encoding.unsupported': 'unsupported_media_type',
+  'charset.unsupported': 'unsupported_media_type',
+  'request.aborted': 'invalid_json',
+  'request.size.invalid': 'invalid_json',
+};
+
+/** Translates database errors in one place: SQLSTATE → catalogue code. */
+function fromDatabase(error: { code?: unknown; sqlState?: unknown; constraint?: unknown }): ProblemError | undefined {
+  const state = typeof error.sqlState === 'string' ? error.sqlState : error.code;
+  if (typeof state !== 'string' || !/^[0-9A-Z]{5}$/.test(state)) return undefined;
+  if (state === '23505') {
+    const constraint = typeof error.constraint === 'string' ? error.constraint : '';
+    return new ProblemError(uniqueConstraintCodes[constraint] ?? 'conflict');
+  }
+  if (state === '40001' || state === '40P01') {
+    return new ProblemError('conflict', 'A concurrent change conflicted with this one; retry the request');
+  }
+  if (state.startsWith('08') || state === '57P01' || state === '57P03' || state === '53300') {
+    return new ProblemError('database_unavailable');
+  }
+  return undefined;
+}
+
+function toProblem(error: unknown): ProblemError | undefined {
+  if (error instanceof ProblemError) return error;
+  if (typeof error !== 'object' || error === null) return undefined;
+  const candidate = error as { type?: unknown; code?: unknown; sqlState?: unknown; constraint?: unknown };
+  if (typeof candidate.type === 'string' && candidate.type in bodyParserCodes) {
+    return new ProblemError(bodyParserCodes[candidate.type] as ErrorCode);
+  }
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(String(candidate.code))) {
+    return new ProblemError('database_unavailable');
+  }
+  return fromDatabase(candidate);
+}
+
+export function sendProblem(request: Request, response: Response, problem: ProblemError): void {
+  for (const [name, value] of Object.entries(problem.headers)) response.setHeader(name, value);
+  response
+    .status(problem.status)
+    .type('application/problem+json')
+    .send(
+      JSON.stringify({
+        type: problemTypeBase + problem.code.replaceAll('_', '-'),
+        title: errorCatalogue[problem.code].title,
+        status: problem.status,
+        detail: problem.message,
+        code: problem.code,
+        requestId: request.id,
+        ...(problem.errors ? { errors: problem.errors } : {}),
+      }),
+    );
+}
+
+export const notFound: RequestHandler = (request) => {
+  throw new ProblemError('route_not_found', `No route for ${request.method} ${request.path}`);
+};
+
+/** Renders every error as RFC 9457; anything unrecognised is a logged 500 with a generic body. */
+export const problemHandler: ErrorRequestHandler = (error, request, response, next) => {
+  if (response.headersSent) return next(error);
+  const problem = toProblem(error);
+  if (problem) {
+    if (problem.status >= 500) request.log.error({ err: error }, 'request failed');
+    return sendProblem(request, response, problem);
+  }
+  request.log.error({ err: error }, 'unhandled error');
+  sendProblem(request, response, new ProblemError('internal', 'An unexpected error occurred; it has been logged'));
+};

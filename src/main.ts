@@ -1,0 +1,79 @@
+import type { Server } from 'node:http';
+import { createApp } from './app.ts';
+import { developmentAdminKey } from './auth/admin-key.ts';
+import { ConfigError, parseConfig, type Config } from './config.ts';
+import { prepareDatabase } from './db/bootstrap.ts';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
+import { createOrm, type Orm } from './db/orm.ts';
+import { createLogger } from './http/logging.ts';
+
+let config: Config;
+try {
+  config = parseConfig(process.env);
+} catch (error) {
+  if (!(error instanceof ConfigError)) throw error;
+  process.stderr.write(`${error.message}\n`);
+  process.exit(1);
+}
+
+const logger = createLogger(config);
+let embedded: EmbeddedDatabase | undefined;
+let orm: Orm | undefined;
+let server: Server | undefined;
+
+async function start(): Promise<void> {
+  let adminApiKey = config.adminApiKey;
+  if (!adminApiKey) {
+    const generated = await developmentAdminKey(config.dataDir);
+    adminApiKey = generated.key;
+    logger.info({ file: generated.file }, generated.created ? 'generated a platform admin key' : 'using the platform admin key');
+  }
+
+  let ownerUrl = config.database.ownerUrl;
+  if (!ownerUrl) {
+    embedded = await startEmbeddedPostgres(
+      { dataDir: config.dataDir, port: config.database.embeddedPort, database: 'cordon', persistent: true },
+      logger,
+    );
+    ownerUrl = embedded.url;
+    logger.info({ port: config.database.embeddedPort }, 'embedded PostgreSQL started');
+  }
+
+  const { appUrl } = await prepareDatabase({ ownerUrl, appUrl: config.database.appUrl }, logger);
+  orm = await createOrm({ url: appUrl, poolSize: config.database.poolSize }, logger);
+  const { app } = createApp({ config: { ...config, adminApiKey }, orm, logger });
+  const listening = app.listen(config.port, config.host);
+  server = listening;
+  await new Promise<void>((resolve, reject) => listening.once('listening', resolve).once('error', reject));
+  const address = listening.address();
+  logger.info({ port: typeof address === 'object' && address ? address.port : config.port }, 'listening');
+}
+
+let stopping = false;
+async function stop(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info({ signal }, 'stopping');
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  await orm?.close();
+  await embedded?.stop();
+  logger.info('stopped');
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    stop(signal).then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  });
+}
+
+start().catch(async (error: unknown) => {
+  logger.fatal({ reason: error instanceof Error ? error.message : String(error) }, 'start failed');
+  await stop('start failure').catch(() => undefined);
+  process.exit(1);
+});
