@@ -29,6 +29,12 @@ const environment = z
     EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65_535).default(54_329),
     BODY_LIMIT: byteSize,
     TRUST_PROXY: boolean.default(false),
+    OUTBOUND_ALLOW_PRIVATE: boolean.optional(),
+    JWKS_TIMEOUT_MS: z.coerce.number().int().min(100).max(30_000).default(5_000),
+    JWKS_COOLDOWN_SECONDS: z.coerce.number().min(0).max(3_600).default(30),
+    JWKS_CACHE_SECONDS: z.coerce.number().min(1).max(86_400).default(600),
+    JWKS_MAX_BYTES: z.coerce.number().int().min(1_024).max(4_194_304).default(262_144),
+    TOKEN_CACHE_SIZE: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
   })
   .superRefine((env, context) => {
     if (env.NODE_ENV !== 'production') return;
@@ -49,6 +55,15 @@ export interface Config {
   trustProxy: boolean;
   /** Undefined until main.ts resolves it (from the environment or `.data/admin-key`). */
   adminApiKey: string | undefined;
+  auth: {
+    /** Outbound fetches (JWKS) may reach loopback and private networks: never in production by default. */
+    allowPrivateNetworks: boolean;
+    jwksTimeoutMs: number;
+    jwksCooldownMs: number;
+    jwksCacheMs: number;
+    jwksMaxBytes: number;
+    tokenCacheSize: number;
+  };
   database: {
     /** Owner connection: runs migrations. Undefined means "start the embedded PostgreSQL". */
     ownerUrl: string | undefined;
@@ -81,6 +96,14 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     bodyLimit: env.BODY_LIMIT,
     trustProxy: env.TRUST_PROXY,
     adminApiKey: env.ADMIN_API_KEY,
+    auth: {
+      allowPrivateNetworks: env.OUTBOUND_ALLOW_PRIVATE ?? env.NODE_ENV !== 'production',
+      jwksTimeoutMs: env.JWKS_TIMEOUT_MS,
+      jwksCooldownMs: env.JWKS_COOLDOWN_SECONDS * 1000,
+      jwksCacheMs: env.JWKS_CACHE_SECONDS * 1000,
+      jwksMaxBytes: env.JWKS_MAX_BYTES,
+      tokenCacheSize: env.TOKEN_CACHE_SIZE,
+    },
     database: {
       ownerUrl: env.DATABASE_URL,
       appUrl: env.DATABASE_APP_URL,

@@ -4,6 +4,7 @@ import { developmentAdminKey } from './auth/admin-key.ts';
 import { ConfigError, parseConfig, type Config } from './config.ts';
 import { prepareDatabase } from './db/bootstrap.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
+import { ChangeBus } from './db/changes.ts';
 import { createOrm, type Orm } from './db/orm.ts';
 import { createLogger } from './http/logging.ts';
 
@@ -19,6 +20,7 @@ try {
 const logger = createLogger(config);
 let embedded: EmbeddedDatabase | undefined;
 let orm: Orm | undefined;
+let changes: ChangeBus | undefined;
 let server: Server | undefined;
 
 async function start(): Promise<void> {
@@ -41,7 +43,9 @@ async function start(): Promise<void> {
 
   const { appUrl } = await prepareDatabase({ ownerUrl, appUrl: config.database.appUrl }, logger);
   orm = await createOrm({ url: appUrl, poolSize: config.database.poolSize }, logger);
-  const { app } = createApp({ config: { ...config, adminApiKey }, orm, logger });
+  changes = new ChangeBus(appUrl, logger);
+  await changes.listen();
+  const { app } = createApp({ config: { ...config, adminApiKey }, orm, changes, logger });
   const listening = app.listen(config.port, config.host);
   server = listening;
   await new Promise<void>((resolve, reject) => listening.once('listening', resolve).once('error', reject));
@@ -55,6 +59,7 @@ async function stop(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'stopping');
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  await changes?.close();
   await orm?.close();
   await embedded?.stop();
   logger.info('stopped');

@@ -7,6 +7,7 @@ export const servingGrants: Record<string, readonly string[]> = {
   policies: ['select', 'insert', 'update', 'delete'],
   members: ['select', 'insert', 'update', 'delete'],
   records: ['select', 'insert', 'update', 'delete'],
+  identity_providers: ['select', 'insert', 'update', 'delete'],
 };
 
 export const servingFunctions: readonly string[] = ['cordon_current_workspace()', 'cordon_workspace_counts(uuid[])'];

@@ -1,10 +1,11 @@
 import { MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
+import { IdentityProviderEntity } from '../features/identity-providers/identity-provider.entity.ts';
 import { PolicyEntity } from '../features/policies/policy.entity.ts';
 import { WorkspaceEntity } from '../features/workspaces/workspace.entity.ts';
 
 /** Every entity, imported once: MikroORM refuses a module it sees twice. */
-export const entities = [WorkspaceEntity, PolicyEntity];
+export const entities = [WorkspaceEntity, PolicyEntity, IdentityProviderEntity];
 
 export type Orm = MikroORM;
 

@@ -10,13 +10,31 @@ export const errorCatalogue = {
   // 401
   admin_key_missing: { status: 401, title: 'Platform admin key required' },
   admin_key_invalid: { status: 401, title: 'Platform admin key is invalid' },
+  token_missing: { status: 401, title: 'Bearer token required' },
+  token_malformed: { status: 401, title: 'Token is not a well-formed JWT' },
+  token_untrusted_issuer: { status: 401, title: 'Token issuer is not trusted by this workspace' },
+  token_algorithm: { status: 401, title: 'Token algorithm is not allowed' },
+  token_unknown_key: { status: 401, title: 'Token was signed with an unknown key' },
+  token_signature: { status: 401, title: 'Token signature is invalid' },
+  token_expired: { status: 401, title: 'Token has expired' },
+  token_not_yet_valid: { status: 401, title: 'Token is not valid yet' },
+  token_issued_in_future: { status: 401, title: 'Token was issued in the future' },
+  token_audience: { status: 401, title: 'Token audience is not accepted' },
+  token_authorized_party: { status: 401, title: 'Token authorized party is not accepted' },
+  token_session_pending: { status: 401, title: 'Token belongs to a pending session' },
+  token_claims: { status: 401, title: 'Token lacks a required claim' },
   // 403
   forbidden: { status: 403, title: 'Forbidden' },
+  org_mismatch: { status: 403, title: 'Token organization is not bound to this workspace' },
+  workspace_suspended: { status: 403, title: 'Workspace is suspended' },
   // 404
   route_not_found: { status: 404, title: 'No such route' },
   workspace_not_found: { status: 404, title: 'Workspace not found' },
+  identity_provider_not_found: { status: 404, title: 'Identity provider not found' },
   // 409
   slug_taken: { status: 409, title: 'Workspace slug is already taken' },
+  identity_provider_taken: { status: 409, title: 'Another workspace already trusts this issuer for this organization' },
+  identity_provider_name_taken: { status: 409, title: 'This workspace already has an identity provider with that name' },
   conflict: { status: 409, title: 'Conflicting change' },
   // 413, 415
   payload_too_large: { status: 413, title: 'Request body is too large' },
@@ -24,6 +42,7 @@ export const errorCatalogue = {
   // 5xx
   internal: { status: 500, title: 'Internal server error' },
   database_unavailable: { status: 503, title: 'Database unavailable' },
+  identity_provider_unavailable: { status: 503, title: "Identity provider's keys could not be fetched" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -1,19 +1,19 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pino, type Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import type { Config } from '../config.ts';
 
 const acceptableRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
 
-export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
+export function createLogger(config: Pick<Config, 'logLevel'>, destination?: DestinationStream): Logger {
   return pino({
     level: config.logLevel,
     redact: {
       paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]', '*.token', '*.adminApiKey'],
       censor: '[redacted]',
     },
-  });
+  }, destination);
 }
 
 /** The route template, never the raw URL: paths can carry ids and invitation tokens. */
@@ -32,16 +32,17 @@ export function requestLogging(logger: Logger) {
       response.setHeader('X-Request-Id', id);
       return id;
     },
+    // Our serializers see the raw objects: nothing but these fields is ever logged.
+    wrapSerializers: false,
     serializers: {
-      req: (request: IncomingMessage & { id?: unknown; remoteAddress?: unknown }) => ({
+      req: (request: IncomingMessage & { id?: unknown }) => ({
         id: request.id,
         method: request.method,
-        remoteAddress: request.remoteAddress,
+        remoteAddress: request.socket?.remoteAddress,
       }),
-      res: (response: ServerResponse) => ({ statusCode: response.statusCode }),
+      // Serialized when the response finishes, once Express has matched the route.
+      res: (response: ServerResponse) => ({ statusCode: response.statusCode, route: routeTemplate(response.req) }),
     },
-    // Evaluated when the response finishes, once Express has matched the route.
-    customProps: (request) => ({ route: routeTemplate(request) }),
     customLogLevel(_request, response, error) {
       if (error || response.statusCode >= 500) return 'error';
       return 'info';

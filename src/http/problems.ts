@@ -4,6 +4,8 @@ import { ProblemError, errorCatalogue, problemTypeBase, type ErrorCode } from '.
 /** Constraint names whose violation is a client error with its own code. */
 const uniqueConstraintCodes: Record<string, ErrorCode> = {
   workspaces_slug_key: 'slug_taken',
+  identity_providers_issuer_org_key: 'identity_provider_taken',
+  identity_providers_workspace_name_key: 'identity_provider_name_taken',
 };
 
 /** Body-parser signals its failures with a `type`; they are the client's fault, never a 500. */

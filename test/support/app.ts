@@ -4,6 +4,9 @@ import pg from 'pg';
 import { pino } from 'pino';
 import supertest from 'supertest';
 import { createApp } from '../../src/app.ts';
+import { parseConfig } from '../../src/config.ts';
+import { createLogger } from '../../src/http/logging.ts';
+import { ChangeBus } from '../../src/db/changes.ts';
 import { createOrm, type Orm } from '../../src/db/orm.ts';
 
 export interface TestApp {
@@ -29,18 +32,37 @@ function required(name: string): string {
   return value;
 }
 
-export async function startTestApp(options: { databaseUrl?: string } = {}): Promise<TestApp> {
-  const logger = pino({ level: 'silent' });
+export interface TestAppOptions {
+  databaseUrl?: string;
+  /** Environment overrides, parsed by the real configuration module. */
+  env?: Record<string, string>;
+  /** Listen for changes from other instances (LISTEN/NOTIFY). */
+  listen?: boolean;
+  /** Receives every log line, to check what is (not) logged. */
+  logLines?: string[];
+}
+
+export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const logger = options.logLines
+    ? createLogger({ logLevel: 'trace' }, { write: (line: string) => void options.logLines!.push(line) })
+    : pino({ level: 'silent' });
   const adminKey = randomBytes(32).toString('base64url');
-  const orm = await createOrm({ url: options.databaseUrl ?? testDatabase.appUrl(), poolSize: 5 }, logger);
-  const { app } = createApp({ config: { bodyLimit: '100kb', trustProxy: false, adminApiKey: adminKey }, orm, logger });
+  const config = parseConfig({ NODE_ENV: 'test', BODY_LIMIT: '100kb', JWKS_COOLDOWN_SECONDS: '0', ...options.env });
+  const url = options.databaseUrl ?? testDatabase.appUrl();
+  const orm = await createOrm({ url, poolSize: 5 }, logger);
+  const changes = new ChangeBus(url, logger);
+  if (options.listen) await changes.listen();
+  const { app } = createApp({ config: { ...config, adminApiKey: adminKey }, orm, changes, logger });
   return {
     app,
     orm,
     adminKey,
     admin: () => adminAgent(app, adminKey),
     http: () => supertest.agent(app),
-    close: () => orm.close(),
+    close: async () => {
+      await changes.close();
+      await orm.close();
+    },
   };
 }
 

@@ -1,4 +1,5 @@
 import { Migration20261125000000Foundation } from './Migration20261125000000Foundation.ts';
+import { Migration20261125010000IdentityProviders } from './Migration20261125010000IdentityProviders.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
-export const migrations = [Migration20261125000000Foundation];
+export const migrations = [Migration20261125000000Foundation, Migration20261125010000IdentityProviders];

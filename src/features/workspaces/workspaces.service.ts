@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
+import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
@@ -49,9 +50,22 @@ const noCounts: Counts = { memberCount: 0, recordCount: 0 };
 
 export class WorkspacesService {
   private readonly orm: Orm;
+  private readonly changes: ChangeBus;
 
-  constructor(orm: Orm) {
+  constructor(orm: Orm, changes: ChangeBus) {
     this.orm = orm;
+    this.changes = changes;
+  }
+
+  /** Workspace rows are few and rarely change: any change drops every cached tenant. */
+  private async announced<T>(work: (em: EntityManager) => Promise<T>): Promise<T> {
+    const result = await this.orm.em.fork().transactional(async (em) => {
+      const value = await work(em);
+      await this.changes.announce(em, { topic: 'workspace', workspaceId: '*' });
+      return value;
+    });
+    this.changes.apply({ topic: 'workspace', workspaceId: '*' });
+    return result;
   }
 
   /** Finds a workspace by id or slug; unknown and malformed references are the same 404. */
@@ -63,7 +77,7 @@ export class WorkspacesService {
 
   /** The workspace and its default policies commit together, or not at all. */
   async create(input: CreateWorkspace): Promise<WorkspaceResponse> {
-    const workspace = await this.orm.em.fork().transactional(async (em) => {
+    const workspace = await this.announced(async (em) => {
       const created = em.create(WorkspaceEntity, { id: uuidv7(), ...input });
       await em.flush();
       await em.execute("select set_config('cordon.workspace_id', ?, true)", [created.id]);
@@ -97,18 +111,20 @@ export class WorkspacesService {
   }
 
   async update(reference: string, patch: UpdateWorkspace): Promise<WorkspaceResponse> {
-    const em = this.orm.em.fork();
-    const workspace = await this.find(em, reference);
-    em.assign(workspace, patch);
-    await em.flush();
-    const counts = await countsFor(em, [workspace.id]);
-    return toResponse(workspace, counts.get(workspace.id) ?? noCounts);
+    return this.announced(async (em) => {
+      const workspace = await this.find(em, reference);
+      em.assign(workspace, patch);
+      await em.flush();
+      const counts = await countsFor(em, [workspace.id]);
+      return toResponse(workspace, counts.get(workspace.id) ?? noCounts);
+    });
   }
 
   /** One statement: every tenant table references the workspace with ON DELETE CASCADE. */
   async remove(reference: string): Promise<void> {
-    const em = this.orm.em.fork();
-    const workspace = await this.find(em, reference);
-    await em.nativeDelete(WorkspaceEntity, { id: workspace.id });
+    await this.announced(async (em) => {
+      const workspace = await this.find(em, reference);
+      await em.nativeDelete(WorkspaceEntity, { id: workspace.id });
+    });
   }
 }

@@ -1,0 +1,77 @@
+import type { RequestHandler } from 'express';
+import type { Orm } from '../db/orm.ts';
+import { withWorkspace } from '../db/scope.ts';
+import { ProblemError } from '../http/errors.ts';
+import { bearerToken } from './admin.ts';
+import { mapClaims } from './claims.ts';
+import type { Principal } from './principal.ts';
+import { tokenProblem, type TokenVerifier } from './tokens.ts';
+import type { Tenant, TenantWorkspace, WorkspaceDirectory } from './workspace-directory.ts';
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** Set by the front door on every tenant route. */
+    principal?: Principal;
+    workspace?: TenantWorkspace;
+  }
+}
+
+/** Steps 1–2 of the enforcement order: authenticate, then resolve the workspace context. */
+export class Authenticator {
+  private readonly directory: WorkspaceDirectory;
+  private readonly verifier: TokenVerifier;
+  private readonly orm: Orm;
+
+  constructor(directory: WorkspaceDirectory, verifier: TokenVerifier, orm: Orm) {
+    this.directory = directory;
+    this.verifier = verifier;
+    this.orm = orm;
+  }
+
+  async authenticate(workspaceReference: string, token: string | undefined): Promise<{ principal: Principal; tenant: Tenant }> {
+    if (!token) throw tokenProblem('token_missing', 'Send the user token as a Bearer token');
+    const tenant = await this.directory.resolve(workspaceReference);
+    const { tenant: verifiedTenant, provider, payload } = await this.verifier.verify(tenant, token);
+    const claims = mapClaims(provider, payload);
+    if (!claims.subject) throw tokenProblem('token_claims', 'The token has no subject claim');
+    const subject = claims.subject;
+    if (claims.orgId !== provider.orgId) {
+      throw new ProblemError('org_mismatch', "The token's organization is not bound to this workspace");
+    }
+    if (verifiedTenant.workspace.status !== 'active') throw new ProblemError('workspace_suspended');
+
+    let roles = provider.roleSource === 'members' ? [] : claims.roles;
+    let email = claims.email;
+    if (provider.roleSource !== 'claims') {
+      const member = await this.member(verifiedTenant.workspace.id, subject);
+      roles = [...new Set([...roles, ...(member?.roles ?? [])])];
+      email ??= member?.email ?? undefined;
+    }
+    const principal: Principal = {
+      id: subject,
+      workspaceId: verifiedTenant.workspace.id,
+      roles,
+      provider: provider.name,
+      ...(email ? { email } : {}),
+      claims: payload,
+    };
+    return { principal, tenant: verifiedTenant };
+  }
+
+  private async member(workspaceId: string, userId: string): Promise<{ roles: string[]; email: string | null } | undefined> {
+    const rows = await withWorkspace(this.orm, workspaceId, (em) =>
+      em.execute<{ roles: string[]; email: string | null }[]>('select roles, email from members where user_id = ?', [userId]),
+    );
+    return rows[0];
+  }
+
+  /** Express guard for routes with a `:ws` parameter. */
+  guard(): RequestHandler {
+    return async (request, _response, next) => {
+      const { principal, tenant } = await this.authenticate(String(request.params.ws ?? ''), bearerToken(request.headers));
+      request.principal = principal;
+      request.workspace = tenant.workspace;
+      next();
+    };
+  }
+}

@@ -1,0 +1,69 @@
+import type { JWTPayload } from 'jose';
+import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
+
+type ProviderClaims = Pick<IdentityProvider, 'type' | 'claims' | 'roleMap'>;
+
+export interface MappedClaims {
+  subject: string | undefined;
+  orgId: string | undefined;
+  /** Roles from the token, after the preset's clean-up and the provider's roleMap. */
+  roles: string[];
+  email: string | undefined;
+}
+
+/**
+ * Reads a claim by path. A claim whose whole name equals the path wins (`https://x.com/roles`,
+ * `org.id` as one name); otherwise the path is walked on dots (`o.rol`). Names containing a
+ * slash are never split.
+ */
+export function readClaim(payload: Record<string, unknown>, path: string): unknown {
+  if (Object.hasOwn(payload, path)) return payload[path];
+  if (path.includes('/')) return undefined;
+  let value: unknown = payload;
+  for (const segment of path.split('.')) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, segment)) return undefined;
+    value = (value as Record<string, unknown>)[segment];
+  }
+  return value;
+}
+
+const asString = (value: unknown) => (typeof value === 'string' && value.length > 0 ? value : undefined);
+
+const asRoles = (value: unknown): string[] => {
+  if (typeof value === 'string') return value ? [value] : [];
+  if (Array.isArray(value)) return value.filter((role): role is string => typeof role === 'string' && role.length > 0);
+  return [];
+};
+
+/** Clerk session tokens: v2 (`v: 2`) nests the organization under `o`; v1 uses `org_*` claims. */
+function clerkPaths(payload: JWTPayload) {
+  return payload.v === 2 ? { orgId: 'o.id', roles: 'o.rol' } : { orgId: 'org_id', roles: 'org_role' };
+}
+
+const presetPaths = (provider: ProviderClaims, payload: JWTPayload) => {
+  const preset =
+    provider.type === 'clerk' ? clerkPaths(payload) : provider.type === 'auth0' ? { orgId: 'org_id', roles: undefined } : { orgId: undefined, roles: undefined };
+  return {
+    subject: provider.claims.subject ?? 'sub',
+    orgId: provider.claims.orgId ?? preset.orgId,
+    roles: provider.claims.roles ?? preset.roles,
+    email: provider.claims.email ?? 'email',
+  };
+};
+
+function applyRoleMap(roles: string[], roleMap: Record<string, string | string[]>): string[] {
+  const mapped = roles.flatMap((role) => (Object.hasOwn(roleMap, role) ? [roleMap[role] ?? []].flat() : [role]));
+  return [...new Set(mapped)];
+}
+
+export function mapClaims(provider: ProviderClaims, payload: JWTPayload): MappedClaims {
+  const paths = presetPaths(provider, payload);
+  let roles = paths.roles ? asRoles(readClaim(payload, paths.roles)) : [];
+  if (provider.type === 'clerk') roles = roles.map((role) => role.replace(/^org:/, ''));
+  return {
+    subject: asString(readClaim(payload, paths.subject)),
+    orgId: asString(paths.orgId ? readClaim(payload, paths.orgId) : undefined),
+    roles: applyRoleMap(roles, provider.roleMap),
+    email: asString(readClaim(payload, paths.email)),
+  };
+}

@@ -1,0 +1,142 @@
+import { decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload } from 'jose';
+import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
+import { ProblemError, type ErrorCode } from '../http/errors.ts';
+import { mapClaims } from './claims.ts';
+import type { KeySets } from './key-sets.ts';
+import { VerifiedTokenCache } from './token-cache.ts';
+import type { Tenant } from './workspace-directory.ts';
+
+export interface VerifiedIdentity {
+  tenant: Tenant;
+  provider: IdentityProvider;
+  payload: JWTPayload;
+}
+
+/** RFC 6750: a 401 names the error; the description never echoes the token. */
+export function tokenProblem(code: ErrorCode, detail: string): ProblemError {
+  const header =
+    code === 'token_missing'
+      ? 'Bearer realm="cordon"'
+      : `Bearer realm="cordon", error="invalid_token", error_description="${detail.replaceAll('"', "'")}"`;
+  return new ProblemError(code, detail, { headers: { 'WWW-Authenticate': header } });
+}
+
+function fromJose(error: unknown): ProblemError {
+  if (error instanceof errors.JWTExpired) return tokenProblem('token_expired', 'The token has expired');
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.claim === 'nbf') return tokenProblem('token_not_yet_valid', 'The token is not valid yet');
+    if (error.claim === 'aud') return tokenProblem('token_audience', 'The token audience is not accepted');
+    if (error.claim === 'iss') return tokenProblem('token_untrusted_issuer', 'The token issuer is not trusted by this workspace');
+    return tokenProblem('token_claims', `The token's ${error.claim} claim is missing or invalid`);
+  }
+  if (error instanceof errors.JOSEAlgNotAllowed) return tokenProblem('token_algorithm', 'The token algorithm is not allowed');
+  if (error instanceof errors.JWSSignatureVerificationFailed) return tokenProblem('token_signature', 'The token signature is invalid');
+  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) {
+    return tokenProblem('token_unknown_key', 'The token was not signed by a key of this identity provider');
+  }
+  if (!(error instanceof errors.JOSEError) || error instanceof errors.JWKSTimeout) {
+    return new ProblemError('identity_provider_unavailable', "The identity provider's keys could not be fetched");
+  }
+  if (error instanceof errors.JWKSInvalid || error instanceof errors.JOSENotSupported) {
+    return new ProblemError('identity_provider_unavailable', "The identity provider's keys could not be used");
+  }
+  return tokenProblem('token_malformed', 'The token could not be verified');
+}
+
+/** `exp`, `nbf` and `iat` against the clock, with the provider's tolerance. Also used on cache hits. */
+export function checkTimes(payload: JWTPayload, toleranceSeconds: number, now: number): void {
+  if (typeof payload.exp !== 'number') throw tokenProblem('token_claims', 'The token has no exp claim');
+  if (payload.exp <= now - toleranceSeconds) throw tokenProblem('token_expired', 'The token has expired');
+  if (typeof payload.nbf === 'number' && payload.nbf > now + toleranceSeconds) {
+    throw tokenProblem('token_not_yet_valid', 'The token is not valid yet');
+  }
+  if (typeof payload.iat === 'number' && payload.iat > now + toleranceSeconds) {
+    throw tokenProblem('token_issued_in_future', 'The token was issued in the future');
+  }
+}
+
+/** Checks jose does not know about: `azp` and Clerk's pending sessions. */
+function checkProviderRules(provider: IdentityProvider, payload: JWTPayload): void {
+  if (provider.authorizedParties.length) {
+    const azp = payload.azp;
+    if (typeof azp !== 'string' || !provider.authorizedParties.includes(azp)) {
+      throw tokenProblem('token_authorized_party', 'The token authorized party (azp) is not accepted');
+    }
+  }
+  if (provider.type === 'clerk' && payload.sts === 'pending' && !provider.allowPendingSessions) {
+    throw tokenProblem('token_session_pending', 'The token belongs to a pending session');
+  }
+}
+
+/** The issuer picks the provider; among providers of one issuer, the token's org picks. */
+function chooseProvider(tenant: Tenant, payload: JWTPayload): IdentityProvider {
+  const candidates = tenant.providers.filter((provider) => provider.issuer === payload.iss);
+  const chosen = candidates.find((provider) => mapClaims(provider, payload).orgId === provider.orgId) ?? candidates[0];
+  if (!chosen) throw tokenProblem('token_untrusted_issuer', 'The token issuer is not trusted by this workspace');
+  return chosen;
+}
+
+export class TokenVerifier {
+  private readonly keySets: KeySets;
+  private readonly cache: VerifiedTokenCache;
+  private readonly clock: () => number;
+
+  constructor(keySets: KeySets, cache: VerifiedTokenCache, clock: () => number = () => Math.floor(Date.now() / 1000)) {
+    this.keySets = keySets;
+    this.cache = cache;
+    this.clock = clock;
+  }
+
+  /**
+   * Verifies a bearer token for the workspace named in the URL. An unknown workspace, one with no
+   * providers and an untrusted issuer fail alike, before any signature work.
+   */
+  async verify(tenant: Tenant | undefined, token: string): Promise<VerifiedIdentity> {
+    const now = this.clock();
+    const key = VerifiedTokenCache.key(token);
+    const hit = this.cache.get(key);
+    if (hit && tenant && hit.workspaceId === tenant.workspace.id) {
+      const provider = tenant.providers.find((candidate) => candidate.id === hit.providerId);
+      if (provider && provider.version === hit.providerVersion && this.keySets.generation(provider) === hit.keyGeneration) {
+        checkTimes(hit.payload, provider.clockToleranceSeconds, now);
+        return { tenant, provider, payload: hit.payload };
+      }
+      this.cache.delete(key);
+    }
+
+    let payload: JWTPayload;
+    let algorithm: unknown;
+    try {
+      algorithm = decodeProtectedHeader(token).alg;
+      payload = decodeJwt(token);
+    } catch {
+      throw tokenProblem('token_malformed', 'The bearer token is not a well-formed JWT');
+    }
+    if (!tenant) throw tokenProblem('token_untrusted_issuer', 'The token issuer is not trusted by this workspace');
+    const provider = chooseProvider(tenant, payload);
+    if (typeof algorithm !== 'string' || !provider.algorithms.includes(algorithm)) {
+      throw tokenProblem('token_algorithm', 'The token algorithm is not allowed for this identity provider');
+    }
+    const keyGeneration = this.keySets.generation(provider);
+    try {
+      ({ payload } = await jwtVerify(token, this.keySets.resolver(provider), {
+        issuer: provider.issuer,
+        ...(provider.audiences.length ? { audience: provider.audiences } : {}),
+        algorithms: provider.algorithms,
+        clockTolerance: provider.clockToleranceSeconds,
+        requiredClaims: ['exp'],
+        currentDate: new Date(now * 1000),
+      }));
+    } catch (error) {
+      throw fromJose(error);
+    }
+    checkTimes(payload, provider.clockToleranceSeconds, now);
+    checkProviderRules(provider, payload);
+    this.cache.set(
+      key,
+      { workspaceId: tenant.workspace.id, providerId: provider.id, providerVersion: provider.version, keyGeneration, payload },
+      now,
+    );
+    return { tenant, provider, payload };
+  }
+}

@@ -1,0 +1,73 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import type { EntityManager } from '@mikro-orm/postgresql';
+
+/** What changed, so caches on every instance drop exactly what they hold of it. */
+/** `workspaceId: '*'` means every workspace. */
+export type Change =
+  | { topic: 'workspace'; workspaceId: string }
+  | { topic: 'identity-provider'; workspaceId: string }
+  | { topic: 'policy'; workspaceId: string }
+  | { topic: 'member'; workspaceId: string };
+
+const channel = 'cordon_changes';
+
+/**
+ * Cache invalidation across instances through PostgreSQL LISTEN/NOTIFY. A change is announced
+ * inside the transaction that makes it, so it is delivered exactly when it commits; the
+ * instance that made it also applies it locally at once.
+ */
+export class ChangeBus {
+  private readonly listeners = new Set<(change: Change) => void>();
+  private client: pg.Client | undefined;
+  private closed = false;
+  private readonly url: string | undefined;
+  private readonly logger: Logger;
+
+  constructor(url: string | undefined, logger: Logger) {
+    this.url = url;
+    this.logger = logger;
+  }
+
+  subscribe(listener: (change: Change) => void): void {
+    this.listeners.add(listener);
+  }
+
+  /** Announces a change as part of the caller's transaction. */
+  async announce(em: EntityManager, change: Change): Promise<void> {
+    await em.execute('select pg_notify(?, ?)', [channel, JSON.stringify(change)]);
+  }
+
+  /** Applies a committed change to this instance's caches without waiting for the echo. */
+  apply(change: Change): void {
+    for (const listener of this.listeners) listener(change);
+  }
+
+  async listen(): Promise<void> {
+    if (!this.url || this.closed) return;
+    const client = new pg.Client({ connectionString: this.url });
+    client.on('notification', (message) => {
+      if (message.channel !== channel || !message.payload) return;
+      try {
+        this.apply(JSON.parse(message.payload) as Change);
+      } catch (error) {
+        this.logger.warn({ err: error }, 'ignored a malformed change notification');
+      }
+    });
+    client.on('error', (error) => {
+      this.logger.warn({ err: error }, 'change listener lost its connection; reconnecting');
+      this.client = undefined;
+      // Everything cached may have missed a change while disconnected.
+      this.apply({ topic: 'workspace', workspaceId: '*' });
+      setTimeout(() => void this.listen().catch(() => undefined), 1_000).unref();
+    });
+    await client.connect();
+    await client.query(`listen ${channel}`);
+    this.client = client;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.client?.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,94 @@
+import type { Api } from '../../http/api.ts';
+import { workspaceParams } from '../workspaces/workspaces.schema.ts';
+import type { IdentityProvidersService } from './identity-providers.service.ts';
+import {
+  identityProviderBody,
+  identityProviderListResponse,
+  identityProviderParams,
+  identityProviderResponse,
+} from './identity-providers.schema.ts';
+
+const tag = 'Identity providers';
+
+export function identityProviderRoutes(api: Api, providers: IdentityProvidersService, production: boolean): void {
+  const body = identityProviderBody(production);
+
+  api.route(
+    {
+      method: 'get',
+      path: '/v1/workspaces/:ws/identity-providers',
+      summary: "List the workspace's identity providers",
+      tag,
+      security: 'admin',
+      params: workspaceParams,
+      responses: { 200: { description: 'Providers', schema: identityProviderListResponse } },
+    },
+    async ({ params }, _request, response) => {
+      response.json({ data: await providers.list(params.ws), nextCursor: null });
+    },
+  );
+
+  api.route(
+    {
+      method: 'post',
+      path: '/v1/workspaces/:ws/identity-providers',
+      summary: 'Trust an identity provider (BYOT)',
+      tag,
+      security: 'admin',
+      params: workspaceParams,
+      body,
+      responses: { 201: { description: 'Created', schema: identityProviderResponse } },
+    },
+    async ({ params, body: input }, _request, response) => {
+      const provider = await providers.create(params.ws, input);
+      response.status(201).location(`/v1/workspaces/${params.ws}/identity-providers/${provider.id}`).json(provider);
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/v1/workspaces/:ws/identity-providers/:id',
+      summary: 'Get an identity provider',
+      tag,
+      security: 'admin',
+      params: identityProviderParams,
+      responses: { 200: { description: 'The provider', schema: identityProviderResponse } },
+    },
+    async ({ params }, _request, response) => {
+      response.json(await providers.get(params.ws, params.id));
+    },
+  );
+
+  api.route(
+    {
+      method: 'put',
+      path: '/v1/workspaces/:ws/identity-providers/:id',
+      summary: "Replace an identity provider's configuration",
+      tag,
+      security: 'admin',
+      params: identityProviderParams,
+      body,
+      responses: { 200: { description: 'The provider', schema: identityProviderResponse } },
+    },
+    async ({ params, body: input }, _request, response) => {
+      response.json(await providers.replace(params.ws, params.id, input));
+    },
+  );
+
+  api.route(
+    {
+      method: 'delete',
+      path: '/v1/workspaces/:ws/identity-providers/:id',
+      summary: 'Stop trusting an identity provider',
+      tag,
+      security: 'admin',
+      params: identityProviderParams,
+      responses: { 204: { description: 'Deleted' } },
+    },
+    async ({ params }, _request, response) => {
+      await providers.remove(params.ws, params.id);
+      response.status(204).end();
+    },
+  );
+}

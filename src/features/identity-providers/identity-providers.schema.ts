@@ -1,0 +1,96 @@
+import { z } from 'zod';
+import { verifiableAlgorithms } from '../../auth/algorithms.ts';
+
+const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** https everywhere; plain http only for loopback, and only outside production. */
+const endpointUrl = (production: boolean) =>
+  z.url().refine((value) => {
+    const url = new URL(value);
+    if (url.protocol === 'https:') return true;
+    return !production && url.protocol === 'http:' && loopbackHosts.has(url.hostname);
+  }, production ? 'must be an https URL' : 'must be an https URL (http only for loopback outside production)');
+
+/** A dotted path (`o.rol`) or a whole claim name containing dots or slashes (`https://x.com/roles`). */
+const claimPath = z.string().min(1).max(200);
+
+const publicJwk = z
+  .looseObject({ kty: z.enum(['RSA', 'EC', 'OKP']), kid: z.string().max(200).optional() })
+  .refine((key) => !('d' in key) && !('p' in key) && !('k' in key), 'must be a public key (no private key material)');
+
+const algorithm = z.string().superRefine((value, context) => {
+  if (value === 'none' || /^HS/i.test(value)) {
+    context.addIssue({ code: 'custom', message: `${value} is refused: only asymmetric signatures are accepted` });
+  } else if (!(verifiableAlgorithms as readonly string[]).includes(value)) {
+    context.addIssue({ code: 'custom', message: `must be one of ${verifiableAlgorithms.join(', ')}` });
+  }
+});
+
+export function identityProviderBody(production: boolean) {
+  return z
+    .strictObject({
+      name: z.string().trim().min(1).max(100),
+      type: z.enum(['clerk', 'auth0', 'oidc']),
+      issuer: endpointUrl(production),
+      jwksUri: endpointUrl(production).optional(),
+      jwks: z.strictObject({ keys: z.array(publicJwk).min(1).max(50) }).optional(),
+      audiences: z.array(z.string().min(1).max(500)).max(20).default([]),
+      authorizedParties: z.array(z.string().min(1).max(500)).max(50).default([]),
+      algorithms: z.array(algorithm).min(1).default(['RS256', 'ES256', 'EdDSA']),
+      clockToleranceSeconds: z.int().min(0).max(300).default(5),
+      orgId: z.string().min(1).max(200),
+      claims: z
+        .strictObject({ subject: claimPath.optional(), orgId: claimPath.optional(), roles: claimPath.optional(), email: claimPath.optional() })
+        .default({}),
+      roleMap: z.record(z.string().min(1).max(200), z.union([z.string().min(1).max(100), z.array(z.string().min(1).max(100))])).default({}),
+      roleSource: z.enum(['claims', 'members', 'both']).default('claims'),
+      allowPendingSessions: z.boolean().default(false),
+    })
+    .superRefine((provider, context) => {
+      const issue = (path: string[], message: string) => context.addIssue({ code: 'custom', path, message });
+      if (!provider.jwksUri === !provider.jwks) issue(['jwksUri'], 'give exactly one of jwksUri and jwks');
+      const rolesFromClaims = provider.roleSource !== 'members';
+      if (provider.type === 'auth0') {
+        if (!provider.audiences.length) issue(['audiences'], 'Auth0 tokens must be checked against an audience');
+        if (rolesFromClaims && !provider.claims.roles) issue(['claims', 'roles'], 'name the namespaced roles claim, e.g. https://example.com/roles');
+      }
+      if (provider.type === 'oidc') {
+        if (!provider.claims.orgId) issue(['claims', 'orgId'], 'name the claim that carries the organization');
+        if (rolesFromClaims && !provider.claims.roles) issue(['claims', 'roles'], 'name the claim that carries the roles');
+      }
+      if (provider.allowPendingSessions && provider.type !== 'clerk') issue(['allowPendingSessions'], 'only Clerk has pending sessions');
+    });
+}
+
+export type IdentityProviderInput = z.output<ReturnType<typeof identityProviderBody>>;
+
+export const identityProviderParams = z.object({
+  ws: z.string().min(1).max(100),
+  id: z.string().min(1).max(100),
+});
+
+export const identityProviderResponse = z.object({
+  id: z.uuid(),
+  workspaceId: z.uuid(),
+  name: z.string(),
+  type: z.enum(['clerk', 'auth0', 'oidc']),
+  issuer: z.string(),
+  jwksUri: z.string().nullable(),
+  jwks: z.object({ keys: z.array(z.record(z.string(), z.unknown())) }).nullable(),
+  audiences: z.array(z.string()),
+  authorizedParties: z.array(z.string()),
+  algorithms: z.array(z.string()),
+  clockToleranceSeconds: z.number().int(),
+  orgId: z.string(),
+  claims: z.object({ subject: z.string().optional(), orgId: z.string().optional(), roles: z.string().optional(), email: z.string().optional() }),
+  roleMap: z.record(z.string(), z.union([z.string(), z.array(z.string())])),
+  roleSource: z.enum(['claims', 'members', 'both']),
+  allowPendingSessions: z.boolean(),
+  version: z.number().int(),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+});
+
+export type IdentityProviderResponse = z.output<typeof identityProviderResponse>;
+
+export const identityProviderListResponse = z.object({ data: z.array(identityProviderResponse), nextCursor: z.null() });
