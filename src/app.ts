@@ -31,15 +31,17 @@ export interface AppDependencies {
 
 export const apiVersion = '0.1.0';
 
+export const keySetOptions = (config: Pick<Config, 'auth'>) => ({
+  allowPrivateNetworks: config.auth.allowPrivateNetworks,
+  timeoutMs: config.auth.jwksTimeoutMs,
+  cooldownMs: config.auth.jwksCooldownMs,
+  maxAgeMs: config.auth.jwksCacheMs,
+  maxBytes: config.auth.jwksMaxBytes,
+});
+
 /** The shared pieces of the front door, built once per app. */
-function createAuthenticator({ config, orm, changes }: AppDependencies): Authenticator {
-  const keySets = new KeySets({
-    allowPrivateNetworks: config.auth.allowPrivateNetworks,
-    timeoutMs: config.auth.jwksTimeoutMs,
-    cooldownMs: config.auth.jwksCooldownMs,
-    maxAgeMs: config.auth.jwksCacheMs,
-    maxBytes: config.auth.jwksMaxBytes,
-  });
+export function createAuthenticator({ config, orm, changes }: Pick<AppDependencies, 'config' | 'orm' | 'changes'>): Authenticator {
+  const keySets = new KeySets(keySetOptions(config));
   const directory = new WorkspaceDirectory(orm, changes);
   const verifier = new TokenVerifier(keySets, new VerifiedTokenCache(config.auth.tokenCacheSize));
   return new Authenticator(directory, verifier, orm);

@@ -30,7 +30,8 @@ export class Authenticator {
 
   async authenticate(workspaceReference: string, token: string | undefined): Promise<{ principal: Principal; tenant: Tenant }> {
     if (!token) throw tokenProblem('token_missing', 'Send the user token as a Bearer token');
-    const tenant = await this.directory.resolve(workspaceReference);
+    const cached = this.directory.cached(workspaceReference);
+    const tenant = cached === null ? await this.directory.resolve(workspaceReference) : cached;
     const { tenant: verifiedTenant, provider, payload } = await this.verifier.verify(tenant, token);
     const claims = mapClaims(provider, payload);
     if (!claims.subject) throw tokenProblem('token_claims', 'The token has no subject claim');

@@ -6,6 +6,8 @@ const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
 /** https everywhere; plain http only for loopback, and only outside production. */
 const endpointUrl = (production: boolean) =>
   z.url().refine((value) => {
+    // zod runs refinements even after z.url() failed: never let a non-URL reach `new URL`.
+    if (!URL.canParse(value)) return false;
     const url = new URL(value);
     if (url.protocol === 'https:') return true;
     return !production && url.protocol === 'http:' && loopbackHosts.has(url.hostname);

@@ -1,0 +1,77 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { importJWK, jwtVerify } from 'jose';
+import { pino } from 'pino';
+import supertest from 'supertest';
+import { createApp, createAuthenticator, keySetOptions } from '../src/app.ts';
+import { Authenticator } from '../src/auth/authenticate.ts';
+import { KeySets } from '../src/auth/key-sets.ts';
+import { VerifiedTokenCache } from '../src/auth/token-cache.ts';
+import { TokenVerifier } from '../src/auth/tokens.ts';
+import { WorkspaceDirectory } from '../src/auth/workspace-directory.ts';
+import { parseConfig } from '../src/config.ts';
+import { ChangeBus } from '../src/db/changes.ts';
+import { createOrm } from '../src/db/orm.ts';
+import { TestIssuer, type SigningAlgorithm } from '../test/support/issuer.ts';
+import { compareOps, measurement, opsPerSecond, type Measurement } from './report.ts';
+
+const appOrigin = 'https://app.example.com';
+
+/**
+ * Token verification plus principal resolution, in process, against a bare `jose.jwtVerify`
+ * with an in-memory key on the same tokens in the same run.
+ */
+export async function authBench(appUrl: string, millis: number): Promise<Measurement[]> {
+  const logger = pino({ level: 'silent' });
+  const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
+  const orm = await createOrm({ url: appUrl, poolSize: 4 }, logger);
+  const changes = new ChangeBus(undefined, logger);
+  const { app } = createApp({ config, orm, changes, logger });
+  const admin = () => supertest.agent(app).auth(config.adminApiKey, { type: 'bearer' });
+  const results: Measurement[] = [];
+
+  for (const algorithm of ['RS256', 'ES256'] as SigningAlgorithm[]) {
+    const issuer = await TestIssuer.start(algorithm);
+    const slug = `bench-auth-${algorithm.toLowerCase()}-${randomUUID().slice(0, 6)}`;
+    await admin().post('/v1/workspaces').send({ slug, name: 'Bench' }).expect(201);
+    await admin().post(`/v1/workspaces/${slug}/identity-providers`)
+      .send({ name: 'clerk', type: 'clerk', issuer: issuer.url, jwksUri: issuer.jwksUri, orgId: 'org_bench', authorizedParties: [appOrigin] })
+      .expect(201);
+
+    const sign = () => issuer.sign({ sub: `user_${randomUUID()}`, org_id: 'org_bench', org_role: 'org:member', azp: appOrigin, jti: randomUUID() }, { expiresInSeconds: 600 });
+    // Distinct tokens, so "first sight" never hits the verified-token cache (the warm-up tokens
+    // have negative iterations and come from the end of the pool).
+    const pool = await Promise.all(Array.from({ length: 6_000 }, sign));
+    const publicKey = await importJWK(issuer.keys[0]!.publicJwk, algorithm);
+    const token = (iteration: number) => pool[(iteration + pool.length) % pool.length]!;
+    const bareVerify = (iteration: number) => jwtVerify(token(iteration), publicKey, { issuer: issuer.url, algorithms: [algorithm] });
+
+    // Warm JWKS, every token seen for the first time: keys already fetched.
+    const directory = new WorkspaceDirectory(orm, changes);
+    const warm = createAuthenticator({ config, orm, changes });
+    await warm.authenticate(slug, await sign());
+    const firstSight = await compareOps((iteration) => warm.authenticate(slug, token(iteration)), bareVerify, { millis: millis * 2, maxIterations: pool.length - 200 });
+    const baseline = { name: `bare jose.jwtVerify ${algorithm}`, value: firstSight.baseline };
+
+    const repeatedToken = await sign();
+    const repeated = await opsPerSecond(() => warm.authenticate(slug, repeatedToken), { millis });
+
+    // Cold JWKS: new key sets per token, so every verification fetches the key set over HTTP
+    // (the workspace directory stays warm: this measures the JWKS fetch, not the database).
+    const cold = await opsPerSecond(
+      (iteration) => {
+        const keySets = new KeySets({ ...keySetOptions(config), allowPrivateNetworks: true });
+        return new Authenticator(directory, new TokenVerifier(keySets, new VerifiedTokenCache(16)), orm).authenticate(slug, token(iteration));
+      },
+      { millis, maxIterations: 500, warmup: 5 },
+    );
+
+    results.push(
+      measurement(`verify+resolve ${algorithm}, first sight, warm JWKS`, 'ops/s', firstSight.subject, baseline, 'ratio >= 0.8'),
+      measurement(`verify+resolve ${algorithm}, first sight, cold JWKS`, 'ops/s', cold, baseline),
+      measurement(`verify+resolve ${algorithm}, same token again`, 'ops/s', repeated, baseline, 'ratio >= 10'),
+    );
+    await issuer.close();
+  }
+  await orm.close();
+  return results;
+}

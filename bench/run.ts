@@ -1,0 +1,30 @@
+import { authBench } from './auth.ts';
+import { benchDatabase } from './database.ts';
+import { printTable, type Measurement } from './report.ts';
+
+/**
+ * `npm run bench [-- --json] [-- --only auth]`: every measurement is a ratio against a baseline
+ * measured in the same run, because this machine is noisy.
+ */
+const args = process.argv.slice(2);
+const json = args.includes('--json');
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+const millis = Number(process.env.BENCH_MILLIS ?? 1_000);
+
+const suites: Record<string, (appUrl: string) => Promise<Measurement[]>> = {
+  auth: (appUrl) => authBench(appUrl, millis),
+};
+
+const database = await benchDatabase();
+const results: Measurement[] = [];
+try {
+  for (const [name, suite] of Object.entries(suites)) {
+    if (only && only !== name) continue;
+    const measured = await suite(database.appUrl);
+    results.push(...measured);
+    if (json) for (const entry of measured) console.log(JSON.stringify(entry));
+  }
+} finally {
+  await database.stop();
+}
+if (!json) printTable(results);
