@@ -17,10 +17,11 @@ export interface VerifiedToken {
  * tokens that verified get in at all. An entry never outlives the token's `exp`.
  */
 export class VerifiedTokenCache {
-  private readonly cache: LRUCache<string, VerifiedToken>;
+  private readonly cache: LRUCache<string, VerifiedToken> | undefined;
 
+  /** `maxEntries: 0` turns the cache off. */
   constructor(maxEntries: number) {
-    this.cache = new LRUCache({ max: maxEntries });
+    this.cache = maxEntries > 0 ? new LRUCache({ max: maxEntries }) : undefined;
   }
 
   static key(token: string): string {
@@ -28,20 +29,20 @@ export class VerifiedTokenCache {
   }
 
   get(key: string): VerifiedToken | undefined {
-    return this.cache.get(key);
+    return this.cache?.get(key);
   }
 
   set(key: string, entry: VerifiedToken, nowSeconds: number): void {
     const exp = entry.payload.exp;
-    if (typeof exp !== 'number' || exp <= nowSeconds) return;
+    if (!this.cache || typeof exp !== 'number' || exp <= nowSeconds) return;
     this.cache.set(key, entry, { ttl: (exp - nowSeconds) * 1000 });
   }
 
   delete(key: string): void {
-    this.cache.delete(key);
+    this.cache?.delete(key);
   }
 
   get size(): number {
-    return this.cache.size;
+    return this.cache?.size ?? 0;
   }
 }

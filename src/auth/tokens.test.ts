@@ -98,6 +98,15 @@ describe('the verified-token cache', () => {
     expect(cache.size).toBe(5);
   });
 
+  it('can be turned off with a size of 0, verifying every time', async () => {
+    const { tenant, keySets, cache, verifier, issuer } = await setup(0);
+    const token = await issuer.sign({});
+    await verifier.verify(tenant, token);
+    await verifier.verify(tenant, token);
+    expect(keySets.lookups).toBe(2);
+    expect(cache.size).toBe(0);
+  });
+
   it('keeps nothing for tokens that fail verification', async () => {
     const { tenant, cache, verifier, issuer } = await setup();
     const token = await issuer.sign({});
