@@ -8,6 +8,8 @@ export default tseslint.config(
   {
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
     rules: {
+      // With noUncheckedIndexedAccess, `!` after a checked lookup is the honest spelling.
+      '@typescript-eslint/no-non-null-assertion': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-restricted-syntax': [
         'error',
@@ -20,6 +22,6 @@ export default tseslint.config(
   },
   {
     files: ['test/**', 'src/**/*.test.ts', 'bench/**', 'jest.config.js', 'src/config.ts', 'src/main.ts'],
-    rules: { 'no-restricted-syntax': 'off', '@typescript-eslint/no-non-null-assertion': 'off' },
+    rules: { 'no-restricted-syntax': 'off' },
   },
 );

@@ -8,6 +8,7 @@ import { KeySets } from '../src/auth/key-sets.ts';
 import { VerifiedTokenCache } from '../src/auth/token-cache.ts';
 import { TokenVerifier } from '../src/auth/tokens.ts';
 import { WorkspaceDirectory } from '../src/auth/workspace-directory.ts';
+import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { parseConfig } from '../src/config.ts';
 import { ChangeBus } from '../src/db/changes.ts';
 import { createOrm } from '../src/db/orm.ts';
@@ -25,7 +26,7 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
   const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
   const orm = await createOrm({ url: appUrl, poolSize: 4 }, logger);
   const changes = new ChangeBus(undefined, logger);
-  const { app } = createApp({ config, orm, changes, logger });
+  const { app, close } = createApp({ config, orm, changes, logger, signingKey: generateSigningKey() });
   const admin = () => supertest.agent(app).auth(config.adminApiKey, { type: 'bearer' });
   const results: Measurement[] = [];
 
@@ -72,6 +73,7 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
     );
     await issuer.close();
   }
+  await close();
   await orm.close();
   return results;
 }

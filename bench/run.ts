@@ -1,4 +1,5 @@
 import { authBench } from './auth.ts';
+import { decisionsBench } from './decisions.ts';
 import { benchDatabase } from './database.ts';
 import { printTable, type Measurement } from './report.ts';
 
@@ -13,6 +14,7 @@ const millis = Number(process.env.BENCH_MILLIS ?? 1_000);
 
 const suites: Record<string, (appUrl: string) => Promise<Measurement[]>> = {
   auth: (appUrl) => authBench(appUrl, millis),
+  decisions: (appUrl) => decisionsBench(appUrl, millis),
 };
 
 const database = await benchDatabase();

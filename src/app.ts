@@ -1,6 +1,6 @@
-import express, { type Express } from 'express';
+import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { requirePlatformAdmin } from './auth/admin.ts';
+import { adminKeyDigest, bearerToken, isPlatformAdminKey, requirePlatformAdmin } from './auth/admin.ts';
 import { Authenticator } from './auth/authenticate.ts';
 import { KeySets } from './auth/key-sets.ts';
 import { VerifiedTokenCache } from './auth/token-cache.ts';
@@ -9,8 +9,15 @@ import { WorkspaceDirectory } from './auth/workspace-directory.ts';
 import type { Config } from './config.ts';
 import type { ChangeBus } from './db/changes.ts';
 import type { Orm } from './db/orm.ts';
+import { checkRoutes } from './features/check/check.routes.ts';
+import { DecisionLog } from './features/decisions/decision-log.ts';
+import { DecisionReader } from './features/decisions/decision-reader.ts';
+import { decisionRoutes } from './features/decisions/decisions.routes.ts';
+import type { SigningKey } from './features/decisions/signing.ts';
 import { identityProviderRoutes } from './features/identity-providers/identity-providers.routes.ts';
 import { IdentityProvidersService } from './features/identity-providers/identity-providers.service.ts';
+import { policyRoutes } from './features/policies/policies.routes.ts';
+import { PoliciesService } from './features/policies/policies.service.ts';
 import { whoamiRoutes } from './features/whoami/whoami.routes.ts';
 import { workspaceRoutes } from './features/workspaces/workspaces.routes.ts';
 import { WorkspacesService } from './features/workspaces/workspaces.service.ts';
@@ -21,12 +28,17 @@ import { requestLogging } from './http/logging.ts';
 import { createMetrics } from './http/metrics.ts';
 import { openApiDocument } from './http/openapi.ts';
 import { notFound, problemHandler } from './http/problems.ts';
+import { AccessControl } from './policy/access.ts';
+import { PolicyStore } from './policy/policy-store.ts';
 
 export interface AppDependencies {
   config: Pick<Config, 'env' | 'bodyLimit' | 'trustProxy' | 'auth'> & { adminApiKey: string };
   orm: Orm;
   changes: ChangeBus;
   logger: Logger;
+  signingKey: SigningKey;
+  /** Only the benchmark turns the decision log off, to measure what it costs. */
+  decisionLog?: DecisionLog;
 }
 
 export const apiVersion = '0.1.0';
@@ -47,15 +59,29 @@ export function createAuthenticator({ config, orm, changes }: Pick<AppDependenci
   return new Authenticator(directory, verifier, orm);
 }
 
+/** The platform admin key, or else a workspace user's token. */
+function adminOrBearer(adminApiKey: string, bearer: RequestHandler): RequestHandler {
+  const expected = adminKeyDigest(adminApiKey);
+  return (request, response, next) => {
+    if (!isPlatformAdminKey(bearerToken(request.headers), expected)) return bearer(request, response, next);
+    request.platformAdmin = true;
+    next();
+  };
+}
+
 /** Builds the Express app; never listens, so tests and main.ts share it. */
-export function createApp(dependencies: AppDependencies): { app: Express; api: Api } {
-  const { config, orm, changes, logger } = dependencies;
+export function createApp(dependencies: AppDependencies): { app: Express; api: Api; close: () => Promise<void> } {
+  const { config, orm, changes, logger, signingKey } = dependencies;
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
   app.set('query parser', 'simple');
 
   const metrics = createMetrics();
+  app.use((request, _response, next) => {
+    request.startedAt = process.hrtime.bigint();
+    next();
+  });
   app.use(requestLogging(logger));
   app.use(metrics.middleware);
   app.use((_request, response, next) => {
@@ -65,20 +91,31 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   });
   app.use(requireJsonBody, parseJsonBody(config.bodyLimit));
 
-  const authenticator = createAuthenticator(dependencies);
-  const api = new Api(app, {
-    admin: [requirePlatformAdmin(config.adminApiKey)],
-    bearer: [authenticator.guard()],
-    none: [],
-  });
+  const bearer = createAuthenticator(dependencies).guard();
+  const policyStore = new PolicyStore(orm);
+  const access = new AccessControl(policyStore, dependencies.decisionLog ?? new DecisionLog(), orm);
+  const api = new Api(
+    app,
+    {
+      admin: [requirePlatformAdmin(config.adminApiKey)],
+      bearer: [bearer],
+      adminOrBearer: [adminOrBearer(config.adminApiKey, bearer)],
+      none: [],
+    },
+    (authorization, method) => access.guard(authorization, method),
+  );
   const workspaces = new WorkspacesService(orm, changes);
+  const reader = new DecisionReader(orm.config.get('clientUrl') ?? '');
   let document: unknown;
   healthRoutes(api, orm, metrics, () => (document ??= openApiDocument(api.routes, apiVersion)));
   workspaceRoutes(api, workspaces);
-  identityProviderRoutes(api, new IdentityProvidersService(orm, workspaces, changes), config.env === 'production');
+  identityProviderRoutes(api, new IdentityProvidersService(orm, workspaces, changes), access, config.env === 'production');
   whoamiRoutes(api);
+  policyRoutes(api, new PoliciesService(orm, changes), workspaces, access);
+  checkRoutes(api, policyStore, access);
+  decisionRoutes(api, reader, workspaces, signingKey);
 
   app.use(notFound);
   app.use(problemHandler);
-  return { app, api };
+  return { app, api, close: () => reader.close() };
 }

@@ -26,7 +26,7 @@ describe('parseConfig', () => {
   });
 
   it('requires ADMIN_API_KEY and DATABASE_URL in production', () => {
-    expect(() => parseConfig({ NODE_ENV: 'production' })).toThrow(/ADMIN_API_KEY is required in production; DATABASE_URL is required in production/);
+    expect(() => parseConfig({ NODE_ENV: 'production' })).toThrow(/ADMIN_API_KEY is required in production; DATABASE_URL is required in production; DECISION_SIGNING_KEY is required in production/);
   });
 });
 

@@ -35,10 +35,12 @@ const environment = z
     JWKS_CACHE_SECONDS: z.coerce.number().min(1).max(86_400).default(600),
     JWKS_MAX_BYTES: z.coerce.number().int().min(1_024).max(4_194_304).default(262_144),
     TOKEN_CACHE_SIZE: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
+    DECISION_SIGNING_KEY: z.string().includes('PRIVATE KEY', { message: 'must be a PKCS#8 PEM private key' }).optional(),
+    DECISION_SEAL_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
   })
   .superRefine((env, context) => {
     if (env.NODE_ENV !== 'production') return;
-    for (const name of ['ADMIN_API_KEY', 'DATABASE_URL'] as const) {
+    for (const name of ['ADMIN_API_KEY', 'DATABASE_URL', 'DECISION_SIGNING_KEY'] as const) {
       if (!env[name]) context.addIssue({ code: 'custom', path: [name], message: 'is required in production' });
     }
   });
@@ -63,6 +65,11 @@ export interface Config {
     jwksCacheMs: number;
     jwksMaxBytes: number;
     tokenCacheSize: number;
+  };
+  decisions: {
+    /** Ed25519 PKCS#8 PEM; generated into `DATA_DIR` in development when unset. */
+    signingKeyPem: string | undefined;
+    sealIntervalMs: number;
   };
   database: {
     /** Owner connection: runs migrations. Undefined means "start the embedded PostgreSQL". */
@@ -103,6 +110,10 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       jwksCacheMs: env.JWKS_CACHE_SECONDS * 1000,
       jwksMaxBytes: env.JWKS_MAX_BYTES,
       tokenCacheSize: env.TOKEN_CACHE_SIZE,
+    },
+    decisions: {
+      signingKeyPem: env.DECISION_SIGNING_KEY?.replaceAll('\\n', '\n'),
+      sealIntervalMs: env.DECISION_SEAL_INTERVAL_MS,
     },
     database: {
       ownerUrl: env.DATABASE_URL,

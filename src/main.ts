@@ -6,6 +6,8 @@ import { prepareDatabase } from './db/bootstrap.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
 import { ChangeBus } from './db/changes.ts';
 import { createOrm, type Orm } from './db/orm.ts';
+import { Sealer } from './features/decisions/sealer.ts';
+import { developmentSigningKey, signingKeyFromPem, type SigningKey } from './features/decisions/signing.ts';
 import { createLogger } from './http/logging.ts';
 
 let config: Config;
@@ -21,6 +23,15 @@ const logger = createLogger(config);
 let embedded: EmbeddedDatabase | undefined;
 let orm: Orm | undefined;
 let changes: ChangeBus | undefined;
+let sealer: Sealer | undefined;
+let closeApp: (() => Promise<void>) | undefined;
+
+async function decisionSigningKey(): Promise<SigningKey> {
+  if (config.decisions.signingKeyPem) return signingKeyFromPem(config.decisions.signingKeyPem);
+  const generated = await developmentSigningKey(config.dataDir);
+  logger.info({ file: generated.file, keyId: generated.key.keyId }, generated.created ? 'generated a decision signing key' : 'using the decision signing key');
+  return generated.key;
+}
 let server: Server | undefined;
 
 async function start(): Promise<void> {
@@ -45,7 +56,12 @@ async function start(): Promise<void> {
   orm = await createOrm({ url: appUrl, poolSize: config.database.poolSize }, logger);
   changes = new ChangeBus(appUrl, logger);
   await changes.listen();
-  const { app } = createApp({ config: { ...config, adminApiKey }, orm, changes, logger });
+  const signingKey = await decisionSigningKey();
+  sealer = new Sealer(orm, signingKey, logger, { intervalMs: config.decisions.sealIntervalMs });
+  sealer.start();
+  const built = createApp({ config: { ...config, adminApiKey }, orm, changes, logger, signingKey });
+  closeApp = built.close;
+  const { app } = built;
   const listening = app.listen(config.port, config.host);
   server = listening;
   await new Promise<void>((resolve, reject) => listening.once('listening', resolve).once('error', reject));
@@ -59,6 +75,10 @@ async function stop(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'stopping');
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  await sealer?.stop();
+  // One last pass, so a clean stop leaves nothing unsealed that this instance could seal.
+  await sealer?.sealAll().catch(() => undefined);
+  await closeApp?.();
   await changes?.close();
   await orm?.close();
   await embedded?.stop();

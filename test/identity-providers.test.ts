@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import type pg from 'pg';
 import { ownerClient, startTestApp, testDatabase, uniqueSlug, type TestApp } from './support/app.ts';
+import { TestIssuer } from './support/issuer.ts';
+import { createTenant } from './support/tenant.ts';
 
 let cordon: TestApp;
 let owner: pg.Client;
@@ -503,7 +505,7 @@ describe('tenant isolation', () => {
   });
 });
 
-describe('platform admin key', () => {
+describe('who may manage providers', () => {
   let workspace: Workspace;
   let provider: { id: string };
   beforeAll(async () => {
@@ -511,7 +513,7 @@ describe('platform admin key', () => {
     provider = await createProvider(workspace, clerkBody({ name: 'Guarded' }));
   });
 
-  it('answers 401 on every route without the admin key, and changes nothing', async () => {
+  it('answers 401 token_missing on every route without credentials, and changes nothing', async () => {
     const before = await storedRow(provider.id);
     const responses = [
       await cordon.http().get(providersPath(workspace)),
@@ -522,14 +524,14 @@ describe('platform admin key', () => {
     ];
     for (const response of responses) {
       expect(response.status).toBe(401);
-      expect(response.body.code).toBe('admin_key_missing');
+      expect(response.body.code).toBe('token_missing');
       expect(response.headers['www-authenticate']).toMatch(/^Bearer /);
     }
     expect(await storedRow(provider.id)).toEqual(before);
     expect(await countProviders(workspace)).toBe(1);
   });
 
-  it('answers 401 admin_key_invalid for a wrong key on the mutating routes, and changes nothing', async () => {
+  it('answers 401 for a wrong key (taken for a malformed token) on the mutating routes, and changes nothing', async () => {
     const before = await storedRow(provider.id);
     const wrong = (request: ReturnType<ReturnType<TestApp['http']>['post']>) => request.auth('wrong-key', { type: 'bearer' });
     const responses = [
@@ -539,10 +541,46 @@ describe('platform admin key', () => {
     ];
     for (const response of responses) {
       expect(response.status).toBe(401);
-      expect(response.body.code).toBe('admin_key_invalid');
+      expect(response.body.code).toBe('token_malformed');
     }
     expect(await storedRow(provider.id)).toEqual(before);
     expect(await countProviders(workspace)).toBe(1);
+  });
+});
+
+describe('workspace principals, by policy', () => {
+  it('lets a workspace admin manage providers and refuses a member, changing nothing', async () => {
+    const issuer = await TestIssuer.start();
+    try {
+      const tenant = await createTenant(cordon, issuer, 'idp-policy');
+      const admin = await tenant.token('user_admin', 'admin');
+      const member = await tenant.token('user_member', 'member');
+      const path = `/v1/workspaces/${tenant.slug}/identity-providers`;
+      const listed = await cordon.http().get(path).auth(admin, { type: 'bearer' }).expect(200);
+      const [provider] = listed.body.data;
+      const body = { ...clerkBody({ name: 'second' }), orgId: `org_second_${Date.now()}` };
+      await cordon.http().post(path).auth(admin, { type: 'bearer' }).send(body).expect(201);
+
+      const denied = await cordon.http().put(`${path}/${provider.id}`).auth(member, { type: 'bearer' }).send(clerkBody({ name: 'hijack' })).expect(403);
+      expect(denied.body.detail).toBe('members do not administer the workspace');
+      await cordon.http().delete(`${path}/${provider.id}`).auth(member, { type: 'bearer' }).expect(403);
+      await cordon.http().get(path).auth(member, { type: 'bearer' }).expect(403);
+      expect((await storedRow(provider.id))?.name).toBe('clerk');
+
+      const { rows } = await owner.query(
+        "select principal_id, action, allowed from decisions where workspace_id = $1 and subject = 'IdentityProvider' order by position",
+        [tenant.id],
+      );
+      expect(rows).toEqual([
+        { principal_id: 'user_admin', action: 'read', allowed: true },
+        { principal_id: 'user_admin', action: 'create', allowed: true },
+        { principal_id: 'user_member', action: 'update', allowed: false },
+        { principal_id: 'user_member', action: 'delete', allowed: false },
+        { principal_id: 'user_member', action: 'read', allowed: false },
+      ]);
+    } finally {
+      await issuer.close();
+    }
   });
 });
 

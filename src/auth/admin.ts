@@ -17,6 +17,13 @@ const challenge = (error: string, description: string) => ({
   'WWW-Authenticate': `Bearer realm="cordon-admin", error="${error}", error_description="${description}"`,
 });
 
+/** Whether the request carries the platform admin key (constant-time). */
+export function isPlatformAdminKey(offered: string | undefined, expected: Buffer): boolean {
+  return offered !== undefined && timingSafeEqual(digest(offered), expected);
+}
+
+export const adminKeyDigest = digest;
+
 /**
  * Guards platform-admin routes. Both sides are hashed first so the comparison is constant-time
  * whatever the length of what was sent.
@@ -30,11 +37,12 @@ export function requirePlatformAdmin(adminApiKey: string): RequestHandler {
         headers: { 'WWW-Authenticate': 'Bearer realm="cordon-admin"' },
       });
     }
-    if (!timingSafeEqual(digest(offered), expected)) {
+    if (!isPlatformAdminKey(offered, expected)) {
       throw new ProblemError('admin_key_invalid', 'The platform admin key is not valid', {
         headers: challenge('invalid_token', 'The platform admin key is not valid'),
       });
     }
+    request.platformAdmin = true;
     next();
   };
 }

@@ -46,7 +46,7 @@ async function setup(cacheSize = 100) {
     createdAt: new Date(),
     updatedAt: new Date(),
   } as IdentityProvider;
-  const tenant: Tenant = { workspace: { id: provider.workspaceId, slug: 'unit', status: 'active', plan: 'free' }, providers: [provider] };
+  const tenant: Tenant = { workspace: { id: provider.workspaceId, slug: 'unit', status: 'active', plan: 'free', policySetVersion: 1 }, providers: [provider] };
   const keySets = new CountingKeySets(keySetOptions);
   const cache = new VerifiedTokenCache(cacheSize);
   let now = Math.floor(Date.now() / 1000);

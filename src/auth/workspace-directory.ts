@@ -11,6 +11,7 @@ export interface TenantWorkspace {
   slug: string;
   status: string;
   plan: string;
+  policySetVersion: number;
 }
 
 /** What the front door needs to know about the workspace named in a URL. */
@@ -34,7 +35,7 @@ export class WorkspaceDirectory {
     this.orm = orm;
     changes.subscribe((change) => {
       if (change.topic === 'workspace' || change.workspaceId === '*') this.cache.clear();
-      else if (change.topic === 'identity-provider') this.forget(change.workspaceId);
+      else if (change.topic === 'identity-provider' || change.topic === 'policy') this.forget(change.workspaceId);
     });
   }
 
@@ -72,7 +73,13 @@ export class WorkspaceDirectory {
       scoped.find(IdentityProviderEntity, { workspaceId: workspace.id }, { orderBy: { createdAt: 'asc' } }),
     );
     return {
-      workspace: { id: workspace.id, slug: workspace.slug, status: workspace.status, plan: workspace.plan },
+      workspace: {
+        id: workspace.id,
+        slug: workspace.slug,
+        status: workspace.status,
+        plan: workspace.plan,
+        policySetVersion: Number(workspace.policySetVersion),
+      },
       // Plain copies: entity property accessors are measurably slow on the hot path.
       providers: providers.map((provider) => ({ ...provider })),
     };

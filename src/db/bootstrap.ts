@@ -3,7 +3,7 @@ import { Migrator } from '@mikro-orm/migrations';
 import { MikroORM } from '@mikro-orm/postgresql';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { servingFunctions, servingGrants } from './grants.ts';
+import { servingFunctions, servingGrants, servingSequences } from './grants.ts';
 import { migrations } from './migrations/index.ts';
 
 export const defaultServingRole = 'cordon_app';
@@ -61,13 +61,29 @@ async function ensureServingRole(owner: pg.Client, appUrl: string, create: boole
   return role;
 }
 
+/** In one transaction, so a running instance never sees the moment between revoke and grant. */
 async function applyGrants(owner: pg.Client, role: string): Promise<void> {
+  await owner.query('begin');
+  try {
+    await grant(owner, role);
+    await owner.query('commit');
+  } catch (error) {
+    await owner.query('rollback');
+    throw error;
+  }
+}
+
+async function grant(owner: pg.Client, role: string): Promise<void> {
   const quoted = owner.escapeIdentifier(role);
   await owner.query(`revoke all on all tables in schema public from ${quoted}`);
   await owner.query(`revoke all on all functions in schema public from ${quoted}`);
   await owner.query(`grant usage on schema public to ${quoted}`);
   for (const [table, privileges] of Object.entries(servingGrants)) {
     await owner.query(`grant ${privileges.join(', ')} on table ${owner.escapeIdentifier(table)} to ${quoted}`);
+  }
+  await owner.query(`revoke all on all sequences in schema public from ${quoted}`);
+  for (const sequence of servingSequences) {
+    await owner.query(`grant usage on sequence ${owner.escapeIdentifier(sequence)} to ${quoted}`);
   }
   for (const signature of servingFunctions) {
     await owner.query(`grant execute on function ${signature} to ${quoted}`);

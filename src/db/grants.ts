@@ -8,6 +8,18 @@ export const servingGrants: Record<string, readonly string[]> = {
   members: ['select', 'insert', 'update', 'delete'],
   records: ['select', 'insert', 'update', 'delete'],
   identity_providers: ['select', 'insert', 'update', 'delete'],
+  policy_versions: ['select', 'insert'],
+  structures: ['select', 'insert', 'update', 'delete'],
+  // The decision log is append-only: insert and read, never update or delete (a trigger too).
+  decisions: ['select', 'insert'],
+  decision_seals: ['select', 'insert'],
+  decision_checkpoints: ['select', 'insert'],
 };
 
-export const servingFunctions: readonly string[] = ['cordon_current_workspace()', 'cordon_workspace_counts(uuid[])'];
+export const servingSequences: readonly string[] = ['decisions_position_seq'];
+
+export const servingFunctions: readonly string[] = [
+  'cordon_current_workspace()',
+  'cordon_workspace_counts(uuid[])',
+  'cordon_workspaces_to_seal(bigint)',
+];

@@ -3,7 +3,14 @@ import type { z } from 'zod';
 import { ProblemError, type FieldError } from './errors.ts';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
-export type Security = 'admin' | 'bearer' | 'none';
+/** `adminOrBearer`: the platform admin key, or a workspace user's token (then `authorize` applies). */
+export type Security = 'admin' | 'bearer' | 'adminOrBearer' | 'none';
+
+export interface Authorization {
+  action: 'create' | 'read' | 'update' | 'delete' | 'manage';
+  subject: string;
+  operation: 'get' | 'list' | 'create' | 'update' | 'delete' | 'check' | 'admin';
+}
 
 export interface ResponseDefinition {
   description: string;
@@ -26,6 +33,8 @@ export interface RouteDefinition<
   query?: Query;
   body?: Body;
   responses: Record<number, ResponseDefinition>;
+  /** The type-level check a principal must pass; decided and logged before the handler runs. */
+  authorize?: Authorization;
 }
 
 export interface Input<Params, Query, Body> {
@@ -70,10 +79,16 @@ export class Api {
   readonly routes: RouteDefinition[] = [];
   private readonly app: Express;
   private readonly guards: Record<Security, RequestHandler[]>;
+  private readonly authorizer: (authorization: Authorization, method: Method) => RequestHandler;
 
-  constructor(app: Express, guards: Record<Security, RequestHandler[]>) {
+  constructor(
+    app: Express,
+    guards: Record<Security, RequestHandler[]>,
+    authorizer: (authorization: Authorization, method: Method) => RequestHandler,
+  ) {
     this.app = app;
     this.guards = guards;
+    this.authorizer = authorizer;
   }
 
   route<Params extends z.ZodType | undefined, Query extends z.ZodType | undefined, Body extends z.ZodType | undefined>(
@@ -89,6 +104,7 @@ export class Api {
       };
       await handler(input as Input<Parsed<Params>, Parsed<Query>, Parsed<Body>>, request, response);
     };
-    this.app[definition.method](definition.path, ...this.guards[definition.security], run);
+    const authorization = definition.authorize ? [this.authorizer(definition.authorize, definition.method)] : [];
+    this.app[definition.method](definition.path, ...this.guards[definition.security], ...authorization, run);
   }
 }

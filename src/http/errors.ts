@@ -31,11 +31,13 @@ export const errorCatalogue = {
   route_not_found: { status: 404, title: 'No such route' },
   workspace_not_found: { status: 404, title: 'Workspace not found' },
   identity_provider_not_found: { status: 404, title: 'Identity provider not found' },
+  policy_not_found: { status: 404, title: 'Policy not found' },
   // 409
   slug_taken: { status: 409, title: 'Workspace slug is already taken' },
   identity_provider_taken: { status: 409, title: 'Another workspace already trusts this issuer for this organization' },
   identity_provider_name_taken: { status: 409, title: 'This workspace already has an identity provider with that name' },
   conflict: { status: 409, title: 'Conflicting change' },
+  policy_name_taken: { status: 409, title: 'This workspace already has a policy with that name' },
   // 413, 415
   payload_too_large: { status: 413, title: 'Request body is too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },

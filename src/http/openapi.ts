@@ -34,6 +34,7 @@ const problemSchema: JsonSchema = {
 const securityRequirement: Record<Security, Record<string, string[]>[]> = {
   admin: [{ adminKey: [] }],
   bearer: [{ bearerToken: [] }],
+  adminOrBearer: [{ adminKey: [] }, { bearerToken: [] }],
   none: [],
 };
 

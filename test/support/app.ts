@@ -8,6 +8,8 @@ import { parseConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/http/logging.ts';
 import { ChangeBus } from '../../src/db/changes.ts';
 import { createOrm, type Orm } from '../../src/db/orm.ts';
+import { Sealer } from '../../src/features/decisions/sealer.ts';
+import { generateSigningKey, type SigningKey } from '../../src/features/decisions/signing.ts';
 
 export interface TestApp {
   app: Express;
@@ -16,6 +18,9 @@ export interface TestApp {
   /** supertest over real HTTP, with the platform admin key already set. */
   admin: () => ReturnType<typeof adminAgent>;
   http: () => supertest.Agent;
+  signingKey: SigningKey;
+  /** Seals on demand (tests call `sealAll()` instead of waiting for an interval). */
+  sealer: Sealer;
   close: () => Promise<void>;
 }
 
@@ -47,19 +52,25 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ? createLogger({ logLevel: 'trace' }, { write: (line: string) => void options.logLines!.push(line) })
     : pino({ level: 'silent' });
   const adminKey = randomBytes(32).toString('base64url');
-  const config = parseConfig({ NODE_ENV: 'test', BODY_LIMIT: '100kb', JWKS_COOLDOWN_SECONDS: '0', ...options.env });
+  const signingKey = generateSigningKey();
+  const signingKeyPem = signingKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const config = parseConfig({ NODE_ENV: 'test', BODY_LIMIT: '100kb', JWKS_COOLDOWN_SECONDS: '0', DECISION_SIGNING_KEY: signingKeyPem, ...options.env });
   const url = options.databaseUrl ?? testDatabase.appUrl();
   const orm = await createOrm({ url, poolSize: 5 }, logger);
   const changes = new ChangeBus(url, logger);
   if (options.listen) await changes.listen();
-  const { app } = createApp({ config: { ...config, adminApiKey: adminKey }, orm, changes, logger });
+  const { app, close } = createApp({ config: { ...config, adminApiKey: adminKey }, orm, changes, logger, signingKey });
+  const sealer = new Sealer(orm, signingKey, logger);
   return {
     app,
     orm,
     adminKey,
     admin: () => adminAgent(app, adminKey),
     http: () => supertest.agent(app),
+    signingKey,
+    sealer,
     close: async () => {
+      await close();
       await changes.close();
       await orm.close();
     },
@@ -71,6 +82,24 @@ export async function ownerClient(): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: testDatabase.ownerUrl() });
   await client.connect();
   return client;
+}
+
+/** A fresh database on the test server, for a test that runs the whole service against it. */
+export async function createScratchDatabase(): Promise<{ url: string; drop: () => Promise<void> }> {
+  const name = `cordon_scratch_${randomBytes(4).toString('hex')}`;
+  const admin = await ownerClient();
+  await admin.query(`create database ${name}`);
+  await admin.end();
+  const url = new URL(testDatabase.ownerUrl());
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    drop: async () => {
+      const client = await ownerClient();
+      await client.query(`drop database if exists ${name} with (force)`);
+      await client.end();
+    },
+  };
 }
 
 /** Slugs unique to one test file run, so files can run in parallel on one database. */

@@ -1,4 +1,5 @@
 import type { Api } from '../../http/api.ts';
+import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { IdentityProvidersService } from './identity-providers.service.ts';
 import {
@@ -9,8 +10,9 @@ import {
 } from './identity-providers.schema.ts';
 
 const tag = 'Identity providers';
+const subject = 'IdentityProvider';
 
-export function identityProviderRoutes(api: Api, providers: IdentityProvidersService, production: boolean): void {
+export function identityProviderRoutes(api: Api, providers: IdentityProvidersService, access: AccessControl, production: boolean): void {
   const body = identityProviderBody(production);
 
   api.route(
@@ -19,7 +21,8 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       path: '/v1/workspaces/:ws/identity-providers',
       summary: "List the workspace's identity providers",
       tag,
-      security: 'admin',
+      security: 'adminOrBearer',
+      authorize: { action: 'read', subject, operation: 'admin' },
       params: workspaceParams,
       responses: { 200: { description: 'Providers', schema: identityProviderListResponse } },
     },
@@ -34,13 +37,14 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       path: '/v1/workspaces/:ws/identity-providers',
       summary: 'Trust an identity provider (BYOT)',
       tag,
-      security: 'admin',
+      security: 'adminOrBearer',
+      authorize: { action: 'create', subject, operation: 'admin' },
       params: workspaceParams,
       body,
       responses: { 201: { description: 'Created', schema: identityProviderResponse } },
     },
-    async ({ params, body: input }, _request, response) => {
-      const provider = await providers.create(params.ws, input);
+    async ({ params, body: input }, request, response) => {
+      const provider = await providers.create(actorOf(request, access), params.ws, input);
       response.status(201).location(`/v1/workspaces/${params.ws}/identity-providers/${provider.id}`).json(provider);
     },
   );
@@ -51,7 +55,8 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       path: '/v1/workspaces/:ws/identity-providers/:id',
       summary: 'Get an identity provider',
       tag,
-      security: 'admin',
+      security: 'adminOrBearer',
+      authorize: { action: 'read', subject, operation: 'admin' },
       params: identityProviderParams,
       responses: { 200: { description: 'The provider', schema: identityProviderResponse } },
     },
@@ -66,13 +71,14 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       path: '/v1/workspaces/:ws/identity-providers/:id',
       summary: "Replace an identity provider's configuration",
       tag,
-      security: 'admin',
+      security: 'adminOrBearer',
+      authorize: { action: 'update', subject, operation: 'admin' },
       params: identityProviderParams,
       body,
       responses: { 200: { description: 'The provider', schema: identityProviderResponse } },
     },
-    async ({ params, body: input }, _request, response) => {
-      response.json(await providers.replace(params.ws, params.id, input));
+    async ({ params, body: input }, request, response) => {
+      response.json(await providers.replace(actorOf(request, access), params.ws, params.id, input));
     },
   );
 
@@ -82,12 +88,13 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       path: '/v1/workspaces/:ws/identity-providers/:id',
       summary: 'Stop trusting an identity provider',
       tag,
-      security: 'admin',
+      security: 'adminOrBearer',
+      authorize: { action: 'delete', subject, operation: 'admin' },
       params: identityProviderParams,
       responses: { 204: { description: 'Deleted' } },
     },
-    async ({ params }, _request, response) => {
-      await providers.remove(params.ws, params.id);
+    async ({ params }, request, response) => {
+      await providers.remove(actorOf(request, access), params.ws, params.id);
       response.status(204).end();
     },
   );

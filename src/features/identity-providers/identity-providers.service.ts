@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import type { ChangeBus } from '../../db/changes.ts';
+import type { Actor } from '../../policy/access.ts';
 import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
 import { ProblemError } from '../../http/errors.ts';
@@ -47,11 +48,15 @@ export class IdentityProvidersService {
   }
 
   /** Every query runs inside the workspace's RLS scope; a change is announced in its transaction. */
-  private async inWorkspace<T>(reference: string, work: (em: EntityManager, workspaceId: string) => Promise<T>, changes = false): Promise<T> {
+  private async inWorkspace<T>(reference: string, work: (em: EntityManager, workspaceId: string) => Promise<T>, actor?: Actor): Promise<T> {
+    const changes = actor !== undefined;
     const workspace = await this.workspaces.find(this.orm.em.fork(), reference);
     const result = await withWorkspace(this.orm, workspace.id, async (em) => {
       const value = await work(em, workspace.id);
-      if (changes) await this.changes.announce(em, { topic: 'identity-provider', workspaceId: workspace.id });
+      if (actor) {
+        await actor.audit(em);
+        await this.changes.announce(em, { topic: 'identity-provider', workspaceId: workspace.id });
+      }
       return value;
     });
     if (changes) this.changes.apply({ topic: 'identity-provider', workspaceId: workspace.id });
@@ -74,7 +79,7 @@ export class IdentityProvidersService {
     return this.inWorkspace(workspace, async (em, workspaceId) => toResponse(await this.load(em, workspaceId, id)));
   }
 
-  create(workspace: string, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
+  create(actor: Actor, workspace: string, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
     return this.inWorkspace(
       workspace,
       async (em, workspaceId) => {
@@ -82,12 +87,12 @@ export class IdentityProvidersService {
         await em.flush();
         return toResponse(provider);
       },
-      true,
+      actor,
     );
   }
 
   /** PUT replaces the whole configuration; the version moves on so cached tokens are re-verified. */
-  replace(workspace: string, id: string, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
+  replace(actor: Actor, workspace: string, id: string, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
     return this.inWorkspace(
       workspace,
       async (em, workspaceId) => {
@@ -96,18 +101,18 @@ export class IdentityProvidersService {
         await em.flush();
         return toResponse(provider);
       },
-      true,
+      actor,
     );
   }
 
-  remove(workspace: string, id: string): Promise<void> {
+  remove(actor: Actor, workspace: string, id: string): Promise<void> {
     return this.inWorkspace(
       workspace,
       async (em, workspaceId) => {
         const provider = await this.load(em, workspaceId, id);
         await em.nativeDelete(IdentityProviderEntity, { id: provider.id, workspaceId });
       },
-      true,
+      actor,
     );
   }
 }

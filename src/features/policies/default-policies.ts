@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
+import { recordVersion } from './policies.service.ts';
 import { PolicyEntity } from './policy.entity.ts';
 
 const policyFile = z.object({
@@ -33,8 +34,7 @@ export const defaultPolicies: readonly DefaultPolicy[] = loadDefaultPolicies();
 
 /** Installs the defaults; the caller's transaction must already be scoped to the workspace. */
 export async function installDefaultPolicies(em: EntityManager, workspaceId: string): Promise<void> {
-  for (const policy of defaultPolicies) {
-    em.create(PolicyEntity, { id: uuidv7(), workspaceId, ...policy, updatedBy: 'system' });
-  }
+  const created = defaultPolicies.map((policy) => em.create(PolicyEntity, { id: uuidv7(), workspaceId, ...policy, updatedBy: 'system' }));
   await em.flush();
+  for (const policy of created) await recordVersion(em, policy);
 }

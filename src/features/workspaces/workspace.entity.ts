@@ -9,6 +9,7 @@ export const WorkspaceEntity = defineEntity({
     name: p.text(),
     plan: p.text().default('free'),
     status: p.text().default('active'),
+    policySetVersion: p.bigint('number').default(1),
     createdAt: p.datetime().onCreate(() => new Date()),
     updatedAt: p.datetime().onCreate(() => new Date()).onUpdate(() => new Date()),
   },

@@ -68,6 +68,10 @@ export class WorkspacesService {
     return result;
   }
 
+  entityManager(): EntityManager {
+    return this.orm.em.fork();
+  }
+
   /** Finds a workspace by id or slug; unknown and malformed references are the same 404. */
   async find(em: EntityManager, reference: string): Promise<Workspace> {
     const workspace = await em.findOne(WorkspaceEntity, isUuid(reference) ? { id: reference.toLowerCase() } : { slug: reference });

@@ -1,0 +1,97 @@
+import { z } from 'zod';
+import type { Api } from '../../http/api.ts';
+import { ProblemError } from '../../http/errors.ts';
+import type { AccessControl } from '../../policy/access.ts';
+import type { PolicyStore } from '../../policy/policy-store.ts';
+import { actions } from '../../policy/vocabulary.ts';
+import type { DecisionEntry } from '../decisions/decision-log.ts';
+import { workspaceParams } from '../workspaces/workspaces.schema.ts';
+
+export const maxChecks = 100;
+
+const checkBody = z.strictObject({
+  principal: z
+    .strictObject({
+      id: z.string().min(1).max(500),
+      roles: z.array(z.string().min(1).max(100)).max(50),
+      email: z.email().optional(),
+      claims: z.record(z.string(), z.unknown()).default({}),
+    })
+    .optional(),
+  checks: z
+    .array(
+      z.strictObject({
+        action: z.enum(actions),
+        subject: z.string().min(1).max(64),
+        resource: z.record(z.string(), z.unknown()).optional(),
+        field: z.string().min(1).max(200).optional(),
+      }),
+    )
+    .min(1)
+    .max(maxChecks),
+});
+
+const checkResponse = z.object({
+  results: z.array(
+    z.object({
+      allowed: z.boolean(),
+      policyId: z.uuid().nullable(),
+      policyVersion: z.number().int().nullable(),
+      ruleIndex: z.number().int().nullable(),
+      reason: z.string(),
+    }),
+  ),
+});
+
+/**
+ * Decisions without data access: "may this principal do that?", answered with the deciding
+ * rule, and logged like every other decision before the answer leaves.
+ */
+export function checkRoutes(api: Api, policies: PolicyStore, access: AccessControl): void {
+  api.route(
+    {
+      method: 'post',
+      path: '/v1/workspaces/:ws/check',
+      summary: 'Batch authorization decisions, for yourself or (admins) a named principal',
+      tag: 'Decisions',
+      security: 'bearer',
+      params: workspaceParams,
+      body: checkBody,
+      responses: { 200: { description: 'One result per check, in order', schema: checkResponse } },
+    },
+    async ({ body }, request, response) => {
+      const caller = request.principal!;
+      const workspace = request.workspace!;
+      let subjectPrincipal: { id: string; roles: string[]; email?: string | undefined; claims: Record<string, unknown>; provider: string } = {
+        id: caller.id,
+        roles: caller.roles,
+        email: caller.email,
+        claims: caller.claims as Record<string, unknown>,
+        provider: caller.provider,
+      };
+      if (body.principal) {
+        // Naming another principal reveals what it may do: only those who manage policies may.
+        const authority = (await access.abilityOf(request)).decide('manage', 'Policy');
+        if (!authority.allowed) {
+          await access.recordNow(request, [{ action: 'manage', operation: 'check', subject: 'Policy', decision: authority }]);
+          throw new ProblemError('forbidden', 'Only principals who manage policies may check for another principal');
+        }
+        subjectPrincipal = { ...body.principal, provider: `named by ${caller.id}` };
+      }
+      const ability = await policies.abilityFor(subjectPrincipal, { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion });
+      const entries: DecisionEntry[] = body.checks.map((check) => {
+        const resourceId = check.resource && typeof check.resource.id === 'string' ? check.resource.id : null;
+        return {
+          action: check.action,
+          operation: 'check',
+          subject: check.subject,
+          resourceId,
+          fields: check.field ? [check.field] : null,
+          decision: ability.decide(check.action, check.subject, check.resource, check.field),
+        };
+      });
+      await access.recordNowAs(request, subjectPrincipal, entries);
+      response.json({ results: entries.map((entry) => entry.decision) });
+    },
+  );
+}

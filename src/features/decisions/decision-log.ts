@@ -1,0 +1,96 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Request } from 'express';
+import { v7 as uuidv7 } from 'uuid';
+import type { Principal } from '../../auth/principal.ts';
+import type { Decision } from '../../policy/ability.ts';
+
+export const operations = ['get', 'list', 'create', 'update', 'delete', 'check', 'admin'] as const;
+export type Operation = (typeof operations)[number];
+
+/** One authorization decision, before it is stamped with who, when and where. */
+export interface DecisionEntry {
+  action: string;
+  operation: Operation;
+  subject: string;
+  resourceId?: string | null;
+  fields?: string[] | null;
+  decision: Decision;
+}
+
+/** Who asked and when: taken from the request once. */
+export interface DecisionContext {
+  workspaceId: string;
+  requestId: string;
+  principal: Pick<Principal, 'id' | 'roles' | 'provider'>;
+  ip: string | null;
+  userAgent: string | null;
+  startedAt: bigint;
+}
+
+export function decisionContext(request: Request, principal: Pick<Principal, 'id' | 'roles' | 'provider' | 'workspaceId'>): DecisionContext {
+  return {
+    workspaceId: principal.workspaceId,
+    requestId: String(request.id),
+    principal,
+    ip: request.ip ?? null,
+    userAgent: request.get('user-agent')?.slice(0, 500) ?? null,
+    startedAt: request.startedAt ?? process.hrtime.bigint(),
+  };
+}
+
+const columns = [
+  'id', 'workspace_id', 'at', 'request_id', 'principal_id', 'principal_roles', 'principal_provider', 'action', 'operation',
+  'subject', 'resource_id', 'fields', 'allowed', 'policy_id', 'policy_version', 'rule_index', 'reason', 'latency_micros', 'ip', 'user_agent',
+];
+const placeholders = `(${columns.map(() => '?').join(', ')})`;
+
+/**
+ * Appends decisions in the caller's transaction, in one statement: a mutation and its decision
+ * commit together, and a read's decision is durable before its response is sent. Nothing is
+ * buffered in memory.
+ */
+export class DecisionLog {
+  readonly enabled: boolean;
+
+  /** `enabled: false` exists only so the benchmark can measure what logging costs. */
+  constructor(options: { enabled: boolean } = { enabled: true }) {
+    this.enabled = options.enabled;
+  }
+
+  async record(em: EntityManager, context: DecisionContext, entries: readonly DecisionEntry[]): Promise<void> {
+    if (!this.enabled || entries.length === 0) return;
+    const at = new Date();
+    const latencyMicros = Number((process.hrtime.bigint() - context.startedAt) / 1000n);
+    const values = entries.flatMap((entry) => [
+      uuidv7(),
+      context.workspaceId,
+      at,
+      context.requestId,
+      context.principal.id,
+      toArrayLiteral(context.principal.roles),
+      context.principal.provider,
+      entry.action,
+      entry.operation,
+      entry.subject,
+      entry.resourceId ?? null,
+      entry.fields ? toArrayLiteral(entry.fields) : null,
+      entry.decision.allowed,
+      entry.decision.policyId,
+      entry.decision.policyVersion,
+      entry.decision.ruleIndex,
+      entry.decision.reason,
+      Math.min(latencyMicros, 2_147_483_647),
+      context.ip,
+      context.userAgent,
+    ]);
+    await em.execute(
+      `insert into decisions (${columns.join(', ')}) values ${entries.map(() => placeholders).join(', ')}`,
+      values,
+    );
+  }
+}
+
+/** A PostgreSQL text[] literal; every element quoted and escaped. */
+export function toArrayLiteral(items: readonly string[]): string {
+  return `{${items.map((item) => `"${item.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`).join(',')}}`;
+}

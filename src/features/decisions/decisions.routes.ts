@@ -1,0 +1,100 @@
+import { stringify } from 'csv-stringify/sync';
+import type { Request, Response } from 'express';
+import type { Api } from '../../http/api.ts';
+import { workspaceParams } from '../workspaces/workspaces.schema.ts';
+import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
+import type { DecisionReader } from './decision-reader.ts';
+import {
+  decisionListResponse,
+  exportDecisionsQuery,
+  listDecisionsQuery,
+  publicKeyResponse,
+  verifyResponse,
+  type DecisionResponse,
+} from './decisions.schema.ts';
+import type { SigningKey } from './signing.ts';
+
+const tag = 'Decision log';
+const authorize = { action: 'read', subject: 'DecisionLog', operation: 'admin' } as const;
+
+const csvColumns = ['id', 'at', 'seq', 'hash', 'requestId', 'principalId', 'principalRoles', 'principalProvider', 'action', 'operation', 'subject', 'resourceId', 'fields', 'allowed', 'policyId', 'policyVersion', 'ruleIndex', 'reason', 'latencyMicros', 'ip', 'userAgent'];
+
+const csvRecord = (decision: DecisionResponse) => [
+  decision.id, decision.at, decision.seq, decision.hash, decision.requestId, decision.principal.id, decision.principal.roles.join(' '),
+  decision.principal.provider, decision.action, decision.operation, decision.subject, decision.resourceId, decision.fields?.join(' ') ?? null,
+  decision.allowed, decision.policyId, decision.policyVersion, decision.ruleIndex, decision.reason, decision.latencyMicros, decision.ip, decision.userAgent,
+];
+
+/** Writes and waits for the client when the socket buffer is full: memory stays flat. */
+function writeWithBackpressure(response: Response, chunk: string): Promise<void> {
+  if (response.write(chunk)) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onDrain = () => { response.off('close', onClose); resolve(); };
+    const onClose = () => { response.off('drain', onDrain); reject(new Error('client went away')); };
+    response.once('drain', onDrain).once('close', onClose);
+  });
+}
+
+export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: WorkspacesService, key: SigningKey): void {
+  const workspaceId = async (request: Request, reference: string) =>
+    request.workspace?.id ?? (await workspaces.find(workspaces.entityManager(), reference)).id;
+
+  api.route(
+    {
+      method: 'get', path: '/v1/workspaces/:ws/decisions', summary: 'Query the decision log, newest first', tag,
+      security: 'adminOrBearer', authorize, params: workspaceParams, query: listDecisionsQuery,
+      responses: { 200: { description: 'A page of decisions', schema: decisionListResponse } },
+    },
+    async ({ params, query: { limit, cursor, ...filters } }, request, response) => {
+      response.json(await reader.list(await workspaceId(request, params.ws), filters, limit, cursor));
+    },
+  );
+
+  api.route(
+    {
+      method: 'get', path: '/v1/workspaces/:ws/decisions/export', summary: 'Stream the decision log out (NDJSON or CSV), oldest first', tag,
+      security: 'adminOrBearer', authorize, params: workspaceParams, query: exportDecisionsQuery,
+      responses: { 200: { description: 'The decisions', contentType: 'application/x-ndjson' } },
+    },
+    async ({ params, query: { format, ...filters } }, request, response) => {
+      const id = await workspaceId(request, params.ws);
+      response.status(200).type(format === 'csv' ? 'text/csv' : 'application/x-ndjson');
+      response.setHeader('Content-Disposition', `attachment; filename="decisions.${format === 'csv' ? 'csv' : 'ndjson'}"`);
+      if (format === 'csv') response.write(stringify([csvColumns]));
+      await reader.export(id, filters, (rows) =>
+        writeWithBackpressure(
+          response,
+          format === 'csv' ? stringify(rows.map(csvRecord), { cast: { boolean: String } }) : rows.map((row) => JSON.stringify(row)).join('\n') + '\n',
+        ),
+      );
+      response.end();
+    },
+  );
+
+  api.route(
+    {
+      method: 'get', path: '/v1/workspaces/:ws/decisions/verify', summary: 'Recompute the hash chain and check the signed checkpoints', tag,
+      security: 'adminOrBearer', authorize, params: workspaceParams,
+      responses: { 200: { description: 'The verdict', schema: verifyResponse } },
+    },
+    async ({ params }, request, response) => {
+      response.json(await reader.verify(await workspaceId(request, params.ws), key.publicKey));
+    },
+  );
+
+  api.route(
+    {
+      method: 'get', path: '/v1/workspaces/:ws/decisions/public-key', summary: 'The Ed25519 key that signs checkpoints, to verify offline', tag,
+      security: 'adminOrBearer', authorize, params: workspaceParams,
+      responses: { 200: { description: 'The public key', schema: publicKeyResponse } },
+    },
+    (_input, _request, response) => {
+      response.json({
+        keyId: key.keyId,
+        algorithm: 'Ed25519',
+        publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+        jwk: { ...key.publicKey.export({ format: 'jwk' }), kid: key.keyId, alg: 'EdDSA', use: 'sig' },
+      });
+    },
+  );
+}

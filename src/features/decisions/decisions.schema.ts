@@ -1,0 +1,65 @@
+import { z } from 'zod';
+
+const booleanText = z.enum(['true', 'false']).transform((value) => value === 'true');
+
+export const decisionFilters = z.strictObject({
+  from: z.iso.datetime({ offset: true }).optional(),
+  to: z.iso.datetime({ offset: true }).optional(),
+  principalId: z.string().min(1).max(500).optional(),
+  role: z.string().min(1).max(100).optional(),
+  action: z.string().min(1).max(50).optional(),
+  subject: z.string().min(1).max(64).optional(),
+  allowed: booleanText.optional(),
+  resourceId: z.string().min(1).max(500).optional(),
+  policyId: z.uuid().optional(),
+});
+export type DecisionFilters = z.output<typeof decisionFilters>;
+
+export const listDecisionsQuery = decisionFilters.extend({
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+  cursor: z.string().max(200).optional(),
+});
+
+export const exportDecisionsQuery = decisionFilters.extend({ format: z.enum(['ndjson', 'csv']).default('ndjson') });
+
+export const decisionResponse = z.object({
+  id: z.uuid(),
+  at: z.iso.datetime(),
+  requestId: z.string(),
+  workspaceId: z.uuid(),
+  principal: z.object({ id: z.string(), roles: z.array(z.string()), provider: z.string() }),
+  action: z.string(),
+  operation: z.string(),
+  subject: z.string(),
+  resourceId: z.string().nullable(),
+  fields: z.array(z.string()).nullable(),
+  allowed: z.boolean(),
+  policyId: z.uuid().nullable(),
+  policyVersion: z.number().int().nullable(),
+  ruleIndex: z.number().int().nullable(),
+  reason: z.string(),
+  latencyMicros: z.number().int(),
+  ip: z.string().nullable(),
+  userAgent: z.string().nullable(),
+  seq: z.number().int().nullable(),
+  prevHash: z.string().nullable(),
+  hash: z.string().nullable(),
+});
+export type DecisionResponse = z.output<typeof decisionResponse>;
+
+export const decisionListResponse = z.object({ data: z.array(decisionResponse), nextCursor: z.string().nullable() });
+
+export const verifyResponse = z.object({
+  verified: z.boolean(),
+  sealed: z.number().int(),
+  unsealed: z.number().int(),
+  firstBreak: z.object({ seq: z.number().int(), reason: z.string() }).optional(),
+});
+export type VerifyResponse = z.output<typeof verifyResponse>;
+
+export const publicKeyResponse = z.object({
+  keyId: z.string(),
+  algorithm: z.literal('Ed25519'),
+  publicKeyPem: z.string(),
+  jwk: z.record(z.string(), z.unknown()),
+});

@@ -1,0 +1,113 @@
+import { Ability, fieldPatternMatcher, subject as asSubject, type RawRuleFrom, type AbilityTuple } from '@casl/ability';
+import { conditionsMatcher } from './conditions.ts';
+import { substitutePlaceholders, type PlaceholderContext } from './placeholders.ts';
+import type { Action } from './vocabulary.ts';
+
+/** A rule as stored: a CASL raw rule. */
+export interface PolicyRule {
+  action: string | string[];
+  subject: string | string[];
+  conditions?: Record<string, unknown>;
+  fields?: string | string[];
+  inverted?: boolean;
+  reason?: string;
+}
+
+export interface StoredPolicy {
+  id: string;
+  name: string;
+  version: number;
+  roles: string[];
+  rules: PolicyRule[];
+}
+
+/** Which stored rule decided: every decision names one, or none for the default deny. */
+export interface Decision {
+  allowed: boolean;
+  policyId: string | null;
+  policyVersion: number | null;
+  ruleIndex: number | null;
+  reason: string;
+}
+
+interface RuleSource {
+  policy: StoredPolicy;
+  ruleIndex: number;
+}
+
+type CaslRule = RawRuleFrom<AbilityTuple, unknown>;
+
+export const defaultDeny: Decision = { allowed: false, policyId: null, policyVersion: null, ruleIndex: null, reason: 'default deny' };
+
+/**
+ * A principal's ability. CASL lets later rules override earlier ones; Cordon's contract is that
+ * a deny beats an allow whatever the order, so every inverted rule is placed after every allow.
+ * Conditions are matched with MongoDB semantics (see conditions.ts), not CASL's default matcher.
+ */
+export class PrincipalAbility {
+  readonly ability: Ability;
+  private readonly sources: Map<object, RuleSource>;
+
+  constructor(ability: Ability, sources: Map<object, RuleSource>) {
+    this.ability = ability;
+    this.sources = sources;
+  }
+
+  /**
+   * With a resource, the conditions decide. Without one it is the type-level check: some allow
+   * rule (even a conditional one) and no unconditional deny.
+   */
+  decide(action: Action, subjectType: string, resource?: Record<string, unknown>, field?: string): Decision {
+    const target = resource ? asSubject(subjectType, { ...resource }) : subjectType;
+    const rule = this.ability.relevantRuleFor(action, target, field);
+    if (!rule) return defaultDeny;
+    const source = this.sources.get(rule.origin);
+    if (!source) return defaultDeny;
+    const allowed = !rule.inverted;
+    return {
+      allowed,
+      policyId: source.policy.id,
+      policyVersion: source.policy.version,
+      ruleIndex: source.ruleIndex,
+      reason: rule.reason ?? `${allowed ? 'allowed' : 'denied'} by policy "${source.policy.name}" rule ${source.ruleIndex}`,
+    };
+  }
+}
+
+/**
+ * Builds the ability of a principal from the policies of its roles. A rule whose placeholders do
+ * not resolve for this principal fails closed: an allow rule is left out, a deny rule applies
+ * without its conditions.
+ */
+export function buildAbility(policies: readonly StoredPolicy[], context: PlaceholderContext): PrincipalAbility {
+  const roles = new Set(context.principal.roles);
+  const allows: CaslRule[] = [];
+  const denies: CaslRule[] = [];
+  const sources = new Map<object, RuleSource>();
+  for (const policy of policies) {
+    if (!policy.roles.some((role) => roles.has(role))) continue;
+    policy.rules.forEach((stored, ruleIndex) => {
+      let conditions: unknown = stored.conditions;
+      if (conditions !== undefined) {
+        const substituted = substitutePlaceholders(conditions, context);
+        if (!substituted && !stored.inverted) return;
+        conditions = substituted?.conditions;
+      }
+      const rule = {
+        action: stored.action,
+        subject: stored.subject,
+        inverted: stored.inverted ?? false,
+        ...(conditions !== undefined ? { conditions } : {}),
+        ...(stored.fields !== undefined ? { fields: stored.fields } : {}),
+        ...(stored.reason !== undefined ? { reason: stored.reason } : {}),
+      } as CaslRule;
+      sources.set(rule, { policy, ruleIndex });
+      (rule.inverted ? denies : allows).push(rule);
+    });
+  }
+  const ability = new Ability([...allows, ...denies], {
+    conditionsMatcher,
+    fieldMatcher: fieldPatternMatcher,
+  });
+  return new PrincipalAbility(ability, sources);
+}

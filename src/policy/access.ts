@@ -1,0 +1,109 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Request, RequestHandler } from 'express';
+import type { Principal } from '../auth/principal.ts';
+import type { Orm } from '../db/orm.ts';
+import { withWorkspace } from '../db/scope.ts';
+import { decisionContext, type DecisionEntry, type DecisionLog, type Operation } from '../features/decisions/decision-log.ts';
+import { ProblemError } from '../http/errors.ts';
+import type { PrincipalAbility } from './ability.ts';
+import type { PolicyStore } from './policy-store.ts';
+import type { Action } from './vocabulary.ts';
+
+export interface Requirement {
+  action: Action;
+  subject: string;
+  operation: Operation;
+}
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** An allowed decision a mutation must record in its own transaction. */
+    pendingDecision?: DecisionEntry;
+    /** Set once the platform admin key authenticated the request. */
+    platformAdmin?: boolean;
+    startedAt?: bigint;
+  }
+}
+
+/** Decides for the principal of a request, and makes sure every decision is logged. */
+export class AccessControl {
+  readonly log: DecisionLog;
+  private readonly policies: PolicyStore;
+  private readonly orm: Orm;
+
+  constructor(policies: PolicyStore, log: DecisionLog, orm: Orm) {
+    this.policies = policies;
+    this.log = log;
+    this.orm = orm;
+  }
+
+  async abilityOf(request: Request): Promise<PrincipalAbility> {
+    const { principal, workspace } = request;
+    if (!principal || !workspace) throw new Error('abilityOf needs an authenticated principal');
+    return this.policies.abilityFor(principal, { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion });
+  }
+
+  /** Appends decisions now, in their own transaction (reads, denials, checks). */
+  async recordNow(request: Request, entries: readonly DecisionEntry[]): Promise<void> {
+    if (!request.principal || !this.log.enabled) return;
+    const context = decisionContext(request, request.principal);
+    await withWorkspace(this.orm, context.workspaceId, (em) => this.log.record(em, context, entries));
+  }
+
+  /** Appends decisions taken for another principal (a named `/check`), in their own transaction. */
+  async recordNowAs(request: Request, principal: Pick<Principal, 'id' | 'roles' | 'provider'>, entries: readonly DecisionEntry[]): Promise<void> {
+    if (!request.principal || !this.log.enabled) return;
+    const context = { ...decisionContext(request, request.principal), principal };
+    await withWorkspace(this.orm, context.workspaceId, (em) => this.log.record(em, context, entries));
+  }
+
+  /** Appends decisions inside the caller's transaction (mutations). */
+  async recordIn(em: EntityManager, request: Request, entries: readonly DecisionEntry[]): Promise<void> {
+    if (!request.principal) return;
+    await this.log.record(em, decisionContext(request, request.principal), entries);
+  }
+
+  /** Type-level check. A denial is logged, then answered with 403 and the deciding rule's reason. */
+  async require(request: Request, requirement: Requirement): Promise<DecisionEntry> {
+    const ability = await this.abilityOf(request);
+    const decision = ability.decide(requirement.action, requirement.subject);
+    const entry: DecisionEntry = { action: requirement.action, operation: requirement.operation, subject: requirement.subject, decision };
+    if (!decision.allowed) {
+      await this.recordNow(request, [entry]);
+      throw new ProblemError('forbidden', decision.reason);
+    }
+    return entry;
+  }
+
+  /**
+   * Route guard: reads record their decision before the handler runs; mutations get it as
+   * `request.pendingDecision` and record it in their transaction. The platform admin is outside
+   * tenant policy and is not a principal: nothing to decide.
+   */
+  guard(requirement: Requirement, method: string): RequestHandler {
+    return async (request, _response, next) => {
+      if (request.platformAdmin) return next();
+      const entry = await this.require(request, requirement);
+      if (method === 'get') await this.recordNow(request, [entry]);
+      else request.pendingDecision = entry;
+      next();
+    };
+  }
+}
+
+/** Who makes a change, and how its decision gets into the change's transaction. */
+export interface Actor {
+  id: string;
+  audit(em: EntityManager): Promise<void>;
+}
+
+export function actorOf(request: Request, access: AccessControl): Actor {
+  if (request.platformAdmin || !request.principal) return { id: 'platform-admin', audit: async () => undefined };
+  const entry = request.pendingDecision;
+  return {
+    id: request.principal.id,
+    audit: async (em) => {
+      if (entry) await access.recordIn(em, request, [entry]);
+    },
+  };
+}

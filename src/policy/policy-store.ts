@@ -1,0 +1,61 @@
+import { LRUCache } from 'lru-cache';
+import type { Principal } from '../auth/principal.ts';
+import type { Orm } from '../db/orm.ts';
+import { withWorkspace } from '../db/scope.ts';
+import { buildAbility, type PolicyRule, type PrincipalAbility, type StoredPolicy } from './ability.ts';
+import { placeholdersUsed, placeholderValues, type PlaceholderContext } from './placeholders.ts';
+
+interface PolicySet {
+  policies: StoredPolicy[];
+  placeholders: Set<string>;
+}
+
+export interface PolicyScope {
+  workspaceId: string;
+  /** Moves on with every policy change, so cached abilities of an older set are never used. */
+  policySetVersion: number;
+}
+
+/**
+ * Abilities are cached per (workspace, policy-set version, roles, placeholder values). A policy
+ * change bumps the workspace's policy-set version in the same transaction, so a stale entry is
+ * simply never looked up again; the LRU bound reclaims it.
+ */
+export class PolicyStore {
+  private readonly sets = new LRUCache<string, PolicySet>({ max: 1_000 });
+  private readonly abilities = new LRUCache<string, PrincipalAbility>({ max: 10_000 });
+  private readonly orm: Orm;
+
+  constructor(orm: Orm) {
+    this.orm = orm;
+  }
+
+  async abilityFor(principal: Pick<Principal, 'id' | 'email' | 'roles' | 'claims'>, scope: PolicyScope): Promise<PrincipalAbility> {
+    const set = await this.policySet(scope);
+    const context: PlaceholderContext = { principal, workspaceId: scope.workspaceId };
+    const roles = [...new Set(principal.roles)].sort();
+    const key = `${scope.workspaceId}:${scope.policySetVersion}:${JSON.stringify(roles)}:${placeholderValues(set.placeholders, context)}`;
+    let ability = this.abilities.get(key);
+    if (!ability) {
+      ability = buildAbility(set.policies, { ...context, principal: { ...principal, roles } });
+      this.abilities.set(key, ability);
+    }
+    return ability;
+  }
+
+  private async policySet(scope: PolicyScope): Promise<PolicySet> {
+    const key = `${scope.workspaceId}:${scope.policySetVersion}`;
+    const cached = this.sets.get(key);
+    if (cached) return cached;
+    const rows = await withWorkspace(this.orm, scope.workspaceId, (em) =>
+      em.execute<{ id: string; name: string; version: number; roles: string[]; rules: PolicyRule[] }[]>(
+        'select id, name, version, roles, rules from policies order by created_at, id',
+      ),
+    );
+    const placeholders = new Set<string>();
+    for (const row of rows) for (const rule of row.rules) placeholdersUsed(rule.conditions, placeholders);
+    const set: PolicySet = { policies: rows, placeholders };
+    this.sets.set(key, set);
+    return set;
+  }
+}
