@@ -56,7 +56,7 @@ async function checkBench(appUrl: string, seconds: number): Promise<Measurement[
     const body = (size: number) => JSON.stringify({ checks: Array.from({ length: size }, (_, index) => ({ action: 'update', subject: 'Task', resource: { createdBy: 'user_2', amount: index * 50 } })) });
 
     const run = (index: number, size: number) =>
-      serve(apps[index]!.app, (url) => load({ url: `${url}/v1/workspaces/${slug}/check`, method: 'POST', headers, body: body(size), connections: 16, seconds }));
+      serve(apps[index]!.app, (url) => load({ url: `${url}/v1/workspaces/${slug}/check`, method: 'POST', headers, body: body(size), connections: 64, seconds }));
     const loggedOne = await run(0, 1);
     const unloggedOne = await run(1, 1);
     const loggedFifty = await run(0, 50);

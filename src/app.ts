@@ -1,4 +1,5 @@
 import express, { type Express, type RequestHandler } from 'express';
+import pg from 'pg';
 import type { Logger } from 'pino';
 import { adminKeyDigest, bearerToken, isPlatformAdminKey, requirePlatformAdmin } from './auth/admin.ts';
 import { Authenticator } from './auth/authenticate.ts';
@@ -93,7 +94,9 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
 
   const bearer = createAuthenticator(dependencies).guard();
   const policyStore = new PolicyStore(orm);
-  const access = new AccessControl(policyStore, dependencies.decisionLog ?? new DecisionLog(), orm);
+  // Plain `pg` for the decision log's hot path and its streaming reads, as the serving role.
+  const pool = new pg.Pool({ connectionString: orm.config.get('clientUrl'), max: 6 });
+  const access = new AccessControl(policyStore, dependencies.decisionLog ?? new DecisionLog(), pool);
   const api = new Api(
     app,
     {
@@ -105,7 +108,7 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
     (authorization, method) => access.guard(authorization, method),
   );
   const workspaces = new WorkspacesService(orm, changes);
-  const reader = new DecisionReader(orm.config.get('clientUrl') ?? '');
+  const reader = new DecisionReader(pool);
   let document: unknown;
   healthRoutes(api, orm, metrics, () => (document ??= openApiDocument(api.routes, apiVersion)));
   workspaceRoutes(api, workspaces);
@@ -117,5 +120,5 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
 
   app.use(notFound);
   app.use(problemHandler);
-  return { app, api, close: () => reader.close() };
+  return { app, api, close: () => pool.end() };
 }

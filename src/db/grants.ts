@@ -22,4 +22,5 @@ export const servingFunctions: readonly string[] = [
   'cordon_current_workspace()',
   'cordon_workspace_counts(uuid[])',
   'cordon_workspaces_to_seal(bigint)',
+  'cordon_purge_decision_log(uuid)',
 ];

@@ -1,8 +1,8 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Request, RequestHandler } from 'express';
 import type { Principal } from '../auth/principal.ts';
-import type { Orm } from '../db/orm.ts';
-import { withWorkspace } from '../db/scope.ts';
+import type pg from 'pg';
+import { DecisionWriter } from '../features/decisions/decision-writer.ts';
 import { decisionContext, type DecisionEntry, type DecisionLog, type Operation } from '../features/decisions/decision-log.ts';
 import { ProblemError } from '../http/errors.ts';
 import type { PrincipalAbility } from './ability.ts';
@@ -29,12 +29,12 @@ declare module 'express-serve-static-core' {
 export class AccessControl {
   readonly log: DecisionLog;
   private readonly policies: PolicyStore;
-  private readonly orm: Orm;
+  private readonly writer: DecisionWriter;
 
-  constructor(policies: PolicyStore, log: DecisionLog, orm: Orm) {
+  constructor(policies: PolicyStore, log: DecisionLog, pool: pg.Pool) {
     this.policies = policies;
     this.log = log;
-    this.orm = orm;
+    this.writer = new DecisionWriter(pool, log);
   }
 
   async abilityOf(request: Request): Promise<PrincipalAbility> {
@@ -43,18 +43,16 @@ export class AccessControl {
     return this.policies.abilityFor(principal, { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion });
   }
 
-  /** Appends decisions now, in their own transaction (reads, denials, checks). */
+  /** Appends decisions that have no transaction of their own (reads, denials, checks); resolves once committed. */
   async recordNow(request: Request, entries: readonly DecisionEntry[]): Promise<void> {
-    if (!request.principal || !this.log.enabled) return;
-    const context = decisionContext(request, request.principal);
-    await withWorkspace(this.orm, context.workspaceId, (em) => this.log.record(em, context, entries));
+    if (!request.principal) return;
+    await this.writer.append(decisionContext(request, request.principal), entries);
   }
 
-  /** Appends decisions taken for another principal (a named `/check`), in their own transaction. */
+  /** The same, for decisions taken for another principal (a named `/check`). */
   async recordNowAs(request: Request, principal: Pick<Principal, 'id' | 'roles' | 'provider'>, entries: readonly DecisionEntry[]): Promise<void> {
-    if (!request.principal || !this.log.enabled) return;
-    const context = { ...decisionContext(request, request.principal), principal };
-    await withWorkspace(this.orm, context.workspaceId, (em) => this.log.record(em, context, entries));
+    if (!request.principal) return;
+    await this.writer.append({ ...decisionContext(request, request.principal), principal }, entries);
   }
 
   /** Appends decisions inside the caller's transaction (mutations). */

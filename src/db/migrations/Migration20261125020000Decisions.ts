@@ -43,7 +43,9 @@ export class Migration20261125020000Decisions extends Migration {
       create table decisions (
         id uuid primary key,
         position bigserial not null,
-        workspace_id uuid not null references workspaces (id) on delete cascade,
+        -- No foreign key: checking it would lock the workspace row on every append. RLS's WITH
+        -- CHECK already pins each row to the scope's workspace; a workspace deletion purges its log.
+        workspace_id uuid not null,
         at timestamptz not null,
         request_id text not null,
         principal_id text not null,
@@ -64,8 +66,9 @@ export class Migration20261125020000Decisions extends Migration {
         user_agent text
       )`);
     this.addSql('create index decisions_workspace_position_idx on decisions (workspace_id, position)');
-    this.addSql('create index decisions_workspace_at_idx on decisions (workspace_id, at, id)');
-    this.addSql('create index decisions_position_idx on decisions (position)');
+    // Appends are the hot path: time filters get a BRIN index (nearly free to maintain, rows
+    // arrive in time order) instead of another b-tree.
+    this.addSql('create index decisions_at_brin on decisions using brin (at)');
 
     this.addSql(`
       create table decision_seals (
@@ -93,9 +96,8 @@ export class Migration20261125020000Decisions extends Migration {
     this.addSql(`
       create function cordon_append_only() returns trigger language plpgsql as $$
       begin
-        -- A workspace deletion cascades here (from inside the foreign key's own trigger).
-        if tg_op = 'DELETE' and pg_trigger_depth() > 1
-           and not exists (select 1 from workspaces w where w.id = old.workspace_id) then
+        -- Only the log of a workspace that no longer exists may go (its deletion purges it).
+        if tg_op = 'DELETE' and not exists (select 1 from workspaces w where w.id = old.workspace_id) then
           return old;
         end if;
         raise exception 'the decision log is append-only: % on % refused', tg_op, tg_table_name
@@ -125,9 +127,22 @@ export class Migration20261125020000Decisions extends Migration {
         as $$
           select distinct d.workspace_id
           from decisions d
-          where d.position > (select coalesce(max(position), 0) from decisions) - recent_window
+          where d.position > (select last_value from decisions_position_seq) - recent_window
             and not exists (select 1 from decision_seals s where s.decision_id = d.id)
         $$`);
     this.addSql('revoke all on function cordon_workspaces_to_seal(bigint) from public');
+
+    // Called in the transaction that deleted the workspace; refuses while the workspace exists.
+    this.addSql(`
+      create function cordon_purge_decision_log(deleted_workspace uuid) returns void
+        language plpgsql security definer set search_path = public, pg_temp
+        as $$
+        begin
+          if exists (select 1 from workspaces where id = deleted_workspace) then
+            raise exception 'refusing to purge the decision log of an existing workspace';
+          end if;
+          delete from decisions where workspace_id = deleted_workspace;
+        end $$`);
+    this.addSql('revoke all on function cordon_purge_decision_log(uuid) from public');
   }
 }

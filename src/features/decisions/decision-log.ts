@@ -44,6 +44,29 @@ const columns = [
 ];
 const placeholders = `(${columns.map(() => '?').join(', ')})`;
 
+const columnTypes = [
+  'uuid', 'uuid', 'timestamptz', 'text', 'text', 'text', 'text', 'text', 'text',
+  'text', 'text', 'text', 'boolean', 'uuid', 'integer', 'integer', 'text', 'integer', 'text', 'text',
+];
+
+/**
+ * The same insert for plain `pg`: one array parameter per column, so the statement text never
+ * changes with the batch size and PostgreSQL plans it once (a named prepared statement).
+ * Array-typed columns travel as their text literals and are cast back.
+ */
+export function insertStatement(batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[]): { name: string; text: string; values: unknown[] } {
+  const rows = batches.flatMap(({ context, entries }) => rowValues(context, entries));
+  const values = columns.map((_, column) => rows.map((row) => row[column]));
+  const selected = columns.map((column, index) => (column === 'principal_roles' || column === 'fields' ? `c${index}::text[]` : `c${index}`));
+  return {
+    name: 'cordon_insert_decisions',
+    text: `insert into decisions (${columns.join(', ')})
+           select ${selected.join(', ')} from unnest(${columnTypes.map((type, index) => `$${index + 1}::${type}[]`).join(', ')})
+           as batch(${columns.map((_, index) => `c${index}`).join(', ')})`,
+    values,
+  };
+}
+
 /**
  * Appends decisions in the caller's transaction, in one statement: a mutation and its decision
  * commit together, and a read's decision is durable before its response is sent. Nothing is
@@ -58,36 +81,45 @@ export class DecisionLog {
   }
 
   async record(em: EntityManager, context: DecisionContext, entries: readonly DecisionEntry[]): Promise<void> {
-    if (!this.enabled || entries.length === 0) return;
-    const at = new Date();
-    const latencyMicros = Number((process.hrtime.bigint() - context.startedAt) / 1000n);
-    const values = entries.flatMap((entry) => [
-      uuidv7(),
-      context.workspaceId,
-      at,
-      context.requestId,
-      context.principal.id,
-      toArrayLiteral(context.principal.roles),
-      context.principal.provider,
-      entry.action,
-      entry.operation,
-      entry.subject,
-      entry.resourceId ?? null,
-      entry.fields ? toArrayLiteral(entry.fields) : null,
-      entry.decision.allowed,
-      entry.decision.policyId,
-      entry.decision.policyVersion,
-      entry.decision.ruleIndex,
-      entry.decision.reason,
-      Math.min(latencyMicros, 2_147_483_647),
-      context.ip,
-      context.userAgent,
-    ]);
+    await this.recordMany(em, [{ context, entries }]);
+  }
+
+  /** Several requests' decisions in one statement (all of one workspace: the caller's scope). */
+  async recordMany(em: EntityManager, batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[]): Promise<void> {
+    const rows = batches.flatMap(({ context, entries }) => rowValues(context, entries));
+    if (!this.enabled || rows.length === 0) return;
     await em.execute(
-      `insert into decisions (${columns.join(', ')}) values ${entries.map(() => placeholders).join(', ')}`,
-      values,
+      `insert into decisions (${columns.join(', ')}) values ${rows.map(() => placeholders).join(', ')}`,
+      rows.flat(),
     );
   }
+}
+
+function rowValues(context: DecisionContext, entries: readonly DecisionEntry[]): unknown[][] {
+  const at = new Date();
+  const latencyMicros = Number((process.hrtime.bigint() - context.startedAt) / 1000n);
+  return entries.map((entry) => [
+    uuidv7(),
+    context.workspaceId,
+    at,
+    context.requestId,
+    context.principal.id,
+    toArrayLiteral(context.principal.roles),
+    context.principal.provider,
+    entry.action,
+    entry.operation,
+    entry.subject,
+    entry.resourceId ?? null,
+    entry.fields ? toArrayLiteral(entry.fields) : null,
+    entry.decision.allowed,
+    entry.decision.policyId,
+    entry.decision.policyVersion,
+    entry.decision.ruleIndex,
+    entry.decision.reason,
+    Math.min(latencyMicros, 2_147_483_647),
+    context.ip,
+    context.userAgent,
+  ]);
 }
 
 /** A PostgreSQL text[] literal; every element quoted and escaped. */

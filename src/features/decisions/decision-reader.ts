@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import Cursor from 'pg-cursor';
 import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { z } from 'zod';
@@ -48,12 +48,8 @@ const listPosition = z.object({ before: z.string().regex(/^\d{1,19}$/) });
 export class DecisionReader {
   private readonly pool: pg.Pool;
 
-  constructor(url: string) {
-    this.pool = new pg.Pool({ connectionString: url, max: 4 });
-  }
-
-  close(): Promise<void> {
-    return this.pool.end();
+  constructor(pool: pg.Pool) {
+    this.pool = pool;
   }
 
   private async scoped<T>(workspaceId: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {

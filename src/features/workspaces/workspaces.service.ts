@@ -124,11 +124,12 @@ export class WorkspacesService {
     });
   }
 
-  /** One statement: every tenant table references the workspace with ON DELETE CASCADE. */
+  /** Tenant tables go by ON DELETE CASCADE; the decision log (no foreign key) is purged alongside. */
   async remove(reference: string): Promise<void> {
     await this.announced(async (em) => {
       const workspace = await this.find(em, reference);
       await em.nativeDelete(WorkspaceEntity, { id: workspace.id });
+      await em.execute('select cordon_purge_decision_log(?)', [workspace.id]);
     });
   }
 }
