@@ -88,7 +88,7 @@ describe('the hash chain', () => {
   });
 
   it('forms one unforked chain from two instances writing and sealing at once', async () => {
-    const second = await startTestApp();
+    const second = await startTestApp({ signingKey: cordon.signingKey });
     try {
       const tenant = await createTenant(cordon, issuer, 'fork');
       const viewer = await tenant.token('user_v', 'viewer');
@@ -99,8 +99,25 @@ describe('the hash chain', () => {
       const { rows } = await owner.query('select count(*)::int as seals, max(seq)::int as last, count(distinct decision_id)::int as decisions from decision_seals where workspace_id = $1', [tenant.id]);
       expect(rows[0]).toEqual({ seals: 100, last: 100, decisions: 100 });
       expect(await verify(tenant, await tenant.token('user_a', 'auditor'))).toMatchObject({ verified: true, sealed: 100 });
+      const { rows: checkpoints } = await owner.query('select count(*)::int as count from decision_checkpoints where workspace_id = $1', [tenant.id]);
+      expect(checkpoints[0].count).toBeGreaterThanOrEqual(1);
     } finally {
       await second.close();
+    }
+  });
+
+  it('names a checkpoint signed by a key it does not know', async () => {
+    const stranger = await startTestApp();
+    try {
+      const tenant = await createTenant(cordon, issuer, 'stranger');
+      await decide(cordon, tenant, await tenant.token('user_v', 'viewer'), 3);
+      await stranger.sealer.sealWorkspace(tenant.id);
+      expect(await verify(tenant, await tenant.token('user_a', 'auditor'))).toMatchObject({
+        verified: false,
+        firstBreak: { seq: 3, reason: expect.stringContaining('unknown key') },
+      });
+    } finally {
+      await stranger.close();
     }
   });
 });

@@ -45,6 +45,8 @@ export interface TestAppOptions {
   listen?: boolean;
   /** Receives every log line, to check what is (not) logged. */
   logLines?: string[];
+  /** Instances of one deployment share their checkpoint signing key. */
+  signingKey?: SigningKey;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -52,7 +54,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ? createLogger({ logLevel: 'trace' }, { write: (line: string) => void options.logLines!.push(line) })
     : pino({ level: 'silent' });
   const adminKey = randomBytes(32).toString('base64url');
-  const signingKey = generateSigningKey();
+  const signingKey = options.signingKey ?? generateSigningKey();
   const signingKeyPem = signingKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const config = parseConfig({ NODE_ENV: 'test', BODY_LIMIT: '100kb', JWKS_COOLDOWN_SECONDS: '0', DECISION_SIGNING_KEY: signingKeyPem, ...options.env });
   const url = options.databaseUrl ?? testDatabase.appUrl();

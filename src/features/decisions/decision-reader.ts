@@ -100,15 +100,16 @@ export class DecisionReader {
    * Recomputes the chain in seq order and checks every signed checkpoint against it: a changed
    * row, a removed link or a deleted tail (behind the last checkpoint) is the first break.
    */
-  async verify(workspaceId: string, publicKey: KeyObject): Promise<VerifyResponse> {
+  async verify(workspaceId: string, key: { keyId: string; publicKey: KeyObject }): Promise<VerifyResponse> {
     return this.scoped(workspaceId, async (client) => {
-      const checkpoints = (await client.query<{ seq: string; hash: string; at: Date; signature: string }>('select seq, hash, at, signature from decision_checkpoints order by seq')).rows;
+      const checkpoints = (await client.query<{ seq: string; hash: string; at: Date; signature: string; key_id: string }>('select seq, hash, at, signature, key_id from decision_checkpoints order by seq')).rows;
       const bySeq = new Map(checkpoints.map((checkpoint) => [Number(checkpoint.seq), checkpoint]));
       const breaks: { seq: number; reason: string }[] = [];
       for (const checkpoint of checkpoints) {
         const seq = Number(checkpoint.seq);
         const signed = { workspaceId, seq, hash: checkpoint.hash, at: new Date(checkpoint.at).toISOString() };
-        if (!checkpointVerifies(signed, checkpoint.signature, publicKey)) breaks.push({ seq, reason: 'checkpoint signature does not verify' });
+        if (checkpoint.key_id !== key.keyId) breaks.push({ seq, reason: `checkpoint signed by an unknown key (${checkpoint.key_id})` });
+        else if (!checkpointVerifies(signed, checkpoint.signature, key.publicKey)) breaks.push({ seq, reason: 'checkpoint signature does not verify' });
       }
 
       let expected = 1;

@@ -78,7 +78,7 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
       responses: { 200: { description: 'The verdict', schema: verifyResponse } },
     },
     async ({ params }, request, response) => {
-      response.json(await reader.verify(await workspaceId(request, params.ws), key.publicKey));
+      response.json(await reader.verify(await workspaceId(request, params.ws), key));
     },
   );
 
