@@ -38,6 +38,24 @@ export class ChangeBus {
     await em.execute('select pg_notify(?, ?)', [channel, JSON.stringify(change)]);
   }
 
+  /**
+   * Runs `work` in the transaction `begin` opens, announces `change` in it, and once committed
+   * applies it here at once: the one way a change reaches every instance's caches.
+   */
+  async committing<T>(
+    change: Change,
+    begin: (work: (em: EntityManager) => Promise<T>) => Promise<T>,
+    work: (em: EntityManager) => Promise<T>,
+  ): Promise<T> {
+    const result = await begin(async (em) => {
+      const value = await work(em);
+      await this.announce(em, change);
+      return value;
+    });
+    this.apply(change);
+    return result;
+  }
+
   /** Applies a committed change to this instance's caches without waiting for the echo. */
   apply(change: Change): void {
     for (const listener of this.listeners) listener(change);

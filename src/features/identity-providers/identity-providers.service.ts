@@ -49,18 +49,14 @@ export class IdentityProvidersService {
 
   /** Every query runs inside the workspace's RLS scope; a change is announced in its transaction. */
   private async inWorkspace<T>(reference: string, work: (em: EntityManager, workspaceId: string) => Promise<T>, actor?: Actor): Promise<T> {
-    const changes = actor !== undefined;
     const workspace = await this.workspaces.find(this.orm.em.fork(), reference);
-    const result = await withWorkspace(this.orm, workspace.id, async (em) => {
+    const scoped = (transaction: (em: EntityManager) => Promise<T>) => withWorkspace(this.orm, workspace.id, transaction);
+    if (!actor) return scoped((em) => work(em, workspace.id));
+    return this.changes.committing({ topic: 'identity-provider', workspaceId: workspace.id }, scoped, async (em) => {
       const value = await work(em, workspace.id);
-      if (actor) {
-        await actor.audit(em);
-        await this.changes.announce(em, { topic: 'identity-provider', workspaceId: workspace.id });
-      }
+      await actor.audit(em);
       return value;
     });
-    if (changes) this.changes.apply({ topic: 'identity-provider', workspaceId: workspace.id });
-    return result;
   }
 
   private async load(em: EntityManager, workspaceId: string, id: string): Promise<IdentityProvider> {

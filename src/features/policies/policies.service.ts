@@ -44,15 +44,12 @@ export class PoliciesService {
 
   /** A policy change moves the workspace's policy-set version and is announced, in its transaction. */
   private async change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    const result = await withWorkspace(this.orm, workspaceId, async (em) => {
+    return this.changes.committing({ topic: 'policy', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
       const value = await work(em);
       await em.execute('update workspaces set policy_set_version = policy_set_version + 1 where id = ?', [workspaceId]);
       await actor.audit(em);
-      await this.changes.announce(em, { topic: 'policy', workspaceId });
       return value;
     });
-    this.changes.apply({ topic: 'policy', workspaceId });
-    return result;
   }
 
   private async load(em: EntityManager, workspaceId: string, id: string): Promise<Policy> {

@@ -59,13 +59,7 @@ export class WorkspacesService {
 
   /** Workspace rows are few and rarely change: any change drops every cached tenant. */
   private async announced<T>(work: (em: EntityManager) => Promise<T>): Promise<T> {
-    const result = await this.orm.em.fork().transactional(async (em) => {
-      const value = await work(em);
-      await this.changes.announce(em, { topic: 'workspace', workspaceId: '*' });
-      return value;
-    });
-    this.changes.apply({ topic: 'workspace', workspaceId: '*' });
-    return result;
+    return this.changes.committing({ topic: 'workspace', workspaceId: '*' }, (transaction) => this.orm.em.fork().transactional(transaction), work);
   }
 
   entityManager(): EntityManager {
