@@ -66,7 +66,7 @@ export function printTable(entries: Measurement[]): void {
 export async function compareOps(
   subject: (iteration: number) => Promise<unknown> | unknown,
   baseline: (iteration: number) => Promise<unknown> | unknown,
-  options: { millis?: number; rounds?: number; maxIterations?: number } = {},
+  options: { millis?: number; rounds?: number; maxIterations?: number; concurrency?: number } = {},
 ): Promise<{ subject: number; baseline: number }> {
   const rounds = options.rounds ?? 5;
   const millis = (options.millis ?? 1_000) / rounds;
@@ -75,8 +75,8 @@ export async function compareOps(
   for (let round = 0; round < rounds; round += 1) {
     const start = offset;
     const maxIterations = options.maxIterations === undefined ? undefined : Math.floor(options.maxIterations / rounds);
-    best.baseline = Math.max(best.baseline, await opsPerSecond((index) => baseline(start + index), { millis, maxIterations, warmup: 20 }));
-    best.subject = Math.max(best.subject, await opsPerSecond((index) => subject(start + index), { millis, maxIterations, warmup: 20 }));
+    best.baseline = Math.max(best.baseline, await opsPerSecond((index) => baseline(start + index), { millis, maxIterations, warmup: 20, concurrency: options.concurrency ?? 1 }));
+    best.subject = Math.max(best.subject, await opsPerSecond((index) => subject(start + index), { millis, maxIterations, warmup: 20, concurrency: options.concurrency ?? 1 }));
     offset += maxIterations ?? 0;
   }
   return best;
@@ -85,17 +85,18 @@ export async function compareOps(
 /** Runs `operation` repeatedly for about `millis` and returns operations per second. */
 export async function opsPerSecond(
   operation: (iteration: number) => Promise<unknown> | unknown,
-  options: { millis?: number; maxIterations?: number | undefined; warmup?: number } = {},
+  options: { millis?: number; maxIterations?: number | undefined; warmup?: number; concurrency?: number } = {},
 ): Promise<number> {
-  const { millis = 1_000, warmup = 50 } = options;
+  const { millis = 1_000, warmup = 50, concurrency = 1 } = options;
   const maxIterations = options.maxIterations ?? Number.POSITIVE_INFINITY;
   for (let warm = 0; warm < warmup; warm += 1) await operation(-1 - warm);
   let iterations = 0;
   const started = performance.now();
-  let elapsed = 0;
-  while (elapsed < millis && iterations < maxIterations) {
-    await operation(iterations++);
-    if (iterations % 16 === 0) elapsed = performance.now() - started;
-  }
+  const deadline = started + millis;
+  // `concurrency` callers at once, like the requests a server has in flight.
+  const caller = async () => {
+    while (iterations < maxIterations && (iterations % 16 !== 0 || performance.now() < deadline)) await operation(iterations++);
+  };
+  await Promise.all(Array.from({ length: concurrency }, caller));
   return (iterations / (performance.now() - started)) * 1000;
 }
