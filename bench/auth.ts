@@ -54,7 +54,7 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
     const baseline = { name: `bare jose.jwtVerify ${algorithm}`, value: firstSight.baseline };
 
     const repeatedToken = await sign();
-    const repeated = await opsPerSecond(() => warm.authenticate(slug, repeatedToken), { millis });
+    const repeated = await opsPerSecond(() => warm.authenticate(slug, repeatedToken), { millis, concurrency: 8 });
 
     // Cold JWKS: new key sets per token, so every verification fetches the key set over HTTP
     // (the workspace directory stays warm: this measures the JWKS fetch, not the database).
