@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { jest } from '@jest/globals';
 import pg from 'pg';
-import { createScratchDatabase, ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { insertStatement } from '../src/features/decisions/decision-log.ts';
+import { createScratchDatabase, ownerClient, startTestApp, testDatabase, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { startService } from './support/process.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
@@ -132,6 +133,23 @@ describe('append-only, by grants and by trigger', () => {
     await expect(serving.execute('delete from decision_seals')).rejects.toThrow(/permission denied/);
     await expect(owner.query("update decisions set reason = 'x' where workspace_id = $1", [tenant.id])).rejects.toThrow(/append-only/);
     await expect(owner.query('delete from decisions where workspace_id = $1', [tenant.id])).rejects.toThrow(/append-only/);
+  });
+
+  it('scopes the one-statement append: rows of another workspace are refused by RLS', async () => {
+    const mine = await createTenant(cordon, issuer, 'scope-a');
+    const theirs = await createTenant(cordon, issuer, 'scope-b');
+    const serving = new pg.Client({ connectionString: testDatabase.appUrl() });
+    await serving.connect();
+    try {
+      const context = { workspaceId: theirs.id, requestId: 'forged', principal: { id: 'mallory', roles: ['admin'], provider: 'x' }, ip: null, userAgent: null, startedAt: process.hrtime.bigint() };
+      const entries = [{ action: 'read', operation: 'check' as const, subject: 'Task', decision: { allowed: true, policyId: null, policyVersion: null, ruleIndex: null, reason: 'forged' } }];
+      await expect(serving.query(insertStatement(mine.id, [{ context, entries }]))).rejects.toThrow(/row-level security/);
+      await serving.query(insertStatement(theirs.id, [{ context, entries }]));
+      const { rows } = await owner.query("select workspace_id from decisions where request_id = 'forged'");
+      expect(rows).toEqual([{ workspace_id: theirs.id }]);
+    } finally {
+      await serving.end();
+    }
   });
 
   it('still lets a workspace deletion remove its log', async () => {

@@ -54,16 +54,23 @@ const columnTypes = [
  * changes with the batch size and PostgreSQL plans it once (a named prepared statement).
  * Array-typed columns travel as their text literals and are cast back.
  */
-export function insertStatement(batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[]): { name: string; text: string; values: unknown[] } {
+const selected = columns.map((column, index) => (column === 'principal_roles' || column === 'fields' ? `c${index}::text[]` : `c${index}`));
+
+/**
+ * The statement also sets the workspace scope (`$1`) in a CTE that the row source joins, so it
+ * is in force before any row reaches the RLS check: one statement, one round trip, and — on its
+ * own — one implicit transaction.
+ */
+export function insertStatement(workspaceId: string, batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[]): { name: string; text: string; values: unknown[] } {
   const rows = batches.flatMap(({ context, entries }) => rowValues(context, entries));
   const values = columns.map((_, column) => rows.map((row) => row[column]));
-  const selected = columns.map((column, index) => (column === 'principal_roles' || column === 'fields' ? `c${index}::text[]` : `c${index}`));
   return {
     name: 'cordon_insert_decisions',
-    text: `insert into decisions (${columns.join(', ')})
-           select ${selected.join(', ')} from unnest(${columnTypes.map((type, index) => `$${index + 1}::${type}[]`).join(', ')})
+    text: `with scope as materialized (select set_config('cordon.workspace_id', $1, true) as workspace)
+           insert into decisions (${columns.join(', ')})
+           select ${selected.join(', ')} from scope, unnest(${columnTypes.map((type, index) => `$${index + 2}::${type}[]`).join(', ')})
            as batch(${columns.map((_, index) => `c${index}`).join(', ')})`,
-    values,
+    values: [workspaceId, ...values],
   };
 }
 

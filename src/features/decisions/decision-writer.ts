@@ -63,17 +63,16 @@ export class DecisionWriter {
     if (!batch.length) return;
     this.inFlight += 1;
     try {
+      const groups = [...Map.groupBy(batch, (waiting) => waiting.context.workspaceId)];
       const client = await this.pool.connect();
       try {
-        await client.query('begin');
-        // One transaction, one scope per workspace: RLS checks every row against its scope.
-        for (const [workspaceId, group] of Map.groupBy(batch, (waiting) => waiting.context.workspaceId)) {
-          await client.query("select set_config('cordon.workspace_id', $1, true)", [workspaceId]);
-          await client.query(insertStatement(group));
-        }
-        await client.query('commit');
+        // One workspace (the usual case): a single statement is its own transaction. Several:
+        // one transaction, one statement per workspace, each with its own RLS scope.
+        if (groups.length > 1) await client.query('begin');
+        for (const [workspaceId, group] of groups) await client.query(insertStatement(workspaceId, group));
+        if (groups.length > 1) await client.query('commit');
       } catch (error) {
-        await client.query('rollback').catch(() => undefined);
+        if (groups.length > 1) await client.query('rollback').catch(() => undefined);
         throw error;
       } finally {
         client.release();
