@@ -36,8 +36,7 @@ function writeWithBackpressure(response: Response, chunk: string): Promise<void>
 }
 
 export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: WorkspacesService, key: SigningKey): void {
-  const workspaceId = async (request: Request, reference: string) =>
-    request.workspace?.id ?? (await workspaces.find(workspaces.entityManager(), reference)).id;
+  const workspaceId = (request: Request, reference: string) => workspaces.idOf(reference, request.workspace);
 
   api.route(
     {

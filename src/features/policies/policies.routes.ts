@@ -10,9 +10,7 @@ const tag = 'Policies';
 const subject = 'Policy';
 
 export function policyRoutes(api: Api, policies: PoliciesService, workspaces: WorkspacesService, access: AccessControl): void {
-  /** A principal is already bound to the workspace in the URL; the platform admin names it. */
-  const workspaceId = async (request: Request, reference: string) =>
-    request.workspace?.id ?? (await workspaces.find(workspaces.entityManager(), reference)).id;
+  const workspaceId = (request: Request, reference: string) => workspaces.idOf(reference, request.workspace);
 
   api.route(
     {

@@ -1,6 +1,7 @@
 import type { EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
 import type { ChangeBus } from '../../db/changes.ts';
+import { toArrayLiteral } from '../decisions/decision-log.ts';
 import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
 import { ProblemError } from '../../http/errors.ts';
@@ -29,7 +30,7 @@ export async function recordVersion(em: EntityManager, policy: Policy, deleted =
   await em.execute(
     `insert into policy_versions (policy_id, workspace_id, version, name, description, roles, rules, updated_at, updated_by, deleted)
      values (?, ?, ?, ?, ?, ?::text[], ?::jsonb, ?, ?, ?)`,
-    [policy.id, policy.workspaceId, policy.version, policy.name, policy.description, `{${policy.roles.map((role) => JSON.stringify(role)).join(',')}}`, JSON.stringify(policy.rules), policy.updatedAt, policy.updatedBy, deleted],
+    [policy.id, policy.workspaceId, policy.version, policy.name, policy.description, toArrayLiteral(policy.roles), JSON.stringify(policy.rules), policy.updatedAt, policy.updatedBy, deleted],
   );
 }
 

@@ -62,8 +62,9 @@ export class WorkspacesService {
     return this.changes.committing({ topic: 'workspace', workspaceId: '*' }, (transaction) => this.orm.em.fork().transactional(transaction), work);
   }
 
-  entityManager(): EntityManager {
-    return this.orm.em.fork();
+  /** The workspace of a tenant route: a principal is already bound to it; the platform admin names it. */
+  async idOf(reference: string, bound: { id: string } | undefined): Promise<string> {
+    return bound?.id ?? (await this.find(this.orm.em.fork(), reference)).id;
   }
 
   /** Finds a workspace by id or slug; unknown and malformed references are the same 404. */
