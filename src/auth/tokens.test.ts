@@ -1,4 +1,4 @@
-import type { JWTVerifyGetKey } from 'jose';
+import type { CompactVerifyGetKey } from 'jose';
 import { createKey, TestIssuer } from '../../test/support/issuer.ts';
 import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
 import { KeySets } from './key-sets.ts';
@@ -9,7 +9,7 @@ import type { Tenant } from './workspace-directory.ts';
 /** Counts signature verifications: every jose verification asks the resolver for a key. */
 class CountingKeySets extends KeySets {
   lookups = 0;
-  override resolver(provider: IdentityProvider): JWTVerifyGetKey {
+  override resolver(provider: IdentityProvider): CompactVerifyGetKey {
     const resolve = super.resolver(provider);
     return (...args) => {
       this.lookups += 1;
