@@ -75,13 +75,26 @@ export class ChangeBus {
     client.on('error', (error) => {
       this.logger.warn({ err: error }, 'change listener lost its connection; reconnecting');
       this.client = undefined;
-      // Everything cached may have missed a change while disconnected.
-      this.apply({ topic: 'workspace', workspaceId: '*' });
-      setTimeout(() => void this.listen().catch(() => undefined), 1_000).unref();
+      void client.end().catch(() => undefined);
+      this.reconnect();
     });
     await client.connect();
     await client.query(`listen ${channel}`);
     this.client = client;
+  }
+
+  /** Retries every second until listening again; then drops every cache, which may have missed changes. */
+  private reconnect(): void {
+    if (this.closed) return;
+    setTimeout(() => {
+      this.listen().then(
+        () => this.apply({ topic: 'workspace', workspaceId: '*' }),
+        (error: unknown) => {
+          this.logger.warn({ err: error }, 'change listener could not reconnect; retrying');
+          this.reconnect();
+        },
+      );
+    }, 1_000).unref();
   }
 
   async close(): Promise<void> {

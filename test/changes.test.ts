@@ -1,0 +1,43 @@
+import { ownerClient, startTestApp } from './support/app.ts';
+import { TestIssuer } from './support/issuer.ts';
+import { createTenant } from './support/tenant.ts';
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('cache invalidation across instances', () => {
+  it('keeps listening after its connection is killed, and applies the next change from another instance', async () => {
+    const owner = await ownerClient();
+    const listeners = async () =>
+      (await owner.query("select pid from pg_stat_activity where datname = current_database() and query = 'listen cordon_changes'")).rows.map((row: { pid: number }) => row.pid);
+    // Other test files listen too: only the connections these two instances open are killed.
+    const others = await listeners();
+    const first = await startTestApp({ listen: true });
+    const second = await startTestApp({ listen: true });
+    const issuer = await TestIssuer.start();
+    try {
+      const tenant = await createTenant(first, issuer, 'relisten');
+      const token = await tenant.token('user_r', 'viewer');
+      const whoami = () => first.http().get(`/v1/workspaces/${tenant.slug}/whoami`).auth(token, { type: 'bearer' });
+      const before = (await listeners()).filter((pid) => !others.includes(pid));
+      expect(before.length).toBeGreaterThanOrEqual(2);
+      await owner.query('select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [before]);
+      await eventually(async () => (await listeners()).filter((pid) => !before.includes(pid) && !others.includes(pid)).length >= 2);
+
+      await whoami().expect(200);
+      const providers = (await second.admin().get(`/v1/workspaces/${tenant.slug}/identity-providers`).expect(200)).body.data;
+      await second.admin().delete(`/v1/workspaces/${tenant.slug}/identity-providers/${providers[0].id}`).expect(204);
+      await eventually(async () => (await whoami()).status === 401);
+    } finally {
+      await issuer.close();
+      await owner.end();
+      await first.close();
+      await second.close();
+    }
+  });
+});
