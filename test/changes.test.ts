@@ -40,4 +40,26 @@ describe('cache invalidation across instances', () => {
       await second.close();
     }
   });
+
+  it('applies a policy change made on another instance to the next decision', async () => {
+    const first = await startTestApp({ listen: true });
+    const second = await startTestApp({ listen: true });
+    const issuer = await TestIssuer.start();
+    try {
+      const tenant = await createTenant(first, issuer, 'policy-bus');
+      const viewer = await tenant.token('user_v', 'viewer');
+      const check = async () =>
+        (await first.http().post(`/v1/workspaces/${tenant.slug}/check`).auth(viewer, { type: 'bearer' }).send({ checks: [{ action: 'read', subject: 'Task' }] }).expect(200)).body.results[0];
+      expect(await check()).toMatchObject({ allowed: true });
+      const viewerPolicy = (await second.admin().get(`/v1/workspaces/${tenant.slug}/policies`).expect(200)).body.data.find((policy: { name: string }) => policy.name === 'viewer');
+      await second.admin().put(`/v1/workspaces/${tenant.slug}/policies/${viewerPolicy.id}`)
+        .send({ name: 'viewer', roles: ['viewer'], rules: [{ action: 'read', subject: 'Workspace' }] }).expect(200);
+      await eventually(async () => (await check()).allowed === false);
+      expect(await check()).toMatchObject({ allowed: false, reason: 'default deny' });
+    } finally {
+      await issuer.close();
+      await first.close();
+      await second.close();
+    }
+  });
 });
