@@ -110,8 +110,4 @@ export class KeySets {
     this.sets.set(provider.id, created);
     return created;
   }
-
-  forget(providerIds: Iterable<string>): void {
-    for (const id of providerIds) this.sets.delete(id);
-  }
 }

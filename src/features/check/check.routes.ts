@@ -7,7 +7,7 @@ import { actions } from '../../policy/vocabulary.ts';
 import type { DecisionEntry } from '../decisions/decision-log.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 
-export const maxChecks = 100;
+const maxChecks = 100;
 
 const checkBody = z.strictObject({
   principal: z
