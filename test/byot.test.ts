@@ -3,6 +3,7 @@ import { createHmac } from 'node:crypto';
 import { exportSPKI, importJWK, type CryptoKey } from 'jose';
 import type pg from 'pg';
 import { ownerClient, startTestApp, uniqueSlug, type TestApp } from './support/app.ts';
+import { eventually } from './support/eventually.ts';
 import { assembleToken, createKey, TestIssuer } from './support/issuer.ts';
 
 let cordon: TestApp;
@@ -396,10 +397,10 @@ describe('keys and caches', () => {
 
       await second.admin().delete(`/v1/workspaces/${workspace}/identity-providers/${provider.id}`).expect(204);
       let status = 200;
-      for (let attempt = 0; attempt < 50 && status === 200; attempt += 1) {
-        await new Promise((resolve) => setTimeout(resolve, 20));
+      await eventually(async () => {
         status = (await first.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' })).status;
-      }
+        return status !== 200;
+      }, 1_000);
       expect(status).toBe(401);
     } finally {
       await issuer.close();

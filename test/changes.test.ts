@@ -1,14 +1,8 @@
 import { ownerClient, startTestApp } from './support/app.ts';
+import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant } from './support/tenant.ts';
 
-async function eventually(check: () => Promise<boolean>, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not reached in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
 
 describe('cache invalidation across instances', () => {
   it('keeps listening after its connection is killed, and applies the next change from another instance', async () => {
