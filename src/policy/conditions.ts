@@ -32,6 +32,10 @@ const comparisons = new Map<string, CompareOperator>([['$eq', 'eq'], ['$ne', 'ne
 const forbiddenSegments = new Set(['__proto__', 'constructor', 'prototype']);
 const supported = '$eq $ne $in $nin $lt $lte $gt $gte $exists $regex $options $all $size $elemMatch';
 
+/** PostgreSQL's JSON holds neither NUL nor lone surrogates, so no stored value could equal them. */
+export const storable = (text: string) => text.isWellFormed() && !text.includes('\u0000');
+const unstorable = 'text may not contain NUL characters or lone surrogates';
+
 const escapePointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -78,6 +82,7 @@ class QueryParser {
     const segments = key.split('.');
     if (key.length > conditionLimits.stringLength) return this.fail(pointer, `a field path is limited to ${conditionLimits.stringLength} characters`);
     if (segments.length > conditionLimits.segments) return this.fail(pointer, `a field path has at most ${conditionLimits.segments} segments`);
+    if (!storable(key)) return this.fail(pointer, unstorable);
     for (const segment of segments) {
       if (segment === '') return this.fail(pointer, 'a field path cannot have an empty segment');
       if (segment.startsWith('$')) return this.fail(pointer, `a field path segment cannot start with $ ("${segment}")`);
@@ -158,7 +163,10 @@ class QueryParser {
     if (Array.isArray(value)) return this.fail(pointer, 'comparing whole arrays is not supported; use $all and $size');
     if (isPlainObject(value)) return this.fail(pointer, 'comparing whole objects is not supported; compare its fields with dotted paths');
     if (typeof value === 'number') return Number.isFinite(value) ? { value } : this.fail(pointer, 'numbers must be finite');
-    if (typeof value === 'string') return value.length <= conditionLimits.stringLength ? { value } : this.fail(pointer, `strings are limited to ${conditionLimits.stringLength} characters`);
+    if (typeof value === 'string') {
+      if (value.length > conditionLimits.stringLength) return this.fail(pointer, `strings are limited to ${conditionLimits.stringLength} characters`);
+      return storable(value) ? { value } : this.fail(pointer, unstorable);
+    }
     if (typeof value === 'boolean') return { value };
     return this.fail(pointer, 'expected a JSON string, number, boolean or null');
   }
