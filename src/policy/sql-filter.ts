@@ -20,13 +20,13 @@ export class SqlParameters {
 
   add(value: unknown, cast: string): string {
     this.pending.push(value);
-    return `\u0000${this.pending.length - 1}\u0000::${cast}`;
+    return `⟦${this.pending.length - 1}⟧::${cast}`;
   }
 
   /** The text with `$n` placeholders numbered after `offset` existing ones, and their values. */
   bind(text: string, offset = 0): { text: string; values: unknown[] } {
     const values: unknown[] = [];
-    const bound = text.replace(/\u0000(\d+)\u0000/g, (_, index: string) => {
+    const bound = text.replace(/⟦(\d+)⟧/g, (_, index: string) => {
       values.push(this.pending[Number(index)]);
       return `$${offset + values.length}`;
     });
