@@ -18,6 +18,12 @@ import type { SigningKey } from './features/decisions/signing.ts';
 import { identityProviderRoutes } from './features/identity-providers/identity-providers.routes.ts';
 import { IdentityProvidersService } from './features/identity-providers/identity-providers.service.ts';
 import { policyRoutes } from './features/policies/policies.routes.ts';
+import { RecordStore } from './features/records/record-store.ts';
+import { recordRoutes } from './features/records/records.routes.ts';
+import { RecordsService } from './features/records/records.service.ts';
+import { StructureCatalog } from './features/structures/structure-catalog.ts';
+import { structureRoutes } from './features/structures/structures.routes.ts';
+import { StructuresService } from './features/structures/structures.service.ts';
 import { PoliciesService } from './features/policies/policies.service.ts';
 import { whoamiRoutes } from './features/whoami/whoami.routes.ts';
 import { workspaceRoutes } from './features/workspaces/workspaces.routes.ts';
@@ -116,6 +122,8 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   whoamiRoutes(api);
   policyRoutes(api, new PoliciesService(orm, changes), workspaces, access);
   checkRoutes(api, policyStore, access);
+  structureRoutes(api, new StructuresService(orm, changes), workspaces, access);
+  recordRoutes(api, new RecordsService(new RecordStore(pool), new StructureCatalog(pool, changes)), access);
   decisionRoutes(api, reader, workspaces, signingKey);
 
   app.use(notFound);

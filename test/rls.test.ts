@@ -15,6 +15,7 @@ beforeAll(async () => {
   workspaceB = await create();
   for (const [id, user] of [[workspaceA, 'alice'], [workspaceB, 'bob']]) {
     await owner.query("insert into members (workspace_id, user_id, roles) values ($1, $2, '{admin}')", [id, user]);
+    await owner.query("insert into structures (workspace_id, name) values ($1, 'Task')", [id]);
     await owner.query("insert into records (id, workspace_id, structure, data, created_by) values (gen_random_uuid(), $1, 'Task', '{}', $2)", [id, user]);
   }
 });

@@ -53,6 +53,7 @@ describe('workspace lifecycle', () => {
     const kept = await createWorkspace();
     for (const id of [doomed.id, kept.id]) {
       await owner.query("insert into members (workspace_id, user_id, roles) values ($1, 'user_1', '{member}')", [id]);
+      await owner.query("insert into structures (workspace_id, name) values ($1, 'Task')", [id]);
       await owner.query(
         "insert into records (id, workspace_id, structure, data, created_by) values (gen_random_uuid(), $1, 'Task', '{}', 'user_1')",
         [id],
@@ -62,7 +63,7 @@ describe('workspace lifecycle', () => {
     expect(listed.body).toMatchObject({ memberCount: 1, recordCount: 1 });
 
     await cordon.admin().delete(`/v1/workspaces/${doomed.slug}`).expect(204);
-    for (const table of ['policies', 'members', 'records']) {
+    for (const table of ['policies', 'members', 'structures', 'records']) {
       const doomedRows = await owner.query(`select count(*)::int as n from ${table} where workspace_id = $1`, [doomed.id]);
       const keptRows = await owner.query(`select count(*)::int as n from ${table} where workspace_id = $1`, [kept.id]);
       expect({ table, n: doomedRows.rows[0].n }).toEqual({ table, n: 0 });

@@ -8,7 +8,8 @@ export type Change =
   | { topic: 'workspace'; workspaceId: string }
   | { topic: 'identity-provider'; workspaceId: string }
   | { topic: 'policy'; workspaceId: string }
-  | { topic: 'member'; workspaceId: string };
+  | { topic: 'member'; workspaceId: string }
+  | { topic: 'structure'; workspaceId: string };
 
 const channel = 'cordon_changes';
 

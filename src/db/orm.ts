@@ -2,10 +2,11 @@ import { MikroORM } from '@mikro-orm/postgresql';
 import type { Logger } from 'pino';
 import { IdentityProviderEntity } from '../features/identity-providers/identity-provider.entity.ts';
 import { PolicyEntity } from '../features/policies/policy.entity.ts';
+import { StructureEntity } from '../features/structures/structure.entity.ts';
 import { WorkspaceEntity } from '../features/workspaces/workspace.entity.ts';
 
 /** Every entity, imported once: MikroORM refuses a module it sees twice. */
-export const entities = [WorkspaceEntity, PolicyEntity, IdentityProviderEntity];
+export const entities = [WorkspaceEntity, PolicyEntity, IdentityProviderEntity, StructureEntity];
 
 export type Orm = MikroORM;
 

@@ -32,12 +32,20 @@ export const errorCatalogue = {
   workspace_not_found: { status: 404, title: 'Workspace not found' },
   identity_provider_not_found: { status: 404, title: 'Identity provider not found' },
   policy_not_found: { status: 404, title: 'Policy not found' },
+  structure_not_found: { status: 404, title: 'Structure not found' },
+  record_not_found: { status: 404, title: 'Record not found' },
   // 409
   slug_taken: { status: 409, title: 'Workspace slug is already taken' },
   identity_provider_taken: { status: 409, title: 'Another workspace already trusts this issuer for this organization' },
   identity_provider_name_taken: { status: 409, title: 'This workspace already has an identity provider with that name' },
   conflict: { status: 409, title: 'Conflicting change' },
   policy_name_taken: { status: 409, title: 'This workspace already has a policy with that name' },
+  structure_name_taken: { status: 409, title: 'This workspace already has a structure with that name' },
+  structure_change_breaks_records: { status: 409, title: 'The change would leave stored records invalid' },
+  structure_has_records: { status: 409, title: 'The structure still has records' },
+  structure_in_use: { status: 409, title: 'Other structures reference this structure' },
+  // 412
+  precondition_failed: { status: 412, title: 'The record has changed since the version named in If-Match' },
   // 413, 415
   payload_too_large: { status: 413, title: 'Request body is too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },

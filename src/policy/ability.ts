@@ -1,5 +1,8 @@
 import { Ability, fieldPatternMatcher, subject as asSubject, type RawRuleFrom, type AbilityTuple } from '@casl/ability';
-import { conditionsMatcher } from './conditions.ts';
+
+/** A record (or anything with fields) tagged with its subject type for CASL, built once per check. */
+export const asRecordSubject = (subjectType: string, document: Record<string, unknown>): object => asSubject(subjectType, document);
+import { conditionsMatcher, type Condition } from './conditions.ts';
 import { substitutePlaceholders, type PlaceholderContext } from './placeholders.ts';
 import type { Action } from './vocabulary.ts';
 
@@ -58,8 +61,12 @@ export class PrincipalAbility {
    * rule (even a conditional one) and no unconditional deny.
    */
   decide(action: Action, subjectType: string, resource?: Record<string, unknown>, field?: string): Decision {
-    const target = resource ? asSubject(subjectType, { ...resource }) : subjectType;
-    const rule = this.ability.relevantRuleFor(action, target, field);
+    return this.decideOn(action, resource ? asSubject(subjectType, { ...resource }) : subjectType, field);
+  }
+
+  /** The same on a subject type or an object already tagged by `asRecordSubject`. */
+  decideOn(action: Action, target: object | string, field?: string): Decision {
+    const rule = this.ability.relevantRuleFor(action, target as never, field);
     if (!rule) return defaultDeny;
     const source = this.sources.get(rule.origin);
     if (!source) return defaultDeny;
@@ -72,6 +79,50 @@ export class PrincipalAbility {
       reason: rule.reason ?? `${allowed ? 'allowed' : 'denied'} by policy "${source.policy.name}" rule ${source.ruleIndex}`,
     };
   }
+
+  /**
+   * The rules that decide `action` on records of `subjectType`, highest priority first, exactly
+   * those CASL consults for a record without a field (deny rules limited to fields do not hide
+   * the record; allow rules limited to fields still grant it).
+   */
+  rulesFor(action: Action, subjectType: string): ApplicableRule[] {
+    return this.ability.rulesFor(action, subjectType).flatMap((rule) => {
+      const source = this.sources.get(rule.origin);
+      if (!source) return [];
+      const condition = rule.conditions === undefined ? undefined : (rule.ast as unknown as Condition);
+      return [{ inverted: rule.inverted, condition, policyId: source.policy.id, policyName: source.policy.name, ruleIndex: source.ruleIndex }];
+    });
+  }
+
+  /** Whether any rule about `action` on the subject names fields, i.e. whether fields can differ at all. */
+  hasFieldRules(action: Action, subjectType: string): boolean {
+    return this.ability.possibleRulesFor(action, subjectType).some((rule) => rule.fields !== undefined);
+  }
+
+  /** A boolean decision on a subject object built once by the caller (see `asRecordSubject`). */
+  can(action: Action, target: object, field?: string): boolean {
+    return this.ability.can(action, target as never, field);
+  }
+
+  /**
+   * Whether `field` is readable on every record the principal may read at all: no deny rule
+   * names it, and every allow rule grants it. Filtering or sorting on anything less would
+   * reveal values hidden from the principal.
+   */
+  fieldAlwaysPermitted(action: Action, subjectType: string, field: string): boolean {
+    return this.ability.possibleRulesFor(action, subjectType).every((rule) =>
+      rule.inverted ? rule.fields === undefined || !rule.matchesField(field) : rule.fields === undefined || rule.matchesField(field),
+    );
+  }
+}
+
+/** A rule as the SQL compiler and the decision log see it. */
+export interface ApplicableRule {
+  inverted: boolean;
+  condition: Condition | undefined;
+  policyId: string;
+  policyName: string;
+  ruleIndex: number;
 }
 
 /**

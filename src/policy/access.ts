@@ -3,7 +3,7 @@ import type { Request, RequestHandler } from 'express';
 import type { Principal } from '../auth/principal.ts';
 import type pg from 'pg';
 import { DecisionWriter } from '../features/decisions/decision-writer.ts';
-import { decisionContext, type DecisionEntry, type DecisionLog, type Operation } from '../features/decisions/decision-log.ts';
+import { decisionContext, type DecisionContext, type DecisionEntry, type DecisionLog, type Operation } from '../features/decisions/decision-log.ts';
 import { ProblemError } from '../http/errors.ts';
 import type { PrincipalAbility } from './ability.ts';
 import type { PolicyStore } from './policy-store.ts';
@@ -25,6 +25,16 @@ declare module 'express-serve-static-core' {
   }
 }
 
+/** Everything a service needs to decide and log for the principal of one request. */
+export interface Caller {
+  principal: Principal;
+  workspaceId: string;
+  ability: PrincipalAbility;
+  context: DecisionContext;
+  /** Logs decisions that have no transaction of their own; resolves once they are durable. */
+  log(entries: readonly DecisionEntry[]): Promise<void>;
+}
+
 /** Decides for the principal of a request, and makes sure every decision is logged. */
 export class AccessControl {
   readonly log: DecisionLog;
@@ -41,6 +51,19 @@ export class AccessControl {
     const { principal, workspace } = request;
     if (!principal || !workspace) throw new Error('abilityOf needs an authenticated principal');
     return this.policies.abilityFor(principal, { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion });
+  }
+
+  async callerOf(request: Request): Promise<Caller> {
+    const principal = request.principal;
+    if (!principal || !request.workspace) throw new Error('callerOf needs an authenticated principal');
+    const context = decisionContext(request, principal);
+    return {
+      principal,
+      workspaceId: request.workspace.id,
+      ability: await this.abilityOf(request),
+      context,
+      log: (entries) => this.writer.append(context, entries),
+    };
   }
 
   /** Appends decisions that have no transaction of their own (reads, denials, checks); resolves once committed. */

@@ -2,6 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Request } from 'express';
 import { v7 as uuidv7 } from 'uuid';
 import type { Principal } from '../../auth/principal.ts';
+import { scopeCte } from '../../db/scoped.ts';
 import type { Decision } from '../../policy/ability.ts';
 
 export const operations = ['get', 'list', 'create', 'update', 'delete', 'check', 'admin'] as const;
@@ -57,21 +58,25 @@ const columnTypes = [
 const selected = columns.map((column, index) => (column === 'principal_roles' || column === 'fields' ? `c${index}::text[]` : `c${index}`));
 
 /**
- * The statement also sets the workspace scope (`$1`) in a CTE that the row source joins, so it
- * is in force before any row reaches the RLS check: one statement, one round trip, and — on its
- * own — one implicit transaction.
+ * The insert as one part of a statement that has a `scope` CTE (see db/scoped.ts): one array
+ * parameter per column, numbered after `offset`, so the text never changes with the batch size
+ * and PostgreSQL plans it once. Joining `scope` puts the workspace setting in force before any
+ * row reaches the RLS check.
  */
-export function insertStatement(workspaceId: string, batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[]): { name: string; text: string; values: unknown[] } {
+export function decisionInsert(batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[], offset: number, condition = ''): { text: string; values: unknown[] } {
   const rows = batches.flatMap(({ context, entries }) => rowValues(context, entries));
-  const values = columns.map((_, column) => rows.map((row) => row[column]));
   return {
-    name: 'cordon_insert_decisions',
-    text: `with scope as materialized (select set_config('cordon.workspace_id', $1, true) as workspace)
-           insert into decisions (${columns.join(', ')})
-           select ${selected.join(', ')} from scope, unnest(${columnTypes.map((type, index) => `$${index + 2}::${type}[]`).join(', ')})
-           as batch(${columns.map((_, index) => `c${index}`).join(', ')})`,
-    values: [workspaceId, ...values],
+    text: `insert into decisions (${columns.join(', ')})
+           select ${selected.join(', ')} from scope, unnest(${columnTypes.map((type, index) => `$${offset + index + 1}::${type}[]`).join(', ')})
+           as batch(${columns.map((_, index) => `c${index}`).join(', ')}) ${condition}`,
+    values: columns.map((_, column) => rows.map((row) => row[column])),
   };
+}
+
+/** A whole statement appending decisions of one workspace: one round trip, one implicit transaction. */
+export function insertStatement(workspaceId: string, batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[]): { name: string; text: string; values: unknown[] } {
+  const insert = decisionInsert(batches, 1);
+  return { name: 'cordon_insert_decisions', text: `with ${scopeCte} ${insert.text}`, values: [workspaceId, ...insert.values] };
 }
 
 /**

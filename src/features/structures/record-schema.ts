@@ -1,0 +1,146 @@
+import { Ajv, type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
+import { LRUCache } from 'lru-cache';
+import type { FieldError } from '../../http/errors.ts';
+import { storable } from '../../policy/conditions.ts';
+import type { FieldDefinition, Fields } from './structures.schema.ts';
+
+/**
+ * A structure's fields as a JSON Schema, compiled by ajv once per structure version. Datetimes
+ * are stored as canonical UTC ISO strings, so text order is time order in filters and sorts.
+ */
+
+const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
+const isDateTime = (value: string) => rfc3339.test(value) && !Number.isNaN(Date.parse(value));
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+const ajv = new Ajv({ allErrors: true, strict: true, formats: { 'date-time': isDateTime, uuid } });
+
+function fieldSchema(field: FieldDefinition): SchemaObject {
+  switch (field.type) {
+    case 'text':
+      return { type: 'string', ...(field.maxLength !== undefined && { maxLength: field.maxLength }), ...(field.enum && { enum: field.enum }) };
+    case 'number':
+    case 'integer':
+      return {
+        type: field.type,
+        ...(field.min !== undefined && { minimum: field.min }),
+        ...(field.max !== undefined && { maximum: field.max }),
+        ...(field.enum && { enum: field.enum }),
+      };
+    case 'boolean':
+      return { type: 'boolean' };
+    case 'datetime':
+      return { type: 'string', format: 'date-time' };
+    case 'json':
+      return {};
+    case 'reference':
+      return { type: 'string', format: 'uuid' };
+  }
+}
+
+export function jsonSchemaOf(fields: Fields): SchemaObject {
+  const names = Object.keys(fields);
+  return {
+    type: 'object',
+    additionalProperties: false,
+    properties: Object.fromEntries(names.map((name) => [name, fieldSchema(fields[name]!)])),
+    required: names.filter((name) => fields[name]!.required),
+  };
+}
+
+const describe = (error: ErrorObject): FieldError => {
+  const base = `/data${error.instancePath}`;
+  if (error.keyword === 'required') return { pointer: `${base}/${error.params.missingProperty as string}`, in: 'body', detail: 'is required' };
+  if (error.keyword === 'additionalProperties') {
+    return { pointer: `${base}/${error.params.additionalProperty as string}`, in: 'body', detail: 'is not a field of this structure' };
+  }
+  if (error.keyword === 'enum') return { pointer: base, in: 'body', detail: `must be one of ${JSON.stringify(error.params.allowedValues)}` };
+  return { pointer: base, in: 'body', detail: error.message ?? 'is invalid' };
+};
+
+const maxDepth = 32;
+
+/** PostgreSQL's JSON can hold neither NUL nor lone surrogates; deep nesting is refused before it costs anything. */
+export function unstorableValues(value: unknown, pointer = '/data', depth = 0, errors: FieldError[] = []): FieldError[] {
+  if (errors.length >= 20) return errors;
+  if (depth > maxDepth) {
+    errors.push({ pointer, in: 'body', detail: `nests deeper than ${maxDepth} levels` });
+  } else if (typeof value === 'string') {
+    if (!storable(value)) errors.push({ pointer, in: 'body', detail: 'text may not contain NUL characters or lone surrogates' });
+  } else if (Array.isArray(value)) {
+    value.forEach((item, index) => unstorableValues(item, `${pointer}/${index}`, depth + 1, errors));
+  } else if (typeof value === 'object' && value !== null) {
+    for (const [key, item] of Object.entries(value)) {
+      const at = `${pointer}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`;
+      if (!storable(key)) errors.push({ pointer: at, in: 'body', detail: 'a key may not contain NUL characters or lone surrogates' });
+      else unstorableValues(item, at, depth + 1, errors);
+    }
+  }
+  return errors;
+}
+
+export interface RecordSchema {
+  fields: Fields;
+  /** Errors with pointers into the request body (`/data/...`); none means valid. */
+  validate(data: Record<string, unknown>): FieldError[];
+  /** The data as stored: defaults filled in (creates only), datetimes in canonical UTC. */
+  normalise(data: Record<string, unknown>, options: { defaults: boolean }): Record<string, unknown>;
+}
+
+interface CompiledSchema extends RecordSchema {
+  source: SchemaObject;
+}
+
+function compile(fields: Fields): CompiledSchema {
+  const source = jsonSchemaOf(fields);
+  const check: ValidateFunction = ajv.compile(source);
+  const datetimes = Object.keys(fields).filter((name) => fields[name]!.type === 'datetime');
+  const defaults = Object.entries(fields).filter(([, field]) => 'default' in field && field.default !== undefined);
+  return {
+    source,
+    fields,
+    validate(data) {
+      const unstorable = unstorableValues(data);
+      if (unstorable.length) return unstorable;
+      return check(data) ? [] : (check.errors ?? []).map(describe);
+    },
+    normalise(data, options) {
+      const result = { ...data };
+      if (options.defaults) {
+        for (const [name, field] of defaults) if (!Object.hasOwn(result, name)) result[name] = structuredClone((field as { default: unknown }).default);
+      }
+      for (const name of datetimes) {
+        const value = result[name];
+        if (typeof value === 'string' && isDateTime(value)) result[name] = new Date(value).toISOString();
+      }
+      return result;
+    },
+  };
+}
+
+// ajv keeps every compiled schema until told otherwise: evicted versions are removed from it too.
+const compiled = new LRUCache<string, CompiledSchema>({ max: 5_000, dispose: (schema) => ajv.removeSchema(schema.source) });
+
+/** One compiled schema per (workspace, structure, version); a new version is a new key. */
+export function recordSchema(key: { workspaceId: string; name: string; version: number }, fields: Fields): RecordSchema {
+  const cacheKey = `${key.workspaceId}:${key.name}:${key.version}`;
+  let schema = compiled.get(cacheKey);
+  if (!schema) {
+    schema = compile(fields);
+    compiled.set(cacheKey, schema);
+  }
+  return schema;
+}
+
+/** Schema checks for one field definition's own default value. */
+export function defaultErrors(fields: Fields): FieldError[] {
+  const errors: FieldError[] = [];
+  for (const [name, field] of Object.entries(fields)) {
+    if (!('default' in field) || field.default === undefined) continue;
+    const source = fieldSchema(field);
+    const check = ajv.compile(source);
+    if (!check(field.default)) errors.push({ pointer: `/fields/${name}/default`, in: 'body', detail: `does not satisfy the field: ${check.errors?.[0]?.message ?? 'invalid'}` });
+    ajv.removeSchema(source);
+  }
+  return errors;
+}
