@@ -121,7 +121,7 @@ function compile(fields: Fields): CompiledSchema {
 // ajv keeps every compiled schema until told otherwise: evicted versions are removed from it too.
 const compiled = new LRUCache<string, CompiledSchema>({ max: 5_000, dispose: (schema) => ajv.removeSchema(schema.source) });
 
-/** One compiled schema per (workspace, structure, version); a new version is a new key. */
+/** One compiled schema per saved (workspace, structure, version); a new version is a new key. */
 export function recordSchema(key: { workspaceId: string; name: string; version: number }, fields: Fields): RecordSchema {
   const cacheKey = `${key.workspaceId}:${key.name}:${key.version}`;
   let schema = compiled.get(cacheKey);
@@ -130,6 +130,16 @@ export function recordSchema(key: { workspaceId: string; name: string; version: 
     compiled.set(cacheKey, schema);
   }
   return schema;
+}
+
+/** A schema for fields not saved yet (a proposed change); ajv forgets it once `use` is done. */
+export async function withCandidateSchema<T>(fields: Fields, use: (schema: RecordSchema) => Promise<T>): Promise<T> {
+  const schema = compile(fields);
+  try {
+    return await use(schema);
+  } finally {
+    ajv.removeSchema(schema.source);
+  }
 }
 
 /** Schema checks for one field definition's own default value. */

@@ -5,7 +5,7 @@ import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
-import { defaultErrors, recordSchema, type RecordSchema } from './record-schema.ts';
+import { defaultErrors, withCandidateSchema, type RecordSchema } from './record-schema.ts';
 import { StructureEntity, type Structure } from './structure.entity.ts';
 import type { Fields, StructureInput, StructureReplacement, StructureResponse } from './structures.schema.ts';
 
@@ -88,14 +88,16 @@ export class StructuresService {
       await this.check(em, workspaceId, name, input.fields);
       const version = structure.version + 1;
       const added = Object.entries(input.fields).filter(([field, definition]) => !(field in structure.fields) && 'default' in definition && definition.default !== undefined);
-      const schema = recordSchema({ workspaceId, name, version }, input.fields);
-      const breaking = await this.countBreaking(em, name, schema);
+      const { breaking, defaults } = await withCandidateSchema(input.fields, async (schema) => ({
+        breaking: await this.countBreaking(em, name, schema),
+        defaults: schema.normalise({}, { defaults: true }),
+      }));
       if (breaking > 0 && !force) {
         throw new ProblemError('structure_change_breaks_records', `${breaking} stored record${breaking === 1 ? '' : 's'} would not match the new fields; fix them first or repeat with ?force=true`);
       }
       const now = new Date();
       for (const [field] of added) {
-        const value = schema.normalise({}, { defaults: true })[field];
+        const value = defaults[field];
         await em.execute(
           `update records set data = jsonb_set(data, array[?]::text[], ?::jsonb), version = version + 1, updated_at = ?
            where structure = ? and not jsonb_exists(data, ?)`,
