@@ -6,11 +6,12 @@ import fc from 'fast-check';
  */
 type Query = Record<string, unknown>;
 
-export const keys = ['a', 'b', 'c', 'tags'];
+// A key with quotes and a backslash, and values shaped like SQL and jsonpath, test the escaping.
+export const keys = ['a', 'b', 'c', 'tags', 'q"\\k\''];
 const singlePaths = keys;
 const dottedPaths = ['a.b', 'b.c', 'tags.a', 'a.b.c'];
 // Few, overlapping values, so generated queries often meet generated documents.
-const pool = [null, true, false, 0, -0, 1, 2, 1.5, -3, 10, '1', '', 'a', 'b', 'x', 'A', 'ab', 'X', 'AB', '\u{1F600}', '\uFFFF', '\uE000', '\u{10000}', 'é', 'É', 'a\nb'];
+const pool = [null, true, false, 0, -0, 1, 2, 1.5, -3, 10, '1', '', 'a', 'b', 'x', 'A', 'ab', 'X', 'AB', '\u{1F600}', '\uFFFF', '\uE000', '\u{10000}', 'é', 'É', 'a\nb', '"', '\\', "' or 1=1 --", '$.a ? (@ == 1)', '%_*'];
 const nonNull = pool.filter((value) => value !== null);
 const ranged = pool.filter((value) => typeof value === 'number' || typeof value === 'string') as (string | number)[];
 const patterns = ['', 'a', '^a', 'b$', '^$', '.', '^a.b$', '[0-9]', '^[a-z]+$', 'x|y', '\\d', '\\w\\W', '\\s', '^.$', 'é', 'A', '\u{1F600}', '[^a]', 'a{2}', '(ab)+', '\\.', '\\-'];
