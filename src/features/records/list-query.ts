@@ -75,9 +75,9 @@ export function parseFilter(filter: string, fieldNames: readonly string[]): Cond
 
 const cursorShape = z.object({ q: z.string(), k: z.array(z.unknown()) });
 
-/** Binds a cursor to the exact list it came from: another structure, sort or filter makes it invalid. */
-export const listFingerprint = (structure: string, sort: string, filter: string | undefined) =>
-  createHash('sha256').update(JSON.stringify([structure, sort, filter ?? null])).digest('base64url').slice(0, 22);
+/** Binds a cursor to the exact list it came from: another workspace, structure, sort or filter makes it invalid. */
+export const listFingerprint = (workspaceId: string, structure: string, sort: string, filter: string | undefined) =>
+  createHash('sha256').update(JSON.stringify([workspaceId, structure, sort, filter ?? null])).digest('base64url').slice(0, 22);
 
 export function encodeListCursor(fingerprint: string, keys: readonly SortKey[], row: Record<string, unknown>): string {
   return encodeCursor({

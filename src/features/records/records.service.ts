@@ -136,7 +136,7 @@ export class RecordsService {
     const rules = caller.ability.rulesFor('read', name);
     const parameters = new SqlParameters();
     const scope = `(${rulesCondition(rules, parameters)})${filter ? ` and (${recordCondition(filter, parameters)})` : ''}`;
-    const fingerprint = listFingerprint(name, sortText, query.filter);
+    const fingerprint = listFingerprint(caller.workspaceId, name, sortText, query.filter);
     const page = query.cursor ? `${scope} and ${afterCursor(query.cursor, fingerprint, keys, parameters)}` : scope;
     const rows = await this.store.page(caller.workspaceId, name, parameters.bind(page, 2), { columns: sortColumns(keys), orderBy: orderBy(keys) }, query.limit + 1);
     const count = query.count ? await this.store.count(caller.workspaceId, name, parameters.bind(scope, 2)) : undefined;
