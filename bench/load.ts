@@ -31,6 +31,7 @@ export async function load(options: { url: string; method?: 'GET' | 'POST'; head
     ...(options.body ? { body: options.body } : {}),
     connections: options.connections,
     duration: options.seconds,
+    workers: 1,
   });
   return {
     requestsPerSecond: result.requests.average,

@@ -1,5 +1,6 @@
 import { authBench } from './auth.ts';
 import { decisionsBench } from './decisions.ts';
+import { recordsBench } from './records.ts';
 import { benchDatabase } from './database.ts';
 import { printTable, type Measurement } from './report.ts';
 
@@ -12,9 +13,10 @@ const json = args.includes('--json');
 const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
 const millis = Number(process.env.BENCH_MILLIS ?? 1_000);
 
-const suites: Record<string, (appUrl: string) => Promise<Measurement[]>> = {
-  auth: (appUrl) => authBench(appUrl, millis),
-  decisions: (appUrl) => decisionsBench(appUrl, millis),
+const suites: Record<string, (database: { ownerUrl: string; appUrl: string }) => Promise<Measurement[]>> = {
+  auth: (database) => authBench(database.appUrl, millis),
+  decisions: (database) => decisionsBench(database.appUrl, millis),
+  records: (database) => recordsBench(database, Math.max(2, Math.round(millis / 500))),
 };
 
 const database = await benchDatabase();
@@ -22,7 +24,7 @@ const results: Measurement[] = [];
 try {
   for (const [name, suite] of Object.entries(suites)) {
     if (only && only !== name) continue;
-    const measured = await suite(database.appUrl);
+    const measured = await suite(database);
     results.push(...measured);
     if (json) for (const entry of measured) console.log(JSON.stringify(entry));
   }

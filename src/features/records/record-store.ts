@@ -34,6 +34,18 @@ export interface AuditedDecision {
   entries: readonly DecisionEntry[];
 }
 
+/** The statement behind a list page (exported for the benchmark's explain plans). */
+export function pageStatement(workspaceId: string, structure: string, where: { text: string; values: unknown[] }, order: { columns: string; orderBy: string }, limit: number): { text: string; values: unknown[] } {
+  return {
+    text: `with ${scopeCte}
+           select page.* from scope cross join lateral (
+             select ${rowColumns}, ${order.columns} from records r
+             where r.workspace_id = scope.workspace_id and r.structure = $2 and ${where.text}
+             order by ${order.orderBy} limit ${limit} offset 0) page`,
+    values: [workspaceId, structure, ...where.values],
+  };
+}
+
 export class RecordStore {
   private readonly pool: pg.Pool;
 
@@ -54,16 +66,8 @@ export class RecordStore {
   }
 
   /** One page: the permission and filter conditions are SQL over the rows, never applied afterwards. */
-  async page(workspaceId: string, structure: string, where: { text: string; values: unknown[] }, order: { columns: string; orderBy: string }, limit: number): Promise<(RecordRow & Record<string, unknown>)[]> {
-    const { rows } = await this.pool.query<RecordRow & Record<string, unknown>>(
-      `with ${scopeCte}
-       select page.* from scope cross join lateral (
-         select ${rowColumns}, ${order.columns} from records r
-         where r.workspace_id = scope.workspace_id and r.structure = $2 and ${where.text}
-         order by ${order.orderBy} limit ${limit} offset 0) page`,
-      [workspaceId, structure, ...where.values],
-    );
-    return rows;
+  async page(...args: Parameters<typeof pageStatement>): Promise<(RecordRow & Record<string, unknown>)[]> {
+    return (await this.pool.query<RecordRow & Record<string, unknown>>(pageStatement(...args))).rows;
   }
 
   async count(workspaceId: string, structure: string, where: { text: string; values: unknown[] }): Promise<number> {
