@@ -1,0 +1,61 @@
+import pg from 'pg';
+import { buildAbility, type PolicyRule } from '../src/policy/ability.ts';
+import { parseConditions } from '../src/policy/conditions.ts';
+import { recordCondition, rulesCondition, SqlParameters } from '../src/policy/sql-filter.ts';
+import { afterCursor, listFingerprint, orderBy, parseSort, sortColumns } from '../src/features/records/list-query.ts';
+import { pageStatement } from '../src/features/records/record-store.ts';
+import { encodeCursor } from '../src/http/cursor.ts';
+import { benchDatabase } from './database.ts';
+import { benchRecordCount, seedTasks } from './records.ts';
+
+/**
+ * `npm run bench:explain`: the plans PostgreSQL picks for the common list shapes on a workspace
+ * of 100k records (beside another of 100k), built by the same code the records service uses and
+ * run as the serving role, row-level security included.
+ */
+const database = await benchDatabase();
+const owner = new pg.Client({ connectionString: database.ownerUrl });
+await owner.connect();
+const workspaces = ['0192f3a4-0000-7000-8000-00000000000a', '0192f3a4-0000-7000-8000-00000000000b'];
+for (const [index, id] of workspaces.entries()) {
+  await owner.query('insert into workspaces (id, slug, name) values ($1, $2, $3)', [id, `explain-${index}`, 'Explain']);
+  await owner.query(`insert into structures (workspace_id, name, fields) values ($1, 'Task', '{"title":{"type":"text"},"status":{"type":"text"},"priority":{"type":"integer"},"assignee":{"type":"text"}}')`, [id]);
+  await seedTasks(database.ownerUrl, id, benchRecordCount);
+}
+await owner.end();
+const serving = new pg.Client({ connectionString: database.appUrl });
+await serving.connect();
+const workspaceId = workspaces[0]!;
+const fieldNames = ['title', 'status', 'priority', 'assignee'];
+
+const roles: Record<string, PolicyRule[]> = {
+  member: [{ action: 'read', subject: 'Task' }],
+  contractor: [{ action: 'read', subject: 'Task', conditions: { assignee: '${principal.id}' } }],
+  'no-done': [{ action: 'read', subject: 'Task' }, { action: 'read', subject: 'Task', inverted: true, conditions: { status: 'done' } }],
+};
+const shapes: { name: string; role: string; sort?: string; filter?: unknown; cursorAt?: unknown[] }[] = [
+  { name: 'default sort (-createdAt), unconditional read', role: 'member' },
+  { name: 'page 2 by cursor, default sort', role: 'member', cursorAt: ['2000-01-01T00:00:00.000Z', 'ffffffff-ffff-4fff-bfff-ffffffffffff'] },
+  { name: 'filter {status: "done"}', role: 'member', filter: { status: 'done' } },
+  { name: 'selective filter {title: "Task 777"} (1 row)', role: 'member', filter: { title: 'Task 777' } },
+  { name: 'policy {assignee: principal.id} (1 in 50 rows)', role: 'contractor' },
+  { name: 'policy deny {status: "done"}, filter {priority: {$gte: 4}}', role: 'no-done', filter: { priority: { $gte: 4 } } },
+  { name: 'sort by a data field (priority, title)', role: 'member', sort: 'priority,title' },
+];
+
+for (const shape of shapes) {
+  const ability = buildAbility([{ id: '0192f3a4-0000-7000-8000-000000000001', name: shape.role, version: 1, roles: ['r'], rules: roles[shape.role]! }], { principal: { id: 'user_7', roles: ['r'], claims: {} }, workspaceId });
+  const keys = parseSort(shape.sort ?? '-createdAt', fieldNames);
+  const parameters = new SqlParameters();
+  let where = `(${rulesCondition(ability.rulesFor('read', 'Task'), parameters)})`;
+  if (shape.filter) where += ` and (${recordCondition(parseConditions(shape.filter, '').condition!, parameters)})`;
+  if (shape.cursorAt) {
+    const fingerprint = listFingerprint(workspaceId, 'Task', shape.sort ?? '-createdAt', undefined);
+    where += ` and ${afterCursor(encodeCursor({ q: fingerprint, k: shape.cursorAt }), fingerprint, keys, parameters)}`;
+  }
+  const statement = pageStatement(workspaceId, 'Task', parameters.bind(where, 2), { columns: sortColumns(keys), orderBy: orderBy(keys) }, 51);
+  const { rows } = await serving.query<{ 'QUERY PLAN': string }>(`explain (analyze, costs off, summary on) ${statement.text}`, statement.values);
+  console.log(`\n### ${shape.name}\n${rows.map((row) => row['QUERY PLAN']).join('\n')}`);
+}
+await serving.end();
+await database.stop();
