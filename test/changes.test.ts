@@ -56,4 +56,29 @@ describe('cache invalidation across instances', () => {
       await second.close();
     }
   });
+
+  it('validates a write against the structure as it is now, even before the change reaches this instance', async () => {
+    const first = await startTestApp({ listen: true });
+    const unaware = await startTestApp({ listen: false }); // never hears of changes: only the write's own check can save it
+    const issuer = await TestIssuer.start();
+    try {
+      const tenant = await createTenant(first, issuer, 'structure-bus');
+      const admin = await tenant.token('user_a', 'admin');
+      const on = (instance: typeof first) => ({
+        post: (path: string, body: object) => instance.http().post(`/v1/workspaces/${tenant.slug}${path}`).auth(admin, { type: 'bearer' }).send(body),
+        put: (path: string, body: object) => instance.http().put(`/v1/workspaces/${tenant.slug}${path}`).auth(admin, { type: 'bearer' }).send(body),
+      });
+      await on(first).post('/structures', { name: 'Note', fields: { text: { type: 'text' } } }).expect(201);
+      await on(unaware).post('/records/Note', { data: { text: 'cached' } }).expect(201);
+      await on(first).put('/structures/Note', { fields: { text: { type: 'text' }, color: { type: 'text', required: true, default: 'yellow' } } }).expect(200);
+      const created = await on(unaware).post('/records/Note', { data: { text: 'after the change' } }).expect(201);
+      expect(created.body.data).toEqual({ text: 'after the change', color: 'yellow' });
+      await on(first).put('/structures/Note?force=true', { fields: { text: { type: 'text', maxLength: 3 }, color: { type: 'text' } } }).expect(200);
+      await on(unaware).post('/records/Note', { data: { text: 'too long now' } }).expect(400);
+    } finally {
+      await issuer.close();
+      await first.close();
+      await unaware.close();
+    }
+  });
 });
