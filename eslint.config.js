@@ -21,7 +21,7 @@ export default tseslint.config(
     },
   },
   {
-    files: ['test/**', 'src/**/*.test.ts', 'bench/**', 'jest.config.js', 'src/config.ts', 'src/main.ts'],
+    files: ['test/**', 'src/**/*.test.ts', 'bench/**', 'seeds/**', 'jest.config.js', 'src/config.ts', 'src/main.ts'],
     rules: { 'no-restricted-syntax': 'off' },
   },
 );

@@ -1,0 +1,40 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/**
+ * `npm run seed`: an example workspace (`acme`) with Project and Task structures and a
+ * contractor policy, created through the API of a running Cordon (`npm start`), as the platform
+ * admin. Records need a user's token, so none are seeded: add an identity provider and go.
+ * CORDON_URL (default http://127.0.0.1:3000) and ADMIN_API_KEY (default: the development key in
+ * DATA_DIR) say where and as whom.
+ */
+const baseUrl = process.env.CORDON_URL ?? `http://127.0.0.1:${process.env.PORT ?? 3000}`;
+const adminKey = process.env.ADMIN_API_KEY ?? (await readFile(path.resolve(process.env.DATA_DIR ?? '.data', 'admin-key'), 'utf8')).trim();
+const example = JSON.parse(await readFile(new URL('./example.json', import.meta.url), 'utf8')) as {
+  workspace: { slug: string; name: string };
+  structures: { name: string }[];
+  policies: { name: string }[];
+};
+
+async function call(method: string, route: string, body?: unknown): Promise<{ status: number; body: { code?: string; detail?: string } }> {
+  const response = await fetch(baseUrl + route, {
+    method,
+    headers: { authorization: `Bearer ${adminKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  return { status: response.status, body: (await response.json().catch(() => ({}))) as { code?: string; detail?: string } };
+}
+
+/** Creates, or says it already exists; anything else stops the seed. */
+async function ensure(what: string, route: string, body: unknown, takenCode: string): Promise<void> {
+  const { status, body: answer } = await call('POST', route, body);
+  if (status === 201) console.log(`created ${what}`);
+  else if (status === 409 && answer.code === takenCode) console.log(`${what} exists already`);
+  else throw new Error(`${what}: ${status} ${answer.code ?? ''} ${answer.detail ?? ''}`);
+}
+
+const workspace = `/v1/workspaces/${example.workspace.slug}`;
+await ensure(`workspace ${example.workspace.slug}`, '/v1/workspaces', example.workspace, 'slug_taken');
+for (const structure of example.structures) await ensure(`structure ${structure.name}`, `${workspace}/structures`, structure, 'structure_name_taken');
+for (const policy of example.policies) await ensure(`policy ${policy.name}`, `${workspace}/policies`, policy, 'policy_name_taken');
+console.log(`done: ${baseUrl}${workspace}`);
