@@ -35,35 +35,60 @@ const asRoles = (value: unknown): string[] => {
   return [];
 };
 
-/** Clerk session tokens: v2 (`v: 2`) nests the organization under `o`; v1 uses `org_*` claims. */
-function clerkPaths(payload: JWTPayload) {
-  return payload.v === 2 ? { orgId: 'o.id', roles: 'o.rol' } : { orgId: 'org_id', roles: 'org_role' };
+interface ClaimPaths {
+  subject: string;
+  orgId: string | undefined;
+  roles: string | undefined;
+  email: string;
 }
 
-const presetPaths = (provider: ProviderClaims, payload: JWTPayload) => {
+/** Clerk session tokens: v2 (`v: 2`) nests the organization under `o`; v1 uses `org_*` claims. */
+function pathsOf(provider: ProviderClaims, clerkVersion: 1 | 2): ClaimPaths {
   const preset =
-    provider.type === 'clerk' ? clerkPaths(payload) : provider.type === 'auth0' ? { orgId: 'org_id', roles: undefined } : { orgId: undefined, roles: undefined };
+    provider.type === 'clerk'
+      ? clerkVersion === 2 ? { orgId: 'o.id', roles: 'o.rol' } : { orgId: 'org_id', roles: 'org_role' }
+      : provider.type === 'auth0' ? { orgId: 'org_id', roles: undefined } : { orgId: undefined, roles: undefined };
   return {
     subject: provider.claims.subject ?? 'sub',
     orgId: provider.claims.orgId ?? preset.orgId,
     roles: provider.claims.roles ?? preset.roles,
     email: provider.claims.email ?? 'email',
   };
-};
-
-function applyRoleMap(roles: string[], roleMap: Record<string, string | string[]>): string[] {
-  const mapped = roles.flatMap((role) => (Object.hasOwn(roleMap, role) ? [roleMap[role] ?? []].flat() : [role]));
-  return [...new Set(mapped)];
 }
 
-export function mapClaims(provider: ProviderClaims, payload: JWTPayload): MappedClaims {
-  const paths = presetPaths(provider, payload);
-  let roles = paths.roles ? asRoles(readClaim(payload, paths.roles)) : [];
-  if (provider.type === 'clerk') roles = roles.map((role) => role.replace(/^org:/, ''));
-  return {
-    subject: asString(readClaim(payload, paths.subject)),
-    orgId: asString(paths.orgId ? readClaim(payload, paths.orgId) : undefined),
-    roles: applyRoleMap(roles, provider.roleMap),
-    email: asString(readClaim(payload, paths.email)),
+type Mapper = (payload: JWTPayload) => MappedClaims;
+
+/** A provider's mapping, worked out once: paths chosen, role map looked up without copying. */
+function compileMapper(provider: ProviderClaims): Mapper {
+  const roleMap = provider.roleMap;
+  const mapsRoles = Object.keys(roleMap).length > 0;
+  const forVersion = (version: 1 | 2): Mapper => {
+    const paths = pathsOf(provider, version);
+    return (payload) => {
+      let roles = paths.roles ? asRoles(readClaim(payload, paths.roles)) : [];
+      if (provider.type === 'clerk') roles = roles.map((role) => (role.startsWith('org:') ? role.slice(4) : role));
+      if (mapsRoles) roles = roles.flatMap((role) => (Object.hasOwn(roleMap, role) ? [roleMap[role] ?? []].flat() : [role]));
+      return {
+        subject: asString(readClaim(payload, paths.subject)),
+        orgId: asString(paths.orgId ? readClaim(payload, paths.orgId) : undefined),
+        roles: roles.length > 1 ? [...new Set(roles)] : roles,
+        email: asString(readClaim(payload, paths.email)),
+      };
+    };
   };
+  const v1 = forVersion(1);
+  const v2 = forVersion(2);
+  return provider.type === 'clerk' ? (payload) => (payload.v === 2 ? v2 : v1)(payload) : v1;
+}
+
+// Providers are immutable snapshots (a change loads new objects), so a mapper per object is safe.
+const mappers = new WeakMap<ProviderClaims, Mapper>();
+
+export function mapClaims(provider: ProviderClaims, payload: JWTPayload): MappedClaims {
+  let mapper = mappers.get(provider);
+  if (!mapper) {
+    mapper = compileMapper(provider);
+    mappers.set(provider, mapper);
+  }
+  return mapper(payload);
 }

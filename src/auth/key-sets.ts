@@ -44,6 +44,7 @@ interface KeySet {
  */
 export class KeySets {
   private readonly sets = new Map<string, KeySet>();
+  private readonly byProvider = new WeakMap<IdentityProvider, KeySet>();
   private readonly options: KeySetOptions;
   private readonly fetch: ReturnType<typeof createSafeFetch>;
 
@@ -74,9 +75,15 @@ export class KeySets {
   }
 
   private entry(provider: IdentityProvider): KeySet {
+    // The same provider object asks on every request: answer it without building the key again.
+    const known = this.byProvider.get(provider);
+    if (known && this.sets.get(provider.id) === known) return known;
     const configuration = `${provider.id}:${provider.version}`;
     const existing = this.sets.get(provider.id);
-    if (existing?.configuration === configuration) return existing;
+    if (existing?.configuration === configuration) {
+      this.byProvider.set(provider, existing);
+      return existing;
+    }
     const created: KeySet = {
       configuration,
       generation: (existing?.generation ?? 0) + 1,
@@ -108,6 +115,7 @@ export class KeySets {
       created.fresh = () => remote.fresh;
     }
     this.sets.set(provider.id, created);
+    this.byProvider.set(provider, created);
     return created;
   }
 }
