@@ -18,6 +18,11 @@ import type { SigningKey } from './features/decisions/signing.ts';
 import { identityProviderRoutes } from './features/identity-providers/identity-providers.routes.ts';
 import { IdentityProvidersService } from './features/identity-providers/identity-providers.service.ts';
 import { policyRoutes } from './features/policies/policies.routes.ts';
+import { EventSecrets } from './db/outbox.ts';
+import { invitationRoutes } from './features/invitations/invitations.routes.ts';
+import { InvitationsService } from './features/invitations/invitations.service.ts';
+import { memberRoutes } from './features/members/members.routes.ts';
+import { MembersService } from './features/members/members.service.ts';
 import { RecordStore } from './features/records/record-store.ts';
 import { recordRoutes } from './features/records/records.routes.ts';
 import { RecordsService } from './features/records/records.service.ts';
@@ -39,7 +44,7 @@ import { AccessControl } from './policy/access.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 
 export interface AppDependencies {
-  config: Pick<Config, 'env' | 'bodyLimit' | 'trustProxy' | 'auth'> & { adminApiKey: string };
+  config: Pick<Config, 'env' | 'bodyLimit' | 'trustProxy' | 'auth' | 'invitations'> & { adminApiKey: string };
   orm: Orm;
   changes: ChangeBus;
   logger: Logger;
@@ -98,7 +103,8 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   });
   app.use(requireJsonBody, parseJsonBody(config.bodyLimit));
 
-  const bearer = createAuthenticator(dependencies).guard();
+  const authenticator = createAuthenticator(dependencies);
+  const bearer = authenticator.guard();
   const policyStore = new PolicyStore(orm);
   // Plain `pg` for the decision log's hot path and its streaming reads, as the serving role.
   const pool = new pg.Pool({ connectionString: orm.config.get('clientUrl'), max: 6 });
@@ -124,6 +130,9 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(orm, changes), workspaces, access);
   recordRoutes(api, new RecordsService(new RecordStore(pool), new StructureCatalog(pool, changes)), access);
+  memberRoutes(api, new MembersService(orm, changes, policyStore), workspaces, access);
+  const invitationsService = new InvitationsService(orm, changes, new EventSecrets(config.adminApiKey), config.invitations);
+  invitationRoutes(api, invitationsService, workspaces, access, authenticator);
   decisionRoutes(api, reader, workspaces, signingKey);
 
   app.use(notFound);

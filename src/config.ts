@@ -37,6 +37,12 @@ const environment = z
     TOKEN_CACHE_SIZE: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
     DECISION_SIGNING_KEY: z.string().includes('PRIVATE KEY', { message: 'must be a PKCS#8 PEM private key' }).optional(),
     DECISION_SEAL_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
+    INVITATION_TTL_HOURS: z.coerce.number().int().min(1).max(24 * 90).default(24 * 7),
+    INVITATION_ACCEPT_URL: z
+      .string()
+      .url()
+      .refine((value) => value.includes('%7Btoken%7D') || value.includes('{token}'), 'must contain {token}')
+      .optional(),
   })
   .superRefine((env, context) => {
     if (env.NODE_ENV !== 'production') return;
@@ -70,6 +76,11 @@ export interface Config {
     /** Ed25519 PKCS#8 PEM; generated into `DATA_DIR` in development when unset. */
     signingKeyPem: string | undefined;
     sealIntervalMs: number;
+  };
+  invitations: {
+    ttlHours: number;
+    /** Where invitees accept, with `{token}` in it: the app's page, or Cordon's own accept route. */
+    acceptUrl: string;
   };
   database: {
     /** Owner connection: runs migrations. Undefined means "start the embedded PostgreSQL". */
@@ -114,6 +125,10 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     decisions: {
       signingKeyPem: env.DECISION_SIGNING_KEY?.replaceAll('\\n', '\n'),
       sealIntervalMs: env.DECISION_SEAL_INTERVAL_MS,
+    },
+    invitations: {
+      ttlHours: env.INVITATION_TTL_HOURS,
+      acceptUrl: env.INVITATION_ACCEPT_URL ?? `http://localhost:${env.PORT}/v1/invitations/{token}/accept`,
     },
     database: {
       ownerUrl: env.DATABASE_URL,

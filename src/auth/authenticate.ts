@@ -28,7 +28,11 @@ export class Authenticator {
     this.orm = orm;
   }
 
-  async authenticate(workspaceReference: string, token: string | undefined): Promise<{ principal: Principal; tenant: Tenant }> {
+  /**
+   * `tokenEmail` is the email the token itself asserts (never one from the members table), and
+   * only if the token does not say it is unverified (`email_verified: false`).
+   */
+  async authenticate(workspaceReference: string, token: string | undefined): Promise<{ principal: Principal; tenant: Tenant; tokenEmail: string | undefined }> {
     if (!token) throw tokenProblem('token_missing', 'Send the user token as a Bearer token');
     const cached = this.directory.cached(workspaceReference);
     const tenant = cached === null ? await this.directory.resolve(workspaceReference) : cached;
@@ -56,7 +60,7 @@ export class Authenticator {
       ...(email ? { email } : {}),
       claims: payload,
     };
-    return { principal, tenant: verifiedTenant };
+    return { principal, tenant: verifiedTenant, tokenEmail: payload.email_verified === false ? undefined : claims.email };
   }
 
   private async member(workspaceId: string, userId: string): Promise<{ roles: string[]; email: string | null } | undefined> {

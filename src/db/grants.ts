@@ -10,6 +10,9 @@ export const servingGrants: Record<string, readonly string[]> = {
   identity_providers: ['select', 'insert', 'update', 'delete'],
   policy_versions: ['select', 'insert'],
   structures: ['select', 'insert', 'update', 'delete'],
+  invitations: ['select', 'insert', 'update'],
+  // Events wait here for delivery; the serving role appends and marks them delivered.
+  outbox_events: ['select', 'insert', 'update'],
   // The decision log is append-only: insert and read, never update or delete (a trigger too).
   decisions: ['select', 'insert'],
   decision_seals: ['select', 'insert'],
@@ -23,4 +26,5 @@ export const servingFunctions: readonly string[] = [
   'cordon_workspace_counts(uuid[])',
   'cordon_workspaces_to_seal(bigint)',
   'cordon_purge_decision_log(uuid)',
+  'cordon_invitation_workspace(bytea)',
 ];

@@ -26,6 +26,7 @@ export const errorCatalogue = {
   // 403
   forbidden: { status: 403, title: 'Forbidden' },
   org_mismatch: { status: 403, title: 'Token organization is not bound to this workspace' },
+  invitation_email_mismatch: { status: 403, title: "The token's verified email is not the invitation's" },
   workspace_suspended: { status: 403, title: 'Workspace is suspended' },
   // 404
   route_not_found: { status: 404, title: 'No such route' },
@@ -34,6 +35,8 @@ export const errorCatalogue = {
   policy_not_found: { status: 404, title: 'Policy not found' },
   structure_not_found: { status: 404, title: 'Structure not found' },
   record_not_found: { status: 404, title: 'Record not found' },
+  member_not_found: { status: 404, title: 'Member not found' },
+  invitation_not_found: { status: 404, title: 'Invitation not found' },
   // 409
   slug_taken: { status: 409, title: 'Workspace slug is already taken' },
   identity_provider_taken: { status: 409, title: 'Another workspace already trusts this issuer for this organization' },
@@ -44,6 +47,13 @@ export const errorCatalogue = {
   structure_change_breaks_records: { status: 409, title: 'The change would leave stored records invalid' },
   structure_has_records: { status: 409, title: 'The structure still has records' },
   structure_in_use: { status: 409, title: 'Other structures reference this structure' },
+  member_exists: { status: 409, title: 'This user is already a member of the workspace' },
+  last_admin: { status: 409, title: 'The last member who can manage members cannot be removed or demoted' },
+  invitation_used: { status: 409, title: 'The invitation has already been accepted' },
+  invitation_revoked: { status: 409, title: 'The invitation was revoked' },
+  invitation_not_pending: { status: 409, title: 'Only a pending invitation can be revoked' },
+  // 410
+  invitation_expired: { status: 410, title: 'The invitation has expired' },
   // 412
   precondition_failed: { status: 412, title: 'The record has changed since the version named in If-Match' },
   // 413, 415

@@ -8,6 +8,7 @@ const uniqueConstraintCodes: Record<string, ErrorCode> = {
   identity_providers_workspace_name_key: 'identity_provider_name_taken',
   policies_workspace_name_key: 'policy_name_taken',
   structures_pkey: 'structure_name_taken',
+  members_pkey: 'member_exists',
 };
 
 /** Body-parser signals its failures with a `type`; they are the client's fault, never a 500. */

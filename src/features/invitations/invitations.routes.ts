@@ -1,0 +1,80 @@
+import type { Request } from 'express';
+import { bearerToken } from '../../auth/admin.ts';
+import type { Authenticator } from '../../auth/authenticate.ts';
+import type { Api } from '../../http/api.ts';
+import { actorOf, type AccessControl } from '../../policy/access.ts';
+import { decisionContext } from '../decisions/decision-log.ts';
+import { grantorOf } from '../members/grants.ts';
+import { listQuery, memberResponse } from '../members/members.schema.ts';
+import { workspaceParams } from '../workspaces/workspaces.schema.ts';
+import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
+import type { InvitationsService } from './invitations.service.ts';
+import { acceptParams, createInvitationBody, createdInvitationResponse, invitationListResponse, invitationParams } from './invitations.schema.ts';
+
+const tag = 'Invitations';
+const subject = 'Invitation';
+
+export function invitationRoutes(api: Api, invitations: InvitationsService, workspaces: WorkspacesService, access: AccessControl, authenticator: Authenticator): void {
+  const workspaceId = (request: Request, reference: string) => workspaces.idOf(reference, request.workspace);
+
+  api.route(
+    {
+      method: 'get', path: '/v1/workspaces/:ws/invitations', summary: 'List invitations, newest first', tag,
+      security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'list' },
+      params: workspaceParams, query: listQuery, responses: { 200: { description: 'Invitations', schema: invitationListResponse } },
+    },
+    async ({ params, query }, request, response) => {
+      response.json(await invitations.list(await workspaceId(request, params.ws), query.limit, query.cursor));
+    },
+  );
+
+  api.route(
+    {
+      method: 'post', path: '/v1/workspaces/:ws/invitations',
+      summary: 'Invite an email with roles; replaces a pending invitation of that email; the token is shown once', tag,
+      security: 'adminOrBearer', authorize: { action: 'create', subject, operation: 'create' },
+      params: workspaceParams, body: createInvitationBody, responses: { 201: { description: 'Created, with its token', schema: createdInvitationResponse } },
+    },
+    async ({ params, body }, request, response) => {
+      const invitation = await invitations.create(actorOf(request, access), await grantorOf(request, access, subject), await workspaceId(request, params.ws), body);
+      response.status(201).location(`/v1/workspaces/${params.ws}/invitations/${invitation.id}`).json(invitation);
+    },
+  );
+
+  api.route(
+    {
+      method: 'delete', path: '/v1/workspaces/:ws/invitations/:id', summary: 'Revoke a pending invitation', tag,
+      security: 'adminOrBearer', authorize: { action: 'delete', subject, operation: 'delete' },
+      params: invitationParams, responses: { 204: { description: 'Revoked' } },
+    },
+    async ({ params }, request, response) => {
+      await invitations.revoke(actorOf(request, access), await workspaceId(request, params.ws), params.id);
+      response.status(204).end();
+    },
+  );
+
+  api.route(
+    {
+      method: 'post', path: '/v1/invitations/:token/accept',
+      summary: "Accept an invitation with a token of the invitation's workspace whose verified email is the invited one", tag,
+      security: 'none', params: acceptParams, responses: { 200: { description: 'The new (or updated) member', schema: memberResponse } },
+    },
+    async ({ params }, request, response) => {
+      const member = await invitations.accept(
+        params.token,
+        async (invitationWorkspace) => {
+          const { principal, tenant, tokenEmail } = await authenticator.authenticate(invitationWorkspace, bearerToken(request.headers));
+          request.principal = principal;
+          request.workspace = tenant.workspace;
+          return { principal, tokenEmail };
+        },
+        (em, principal, invitationId) =>
+          access.log.record(em, decisionContext(request, principal), [{
+            action: 'create', operation: 'create', subject: 'Member', resourceId: principal.id,
+            decision: { allowed: true, policyId: null, policyVersion: null, ruleIndex: null, reason: `invitation ${invitationId} accepted` },
+          }]),
+      );
+      response.json(member);
+    },
+  );
+}

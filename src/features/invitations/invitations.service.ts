@@ -1,0 +1,133 @@
+import { createHash, randomBytes } from 'node:crypto';
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { v7 as uuidv7 } from 'uuid';
+import { z } from 'zod';
+import type { Principal } from '../../auth/principal.ts';
+import type { ChangeBus } from '../../db/changes.ts';
+import type { Orm } from '../../db/orm.ts';
+import { appendEvent, type EventSecrets } from '../../db/outbox.ts';
+import { withWorkspace } from '../../db/scope.ts';
+import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { ProblemError } from '../../http/errors.ts';
+import type { Actor } from '../../policy/access.ts';
+import { toArrayLiteral } from '../decisions/decision-log.ts';
+import { checkGrant, type Grantor } from '../members/grants.ts';
+import { toResponse as memberResponse, type MemberResponse, type MemberRow } from '../members/members.schema.ts';
+import { isUuid } from '../workspaces/workspaces.schema.ts';
+import { statusOf, toResponse, type CreateInvitation, type InvitationResponse, type InvitationRow } from './invitations.schema.ts';
+
+const columns = 'id, workspace_id, email, roles, invited_by, status, expires_at, created_at, accepted_at, accepted_by';
+const tokenShape = /^[A-Za-z0-9_-]{43}$/;
+const hashOf = (token: string) => createHash('sha256').update(token).digest();
+const position = z.object({ at: z.iso.datetime(), id: z.uuid() });
+
+export interface InvitationSettings {
+  ttlHours: number;
+  /** With `{token}` where the token goes. */
+  acceptUrl: string;
+}
+
+/** How the accepting request proves who it is: a token of the invitation's workspace. */
+export type AuthenticateIn = (workspaceId: string) => Promise<{ principal: Principal; tokenEmail: string | undefined }>;
+/** Records the acceptance decision in the acceptance's transaction. */
+export type AuditAcceptance = (em: EntityManager, principal: Principal, invitationId: string) => Promise<void>;
+
+export class InvitationsService {
+  private readonly orm: Orm;
+  private readonly changes: ChangeBus;
+  private readonly secrets: EventSecrets;
+  private readonly settings: InvitationSettings;
+
+  constructor(orm: Orm, changes: ChangeBus, secrets: EventSecrets, settings: InvitationSettings) {
+    this.orm = orm;
+    this.changes = changes;
+    this.secrets = secrets;
+    this.settings = settings;
+  }
+
+  async list(workspaceId: string, limit: number, cursor: string | undefined): Promise<{ data: InvitationResponse[]; nextCursor: string | null }> {
+    const after = cursor ? decodeCursor(cursor, position) : undefined;
+    const rows = await withWorkspace(this.orm, workspaceId, (em) =>
+      em.execute<InvitationRow[]>(
+        `select ${columns} from invitations ${after ? 'where (created_at, id) < (?::timestamptz, ?::uuid)' : ''} order by created_at desc, id desc limit ?`,
+        [...(after ? [after.at, after.id] : []), limit + 1],
+      ),
+    );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return { data: page.map(toResponse), nextCursor: rows.length > limit && last ? encodeCursor({ at: new Date(last.created_at).toISOString(), id: last.id }) : null };
+  }
+
+  /**
+   * A new invitation replaces a pending one for the same email. Its token is returned once; the
+   * `invitation.created` event for the app to email carries the accept URL, sealed.
+   */
+  async create(actor: Actor, grantor: Grantor, workspaceId: string, input: CreateInvitation): Promise<InvitationResponse & { token: string; acceptUrl: string }> {
+    await checkGrant(grantor, input.roles);
+    const token = randomBytes(32).toString('base64url');
+    const acceptUrl = this.settings.acceptUrl.replace(/\{token\}|%7Btoken%7D/, token);
+    const expiresAt = new Date(Date.now() + (input.expiresInHours ?? this.settings.ttlHours) * 3_600_000);
+    return withWorkspace(this.orm, workspaceId, async (em) => {
+      await em.execute("update invitations set status = 'revoked', revoked_at = now() where lower(email) = lower(?) and status = 'pending'", [input.email]);
+      const [row] = await em.execute<InvitationRow[]>(
+        `insert into invitations (id, workspace_id, email, roles, invited_by, token_hash, expires_at)
+         values (?, ?, ?, ?::text[], ?, decode(?, 'hex'), ?) returning ${columns}`,
+        [uuidv7(), workspaceId, input.email, toArrayLiteral(input.roles), actor.id, hashOf(token).toString('hex'), expiresAt],
+      );
+      const invitation = toResponse(row!);
+      await appendEvent(em, workspaceId, 'invitation.created', {
+        invitationId: invitation.id, workspaceId, email: invitation.email, roles: invitation.roles,
+        invitedBy: invitation.invitedBy, expiresAt: invitation.expiresAt, acceptUrl: { sealed: this.secrets.seal(acceptUrl) },
+      });
+      await actor.audit(em);
+      return { ...invitation, token, acceptUrl };
+    });
+  }
+
+  async revoke(actor: Actor, workspaceId: string, id: string): Promise<void> {
+    await withWorkspace(this.orm, workspaceId, async (em) => {
+      const [row] = isUuid(id) ? await em.execute<InvitationRow[]>(`select ${columns} from invitations where id = ? for update`, [id.toLowerCase()]) : [];
+      if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
+      if (row.status !== 'pending') throw new ProblemError('invitation_not_pending', `The invitation is ${statusOf(row)}`);
+      await em.execute("update invitations set status = 'revoked', revoked_at = now() where id = ?", [row.id]);
+      await actor.audit(em);
+    });
+  }
+
+  /**
+   * Exactly once: the invitation row is locked, so of two racing accepts one creates the member
+   * and the other finds it accepted. The caller's token must belong to the invitation's workspace
+   * and assert the invitation's email (compared case-insensitively).
+   */
+  async accept(token: string, authenticate: AuthenticateIn, audit: AuditAcceptance): Promise<MemberResponse> {
+    const missing = () => new ProblemError('invitation_not_found', 'No such invitation');
+    if (!tokenShape.test(token)) throw missing();
+    const hash = hashOf(token).toString('hex');
+    const [found] = await this.orm.em.fork().execute<{ workspace_id: string | null }[]>("select cordon_invitation_workspace(decode(?, 'hex')) as workspace_id", [hash]);
+    const workspaceId = found?.workspace_id;
+    if (!workspaceId) throw missing();
+    const { principal, tokenEmail } = await authenticate(workspaceId);
+    return this.changes.committing({ topic: 'member', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
+      const [invitation] = await em.execute<InvitationRow[]>(`select ${columns} from invitations where token_hash = decode(?, 'hex') for update`, [hash]);
+      if (!invitation) throw missing();
+      const status = statusOf(invitation);
+      if (status === 'accepted') throw new ProblemError('invitation_used');
+      if (status === 'revoked') throw new ProblemError('invitation_revoked');
+      if (status === 'expired') throw new ProblemError('invitation_expired');
+      if (!tokenEmail || tokenEmail.toLowerCase() !== invitation.email.toLowerCase()) {
+        throw new ProblemError('invitation_email_mismatch', 'Sign in with the account of the invited email address (a verified email claim)');
+      }
+      const [member] = await em.execute<MemberRow[]>(
+        `insert into members (workspace_id, user_id, email, roles, invited_by, joined_at, updated_at)
+         values (?, ?, ?, ?::text[], ?, now(), now())
+         on conflict (workspace_id, user_id) do update
+           set roles = array(select distinct unnest(members.roles || excluded.roles)), email = excluded.email, updated_at = now()
+         returning user_id, email, roles, invited_by, joined_at, updated_at`,
+        [workspaceId, principal.id, tokenEmail, toArrayLiteral(invitation.roles), invitation.invited_by],
+      );
+      await em.execute("update invitations set status = 'accepted', accepted_at = now(), accepted_by = ? where id = ?", [principal.id, invitation.id]);
+      await audit(em, principal, invitation.id);
+      return memberResponse(member!);
+    });
+  }
+}

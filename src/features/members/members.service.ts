@@ -1,0 +1,94 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
+import { z } from 'zod';
+import type { ChangeBus } from '../../db/changes.ts';
+import type { Orm } from '../../db/orm.ts';
+import { withWorkspace } from '../../db/scope.ts';
+import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { ProblemError } from '../../http/errors.ts';
+import type { Actor } from '../../policy/access.ts';
+import type { PolicyStore } from '../../policy/policy-store.ts';
+import { toArrayLiteral } from '../decisions/decision-log.ts';
+import { checkGrant, keepAManager, type Grantor } from './grants.ts';
+import { toResponse, type CreateMember, type MemberResponse, type MemberRow, type UpdateMember } from './members.schema.ts';
+
+const columns = 'user_id, email, roles, invited_by, joined_at, updated_at';
+const position = z.object({ at: z.iso.datetime(), user: z.string() });
+
+/** Members of a workspace: one row per (workspace, userId), the source of roles for `roleSource: members`. */
+export class MembersService {
+  private readonly orm: Orm;
+  private readonly changes: ChangeBus;
+  private readonly policies: PolicyStore;
+
+  constructor(orm: Orm, changes: ChangeBus, policies: PolicyStore) {
+    this.orm = orm;
+    this.changes = changes;
+    this.policies = policies;
+  }
+
+  private change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
+    return this.changes.committing({ topic: 'member', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
+      const value = await work(em);
+      await actor.audit(em);
+      return value;
+    });
+  }
+
+  private async load(em: EntityManager, userId: string, lock = false): Promise<MemberRow> {
+    const [row] = await em.execute<MemberRow[]>(`select ${columns} from members where user_id = ?${lock ? ' for update' : ''}`, [userId]);
+    if (!row) throw new ProblemError('member_not_found', `No member "${userId}" in this workspace`);
+    return row;
+  }
+
+  async list(workspaceId: string, limit: number, cursor: string | undefined): Promise<{ data: MemberResponse[]; nextCursor: string | null }> {
+    const after = cursor ? decodeCursor(cursor, position) : undefined;
+    const rows = await withWorkspace(this.orm, workspaceId, (em) =>
+      em.execute<MemberRow[]>(
+        `select ${columns} from members ${after ? 'where (joined_at, user_id) > (?::timestamptz, ?)' : ''} order by joined_at, user_id limit ?`,
+        [...(after ? [after.at, after.user] : []), limit + 1],
+      ),
+    );
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return { data: page.map(toResponse), nextCursor: rows.length > limit && last ? encodeCursor({ at: new Date(last.joined_at).toISOString(), user: last.user_id }) : null };
+  }
+
+  async get(workspaceId: string, userId: string): Promise<MemberResponse> {
+    return withWorkspace(this.orm, workspaceId, async (em) => toResponse(await this.load(em, userId)));
+  }
+
+  async create(actor: Actor, grantor: Grantor, workspaceId: string, input: CreateMember): Promise<MemberResponse> {
+    await checkGrant(grantor, input.roles);
+    return this.change(workspaceId, actor, async (em) => {
+      const [row] = await em.execute<MemberRow[]>(
+        `insert into members (workspace_id, user_id, email, roles, invited_by, joined_at, updated_at)
+         values (?, ?, ?, ?::text[], ?, now(), now()) returning ${columns}`,
+        [workspaceId, input.userId, input.email ?? null, toArrayLiteral(input.roles), actor.id],
+      );
+      return toResponse(row!);
+    });
+  }
+
+  async update(actor: Actor, grantor: Grantor, workspaceId: string, userId: string, patch: UpdateMember): Promise<MemberResponse> {
+    return this.change(workspaceId, actor, async (em) => {
+      const current = await this.load(em, userId, true);
+      if (patch.roles) {
+        await checkGrant(grantor, patch.roles.filter((role) => !current.roles.includes(role)));
+        await keepAManager(em, this.policies, workspaceId, userId, patch.roles);
+      }
+      const [row] = await em.execute<MemberRow[]>(
+        `update members set email = ?, roles = ?::text[], updated_at = now() where user_id = ? returning ${columns}`,
+        [patch.email === undefined ? current.email : patch.email, toArrayLiteral(patch.roles ?? current.roles), userId],
+      );
+      return toResponse(row!);
+    });
+  }
+
+  async remove(actor: Actor, workspaceId: string, userId: string): Promise<void> {
+    await this.change(workspaceId, actor, async (em) => {
+      await this.load(em, userId, true);
+      await keepAManager(em, this.policies, workspaceId, userId, undefined);
+      await em.execute('delete from members where user_id = ?', [userId]);
+    });
+  }
+}
