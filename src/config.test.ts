@@ -30,6 +30,16 @@ describe('parseConfig', () => {
   });
 });
 
+describe('invitation settings', () => {
+  it('defaults to a week and Cordon’s own accept route, and wants {token} in a custom URL', () => {
+    expect(parseConfig({}).invitations).toEqual({ ttlHours: 168, acceptUrl: 'http://localhost:3000/v1/invitations/{token}/accept' });
+    expect(parseConfig({ INVITATION_ACCEPT_URL: 'https://app.example.com/join/{token}', INVITATION_TTL_HOURS: '48' }).invitations)
+      .toEqual({ ttlHours: 48, acceptUrl: 'https://app.example.com/join/{token}' });
+    expect(() => parseConfig({ INVITATION_ACCEPT_URL: 'https://app.example.com/join' })).toThrow(/INVITATION_ACCEPT_URL must contain \{token\}/);
+    expect(() => parseConfig({ INVITATION_TTL_HOURS: '0' })).toThrow(/INVITATION_TTL_HOURS/);
+  });
+});
+
 describe('a bad configuration at start', () => {
   it('stops the process with one line naming the variable and no stack trace', () => {
     const result = spawnSync(process.execPath, ['src/main.ts'], {
