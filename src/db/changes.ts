@@ -1,6 +1,8 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Orm } from './orm.ts';
+import { withWorkspace } from './scope.ts';
 
 /** What changed, so caches on every instance drop exactly what they hold of it. */
 /** `workspaceId: '*'` means every workspace. */
@@ -55,6 +57,18 @@ export class ChangeBus {
     });
     this.apply(change);
     return result;
+  }
+
+  /**
+   * A change to one workspace's configuration: `work` runs in the workspace's RLS scope, the
+   * actor's decision is recorded in the same transaction, and the change is announced on commit.
+   */
+  inWorkspace<T>(orm: Orm, change: Change, actor: { audit(em: EntityManager): Promise<void> }, work: (em: EntityManager) => Promise<T>): Promise<T> {
+    return this.committing(change, (scoped) => withWorkspace(orm, change.workspaceId, scoped), async (em) => {
+      const value = await work(em);
+      await actor.audit(em);
+      return value;
+    });
   }
 
   /** Applies a committed change to this instance's caches without waiting for the echo. */

@@ -27,11 +27,7 @@ export class MembersService {
   }
 
   private change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.changes.committing({ topic: 'member', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
-      const value = await work(em);
-      await actor.audit(em);
-      return value;
-    });
+    return this.changes.inWorkspace(this.orm, { topic: 'member', workspaceId }, actor, work);
   }
 
   private async load(em: EntityManager, userId: string, lock = false): Promise<MemberRow> {

@@ -43,12 +43,10 @@ export class PoliciesService {
     this.changes = changes;
   }
 
-  /** A policy change moves the workspace's policy-set version and is announced, in its transaction. */
-  private async change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.changes.committing({ topic: 'policy', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
+  private change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
+    return this.changes.inWorkspace(this.orm, { topic: 'policy', workspaceId }, actor, async (em) => {
       const value = await work(em);
       await em.execute('update workspaces set policy_set_version = policy_set_version + 1 where id = ?', [workspaceId]);
-      await actor.audit(em);
       return value;
     });
   }

@@ -31,13 +31,8 @@ export class StructuresService {
     this.changes = changes;
   }
 
-  /** A structure change is announced in its transaction, so every instance's catalog drops it on commit. */
   private change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.changes.committing({ topic: 'structure', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
-      const value = await work(em);
-      await actor.audit(em);
-      return value;
-    });
+    return this.changes.inWorkspace(this.orm, { topic: 'structure', workspaceId }, actor, work);
   }
 
   private async load(em: EntityManager, workspaceId: string, name: string, lock = false): Promise<Structure> {
