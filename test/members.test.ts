@@ -211,6 +211,38 @@ describe('members', () => {
     ]);
   });
 
+  it('grants nothing on members through a conditional rule, and lets no one take away roles they do not hold', async () => {
+    const shop = await membersWorkspace('shop');
+    const admin = (await cordon.admin().post(`/v1/workspaces/${shop.slug}/policies`).send({
+      name: 'staff', description: '', roles: ['staff'],
+      rules: [
+        { action: ['read', 'update'], subject: 'all', conditions: { createdBy: '${principal.id}' } },
+        { action: 'update', subject: 'Member', reason: 'staff edit members' },
+      ],
+    }).expect(201)).body;
+    expect(admin.id).toBeDefined();
+    const refused = await cordon.admin().post(`/v1/workspaces/${shop.slug}/policies`).send({
+      name: 'self-service', description: '', roles: ['staff'],
+      rules: [{ action: 'update', subject: 'Member', conditions: { userId: '${principal.id}' } }],
+    }).expect(400);
+    expect(refused.body.errors).toEqual([expect.objectContaining({ pointer: '/rules/0/conditions' })]);
+    await addMember(shop, 'user_boss', ['admin']);
+    await addMember(shop, 'user_clerk', ['staff']);
+    await addMember(shop, 'user_other', ['staff', 'viewer']);
+    const clerk = await shop.token('user_clerk');
+    // A conditional allow on `all` is not a grant on members: reading them stays forbidden.
+    await as(shop, clerk).get('/members').expect(403);
+    // Unconditional update, but only of roles the clerk holds.
+    expect((await as(shop, clerk).patch('/members/user_boss', { roles: [] }).expect(403)).body.detail).toMatch(/"admin"/);
+    expect((await as(shop, clerk).patch('/members/user_other', { roles: ['staff'] }).expect(403)).body.detail).toMatch(/"viewer"/);
+    await as(shop, clerk).patch('/members/user_other', { email: 'other@shop.test' }).expect(200);
+    expect((await owner.query('select user_id, roles from members where workspace_id = $1 order by user_id', [shop.id])).rows).toEqual([
+      { user_id: 'user_boss', roles: ['admin'] },
+      { user_id: 'user_clerk', roles: ['staff'] },
+      { user_id: 'user_other', roles: ['staff', 'viewer'] },
+    ]);
+  });
+
   it('treats user ids as opaque strings and answers duplicates and unknown ids clearly', async () => {
     const odd = 'auth0|64f/ä b';
     await addMember(acme, odd, ['viewer']);

@@ -239,6 +239,14 @@ describe('field rules', () => {
     await list(tokens.reviewer!, { filter: JSON.stringify({ priority: 5 }) }).expect(403);
   });
 
+  it('refuses field rules on nested paths, which it could not enforce', async () => {
+    const response = await as(tokens.admin!).post('/policies', {
+      name: 'nested-fields', description: '', roles: ['intern'],
+      rules: [{ action: 'read', subject: 'Task', fields: ['title', 'tags.secret'], inverted: true }],
+    }).expect(400);
+    expect(response.body.errors).toEqual([expect.objectContaining({ pointer: '/rules/0/fields/1' })]);
+  });
+
   it('refuses a write that touches a field the principal may not write', async () => {
     const task = await createTask(tokens.admin!, { title: 'Intern edit' });
     await as(tokens.intern!).patch(`/records/Task/${task.id}`, { data: { status: 'doing' } }).expect(200);

@@ -67,7 +67,24 @@ export class PrincipalAbility {
   /** The same on a subject type or an object already tagged by `asRecordSubject`. */
   decideOn(action: Action, target: object | string, field?: string): Decision {
     const rule = this.ability.relevantRuleFor(action, target as never, field);
-    if (!rule) return defaultDeny;
+    return rule ? this.decisionOf(rule) : defaultDeny;
+  }
+
+  /**
+   * The type-level check for system subjects (`Member`, `Policy`, …), whose routes have no record
+   * to test conditions on: only an unconditional allow grants, and any deny that may apply —
+   * conditional or not — refuses. Failing closed, so a rule such as "update Member where userId
+   * is me" cannot become "update every member".
+   */
+  decideUnconditionally(action: Action, subjectType: string): Decision {
+    for (const rule of this.ability.rulesFor(action, subjectType)) {
+      if (!rule.inverted && rule.conditions !== undefined) continue;
+      return this.decisionOf(rule);
+    }
+    return defaultDeny;
+  }
+
+  private decisionOf(rule: { origin: object; inverted: boolean; reason?: string | undefined }): Decision {
     const source = this.sources.get(rule.origin);
     if (!source) return defaultDeny;
     const allowed = !rule.inverted;

@@ -40,7 +40,9 @@ export function validateRules(rules: readonly RuleInput[], structures: ReadonlyM
         errors.push({ pointer: at(`${base}/subject`, rule.subject, position), detail: `"${subject}" is neither a system subject, a structure of this workspace, nor "all"` });
       }
     });
-    if (rule.conditions !== undefined) {
+    if (rule.conditions !== undefined && subjects.some(isSystemSubject)) {
+      errors.push({ pointer: `${base}/conditions`, detail: 'conditions apply to records only; a rule on a system subject is all or nothing' });
+    } else if (rule.conditions !== undefined) {
       const misplaced = placeholderErrors(rule.conditions, `${base}/conditions`);
       errors.push(...misplaced);
       if (!misplaced.length) errors.push(...parseConditions(withSampleValues(rule.conditions), `${base}/conditions`).errors);
@@ -51,8 +53,10 @@ export function validateRules(rules: readonly RuleInput[], structures: ReadonlyM
         errors.push({ pointer: `${base}/fields`, detail: 'fields apply only to structures; every subject of this rule must be a structure' });
       } else {
         list(rule.fields).forEach((field, position) => {
-          const name = field.split('.')[0]!;
-          if (name !== '*' && !owners.every((fields) => fields!.includes(name))) {
+          const name = field;
+          if (name.includes('.')) {
+            errors.push({ pointer: at(`${base}/fields`, rule.fields!, position), detail: 'field rules name top-level fields; nested paths are not enforced, so they are refused' });
+          } else if (!name.includes('*') && !owners.every((fields) => fields!.includes(name))) {
             errors.push({ pointer: at(`${base}/fields`, rule.fields!, position), detail: `"${name}" is not a field of ${subjects.join(', ')}` });
           }
         });

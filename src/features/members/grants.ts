@@ -5,8 +5,9 @@ import { ProblemError } from '../../http/errors.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
 
 /**
- * Who may hand out which roles. The platform admin and principals whose policy allows `manage`
- * on `Member` may grant any role; anyone else only roles they hold themselves.
+ * Who may hand out (or take away) which roles. The platform admin and principals whose policy
+ * allows `manage` on `Member` unconditionally may change any role; anyone else only roles they
+ * hold themselves.
  */
 export interface Grantor {
   unrestricted: boolean;
@@ -19,7 +20,7 @@ export async function checkGrant(grantor: Grantor, roles: readonly string[]): Pr
   if (grantor.unrestricted) return;
   const beyond = roles.filter((role) => !grantor.roles.includes(role));
   if (!beyond.length) return;
-  const reason = `may only grant roles held by the grantor; not ${beyond.map((role) => `"${role}"`).join(', ')}`;
+  const reason = `may only grant or take away roles held by the grantor; not ${beyond.map((role) => `"${role}"`).join(', ')}`;
   await grantor.refused(reason);
   throw new ProblemError('forbidden', reason);
 }
@@ -37,7 +38,7 @@ export async function managerRoles(em: EntityManager, policies: PolicyStore, wor
   const managers = new Set<string>();
   for (const { role } of rows) {
     const ability = await policies.abilityFor({ id: 'last-admin-check', roles: [role], claims: {} }, scope);
-    if (ability.decide('manage', 'Member').allowed) managers.add(role);
+    if (ability.decideUnconditionally('manage', 'Member').allowed) managers.add(role);
   }
   return managers;
 }
@@ -58,7 +59,7 @@ export async function keepAManager(em: EntityManager, policies: PolicyStore, wor
 export async function grantorOf(request: Request, access: AccessControl, subject: 'Member' | 'Invitation'): Promise<Grantor> {
   if (request.platformAdmin || !request.principal) return { unrestricted: true, roles: [], refused: async () => undefined };
   const ability = await access.abilityOf(request);
-  const decision = ability.decide('manage', 'Member');
+  const decision = ability.decideUnconditionally('manage', 'Member');
   return {
     unrestricted: decision.allowed,
     roles: request.principal.roles,

@@ -69,7 +69,9 @@ export class MembersService {
     return this.change(workspaceId, actor, async (em) => {
       const current = await this.load(em, userId, true);
       if (patch.roles) {
-        await checkGrant(grantor, patch.roles.filter((role) => !current.roles.includes(role)));
+        const added = patch.roles.filter((role) => !current.roles.includes(role));
+        const removed = current.roles.filter((role) => !patch.roles!.includes(role));
+        await checkGrant(grantor, [...added, ...removed]);
         await keepAManager(em, this.policies, workspaceId, userId, patch.roles);
       }
       const [row] = await em.execute<MemberRow[]>(
