@@ -319,6 +319,31 @@ describe('validation', () => {
     expect(after).toBe(before);
   });
 
+  it('never answers NUL characters, year 0 or deep nesting anywhere in a request with a 5xx', async () => {
+    const task = await createTask(tokens.admin!, { title: 'Hostile input' });
+    const bearer = { type: 'bearer' as const };
+    const deep = JSON.parse('{"a":'.repeat(5_000) + '1' + '}'.repeat(5_000));
+    const cursor = (k: unknown[]) => Buffer.from(JSON.stringify({ q: 'x', k })).toString('base64url');
+    const responses = [
+      await cordon.http().get('/v1/workspaces/a%00b/records/Task').auth(tokens.admin!, bearer),
+      await as(tokens.admin!).get('/records/Ta%00sk'),
+      await as(tokens.admin!).get(`/records/Task/${task.id}%00`),
+      await as(tokens.admin!).get('/members/a%00b'),
+      await as(tokens.admin!).post('/members', { userId: 'u\u0000', roles: [] }),
+      await as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { 'x\u0000': null } }),
+      await as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { tags: deep } }),
+      await list(tokens.admin!, { cursor: cursor(['0000-01-01T00:00:00.000Z', task.id]) }),
+      await list(tokens.admin!, { cursor: cursor(['2024-02-30T00:00:00.000Z', task.id]) }),
+      await as(tokens.admin!).get(`/members?cursor=${cursor([])}`),
+      await as(tokens.admin!).get(`/members?cursor=${Buffer.from(JSON.stringify({ at: '0000-01-01T00:00:00Z', user: 'x' })).toString('base64url')}`),
+      await as(tokens.admin!).post('/policies', { name: 'regex-placeholder', description: '', roles: ['x'], rules: [{ action: 'read', subject: 'Task', conditions: { title: { $regex: '${principal.claims.team}' } } }] }),
+    ];
+    expect(responses.map((response) => response.status)).toEqual(responses.map(() => 400));
+    const early = await list(tokens.admin!, { filter: JSON.stringify({ createdAt: { $gt: '0000-01-01T00:00:00.000Z' }, title: 'Hostile input' }) }).expect(200);
+    expect(early.body.data.map((record: { id: string }) => record.id)).toEqual([task.id]);
+    expect(await stored(task.id)).toMatchObject({ version: 1 });
+  });
+
   it('stores datetimes as canonical UTC and keeps hostile keys as plain data', async () => {
     const task = await createTask(tokens.admin!, { title: 'Dated', due: '2026-12-01T10:00:00+02:00', tags: JSON.parse('{"__proto__": {"admin": true}, "constructor": 1}') });
     expect(task.data.due).toBe('2026-12-01T08:00:00.000Z');

@@ -46,11 +46,11 @@ export class Authenticator {
     if (verifiedTenant.workspace.status !== 'active') throw new ProblemError('workspace_suspended');
 
     let roles = provider.roleSource === 'members' ? [] : claims.roles;
-    let email = claims.email;
+    // The email is the token's own: a member row's email is editable and proves nothing.
+    const email = claims.email;
     if (provider.roleSource !== 'claims') {
       const member = await this.member(verifiedTenant.workspace.id, subject);
       roles = [...new Set([...roles, ...(member?.roles ?? [])])];
-      email ??= member?.email ?? undefined;
     }
     const principal: Principal = {
       id: subject,
@@ -63,9 +63,9 @@ export class Authenticator {
     return { principal, tenant: verifiedTenant, tokenEmail: payload.email_verified === false ? undefined : claims.email };
   }
 
-  private async member(workspaceId: string, userId: string): Promise<{ roles: string[]; email: string | null } | undefined> {
+  private async member(workspaceId: string, userId: string): Promise<{ roles: string[] } | undefined> {
     const rows = await withWorkspace(this.orm, workspaceId, (em) =>
-      em.execute<{ roles: string[]; email: string | null }[]>('select roles, email from members where user_id = ?', [userId]),
+      em.execute<{ roles: string[] }[]>('select roles from members where workspace_id = ? and user_id = ?', [workspaceId, userId]),
     );
     return rows[0];
   }

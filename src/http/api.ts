@@ -1,6 +1,7 @@
 import type { Express, Request, RequestHandler, Response } from 'express';
 import type { z } from 'zod';
 import { ProblemError, type FieldError } from './errors.ts';
+import { refuseUnstorableInput } from './storable.ts';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 /** `adminOrBearer`: the platform admin key, or a workspace user's token (then `authorize` applies). */
@@ -105,6 +106,6 @@ export class Api {
       await handler(input as Input<Parsed<Params>, Parsed<Query>, Parsed<Body>>, request, response);
     };
     const authorization = definition.authorize ? [this.authorizer(definition.authorize, definition.method)] : [];
-    this.app[definition.method](definition.path, ...this.guards[definition.security], ...authorization, run);
+    this.app[definition.method](definition.path, refuseUnstorableInput, ...this.guards[definition.security], ...authorization, run);
   }
 }

@@ -32,6 +32,11 @@ function fromDatabase(error: { code?: unknown; sqlState?: unknown; constraint?: 
   if (state === '40001' || state === '40P01') {
     return new ProblemError('conflict', 'A concurrent change conflicted with this one; retry the request');
   }
+  if (state.startsWith('22')) {
+    // Data exceptions (a malformed or out-of-range value) are the client's input: inputs are
+    // checked before they get here, and this keeps whatever slips past a 400, not a 500.
+    return new ProblemError('validation_failed', 'A value in the request is malformed or out of range');
+  }
   if (state.startsWith('08') || state === '57P01' || state === '57P03' || state === '53300') {
     return new ProblemError('database_unavailable');
   }

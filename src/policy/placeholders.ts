@@ -54,7 +54,10 @@ export function placeholderErrors(conditions: unknown, pointer: string): Placeho
       return;
     }
     const root = rootOf(match);
-    if (root === 'principal.roles' && position !== 'list') {
+    if (/\/\$(regex|options)$/.test(at)) {
+      // A substituted value would be read as a pattern, not as text: "${principal.claims.team}" = ".*" matches all.
+      errors.push({ pointer: at, detail: 'placeholders cannot be used as a $regex pattern or its $options' });
+    } else if (root === 'principal.roles' && position !== 'list') {
       errors.push({ pointer: at, detail: '${principal.roles} is a list: use it as the whole value of $in, $nin or $all' });
     } else if (root !== 'principal.roles' && root !== 'principal.claims' && position === 'list') {
       errors.push({ pointer: at, detail: `\${${root}} is a single value: put it inside the list` });

@@ -122,7 +122,8 @@ export function jsonPathPredicate(condition: Condition, item: string): Predicate
 
 const isoFormat = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 const canonicalIso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
-const isCanonicalIso = (value: string) => canonicalIso.test(value) && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString() === value;
+/** `YYYY-MM-DDTHH:mm:ss.sssZ` for a real instant from year 1 on (PostgreSQL has no year 0). */
+export const isCanonicalIso = (value: string) => canonicalIso.test(value) && !value.startsWith('0000') && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString() === value;
 const lowercaseUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const sqlOperators: Record<CompareOperator, string> = { eq: '=', ne: '<>', lt: '<', lte: '<=', gt: '>', gte: '>=' };
 

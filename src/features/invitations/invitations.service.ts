@@ -7,7 +7,7 @@ import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { appendEvent, type EventSecrets } from '../../db/outbox.ts';
 import { withWorkspace } from '../../db/scope.ts';
-import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { cursorInstant, decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
@@ -19,7 +19,7 @@ import { statusOf, toResponse, type CreateInvitation, type InvitationResponse, t
 const columns = 'id, workspace_id, email, roles, invited_by, status, expires_at, created_at, accepted_at, accepted_by';
 const tokenShape = /^[A-Za-z0-9_-]{43}$/;
 const hashOf = (token: string) => createHash('sha256').update(token).digest();
-const position = z.object({ at: z.iso.datetime(), id: z.uuid() });
+const position = z.object({ at: cursorInstant, id: z.uuid() });
 
 export interface InvitationSettings {
   ttlHours: number;

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
-import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { cursorInstant, decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
@@ -12,7 +12,7 @@ import { checkGrant, keepAManager, type Grantor } from './grants.ts';
 import { toResponse, type CreateMember, type MemberResponse, type MemberRow, type UpdateMember } from './members.schema.ts';
 
 const columns = 'user_id, email, roles, invited_by, joined_at, updated_at';
-const position = z.object({ at: z.iso.datetime(), user: z.string() });
+const position = z.object({ at: cursorInstant, user: z.string() });
 
 /** Members of a workspace: one row per (workspace, userId), the source of roles for `roleSource: members`. */
 export class MembersService {

@@ -3,9 +3,9 @@ import { z } from 'zod';
 import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
 import { parseConditions, storable, type Condition } from '../../policy/conditions.ts';
-import type { SqlParameters } from '../../policy/sql-filter.ts';
+import { isCanonicalIso, type SqlParameters } from '../../policy/sql-filter.ts';
 import { systemFields } from '../../policy/vocabulary.ts';
-import { unstorableValues } from '../structures/record-schema.ts';
+import { unstorableData } from '../structures/record-schema.ts';
 
 /** How a list is read: the caller's filter, sort and page position, checked against the structure. */
 
@@ -90,10 +90,10 @@ export function encodeListCursor(fingerprint: string, keys: readonly SortKey[], 
 }
 
 const validKey: Record<KeyKind, (value: unknown) => boolean> = {
-  timestamp: (value) => typeof value === 'string' && !Number.isNaN(Date.parse(value)) && /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(value),
+  timestamp: (value) => typeof value === 'string' && isCanonicalIso(value),
   uuid: (value) => typeof value === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(value),
   text: (value) => typeof value === 'string' && value.length <= 10_000 && storable(value),
-  json: (value) => value !== undefined && unstorableValues(value).length === 0,
+  json: (value) => value !== undefined && unstorableData(value).length === 0,
 };
 
 /**

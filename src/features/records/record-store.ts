@@ -96,6 +96,8 @@ export class RecordStore {
   /**
    * Inserts the record and its decision in one statement, provided the structure is still at the
    * version the data was validated against; false when it is not (the caller reloads and retries).
+   * The structure row is share-locked, so a change in flight (which holds it for update) is waited
+   * for and then seen.
    */
   async insert(workspaceId: string, record: NewRecord, audit: AuditedDecision): Promise<boolean> {
     const decision = decisionInsert([audit], 7, 'where exists (select 1 from inserted)');
@@ -107,7 +109,7 @@ export class RecordStore {
                select $3, scope.workspace_id, $2, $4::jsonb, $5, $6, $6, 1
                from scope cross join lateral (
                  select 1 from structures s
-                 where s.workspace_id = scope.workspace_id and s.name = $2 and s.version = $7 offset 0) current_structure
+                 where s.workspace_id = scope.workspace_id and s.name = $2 and s.version = $7 offset 0 for share) current_structure
                returning id),
              logged as (${decision.text} returning 1)
              select count(*)::int as inserted from inserted`,
@@ -144,7 +146,7 @@ export class RecordSession {
       name: 'cordon_update_record',
       text: `update records r set data = $3::jsonb, updated_at = $4, version = r.version + 1
              where r.workspace_id = $1 and r.id = $2
-               and exists (select 1 from structures s where s.workspace_id = $1 and s.name = $5 and s.version = $6)
+               and exists (select 1 from structures s where s.workspace_id = $1 and s.name = $5 and s.version = $6 for share)
              returning ${rowColumns}`,
       values: [this.workspaceId, id, JSON.stringify(data), at, structure, structureVersion],
     });

@@ -1,7 +1,7 @@
 import { Ajv, type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
 import { LRUCache } from 'lru-cache';
 import type { FieldError } from '../../http/errors.ts';
-import { storable } from '../../policy/conditions.ts';
+import { unstorableValues } from '../../http/storable.ts';
 import type { FieldDefinition, Fields } from './structures.schema.ts';
 
 /**
@@ -60,24 +60,8 @@ const describe = (error: ErrorObject): FieldError => {
 
 const maxDepth = 32;
 
-/** PostgreSQL's JSON can hold neither NUL nor lone surrogates; deep nesting is refused before it costs anything. */
-export function unstorableValues(value: unknown, pointer = '/data', depth = 0, errors: FieldError[] = []): FieldError[] {
-  if (errors.length >= 20) return errors;
-  if (depth > maxDepth) {
-    errors.push({ pointer, in: 'body', detail: `nests deeper than ${maxDepth} levels` });
-  } else if (typeof value === 'string') {
-    if (!storable(value)) errors.push({ pointer, in: 'body', detail: 'text may not contain NUL characters or lone surrogates' });
-  } else if (Array.isArray(value)) {
-    value.forEach((item, index) => unstorableValues(item, `${pointer}/${index}`, depth + 1, errors));
-  } else if (typeof value === 'object' && value !== null) {
-    for (const [key, item] of Object.entries(value)) {
-      const at = `${pointer}/${key.replaceAll('~', '~0').replaceAll('/', '~1')}`;
-      if (!storable(key)) errors.push({ pointer: at, in: 'body', detail: 'a key may not contain NUL characters or lone surrogates' });
-      else unstorableValues(item, at, depth + 1, errors);
-    }
-  }
-  return errors;
-}
+/** Record data PostgreSQL cannot store, or nested deeper than records may be. */
+export const unstorableData = (value: unknown) => unstorableValues(value, { pointer: '/data', in: 'body', maxDepth });
 
 export interface RecordSchema {
   fields: Fields;
@@ -100,7 +84,7 @@ function compile(fields: Fields): CompiledSchema {
     source,
     fields,
     validate(data) {
-      const unstorable = unstorableValues(data);
+      const unstorable = unstorableData(data);
       if (unstorable.length) return unstorable;
       return check(data) ? [] : (check.errors ?? []).map(describe);
     },

@@ -82,7 +82,7 @@ export class StructuresService {
       const structure = await this.load(em, workspaceId, name, true);
       await this.check(em, workspaceId, name, input.fields);
       const version = structure.version + 1;
-      const added = Object.entries(input.fields).filter(([field, definition]) => !(field in structure.fields) && 'default' in definition && definition.default !== undefined);
+      const added = Object.entries(input.fields).filter(([field, definition]) => !Object.hasOwn(structure.fields, field) && 'default' in definition && definition.default !== undefined);
       const { breaking, defaults } = await withCandidateSchema(input.fields, async (schema) => ({
         breaking: await this.countBreaking(em, name, schema),
         defaults: schema.normalise({}, { defaults: true }),
