@@ -15,7 +15,8 @@ export type Condition =
   | { kind: 'all'; path: string[]; values: Scalar[] }
   | { kind: 'exists'; path: string[]; exists: boolean }
   | { kind: 'size'; path: string[]; size: number }
-  | { kind: 'regex'; path: string[]; pattern: string; caseInsensitive: boolean }
+  // `$options: "i"` is folded into the pattern (see regex.ts): it always matches case-sensitively.
+  | { kind: 'regex'; path: string[]; pattern: string }
   // onElement: the operator form, whose sub-condition has path [] (the element itself).
   | { kind: 'elemMatch'; path: string[]; condition: Condition; onElement: boolean };
 export type CompareOperator = 'eq' | 'ne' | 'lt' | 'lte' | 'gt' | 'gte';
@@ -182,9 +183,9 @@ class QueryParser {
   regex(path: string[], pattern: unknown, options: unknown, pointer: string, optionsPointer: string): Condition | undefined {
     if (typeof pattern !== 'string') return this.fail(pointer, '$regex takes a string');
     if (options !== undefined && options !== '' && options !== 'i') return this.fail(optionsPointer, `$options may only be "" or "i", not ${JSON.stringify(options)}`);
-    const normalised = normaliseRegex(pattern);
+    const normalised = normaliseRegex(pattern, options === 'i');
     if ('error' in normalised) return this.fail(pointer, normalised.error);
-    return { kind: 'regex', path, pattern: normalised.pattern, caseInsensitive: options === 'i' };
+    return { kind: 'regex', path, pattern: normalised.pattern };
   }
 
   elemMatch(path: string[], value: unknown, pointer: string): Condition | undefined {
@@ -251,12 +252,12 @@ function holds(operator: CompareOperator, left: number, right: number): boolean 
 }
 
 const regexCache = new Map<string, RegExp>();
-function compiled(pattern: string, caseInsensitive: boolean): RegExp {
-  const key = `${caseInsensitive ? 'i' : '-'}${pattern}`;
+function compiled(pattern: string): RegExp {
+  const key = pattern;
   let regex = regexCache.get(key);
   if (!regex) {
     if (regexCache.size >= 1000) regexCache.clear();
-    regex = toJsRegExp(pattern, caseInsensitive);
+    regex = toJsRegExp(pattern);
     regexCache.set(key, regex);
   }
   return regex;
@@ -304,7 +305,7 @@ export function matches(condition: Condition, document: unknown): boolean {
     case 'size':
       return values.some((value) => Array.isArray(value) && value.length === condition.size);
     case 'regex': {
-      const regex = compiled(condition.pattern, condition.caseInsensitive);
+      const regex = compiled(condition.pattern);
       return anyLeaf(values, expand, (value) => typeof value === 'string' && regex.test(value));
     }
     case 'elemMatch':

@@ -39,12 +39,46 @@ interface Piece {
   alternated: boolean; // contains | somewhere inside
 }
 
+const isAsciiLetter = (character: string) => /^[A-Za-z]$/.test(character);
+const hasCase = (character: string) => character.toLowerCase() !== character.toUpperCase();
+const foldRefusal = 'with $options "i", letters in the pattern must be ASCII (case-insensitive matching covers A–Z only)';
+
+/**
+ * `$options: "i"` is folded into the pattern as explicit ASCII case classes (`a` → `[aA]`) and
+ * both engines then match case-sensitively: JavaScript's Unicode case folding (`ſ` ~ `s`, the
+ * Kelvin sign ~ `k`) and PostgreSQL's per-character upper/lower variants disagree beyond ASCII.
+ */
 class PatternReader {
   readonly characters: string[];
+  readonly foldCase: boolean;
   position = 0;
 
-  constructor(pattern: string) {
+  constructor(pattern: string, foldCase: boolean) {
     this.characters = Array.from(pattern); // code points: an astral character is one atom, as with `u`
+    this.foldCase = foldCase;
+  }
+
+  /** A literal character outside a class, with its other ASCII case when folding. */
+  literal(character: string, text = character): string {
+    if (!this.foldCase) return text;
+    if (isAsciiLetter(character)) return `[${character.toLowerCase()}${character.toUpperCase()}]`;
+    if (hasCase(character)) throw new RegexError(foldRefusal);
+    return text;
+  }
+
+  /** The other-case counterparts of a class item (a single character, or a range lo–hi). */
+  counterparts(low: string, high: string): string {
+    if (!this.foldCase) return '';
+    const from = low.codePointAt(0)!;
+    const to = high.codePointAt(0)!;
+    if (to > 0x7f && (from !== to || hasCase(low))) throw new RegexError(foldRefusal);
+    const shifted = (lowest: number, highest: number, offset: number) => {
+      const start = Math.max(from, lowest);
+      const end = Math.min(to, highest);
+      if (start > end) return '';
+      return start === end ? String.fromCharCode(start + offset) : `${String.fromCharCode(start + offset)}-${String.fromCharCode(end + offset)}`;
+    };
+    return shifted(0x41, 0x5a, 0x20) + shifted(0x61, 0x7a, -0x20);
   }
 
   peek(offset = 0): string | undefined {
@@ -147,7 +181,7 @@ class PatternReader {
       case ']':
         throw new RegexError(`a literal ${character} must be escaped as \\${character}`);
       default:
-        return plain(character);
+        return plain(this.literal(character));
     }
   }
 
@@ -180,7 +214,7 @@ class PatternReader {
       const isRange = this.peek() === '-' && this.peek(1) !== ']' && this.peek(1) !== undefined;
       if (item.kind === 'dash' && !first && this.peek() !== ']') throw new RegexError('a literal - inside [ ] must be first, last or escaped as \\-');
       if (!isRange) {
-        text += item.text;
+        text += item.text + (item.kind === 'single' ? this.counterparts(item.character, item.character) : '');
         continue;
       }
       if (item.kind === 'dash') throw new RegexError('a range cannot start with an unescaped -');
@@ -188,7 +222,7 @@ class PatternReader {
       const end = this.classCharacter();
       if (end.kind !== 'single') throw new RegexError('a range must end with a single character (escape - as \\-)');
       if ((item.character.codePointAt(0) ?? 0) > (end.character.codePointAt(0) ?? 0)) throw new RegexError(`the range ${item.character}-${end.character} is out of order`);
-      text += `${item.text}-${end.text}`;
+      text += `${item.text}-${end.text}${this.counterparts(item.character, end.character)}`;
     }
     if (this.position === start) throw new RegexError('an empty class [] is not supported; escape a literal ] as \\]');
     this.position++;
@@ -208,11 +242,14 @@ class PatternReader {
   }
 }
 
-/** Validates a `$regex` pattern and rewrites it into the canonical form both engines read alike. */
-export function normaliseRegex(pattern: string): { pattern: string } | { error: string } {
+/**
+ * Validates a `$regex` pattern and rewrites it into the canonical form both engines read alike,
+ * case-insensitivity (`foldCase`) included: the result is always matched case-sensitively.
+ */
+export function normaliseRegex(pattern: string, foldCase = false): { pattern: string } | { error: string } {
   if (pattern.length > maxLength) return { error: `the pattern is longer than ${maxLength} characters` };
   if (!pattern.isWellFormed()) return { error: 'the pattern is not valid Unicode (lone surrogate)' };
-  const reader = new PatternReader(pattern);
+  const reader = new PatternReader(pattern, foldCase);
   try {
     const piece = reader.alternation();
     if (reader.position < reader.characters.length) throw new RegexError('an unmatched ) must be escaped as \\)');
@@ -227,6 +264,6 @@ export function normaliseRegex(pattern: string): { pattern: string } | { error: 
  * `s` because PostgreSQL's `.` matches a newline by default; `u` because PostgreSQL matches
  * characters (code points), not UTF-16 halves, e.g. `^.$` on an emoji.
  */
-export function toJsRegExp(normalised: string, caseInsensitive: boolean): RegExp {
-  return new RegExp(normalised, caseInsensitive ? 'isu' : 'su');
+export function toJsRegExp(normalised: string): RegExp {
+  return new RegExp(normalised, 'su');
 }

@@ -108,7 +108,7 @@ export function jsonPathPredicate(condition: Condition, item: string): Predicate
     case 'size':
       return reachedArray(item, condition.path, (array) => `${array}.size() == ${condition.size}`);
     case 'regex':
-      return reached(item, condition.path, `@.type() == "string" && @ like_regex ${JSON.stringify(condition.pattern)} flag "${condition.caseInsensitive ? 'is' : 's'}"`);
+      return reached(item, condition.path, `@.type() == "string" && @ like_regex ${JSON.stringify(condition.pattern)} flag "s"`);
     case 'elemMatch': {
       let inner = jsonPathPredicate(condition.condition, '@');
       if (!condition.onElement) inner = all(['@.type() == "object"', inner], '&&');
@@ -174,7 +174,7 @@ function systemLeaf(condition: Exclude<Condition, { kind: 'and' | 'or' | 'nor' }
     case 'exists':
       return condition.exists;
     case 'regex':
-      return `${column.text(alias)} ${condition.caseInsensitive ? '~*' : '~'} ${parameters.add(condition.pattern, 'text')}`;
+      return `${column.text(alias)} ~ ${parameters.add(condition.pattern, 'text')}`;
     case 'size':
     case 'elemMatch':
       return false;

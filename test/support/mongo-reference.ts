@@ -122,8 +122,13 @@ function operatorHolds(operator: string, argument: unknown, spec: Query, values:
     case '$size':
       return values.some((value) => Array.isArray(value) && value.length === argument);
     case '$regex': {
-      const regex = new RegExp(asciiShorthands(argument as string), spec.$options === 'i' ? 'isu' : 'su');
-      return someCandidate(values, nested, (value) => typeof value === 'string' && regex.test(value));
+      // Cordon's "i" folds ASCII letters only: lower-case the ASCII letters of both sides (not
+      // the letter after a backslash, which names an escape) and match case-sensitively.
+      const caseless = spec.$options === 'i';
+      const source = asciiShorthands(caseless ? (argument as string).replace(/(\\.)|[A-Z]/g, (match, escape: string | undefined) => escape ?? match.toLowerCase()) : (argument as string));
+      const regex = new RegExp(source, 'su');
+      const text = (value: string) => (caseless ? value.replace(/[A-Z]/g, (letter) => letter.toLowerCase()) : value);
+      return someCandidate(values, nested, (value) => typeof value === 'string' && regex.test(text(value)));
     }
     case '$options':
       return true;
