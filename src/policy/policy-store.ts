@@ -49,7 +49,8 @@ export class PolicyStore {
     if (cached) return cached;
     const rows = await withWorkspace(this.orm, scope.workspaceId, (em) =>
       em.execute<{ id: string; name: string; version: number; roles: string[]; rules: PolicyRule[] }[]>(
-        'select id, name, version, roles, rules from policies order by created_at, id',
+        'select id, name, version, roles, rules from policies where workspace_id = ? order by created_at, id',
+        [scope.workspaceId],
       ),
     );
     const placeholders = new Set<string>();

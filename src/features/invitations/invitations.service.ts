@@ -49,8 +49,8 @@ export class InvitationsService {
     const after = cursor ? decodeCursor(cursor, position) : undefined;
     const rows = await withWorkspace(this.orm, workspaceId, (em) =>
       em.execute<InvitationRow[]>(
-        `select ${columns} from invitations ${after ? 'where (created_at, id) < (?::timestamptz, ?::uuid)' : ''} order by created_at desc, id desc limit ?`,
-        [...(after ? [after.at, after.id] : []), limit + 1],
+        `select ${columns} from invitations where workspace_id = ? ${after ? 'and (created_at, id) < (?::timestamptz, ?::uuid)' : ''} order by created_at desc, id desc limit ?`,
+        [workspaceId, ...(after ? [after.at, after.id] : []), limit + 1],
       ),
     );
     const page = rows.slice(0, limit);
@@ -68,7 +68,7 @@ export class InvitationsService {
     const acceptUrl = this.settings.acceptUrl.replace(/\{token\}|%7Btoken%7D/, token);
     const expiresAt = new Date(Date.now() + (input.expiresInHours ?? this.settings.ttlHours) * 3_600_000);
     return withWorkspace(this.orm, workspaceId, async (em) => {
-      await em.execute("update invitations set status = 'revoked', revoked_at = now() where lower(email) = lower(?) and status = 'pending'", [input.email]);
+      await em.execute("update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and lower(email) = lower(?) and status = 'pending'", [workspaceId, input.email]);
       const [row] = await em.execute<InvitationRow[]>(
         `insert into invitations (id, workspace_id, email, roles, invited_by, token_hash, expires_at)
          values (?, ?, ?, ?::text[], ?, decode(?, 'hex'), ?) returning ${columns}`,
@@ -86,10 +86,10 @@ export class InvitationsService {
 
   async revoke(actor: Actor, workspaceId: string, id: string): Promise<void> {
     await withWorkspace(this.orm, workspaceId, async (em) => {
-      const [row] = isUuid(id) ? await em.execute<InvitationRow[]>(`select ${columns} from invitations where id = ? for update`, [id.toLowerCase()]) : [];
+      const [row] = isUuid(id) ? await em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and id = ? for update`, [workspaceId, id.toLowerCase()]) : [];
       if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
       if (row.status !== 'pending') throw new ProblemError('invitation_not_pending', `The invitation is ${statusOf(row)}`);
-      await em.execute("update invitations set status = 'revoked', revoked_at = now() where id = ?", [row.id]);
+      await em.execute("update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and id = ?", [workspaceId, row.id]);
       await actor.audit(em);
     });
   }
@@ -108,14 +108,14 @@ export class InvitationsService {
     if (!workspaceId) throw missing();
     const { principal, tokenEmail } = await authenticate(workspaceId);
     return this.changes.committing({ topic: 'member', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
-      const [invitation] = await em.execute<InvitationRow[]>(`select ${columns} from invitations where token_hash = decode(?, 'hex') for update`, [hash]);
+      const [invitation] = await em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and token_hash = decode(?, 'hex') for update`, [workspaceId, hash]);
       if (!invitation) throw missing();
       const status = statusOf(invitation);
       if (status === 'accepted') throw new ProblemError('invitation_used');
       if (status === 'revoked') throw new ProblemError('invitation_revoked');
       if (status === 'expired') throw new ProblemError('invitation_expired');
       if (!tokenEmail || tokenEmail.toLowerCase() !== invitation.email.toLowerCase()) {
-        throw new ProblemError('invitation_email_mismatch', 'Sign in with the account of the invited email address (a verified email claim)');
+        throw new ProblemError('invitation_email_mismatch', 'Sign in with the account of the invited email address: the token must carry it in its email claim, not marked unverified');
       }
       const [member] = await em.execute<MemberRow[]>(
         `insert into members (workspace_id, user_id, email, roles, invited_by, joined_at, updated_at)
@@ -125,7 +125,7 @@ export class InvitationsService {
          returning user_id, email, roles, invited_by, joined_at, updated_at`,
         [workspaceId, principal.id, tokenEmail, toArrayLiteral(invitation.roles), invitation.invited_by],
       );
-      await em.execute("update invitations set status = 'accepted', accepted_at = now(), accepted_by = ? where id = ?", [principal.id, invitation.id]);
+      await em.execute("update invitations set status = 'accepted', accepted_at = now(), accepted_by = ? where workspace_id = ? and id = ?", [principal.id, workspaceId, invitation.id]);
       await audit(em, principal, invitation.id);
       return memberResponse(member!);
     });

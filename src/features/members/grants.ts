@@ -33,7 +33,7 @@ export async function checkGrant(grantor: Grantor, roles: readonly string[]): Pr
 export async function managerRoles(em: EntityManager, policies: PolicyStore, workspaceId: string): Promise<Set<string>> {
   await em.execute("select pg_advisory_xact_lock(hashtextextended('cordon.members:' || ?, 0))", [workspaceId]);
   const [workspace] = await em.execute<{ policy_set_version: string }[]>('select policy_set_version from workspaces where id = ?', [workspaceId]);
-  const rows = await em.execute<{ role: string }[]>('select distinct unnest(roles) as role from policies');
+  const rows = await em.execute<{ role: string }[]>('select distinct unnest(roles) as role from policies where workspace_id = ?', [workspaceId]);
   const scope = { workspaceId, policySetVersion: Number(workspace?.policy_set_version ?? 0) };
   const managers = new Set<string>();
   for (const { role } of rows) {
@@ -46,10 +46,10 @@ export async function managerRoles(em: EntityManager, policies: PolicyStore, wor
 /** Refuses a change that would leave no member able to manage members, where one could before. */
 export async function keepAManager(em: EntityManager, policies: PolicyStore, workspaceId: string, userId: string, rolesAfter: readonly string[] | undefined): Promise<void> {
   const managers = await managerRoles(em, policies, workspaceId);
-  const [current] = await em.execute<{ roles: string[] }[]>('select roles from members where user_id = ?', [userId]);
+  const [current] = await em.execute<{ roles: string[] }[]>('select roles from members where workspace_id = ? and user_id = ?', [workspaceId, userId]);
   const manages = (roles: readonly string[]) => roles.some((role) => managers.has(role));
   if (!current || !manages(current.roles) || (rolesAfter && manages(rolesAfter))) return;
-  const others = await em.execute<{ roles: string[] }[]>('select roles from members where user_id <> ?', [userId]);
+  const others = await em.execute<{ roles: string[] }[]>('select roles from members where workspace_id = ? and user_id <> ?', [workspaceId, userId]);
   if (!others.some((other) => manages(other.roles))) {
     throw new ProblemError('last_admin', `"${userId}" is the last member who can manage members; make someone else one first`);
   }

@@ -30,8 +30,8 @@ export class MembersService {
     return this.changes.inWorkspace(this.orm, { topic: 'member', workspaceId }, actor, work);
   }
 
-  private async load(em: EntityManager, userId: string, lock = false): Promise<MemberRow> {
-    const [row] = await em.execute<MemberRow[]>(`select ${columns} from members where user_id = ?${lock ? ' for update' : ''}`, [userId]);
+  private async load(em: EntityManager, workspaceId: string, userId: string, lock = false): Promise<MemberRow> {
+    const [row] = await em.execute<MemberRow[]>(`select ${columns} from members where workspace_id = ? and user_id = ?${lock ? ' for update' : ''}`, [workspaceId, userId]);
     if (!row) throw new ProblemError('member_not_found', `No member "${userId}" in this workspace`);
     return row;
   }
@@ -40,8 +40,8 @@ export class MembersService {
     const after = cursor ? decodeCursor(cursor, position) : undefined;
     const rows = await withWorkspace(this.orm, workspaceId, (em) =>
       em.execute<MemberRow[]>(
-        `select ${columns} from members ${after ? 'where (joined_at, user_id) > (?::timestamptz, ?)' : ''} order by joined_at, user_id limit ?`,
-        [...(after ? [after.at, after.user] : []), limit + 1],
+        `select ${columns} from members where workspace_id = ? ${after ? 'and (joined_at, user_id) > (?::timestamptz, ?)' : ''} order by joined_at, user_id limit ?`,
+        [workspaceId, ...(after ? [after.at, after.user] : []), limit + 1],
       ),
     );
     const page = rows.slice(0, limit);
@@ -50,7 +50,7 @@ export class MembersService {
   }
 
   async get(workspaceId: string, userId: string): Promise<MemberResponse> {
-    return withWorkspace(this.orm, workspaceId, async (em) => toResponse(await this.load(em, userId)));
+    return withWorkspace(this.orm, workspaceId, async (em) => toResponse(await this.load(em, workspaceId, userId)));
   }
 
   async create(actor: Actor, grantor: Grantor, workspaceId: string, input: CreateMember): Promise<MemberResponse> {
@@ -67,7 +67,7 @@ export class MembersService {
 
   async update(actor: Actor, grantor: Grantor, workspaceId: string, userId: string, patch: UpdateMember): Promise<MemberResponse> {
     return this.change(workspaceId, actor, async (em) => {
-      const current = await this.load(em, userId, true);
+      const current = await this.load(em, workspaceId, userId, true);
       if (patch.roles) {
         const added = patch.roles.filter((role) => !current.roles.includes(role));
         const removed = current.roles.filter((role) => !patch.roles!.includes(role));
@@ -75,8 +75,8 @@ export class MembersService {
         await keepAManager(em, this.policies, workspaceId, userId, patch.roles);
       }
       const [row] = await em.execute<MemberRow[]>(
-        `update members set email = ?, roles = ?::text[], updated_at = now() where user_id = ? returning ${columns}`,
-        [patch.email === undefined ? current.email : patch.email, toArrayLiteral(patch.roles ?? current.roles), userId],
+        `update members set email = ?, roles = ?::text[], updated_at = now() where workspace_id = ? and user_id = ? returning ${columns}`,
+        [patch.email === undefined ? current.email : patch.email, toArrayLiteral(patch.roles ?? current.roles), workspaceId, userId],
       );
       return toResponse(row!);
     });
@@ -84,9 +84,9 @@ export class MembersService {
 
   async remove(actor: Actor, workspaceId: string, userId: string): Promise<void> {
     await this.change(workspaceId, actor, async (em) => {
-      await this.load(em, userId, true);
+      await this.load(em, workspaceId, userId, true);
       await keepAManager(em, this.policies, workspaceId, userId, undefined);
-      await em.execute('delete from members where user_id = ?', [userId]);
+      await em.execute('delete from members where workspace_id = ? and user_id = ?', [workspaceId, userId]);
     });
   }
 }

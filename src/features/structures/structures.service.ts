@@ -84,7 +84,7 @@ export class StructuresService {
       const version = structure.version + 1;
       const added = Object.entries(input.fields).filter(([field, definition]) => !Object.hasOwn(structure.fields, field) && 'default' in definition && definition.default !== undefined);
       const { breaking, defaults } = await withCandidateSchema(input.fields, async (schema) => ({
-        breaking: await this.countBreaking(em, name, schema),
+        breaking: await this.countBreaking(em, workspaceId, name, schema),
         defaults: schema.normalise({}, { defaults: true }),
       }));
       if (breaking > 0 && !force) {
@@ -95,8 +95,8 @@ export class StructuresService {
         const value = defaults[field];
         await em.execute(
           `update records set data = jsonb_set(data, array[?]::text[], ?::jsonb), version = version + 1, updated_at = ?
-           where structure = ? and not jsonb_exists(data, ?)`,
-          [field, JSON.stringify(value), now, name, field],
+           where workspace_id = ? and structure = ? and not jsonb_exists(data, ?)`,
+          [field, JSON.stringify(value), now, workspaceId, name, field],
         );
       }
       em.assign(structure, { description: input.description, fields: input.fields, version, updatedAt: now });
@@ -106,13 +106,13 @@ export class StructuresService {
   }
 
   /** Records that would fail the new schema once newly defaulted fields are filled in. */
-  private async countBreaking(em: EntityManager, name: string, schema: RecordSchema): Promise<number> {
+  private async countBreaking(em: EntityManager, workspaceId: string, name: string, schema: RecordSchema): Promise<number> {
     let breaking = 0;
     let after = '00000000-0000-0000-0000-000000000000';
     for (;;) {
       const rows = await em.execute<{ id: string; data: Record<string, unknown> }[]>(
-        'select id, data from records where structure = ? and id > ? order by id limit ?',
-        [name, after, scanBatch],
+        'select id, data from records where workspace_id = ? and structure = ? and id > ? order by id limit ?',
+        [workspaceId, name, after, scanBatch],
       );
       for (const row of rows) if (schema.validate(schema.normalise(row.data, { defaults: true })).length) breaking += 1;
       if (rows.length < scanBatch) return breaking;
@@ -129,7 +129,7 @@ export class StructuresService {
       if (referencing.length) {
         throw new ProblemError('structure_in_use', `Structures ${referencing.map((other) => `"${other.name}"`).join(', ')} reference "${name}"; change them first`);
       }
-      const [{ count }] = await em.execute<[{ count: string }]>('select count(*) from records where structure = ?', [name]);
+      const [{ count }] = await em.execute<[{ count: string }]>('select count(*) from records where workspace_id = ? and structure = ?', [workspaceId, name]);
       if (Number(count) > 0 && !force) {
         throw new ProblemError('structure_has_records', `"${name}" has ${count} record${count === '1' ? '' : 's'}; repeat with ?force=true to delete them with it`);
       }
