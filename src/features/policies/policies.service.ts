@@ -57,8 +57,8 @@ export class PoliciesService {
     return policy;
   }
 
-  private async validate(em: EntityManager, input: PolicyInput): Promise<void> {
-    const rows = await em.execute<{ name: string; fields: Record<string, unknown> }[]>('select name, fields from structures');
+  private async validate(em: EntityManager, workspaceId: string, input: PolicyInput): Promise<void> {
+    const rows = await em.execute<{ name: string; fields: Record<string, unknown> }[]>('select name, fields from structures where workspace_id = ?', [workspaceId]);
     const structures = new Map(rows.map((row) => [row.name, Object.keys(row.fields)]));
     const errors = validateRules(input.rules, structures);
     if (errors.length) {
@@ -80,7 +80,7 @@ export class PoliciesService {
 
   async create(actor: Actor, workspaceId: string, input: PolicyInput): Promise<PolicyResponse> {
     return this.change(workspaceId, actor, async (em) => {
-      await this.validate(em, input);
+      await this.validate(em, workspaceId, input);
       const policy = em.create(PolicyEntity, { id: uuidv7(), workspaceId, ...input, updatedBy: actor.id });
       await em.flush();
       await recordVersion(em, policy);
@@ -91,7 +91,7 @@ export class PoliciesService {
   async replace(actor: Actor, workspaceId: string, id: string, input: PolicyInput): Promise<PolicyResponse> {
     return this.change(workspaceId, actor, async (em) => {
       const policy = await this.load(em, workspaceId, id);
-      await this.validate(em, input);
+      await this.validate(em, workspaceId, input);
       em.assign(policy, { ...input, version: policy.version + 1, updatedBy: actor.id, updatedAt: new Date() });
       await em.flush();
       await recordVersion(em, policy);
@@ -111,8 +111,8 @@ export class PoliciesService {
   async versions(workspaceId: string, id: string): Promise<PolicyVersionResponse[]> {
     const rows = await withWorkspace(this.orm, workspaceId, (em) =>
       em.execute<{ policy_id: string; version: number; name: string; description: string; roles: string[]; rules: PolicyResponse['rules']; updated_at: Date; updated_by: string; deleted: boolean }[]>(
-        'select * from policy_versions where policy_id = ? order by version',
-        [isUuid(id) ? id.toLowerCase() : '00000000-0000-0000-0000-000000000000'],
+        'select * from policy_versions where workspace_id = ? and policy_id = ? order by version',
+        [workspaceId, isUuid(id) ? id.toLowerCase() : '00000000-0000-0000-0000-000000000000'],
       ),
     );
     if (!rows.length) throw new ProblemError('policy_not_found', `No policy "${id}" in this workspace`);
