@@ -384,6 +384,25 @@ describe('structure changes against stored records', () => {
     expect(await stored(urgent.id)).toBeUndefined();
   });
 
+  it('makes a write that races a structure change wait for it, then validate against the new fields', async () => {
+    await as(tokens.admin!).post('/structures', { name: 'Memo', fields: { text: { type: 'text' } } }).expect(201);
+    await as(tokens.admin!).post('/records/Memo', { data: { text: 'warms the cache' } }).expect(201);
+    const changer = await ownerClient();
+    try {
+      await changer.query('begin');
+      await changer.query("select 1 from structures where workspace_id = $1 and name = 'Memo' for update", [tenant.id]);
+      const racing = as(tokens.admin!).post('/records/Memo', { data: { text: 'longer than three' } }).then((response) => response);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await changer.query(`update structures set fields = '{"text": {"type": "text", "maxLength": 3}}', version = version + 1 where workspace_id = $1 and name = 'Memo'`, [tenant.id]);
+      await changer.query('commit');
+      const response = await racing;
+      expect(response.status).toBe(400);
+      expect(response.body.errors[0].pointer).toBe('/data/text');
+    } finally {
+      await changer.end();
+    }
+  });
+
   it('validates structure definitions with pointers and refuses reserved names', async () => {
     const cases: [Body, string][] = [
       [{ name: 'lowercase', fields: {} }, '/name'],
