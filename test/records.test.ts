@@ -326,6 +326,8 @@ describe('validation', () => {
     const cursor = (k: unknown[]) => Buffer.from(JSON.stringify({ q: 'x', k })).toString('base64url');
     const responses = [
       await cordon.http().get('/v1/workspaces/a%00b/records/Task').auth(tokens.admin!, bearer),
+      await cordon.http().get('/v1/workspaces/%E0%A4%A/records/Task').auth(tokens.admin!, bearer),
+      await as(tokens.admin!).get('/members/%C3%28'),
       await as(tokens.admin!).get('/records/Ta%00sk'),
       await as(tokens.admin!).get(`/records/Task/${task.id}%00`),
       await as(tokens.admin!).get('/members/a%00b'),
@@ -339,6 +341,8 @@ describe('validation', () => {
       await as(tokens.admin!).post('/policies', { name: 'regex-placeholder', description: '', roles: ['x'], rules: [{ action: 'read', subject: 'Task', conditions: { title: { $regex: '${principal.claims.team}' } } }] }),
     ];
     expect(responses.map((response) => response.status)).toEqual(responses.map(() => 400));
+    // A subject claim PostgreSQL could not store is no subject at all.
+    expect((await as(await tenant.token('user_\u0000', 'admin')).get('/records/Task').expect(401)).body.code).toBe('token_claims');
     const early = await list(tokens.admin!, { filter: JSON.stringify({ createdAt: { $gt: '0000-01-01T00:00:00.000Z' }, title: 'Hostile input' }) }).expect(200);
     expect(early.body.data.map((record: { id: string }) => record.id)).toEqual([task.id]);
     expect(await stored(task.id)).toMatchObject({ version: 1 });

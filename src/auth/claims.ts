@@ -1,5 +1,6 @@
 import type { JWTPayload } from 'jose';
 import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
+import { storable } from '../policy/conditions.ts';
 
 type ProviderClaims = Pick<IdentityProvider, 'type' | 'claims' | 'roleMap'>;
 
@@ -27,11 +28,14 @@ export function readClaim(payload: Record<string, unknown>, path: string): unkno
   return value;
 }
 
-const asString = (value: unknown) => (typeof value === 'string' && value.length > 0 ? value : undefined);
+/** A usable claim string: non-empty, and text PostgreSQL can hold (no NUL, no lone surrogate). */
+const usable = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && storable(value);
+
+const asString = (value: unknown) => (usable(value) ? value : undefined);
 
 const asRoles = (value: unknown): string[] => {
-  if (typeof value === 'string') return value ? [value] : [];
-  if (Array.isArray(value)) return value.filter((role): role is string => typeof role === 'string' && role.length > 0);
+  if (typeof value === 'string') return usable(value) ? [value] : [];
+  if (Array.isArray(value)) return value.filter(usable);
   return [];
 };
 
