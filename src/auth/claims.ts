@@ -27,11 +27,17 @@ export function readClaim(payload: Record<string, unknown>, path: string): unkno
   return value;
 }
 
-const asString = (value: unknown) => (typeof value === 'string' && value.length > 0 ? value : undefined);
+/**
+ * A usable claim string: non-empty and without NUL, which PostgreSQL text cannot hold (a NUL
+ * reaching a query parameter breaks the statement, not just the match).
+ */
+const usable = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && !value.includes('\u0000');
+
+const asString = (value: unknown) => (usable(value) ? value : undefined);
 
 const asRoles = (value: unknown): string[] => {
-  if (typeof value === 'string') return value ? [value] : [];
-  if (Array.isArray(value)) return value.filter((role): role is string => typeof role === 'string' && role.length > 0);
+  if (typeof value === 'string') return usable(value) ? [value] : [];
+  if (Array.isArray(value)) return value.filter(usable);
   return [];
 };
 

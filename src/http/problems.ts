@@ -45,6 +45,12 @@ function fromDatabase(error: { code?: unknown; sqlState?: unknown; constraint?: 
 
 function toProblem(error: unknown): ProblemError | undefined {
   if (error instanceof ProblemError) return error;
+  // Express's router could not percent-decode a path parameter (`/members/%C3%28`): the client's fault.
+  if (error instanceof URIError && (error as URIError & { status?: unknown }).status === 400) {
+    return new ProblemError('validation_failed', 'The request params is invalid', {
+      errors: [{ pointer: '', in: 'params', detail: 'a path parameter is not valid percent-encoded UTF-8' }],
+    });
+  }
   if (typeof error !== 'object' || error === null) return undefined;
   const candidate = error as { type?: unknown; code?: unknown; sqlState?: unknown; constraint?: unknown };
   if (typeof candidate.type === 'string' && candidate.type in bodyParserCodes) {
