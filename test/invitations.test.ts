@@ -70,10 +70,12 @@ describe('invite → accept → member', () => {
     }]);
     expect(JSON.stringify(event[0].payload)).not.toContain(token);
     expect(new EventSecrets(cordon.adminKey).open(event[0].payload.acceptUrl.sealed)).toBe(acceptUrl);
-    // A later read never shows the token again.
+    // A later read never shows the token again; the Location names a readable invitation.
     const listed = (await client(cordon, acme, adminToken).get('/invitations').expect(200)).body.data.find((item: { id: string }) => item.id === id);
-    expect(listed).not.toHaveProperty('token');
-    expect(listed).not.toHaveProperty('acceptUrl');
+    const read = (await cordon.http().get(String(created.headers.location)).auth(adminToken, { type: 'bearer' }).expect(200)).body;
+    expect(read).toEqual(listed);
+    const { token: _token, acceptUrl: _acceptUrl, ...shown } = created.body;
+    expect(read).toEqual(shown);
 
     const bob = await acme.token('user_bob', { email: 'bob@example.com' });
     expect(await rolesIn(cordon, acme, bob)).toEqual([]);
@@ -303,6 +305,7 @@ describe('denials leave invitations unchanged', () => {
     ['POST /invitations', (request: ReturnType<typeof client>) => request.post('/invitations', { email: 'new@example.com', roles: ['viewer'] })],
     ['DELETE /invitations/:id', (request: ReturnType<typeof client>) => request.delete(`/invitations/${pending.id}`)],
     ['GET /invitations', (request: ReturnType<typeof client>) => request.get('/invitations')],
+    ['GET /invitations/:id', (request: ReturnType<typeof client>) => request.get(`/invitations/${pending.id}`)],
   ] as const;
 
   it.each(attempts)('%s without a token: 401', async (_route, attempt) => {
@@ -331,6 +334,7 @@ describe('denials leave invitations unchanged', () => {
     const missing = await admin.delete('/invitations/00000000-0000-7000-8000-000000000000').expect(404);
     expect(foreign.body.code).toBe('invitation_not_found');
     expect(missing.body.code).toBe('invitation_not_found');
+    expect((await admin.get(`/invitations/${pending.id}`).expect(404)).body.code).toBe('invitation_not_found');
     expect((await admin.get('/invitations').expect(200)).body.data).toEqual([]);
     expect(await snapshot()).toEqual(before);
   });
@@ -378,6 +382,7 @@ describe('bad input is a 400 with pointers, never a 500', () => {
 
   it('an invitation id that is not a uuid is simply not found', async () => {
     expect((await client(cordon, acme, adminToken).delete('/invitations/not-a-uuid').expect(404)).body.code).toBe('invitation_not_found');
+    expect((await client(cordon, acme, adminToken).get('/invitations/not-a-uuid').expect(404)).body.code).toBe('invitation_not_found');
   });
 });
 

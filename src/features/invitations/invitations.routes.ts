@@ -9,7 +9,7 @@ import { listQuery, memberResponse } from '../members/members.schema.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { InvitationsService } from './invitations.service.ts';
-import { acceptParams, createInvitationBody, createdInvitationResponse, invitationListResponse, invitationParams } from './invitations.schema.ts';
+import { acceptParams, createInvitationBody, createdInvitationResponse, invitationListResponse, invitationParams, invitationResponse } from './invitations.schema.ts';
 
 const tag = 'Invitations';
 
@@ -43,6 +43,17 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
     async ({ params, body }, request, response) => {
       const invitation = await invitations.create(actorOf(request, access), await grantorOf(request, access), await workspaceId(request, params.ws), body);
       response.status(201).location(`/v1/workspaces/${params.ws}/invitations/${invitation.id}`).json(invitation);
+    },
+  );
+
+  api.route(
+    {
+      method: 'get', path: '/v1/workspaces/:ws/invitations/:id', summary: 'Get an invitation (never its token)', tag,
+      security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'get' },
+      params: invitationParams, responses: { 200: { description: 'The invitation', schema: invitationResponse } },
+    },
+    async ({ params }, request, response) => {
+      response.json(await invitations.get(await workspaceId(request, params.ws), params.id));
     },
   );
 

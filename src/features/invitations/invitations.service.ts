@@ -99,6 +99,14 @@ export class InvitationsService {
     });
   }
 
+  async get(workspaceId: string, id: string): Promise<InvitationResponse> {
+    const [row] = isUuid(id)
+      ? await withWorkspace(this.orm, workspaceId, (em) => em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and id = ?`, [workspaceId, id.toLowerCase()]))
+      : [];
+    if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
+    return toResponse(row);
+  }
+
   async revoke(actor: Actor, workspaceId: string, id: string): Promise<void> {
     await withWorkspace(this.orm, workspaceId, async (em) => {
       const [row] = isUuid(id) ? await em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and id = ? for update`, [workspaceId, id.toLowerCase()]) : [];
