@@ -1,5 +1,6 @@
 import type { JWTPayload } from 'jose';
 import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
+import { storable } from '../policy/conditions.ts';
 
 type ProviderClaims = Pick<IdentityProvider, 'type' | 'claims' | 'roleMap'>;
 
@@ -28,10 +29,11 @@ export function readClaim(payload: Record<string, unknown>, path: string): unkno
 }
 
 /**
- * A usable claim string: non-empty and without NUL, which PostgreSQL text cannot hold (a NUL
- * reaching a query parameter breaks the statement, not just the match).
+ * A usable claim string: non-empty and storable. PostgreSQL text cannot hold NUL (reaching a query
+ * parameter it breaks the statement, not just the match) and a lone surrogate would be stored
+ * mangled, so the decision log would name someone else.
  */
-const usable = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && !value.includes('\u0000');
+const usable = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && storable(value);
 
 const asString = (value: unknown) => (usable(value) ? value : undefined);
 
