@@ -239,3 +239,16 @@ describe('mapClaims scalar claims', () => {
     expect(mapClaims(oidc(), payload)).toEqual({ subject: undefined, orgId: undefined, roles: [], email: undefined });
   });
 });
+
+describe('mapClaims and text PostgreSQL cannot store', () => {
+  it('treats a subject, organization or email containing NUL as absent, and drops such roles', () => {
+    const payload = { sub: 'user\u0000x', tenant: { id: 'acme\u0000', roles: ['admin\u0000', 'viewer'] }, email: 'a\u0000@example.com' } as unknown as JWTPayload;
+    expect(mapClaims(oidc(), payload)).toEqual({ subject: undefined, orgId: undefined, roles: ['viewer'], email: undefined });
+    expect(mapClaims(oidc(), { sub: 'u', tenant: { id: 'acme', roles: 'admin\u0000' } } as unknown as JWTPayload).roles).toEqual([]);
+  });
+
+  it('treats a lone surrogate like NUL', () => {
+    const payload = { sub: 'user\ud800', tenant: { id: 'acme', roles: ['\udc00admin', 'viewer'] } } as unknown as JWTPayload;
+    expect(mapClaims(oidc(), payload)).toMatchObject({ subject: undefined, orgId: 'acme', roles: ['viewer'] });
+  });
+});

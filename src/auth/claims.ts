@@ -28,7 +28,11 @@ export function readClaim(payload: Record<string, unknown>, path: string): unkno
   return value;
 }
 
-/** A usable claim string: non-empty, and text PostgreSQL can hold (no NUL, no lone surrogate). */
+/**
+ * A usable claim string: non-empty and storable. PostgreSQL text cannot hold NUL (reaching a query
+ * parameter it breaks the statement, not just the match) and a lone surrogate would be stored
+ * mangled, so the decision log would name someone else.
+ */
 const usable = (value: unknown): value is string => typeof value === 'string' && value.length > 0 && storable(value);
 
 const asString = (value: unknown) => (usable(value) ? value : undefined);

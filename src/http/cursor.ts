@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import type { z } from 'zod';
 import { ProblemError } from './errors.ts';
 
 /** Opaque keyset cursors: base64url JSON, checked against a schema when they come back. */
@@ -15,6 +15,3 @@ export function decodeCursor<Schema extends z.ZodType>(cursor: string, schema: S
   if (!parsed.success) throw new ProblemError('invalid_cursor');
   return parsed.data;
 }
-
-/** An instant inside a cursor: ISO 8601 that PostgreSQL accepts too (it has no year 0). */
-export const cursorInstant = z.iso.datetime().refine((value) => !value.startsWith('0000') && !Number.isNaN(Date.parse(value)));

@@ -3,15 +3,20 @@ import { bearerToken } from '../../auth/admin.ts';
 import type { Authenticator } from '../../auth/authenticate.ts';
 import type { Api } from '../../http/api.ts';
 import { actorOf, type AccessControl } from '../../policy/access.ts';
-import { decisionContext } from '../decisions/decision-log.ts';
+import { decisionContext, type DecisionEntry } from '../decisions/decision-log.ts';
 import { grantorOf } from '../members/grants.ts';
 import { listQuery, memberResponse } from '../members/members.schema.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { InvitationsService } from './invitations.service.ts';
-import { acceptParams, createInvitationBody, createdInvitationResponse, invitationListResponse, invitationParams } from './invitations.schema.ts';
+import { acceptParams, createInvitationBody, createdInvitationResponse, invitationListResponse, invitationParams, invitationResponse } from './invitations.schema.ts';
 
 const tag = 'Invitations';
+
+const acceptance = (userId: string, allowed: boolean, reason: string): DecisionEntry => ({
+  action: 'create', operation: 'create', subject: 'Member', resourceId: userId,
+  decision: { allowed, policyId: null, policyVersion: null, ruleIndex: null, reason },
+});
 const subject = 'Invitation';
 
 export function invitationRoutes(api: Api, invitations: InvitationsService, workspaces: WorkspacesService, access: AccessControl, authenticator: Authenticator): void {
@@ -24,7 +29,7 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
       params: workspaceParams, query: listQuery, responses: { 200: { description: 'Invitations', schema: invitationListResponse } },
     },
     async ({ params, query }, request, response) => {
-      response.json(await invitations.list(await workspaceId(request, params.ws), query.limit, query.cursor));
+      response.json(await invitations.list(await workspaceId(request, params.ws), query));
     },
   );
 
@@ -36,8 +41,19 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
       params: workspaceParams, body: createInvitationBody, responses: { 201: { description: 'Created, with its token', schema: createdInvitationResponse } },
     },
     async ({ params, body }, request, response) => {
-      const invitation = await invitations.create(actorOf(request, access), await grantorOf(request, access, subject), await workspaceId(request, params.ws), body);
+      const invitation = await invitations.create(actorOf(request, access), await grantorOf(request, access), await workspaceId(request, params.ws), body);
       response.status(201).location(`/v1/workspaces/${params.ws}/invitations/${invitation.id}`).json(invitation);
+    },
+  );
+
+  api.route(
+    {
+      method: 'get', path: '/v1/workspaces/:ws/invitations/:id', summary: 'Get an invitation (never its token)', tag,
+      security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'get' },
+      params: invitationParams, responses: { 200: { description: 'The invitation', schema: invitationResponse } },
+    },
+    async ({ params }, request, response) => {
+      response.json(await invitations.get(await workspaceId(request, params.ws), params.id));
     },
   );
 
@@ -68,11 +84,12 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
           request.workspace = tenant.workspace;
           return { principal, tokenEmail };
         },
-        (em, principal, invitationId) =>
-          access.log.record(em, decisionContext(request, principal), [{
-            action: 'create', operation: 'create', subject: 'Member', resourceId: principal.id,
-            decision: { allowed: true, policyId: null, policyVersion: null, ruleIndex: null, reason: `invitation ${invitationId} accepted` },
-          }]),
+        {
+          // Not a policy decision: the invitation is the grant, so no rule is named.
+          accepted: (em, principal, invitationId) =>
+            access.log.record(em, decisionContext(request, principal), [acceptance(principal.id, true, `invitation ${invitationId} accepted`)]),
+          refused: (principal, reason) => access.recordNow(request, [acceptance(principal.id, false, reason)]),
+        },
       );
       response.json(member);
     },

@@ -29,7 +29,7 @@ export const createdInvitationResponse = invitationResponse.extend({
   token: z.string().describe('256 random bits, shown this once; only its SHA-256 is stored'),
   acceptUrl: z.string(),
 });
-export const invitationListResponse = z.object({ data: z.array(invitationResponse), nextCursor: z.string().nullable() });
+export const invitationListResponse = z.object({ data: z.array(invitationResponse), nextCursor: z.string().nullable(), count: z.number().int().optional() });
 
 export interface InvitationRow {
   id: string;
@@ -42,6 +42,8 @@ export interface InvitationRow {
   created_at: Date;
   accepted_at: Date | null;
   accepted_by: string | null;
+  /** `created_at` to the microsecond, for the list's cursor. */
+  position?: string;
 }
 
 const iso = (value: Date | string) => new Date(value).toISOString();

@@ -7,19 +7,19 @@ import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { appendEvent, type EventSecrets } from '../../db/outbox.ts';
 import { withWorkspace } from '../../db/scope.ts';
-import { cursorInstant, decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
 import { checkGrant, type Grantor } from '../members/grants.ts';
-import { toResponse as memberResponse, type MemberResponse, type MemberRow } from '../members/members.schema.ts';
+import { exactTime, toResponse as memberResponse, type ListQuery, type MemberResponse, type MemberRow } from '../members/members.schema.ts';
 import { isUuid } from '../workspaces/workspaces.schema.ts';
 import { statusOf, toResponse, type CreateInvitation, type InvitationResponse, type InvitationRow } from './invitations.schema.ts';
 
 const columns = 'id, workspace_id, email, roles, invited_by, status, expires_at, created_at, accepted_at, accepted_by';
 const tokenShape = /^[A-Za-z0-9_-]{43}$/;
 const hashOf = (token: string) => createHash('sha256').update(token).digest();
-const position = z.object({ at: cursorInstant, id: z.uuid() });
+const position = z.object({ at: exactTime.schema, id: z.uuid() });
 
 export interface InvitationSettings {
   ttlHours: number;
@@ -29,8 +29,14 @@ export interface InvitationSettings {
 
 /** How the accepting request proves who it is: a token of the invitation's workspace. */
 export type AuthenticateIn = (workspaceId: string) => Promise<{ principal: Principal; tokenEmail: string | undefined }>;
-/** Records the acceptance decision in the acceptance's transaction. */
-export type AuditAcceptance = (em: EntityManager, principal: Principal, invitationId: string) => Promise<void>;
+/** Records the acceptance decision: in the acceptance's transaction, or on its own when refused. */
+export interface AuditAcceptance {
+  accepted(em: EntityManager, principal: Principal, invitationId: string): Promise<void>;
+  refused(principal: Principal, reason: string): Promise<void>;
+}
+
+/** Answers to an authenticated invitee that are decisions about it, and logged as denials. */
+const refusals = new Set<string>(['invitation_used', 'invitation_revoked', 'invitation_expired', 'invitation_email_mismatch']);
 
 export class InvitationsService {
   private readonly orm: Orm;
@@ -45,17 +51,23 @@ export class InvitationsService {
     this.settings = settings;
   }
 
-  async list(workspaceId: string, limit: number, cursor: string | undefined): Promise<{ data: InvitationResponse[]; nextCursor: string | null }> {
-    const after = cursor ? decodeCursor(cursor, position) : undefined;
-    const rows = await withWorkspace(this.orm, workspaceId, (em) =>
-      em.execute<InvitationRow[]>(
-        `select ${columns} from invitations where workspace_id = ? ${after ? 'and (created_at, id) < (?::timestamptz, ?::uuid)' : ''} order by created_at desc, id desc limit ?`,
-        [workspaceId, ...(after ? [after.at, after.id] : []), limit + 1],
+  async list(workspaceId: string, query: ListQuery): Promise<{ data: InvitationResponse[]; nextCursor: string | null; count?: number }> {
+    const after = query.cursor ? decodeCursor(query.cursor, position) : undefined;
+    const { rows, count } = await withWorkspace(this.orm, workspaceId, async (em) => ({
+      rows: await em.execute<InvitationRow[]>(
+        `select ${columns}, ${exactTime.select('created_at')} as position from invitations
+         where workspace_id = ? ${after ? `and (created_at, id) < (${exactTime.parameter}, ?::uuid)` : ''} order by created_at desc, id desc limit ?`,
+        [workspaceId, ...(after ? [after.at, after.id] : []), query.limit + 1],
       ),
-    );
-    const page = rows.slice(0, limit);
+      count: query.count ? Number((await em.execute<{ count: string }[]>('select count(*) from invitations where workspace_id = ?', [workspaceId]))[0]?.count ?? 0) : undefined,
+    }));
+    const page = rows.slice(0, query.limit);
     const last = page.at(-1);
-    return { data: page.map(toResponse), nextCursor: rows.length > limit && last ? encodeCursor({ at: new Date(last.created_at).toISOString(), id: last.id }) : null };
+    return {
+      data: page.map(toResponse),
+      nextCursor: rows.length > query.limit && last ? encodeCursor({ at: last.position, id: last.id }) : null,
+      ...(count !== undefined && { count }),
+    };
   }
 
   /**
@@ -68,6 +80,9 @@ export class InvitationsService {
     const acceptUrl = this.settings.acceptUrl.replace(/\{token\}|%7Btoken%7D/, token);
     const expiresAt = new Date(Date.now() + (input.expiresInHours ?? this.settings.ttlHours) * 3_600_000);
     return withWorkspace(this.orm, workspaceId, async (em) => {
+      // Concurrent invitations of one email queue here: each replaces the one before it, instead
+      // of all but one failing on the one-pending-invitation-per-email index.
+      await em.execute("select pg_advisory_xact_lock(hashtextextended('cordon.invitations:' || ? || ':' || lower(?), 0))", [workspaceId, input.email]);
       await em.execute("update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and lower(email) = lower(?) and status = 'pending'", [workspaceId, input.email]);
       const [row] = await em.execute<InvitationRow[]>(
         `insert into invitations (id, workspace_id, email, roles, invited_by, token_hash, expires_at)
@@ -84,11 +99,20 @@ export class InvitationsService {
     });
   }
 
+  async get(workspaceId: string, id: string): Promise<InvitationResponse> {
+    const [row] = isUuid(id)
+      ? await withWorkspace(this.orm, workspaceId, (em) => em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and id = ?`, [workspaceId, id.toLowerCase()]))
+      : [];
+    if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
+    return toResponse(row);
+  }
+
   async revoke(actor: Actor, workspaceId: string, id: string): Promise<void> {
     await withWorkspace(this.orm, workspaceId, async (em) => {
       const [row] = isUuid(id) ? await em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and id = ? for update`, [workspaceId, id.toLowerCase()]) : [];
       if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
-      if (row.status !== 'pending') throw new ProblemError('invitation_not_pending', `The invitation is ${statusOf(row)}`);
+      // An expired invitation is no longer pending either: revoking it would only rewrite its history.
+      if (statusOf(row) !== 'pending') throw new ProblemError('invitation_not_pending', `The invitation is ${statusOf(row)}`);
       await em.execute("update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and id = ?", [workspaceId, row.id]);
       await actor.audit(em);
     });
@@ -107,9 +131,22 @@ export class InvitationsService {
     const workspaceId = found?.workspace_id;
     if (!workspaceId) throw missing();
     const { principal, tokenEmail } = await authenticate(workspaceId);
+    let invitationId: string | undefined;
+    try {
+      return await this.acceptAs(principal, tokenEmail, workspaceId, hash, audit, (id) => (invitationId = id));
+    } catch (error) {
+      if (invitationId && error instanceof ProblemError && refusals.has(error.code)) {
+        await audit.refused(principal, `invitation ${invitationId} not accepted: ${error.message}`);
+      }
+      throw error;
+    }
+  }
+
+  private acceptAs(principal: Principal, tokenEmail: string | undefined, workspaceId: string, hash: string, audit: AuditAcceptance, found: (id: string) => void): Promise<MemberResponse> {
     return this.changes.committing({ topic: 'member', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
       const [invitation] = await em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and token_hash = decode(?, 'hex') for update`, [workspaceId, hash]);
-      if (!invitation) throw missing();
+      if (!invitation) throw new ProblemError('invitation_not_found', 'No such invitation');
+      found(invitation.id);
       const status = statusOf(invitation);
       if (status === 'accepted') throw new ProblemError('invitation_used');
       if (status === 'revoked') throw new ProblemError('invitation_revoked');
@@ -126,7 +163,7 @@ export class InvitationsService {
         [workspaceId, principal.id, tokenEmail, toArrayLiteral(invitation.roles), invitation.invited_by],
       );
       await em.execute("update invitations set status = 'accepted', accepted_at = now(), accepted_by = ? where workspace_id = ? and id = ?", [principal.id, workspaceId, invitation.id]);
-      await audit(em, principal, invitation.id);
+      await audit.accepted(em, principal, invitation.id);
       return memberResponse(member!);
     });
   }

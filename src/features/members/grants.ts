@@ -55,9 +55,15 @@ export async function keepAManager(em: EntityManager, policies: PolicyStore, wor
   }
 }
 
-/** The grantor behind a request: the platform admin, or the principal and its policies. */
-export async function grantorOf(request: Request, access: AccessControl, subject: 'Member' | 'Invitation'): Promise<Grantor> {
+/**
+ * The grantor behind a request: the platform admin, or the principal and its policies. A refusal
+ * is logged as a denial of the route's own action (create, update…) on its subject, naming the
+ * rule that withheld `manage` on `Member`.
+ */
+export async function grantorOf(request: Request, access: AccessControl, resourceId?: string): Promise<Grantor> {
   if (request.platformAdmin || !request.principal) return { unrestricted: true, roles: [], refused: async () => undefined };
+  const requested = request.pendingDecision;
+  if (!requested) throw new Error('grantorOf needs the route’s pending decision');
   const ability = await access.abilityOf(request);
   const decision = ability.decideUnconditionally('manage', 'Member');
   return {
@@ -65,7 +71,7 @@ export async function grantorOf(request: Request, access: AccessControl, subject
     roles: request.principal.roles,
     refused: (reason) =>
       access.recordNow(request, [{
-        action: 'create', operation: 'create', subject,
+        action: requested.action, operation: requested.operation, subject: requested.subject, resourceId: resourceId ?? null,
         decision: { allowed: false, policyId: decision.policyId, policyVersion: decision.policyVersion, ruleIndex: decision.ruleIndex, reason },
       }]),
   };

@@ -20,7 +20,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
       params: workspaceParams, query: listQuery, responses: { 200: { description: 'Members, by join time', schema: memberListResponse } },
     },
     async ({ params, query }, request, response) => {
-      response.json(await members.list(await workspaceId(request, params.ws), query.limit, query.cursor));
+      response.json(await members.list(await workspaceId(request, params.ws), query));
     },
   );
 
@@ -31,7 +31,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
       params: workspaceParams, body: createMemberBody, responses: { 201: { description: 'Created', schema: memberResponse } },
     },
     async ({ params, body }, request, response) => {
-      const member = await members.create(actorOf(request, access), await grantorOf(request, access, 'Member'), await workspaceId(request, params.ws), body);
+      const member = await members.create(actorOf(request, access), await grantorOf(request, access, body.userId), await workspaceId(request, params.ws), body);
       response.status(201).location(`/v1/workspaces/${params.ws}/members/${encodeURIComponent(member.userId)}`).json(member);
     },
   );
@@ -54,7 +54,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
       params: memberParams, body: updateMemberBody, responses: { 200: { description: 'The member', schema: memberResponse } },
     },
     async ({ params, body }, request, response) => {
-      response.json(await members.update(actorOf(request, access), await grantorOf(request, access, 'Member'), await workspaceId(request, params.ws), params.userId, body));
+      response.json(await members.update(actorOf(request, access), await grantorOf(request, access, params.userId), await workspaceId(request, params.ws), params.userId, body));
     },
   );
 

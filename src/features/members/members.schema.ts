@@ -1,15 +1,22 @@
 import { z } from 'zod';
 
-export const role = z.string().min(1).max(100).regex(/^[^\s,{}"\\]+$/, 'must be a role name without spaces, commas, braces, quotes or backslashes');
+/**
+ * Roles are free strings, as in policies: they are stored as quoted array elements, so any
+ * character is safe (text PostgreSQL cannot hold is refused before any route, see http/storable.ts).
+ */
+export const role = z.string().min(1).max(100);
 export const roles = z.array(role).max(50).transform((items) => [...new Set(items)]);
+
+/** The identity provider's `sub`: any string, never assumed to be a uuid. */
+export const userId = z.string().min(1).max(500);
 
 export const memberParams = z.object({
   ws: z.string().min(1).max(100),
-  userId: z.string().min(1).max(500).describe("The identity provider's subject (sub), URL-encoded"),
+  userId: userId.describe("The identity provider's subject (sub), URL-encoded"),
 });
 
 export const createMemberBody = z.strictObject({
-  userId: z.string().min(1).max(500),
+  userId,
   email: z.email().max(320).optional(),
   roles,
 });
@@ -23,7 +30,9 @@ export type UpdateMember = z.output<typeof updateMemberBody>;
 export const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(1_000).optional(),
+  count: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
 });
+export type ListQuery = z.output<typeof listQuery>;
 
 export const memberResponse = z.object({
   userId: z.string(),
@@ -34,7 +43,17 @@ export const memberResponse = z.object({
   updatedAt: z.iso.datetime(),
 });
 export type MemberResponse = z.output<typeof memberResponse>;
-export const memberListResponse = z.object({ data: z.array(memberResponse), nextCursor: z.string().nullable() });
+export const memberListResponse = z.object({ data: z.array(memberResponse), nextCursor: z.string().nullable(), count: z.number().int().optional() });
+
+/**
+ * Keyset cursors carry timestamps as microseconds since the epoch: PostgreSQL keeps microseconds,
+ * a JavaScript Date only milliseconds, and a truncated position would repeat or skip rows.
+ */
+export const exactTime = {
+  select: (column: string) => `(extract(epoch from ${column}) * 1000000)::bigint::text`,
+  parameter: "(timestamptz 'epoch' + ?::bigint * interval '1 microsecond')",
+  schema: z.string().regex(/^\d{1,18}$/),
+};
 
 export interface MemberRow {
   user_id: string;
@@ -43,6 +62,8 @@ export interface MemberRow {
   invited_by: string | null;
   joined_at: Date;
   updated_at: Date;
+  /** `joined_at` to the microsecond, for the list's cursor. */
+  position?: string;
 }
 
 export const toResponse = (row: MemberRow): MemberResponse => ({

@@ -3,16 +3,16 @@ import { z } from 'zod';
 import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
-import { cursorInstant, decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
 import { checkGrant, keepAManager, type Grantor } from './grants.ts';
-import { toResponse, type CreateMember, type MemberResponse, type MemberRow, type UpdateMember } from './members.schema.ts';
+import { exactTime, toResponse, type CreateMember, type ListQuery, type MemberResponse, type MemberRow, type UpdateMember } from './members.schema.ts';
 
 const columns = 'user_id, email, roles, invited_by, joined_at, updated_at';
-const position = z.object({ at: cursorInstant, user: z.string() });
+const position = z.object({ at: exactTime.schema, user: z.string() });
 
 /** Members of a workspace: one row per (workspace, userId), the source of roles for `roleSource: members`. */
 export class MembersService {
@@ -36,17 +36,23 @@ export class MembersService {
     return row;
   }
 
-  async list(workspaceId: string, limit: number, cursor: string | undefined): Promise<{ data: MemberResponse[]; nextCursor: string | null }> {
-    const after = cursor ? decodeCursor(cursor, position) : undefined;
-    const rows = await withWorkspace(this.orm, workspaceId, (em) =>
-      em.execute<MemberRow[]>(
-        `select ${columns} from members where workspace_id = ? ${after ? 'and (joined_at, user_id) > (?::timestamptz, ?)' : ''} order by joined_at, user_id limit ?`,
-        [workspaceId, ...(after ? [after.at, after.user] : []), limit + 1],
+  async list(workspaceId: string, query: ListQuery): Promise<{ data: MemberResponse[]; nextCursor: string | null; count?: number }> {
+    const after = query.cursor ? decodeCursor(query.cursor, position) : undefined;
+    const { rows, count } = await withWorkspace(this.orm, workspaceId, async (em) => ({
+      rows: await em.execute<MemberRow[]>(
+        `select ${columns}, ${exactTime.select('joined_at')} as position from members
+         where workspace_id = ? ${after ? `and (joined_at, user_id) > (${exactTime.parameter}, ?)` : ''} order by joined_at, user_id limit ?`,
+        [workspaceId, ...(after ? [after.at, after.user] : []), query.limit + 1],
       ),
-    );
-    const page = rows.slice(0, limit);
+      count: query.count ? Number((await em.execute<{ count: string }[]>('select count(*) from members where workspace_id = ?', [workspaceId]))[0]?.count ?? 0) : undefined,
+    }));
+    const page = rows.slice(0, query.limit);
     const last = page.at(-1);
-    return { data: page.map(toResponse), nextCursor: rows.length > limit && last ? encodeCursor({ at: new Date(last.joined_at).toISOString(), user: last.user_id }) : null };
+    return {
+      data: page.map(toResponse),
+      nextCursor: rows.length > query.limit && last ? encodeCursor({ at: last.position, user: last.user_id }) : null,
+      ...(count !== undefined && { count }),
+    };
   }
 
   async get(workspaceId: string, userId: string): Promise<MemberResponse> {
