@@ -25,8 +25,8 @@ describe('parseConfig', () => {
     expect(() => parseConfig(env)).toThrow(new RegExp(`^Invalid configuration: ${name} `));
   });
 
-  it('requires ADMIN_API_KEY and DATABASE_URL in production', () => {
-    expect(() => parseConfig({ NODE_ENV: 'production' })).toThrow(/ADMIN_API_KEY is required in production; DATABASE_URL is required in production; DECISION_SIGNING_KEY is required in production/);
+  it('requires ADMIN_API_KEY, DATABASE_URL, DECISION_SIGNING_KEY and INVITATION_ACCEPT_URL in production', () => {
+    expect(() => parseConfig({ NODE_ENV: 'production' })).toThrow(/ADMIN_API_KEY is required in production; DATABASE_URL is required in production; DECISION_SIGNING_KEY is required in production; INVITATION_ACCEPT_URL is required in production/);
   });
 });
 

@@ -46,7 +46,8 @@ const environment = z
   })
   .superRefine((env, context) => {
     if (env.NODE_ENV !== 'production') return;
-    for (const name of ['ADMIN_API_KEY', 'DATABASE_URL', 'DECISION_SIGNING_KEY'] as const) {
+    // Invitation emails must not point at localhost: production names the accept page.
+    for (const name of ['ADMIN_API_KEY', 'DATABASE_URL', 'DECISION_SIGNING_KEY', 'INVITATION_ACCEPT_URL'] as const) {
       if (!env[name]) context.addIssue({ code: 'custom', path: [name], message: 'is required in production' });
     }
   });

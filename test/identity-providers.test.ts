@@ -588,7 +588,7 @@ describe('in production', () => {
   let production: TestApp;
   beforeAll(async () => {
     production = await startTestApp({
-      env: { NODE_ENV: 'production', ADMIN_API_KEY: 'a'.repeat(32), DATABASE_URL: testDatabase.ownerUrl() },
+      env: { NODE_ENV: 'production', ADMIN_API_KEY: 'a'.repeat(32), DATABASE_URL: testDatabase.ownerUrl(), INVITATION_ACCEPT_URL: 'https://app.example.com/join/{token}' },
     });
   });
   afterAll(async () => {
