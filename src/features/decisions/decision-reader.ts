@@ -19,13 +19,14 @@ export function toResponse(row: SealedRow): DecisionResponse {
 }
 
 /** The WHERE clause of the auditor filters, as parameterised SQL. */
-function where(filters: DecisionFilters): { sql: string; values: unknown[] } {
+function where(workspaceId: string, filters: DecisionFilters): { sql: string; values: unknown[] } {
   const clauses: string[] = [];
   const values: unknown[] = [];
   const add = (clause: string, value: unknown) => {
     values.push(value);
     clauses.push(clause.replace('$', `$${values.length}`));
   };
+  add('d.workspace_id = $', workspaceId);
   if (filters.from) add('d.at >= $', filters.from);
   if (filters.to) add('d.at < $', filters.to);
   if (filters.principalId) add('d.principal_id = $', filters.principalId);
@@ -35,7 +36,7 @@ function where(filters: DecisionFilters): { sql: string; values: unknown[] } {
   if (filters.allowed !== undefined) add('d.allowed = $', filters.allowed);
   if (filters.resourceId) add('d.resource_id = $', filters.resourceId);
   if (filters.policyId) add('d.policy_id = $', filters.policyId);
-  return { sql: clauses.length ? clauses.join(' and ') : 'true', values };
+  return { sql: clauses.join(' and '), values };
 }
 
 const selectSealed = 'select d.*, s.seq, s.prev_hash, s.hash from decisions d left join decision_seals s on s.decision_id = d.id';
@@ -70,7 +71,7 @@ export class DecisionReader {
 
   /** Newest first, keyset-paginated on the append position. */
   async list(workspaceId: string, filters: DecisionFilters, limit: number, cursor?: string): Promise<{ data: DecisionResponse[]; nextCursor: string | null }> {
-    const { sql, values } = where(filters);
+    const { sql, values } = where(workspaceId, filters);
     const before = cursor ? decodeCursor(cursor, listPosition).before : undefined;
     const rows = await this.scoped(workspaceId, async (client) =>
       (await client.query<SealedRow>(
@@ -85,7 +86,7 @@ export class DecisionReader {
 
   /** Oldest first, in batches from a server-side cursor; `write` may wait for the client to drain. */
   async export(workspaceId: string, filters: DecisionFilters, write: (rows: DecisionResponse[]) => Promise<void>): Promise<void> {
-    const { sql, values } = where(filters);
+    const { sql, values } = where(workspaceId, filters);
     await this.scoped(workspaceId, async (client) => {
       const cursor = client.query(new Cursor<SealedRow>(`${selectSealed} where ${sql} order by d.position`, values));
       try {
@@ -102,7 +103,7 @@ export class DecisionReader {
    */
   async verify(workspaceId: string, key: { keyId: string; publicKey: KeyObject }): Promise<VerifyResponse> {
     return this.scoped(workspaceId, async (client) => {
-      const checkpoints = (await client.query<{ seq: string; hash: string; at: Date; signature: string; key_id: string }>('select seq, hash, at, signature, key_id from decision_checkpoints order by seq')).rows;
+      const checkpoints = (await client.query<{ seq: string; hash: string; at: Date; signature: string; key_id: string }>('select seq, hash, at, signature, key_id from decision_checkpoints where workspace_id = $1 order by seq', [workspaceId])).rows;
       const bySeq = new Map(checkpoints.map((checkpoint) => [Number(checkpoint.seq), checkpoint]));
       const breaks: { seq: number; reason: string }[] = [];
       for (const checkpoint of checkpoints) {
@@ -116,7 +117,10 @@ export class DecisionReader {
       let prevHash = genesisHash;
       let broken = false;
       const cursor = client.query(new Cursor<SealedRow & { decision_id: string }>(
-        `select s.seq, s.prev_hash, s.hash, s.decision_id, d.* from decision_seals s left join decisions d on d.id = s.decision_id order by s.seq`,
+        `select s.seq, s.prev_hash, s.hash, s.decision_id, d.* from decision_seals s
+         left join decisions d on d.id = s.decision_id and d.workspace_id = s.workspace_id
+         where s.workspace_id = $1 order by s.seq`,
+        [workspaceId],
       ));
       try {
         for (let rows = await cursor.read(1_000); rows.length && !broken; rows = await cursor.read(1_000)) {
@@ -141,8 +145,9 @@ export class DecisionReader {
         await cursor.close();
       }
       const counts = (await client.query<{ sealed: string; last: string | null; unsealed: string }>(
-        `select (select count(*) from decision_seals) as sealed, (select max(seq) from decision_seals) as last,
-                (select count(*) from decisions d where not exists (select 1 from decision_seals s where s.decision_id = d.id)) as unsealed`,
+        `select (select count(*) from decision_seals where workspace_id = $1) as sealed, (select max(seq) from decision_seals where workspace_id = $1) as last,
+                (select count(*) from decisions d where d.workspace_id = $1 and not exists (select 1 from decision_seals s where s.decision_id = d.id)) as unsealed`,
+        [workspaceId],
       )).rows[0]!;
       const lastCheckpoint = checkpoints.at(-1);
       const lastSeq = Number(counts.last ?? 0);

@@ -70,13 +70,13 @@ export class Sealer {
   private async sealBatch(em: EntityManager, workspaceId: string): Promise<number> {
     const [lock] = await em.execute<{ locked: boolean }[]>("select pg_try_advisory_xact_lock(hashtextextended('cordon:seal:' || ?, 0)) as locked", [workspaceId]);
     if (!lock?.locked) return 0;
-    const [last] = await em.execute<{ seq: string; hash: string }[]>('select seq, hash from decision_seals order by seq desc limit 1');
-    const [high] = await em.execute<{ position: string }[]>('select coalesce(max(decision_position), 0) as position from decision_seals');
+    const [last] = await em.execute<{ seq: string; hash: string }[]>('select seq, hash from decision_seals where workspace_id = ? order by seq desc limit 1', [workspaceId]);
+    const [high] = await em.execute<{ position: string }[]>('select coalesce(max(decision_position), 0) as position from decision_seals where workspace_id = ?', [workspaceId]);
     const rows = await em.execute<(DecisionRow & { position: string })[]>(
       `select d.* from decisions d
-       where d.position > ? and not exists (select 1 from decision_seals s where s.decision_id = d.id)
+       where d.workspace_id = ? and d.position > ? and not exists (select 1 from decision_seals s where s.decision_id = d.id)
        order by d.position limit ?`,
-      [Number(high?.position ?? 0) - this.options.window, this.options.batchSize],
+      [workspaceId, Number(high?.position ?? 0) - this.options.window, this.options.batchSize],
     );
     if (!rows.length) return 0;
 
