@@ -107,7 +107,8 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   const bearer = authenticator.guard();
   const policyStore = new PolicyStore(orm);
   // Plain `pg` for the decision log's hot path and its streaming reads, as the serving role.
-  const pool = new pg.Pool({ connectionString: orm.config.get('clientUrl'), max: 6 });
+  // A bounded wait for a connection: running out is a 503, never a request that hangs.
+  const pool = new pg.Pool({ connectionString: orm.config.get('clientUrl'), max: 6, connectionTimeoutMillis: 5_000 });
   const access = new AccessControl(policyStore, dependencies.decisionLog ?? new DecisionLog(), pool);
   const api = new Api(
     app,
@@ -130,7 +131,7 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(orm, changes), workspaces, access);
   recordRoutes(api, new RecordsService(new RecordStore(pool), new StructureCatalog(pool, changes)), access);
-  memberRoutes(api, new MembersService(orm, changes, policyStore), workspaces, access);
+  memberRoutes(api, new MembersService(orm, changes), workspaces, access);
   const invitationsService = new InvitationsService(orm, changes, new EventSecrets(config.adminApiKey), config.invitations);
   invitationRoutes(api, invitationsService, workspaces, access, authenticator);
   decisionRoutes(api, reader, workspaces, signingKey);

@@ -390,3 +390,49 @@ describe('bad input is a 400 with pointers, never a 500', () => {
     expect(response.body.code).toBe('invalid_cursor');
   });
 });
+
+describe('second review', () => {
+  it('refuses a removal by a grantor who does not hold the member’s roles, like a demotion', async () => {
+    const team = await membersWorkspace(cordon, issuer, 'remove-grant');
+    await cordon.admin().post(`/v1/workspaces/${team.slug}/policies`)
+      .send({ name: 'lead', description: '', roles: ['lead'], rules: [{ action: ['create', 'read', 'update', 'delete'], subject: 'Member' }] }).expect(201);
+    await addMember(cordon, team, 'boss', ['admin']);
+    await addMember(cordon, team, 'other_boss', ['admin']);
+    await addMember(cordon, team, 'lead', ['lead']);
+    await addMember(cordon, team, 'peer', ['lead']);
+    const lead = await team.token('lead');
+    expect((await client(cordon, team, lead).delete('/members/boss').expect(403)).body.detail).toMatch(/"admin"/);
+    await client(cordon, team, lead).delete('/members/peer').expect(204);
+    expect((await storedMembers(team)).map((member: { user_id: string }) => member.user_id)).toEqual(['boss', 'lead', 'other_boss']);
+  });
+
+  it('decides the last-admin rule on each member’s combined roles', async () => {
+    const team = await membersWorkspace(cordon, issuer, 'combined');
+    await cordon.admin().post(`/v1/workspaces/${team.slug}/policies`)
+      .send({ name: 'suspended', description: '', roles: ['suspended'], rules: [{ action: 'manage', subject: 'all', inverted: true }] }).expect(201);
+    await addMember(cordon, team, 'boss', ['admin']);
+    await addMember(cordon, team, 'ghost', ['admin', 'suspended']);
+    expect((await cordon.admin().delete(`/v1/workspaces/${team.slug}/members/boss`).expect(409)).body.code).toBe('last_admin');
+    expect((await cordon.admin().patch(`/v1/workspaces/${team.slug}/members/boss`).send({ roles: ['admin', 'suspended'] }).expect(409)).body.code).toBe('last_admin');
+  });
+
+  it('keeps admins able to administer when a conditional deny on all is about records, and /check agrees', async () => {
+    const team = await membersWorkspace(cordon, issuer, 'frozen');
+    await addMember(cordon, team, 'boss', ['admin']);
+    await addMember(cordon, team, 'staff', ['staff']);
+    const boss = await team.token('boss');
+    await client(cordon, team, boss).post('/policies', {
+      name: 'frozen', description: '', roles: ['admin'],
+      rules: [{ action: 'manage', subject: 'all', inverted: true, conditions: { locked: true }, reason: 'locked records are frozen' }],
+    }).expect(201);
+    await client(cordon, team, boss).post('/policies', {
+      name: 'staff', description: '', roles: ['staff'], rules: [{ action: 'update', subject: 'all', conditions: { createdBy: '${principal.id}' } }],
+    }).expect(201);
+    await client(cordon, team, boss).patch('/members/staff', { roles: ['staff', 'viewer'] }).expect(200);
+    const staff = await team.token('staff');
+    await client(cordon, team, staff).patch('/members/boss', { roles: ['staff'] }).expect(403);
+    const checks = { checks: [{ action: 'update', subject: 'Member' }, { action: 'update', subject: 'Policy' }] };
+    expect((await client(cordon, team, staff).post('/check', checks).expect(200)).body.results.map((result: { allowed: boolean }) => result.allowed)).toEqual([false, false]);
+    expect((await client(cordon, team, boss).post('/check', checks).expect(200)).body.results.map((result: { allowed: boolean }) => result.allowed)).toEqual([true, true]);
+  });
+});

@@ -425,3 +425,43 @@ describe('structure changes against stored records', () => {
     await as(tokens.member!).post('/structures', { name: 'Sneaky', fields: {} }).expect(403);
   });
 });
+
+describe('second review', () => {
+  it('answers a write by a principal that may not read the record without its data', async () => {
+    await as(tokens.admin!).post('/policies', { name: 'blind-updater', description: '', roles: ['blind'], rules: [{ action: 'update', subject: 'Task', fields: ['status'] }] }).expect(201);
+    const blind = await tenant.token('user_blind', 'blind');
+    const task = await createTask(tokens.admin!, { title: 'Top secret', assignee: 'someone' });
+    await as(blind).get(`/records/Task/${task.id}`).expect(403);
+    const updated = await as(blind).patch(`/records/Task/${task.id}`, { data: { status: 'doing' } }).expect(200);
+    expect(updated.body).toMatchObject({ id: task.id, version: 2, data: {} });
+  });
+
+  it('finishes concurrent updates that check references, instead of exhausting the connection pool', async () => {
+    const project = (await as(tokens.admin!).post('/records/Project', { data: { name: 'Pool' } }).expect(201)).body;
+    const tasks = await Promise.all(Array.from({ length: 10 }, (_, index) => createTask(tokens.admin!, { title: `pool ${index}`, project: project.id })));
+    const responses = await Promise.all(tasks.map((task) => as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { project: project.id, priority: 2 } })));
+    expect(responses.map((response) => response.status)).toEqual(tasks.map(() => 200));
+  }, 15_000);
+
+  it('treats a placeholder value the grammar refuses as unresolved, not as a 500', async () => {
+    const longId = `user_${'x'.repeat(1_100)}`;
+    // The contractor's only rule cannot be resolved, so it is left out: fail closed.
+    const response = await list(await tenant.token(longId, 'contractor'), {}).expect(403);
+    expect(response.body.detail).toBe('default deny');
+  });
+
+  it('refuses duplicate enum values, and counts records a new requirement breaks even with a default', async () => {
+    const duplicate = await as(tokens.admin!).post('/structures', { name: 'Dup', fields: { size: { type: 'number', enum: [0, -0] } } }).expect(400);
+    expect(duplicate.body.errors[0].pointer).toBe('/fields/size/enum');
+    await as(tokens.admin!).post('/structures', { name: 'Later', fields: { title: { type: 'text' }, rank: { type: 'integer' } } }).expect(201);
+    await as(tokens.admin!).post('/records/Later', { data: { title: 'no rank' } }).expect(201);
+    const refused = await as(tokens.admin!).put('/structures/Later', { fields: { title: { type: 'text' }, rank: { type: 'integer', required: true, default: 3 } } }).expect(409);
+    expect(refused.body.detail).toMatch(/^1 stored record/);
+    const deep = JSON.parse('['.repeat(40) + ']'.repeat(40));
+    expect((await as(tokens.admin!).post('/structures', { name: 'Deep', fields: { blob: { type: 'json', default: deep } } }).expect(400)).body.errors[0].pointer).toMatch(/^\/fields\/blob\/default/);
+  });
+
+  it('refuses a /check resource that names CASL’s internal subject key', async () => {
+    await as(tokens.admin!).post('/check', { checks: [{ action: 'read', subject: 'Task', resource: { __caslSubjectType__: 'Policy' } }] }).expect(400);
+  });
+});

@@ -56,6 +56,8 @@ function toProblem(error: unknown): ProblemError | undefined {
   if (typeof candidate.type === 'string' && candidate.type in bodyParserCodes) {
     return new ProblemError(bodyParserCodes[candidate.type] as ErrorCode);
   }
+  // pg's pool gave up waiting for a free connection (connectionTimeoutMillis).
+  if (error instanceof Error && error.message === 'timeout exceeded when trying to connect') return new ProblemError('database_unavailable');
   if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(String(candidate.code))) {
     return new ProblemError('database_unavailable');
   }

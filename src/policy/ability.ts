@@ -2,7 +2,7 @@ import { Ability, fieldPatternMatcher, subject as asSubject, type RawRuleFrom, t
 
 /** A record (or anything with fields) tagged with its subject type for CASL, built once per check. */
 export const asRecordSubject = (subjectType: string, document: Record<string, unknown>): object => asSubject(subjectType, document);
-import { conditionsMatcher, type Condition } from './conditions.ts';
+import { conditionsMatcher, parseConditions, type Condition } from './conditions.ts';
 import { substitutePlaceholders, type PlaceholderContext } from './placeholders.ts';
 import type { Action } from './vocabulary.ts';
 
@@ -72,16 +72,14 @@ export class PrincipalAbility {
 
   /**
    * The type-level check for system subjects (`Member`, `Policy`, …), whose routes have no record
-   * to test conditions on: only an unconditional allow grants, and any deny that may apply —
-   * conditional or not — refuses. Failing closed, so a rule such as "update Member where userId
-   * is me" cannot become "update every member".
+   * to test conditions on. Conditions cannot be written on a system subject, so a conditional rule
+   * that reaches one comes through `all` and is about records: it neither grants ("update all
+   * where createdBy is me" is not "update every member") nor refuses ("cannot update locked
+   * records" does not lock admins out of policies). Only unconditional rules decide.
    */
   decideUnconditionally(action: Action, subjectType: string): Decision {
-    for (const rule of this.ability.rulesFor(action, subjectType)) {
-      if (!rule.inverted && rule.conditions !== undefined) continue;
-      return this.decisionOf(rule);
-    }
-    return defaultDeny;
+    const rule = this.ability.rulesFor(action, subjectType).find((candidate) => candidate.conditions === undefined);
+    return rule ? this.decisionOf(rule) : defaultDeny;
   }
 
   private decisionOf(rule: { origin: object; inverted: boolean; reason?: string | undefined }): Decision {
@@ -157,7 +155,9 @@ export function buildAbility(policies: readonly StoredPolicy[], context: Placeho
     policy.rules.forEach((stored, ruleIndex) => {
       let conditions: unknown = stored.conditions;
       if (conditions !== undefined) {
-        const substituted = substitutePlaceholders(conditions, context);
+        let substituted = substitutePlaceholders(conditions, context);
+        // A value the grammar refuses (too long, NUL…) makes the placeholder unresolved, not a 500.
+        if (substituted && !parseConditions(substituted.conditions, '').condition) substituted = undefined;
         if (!substituted && !stored.inverted) return;
         conditions = substituted?.conditions;
       }

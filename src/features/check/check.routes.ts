@@ -3,7 +3,7 @@ import type { Api } from '../../http/api.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { AccessControl } from '../../policy/access.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
-import { actions } from '../../policy/vocabulary.ts';
+import { actions, isSystemSubject } from '../../policy/vocabulary.ts';
 import type { DecisionEntry } from '../decisions/decision-log.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 
@@ -23,7 +23,7 @@ const checkBody = z.strictObject({
       z.strictObject({
         action: z.enum(actions),
         subject: z.string().min(1).max(64),
-        resource: z.record(z.string(), z.unknown()).optional(),
+        resource: z.record(z.string().refine((key) => key !== '__caslSubjectType__', 'is reserved'), z.unknown()).optional(),
         field: z.string().min(1).max(200).optional(),
       }),
     )
@@ -87,7 +87,10 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
           subject: check.subject,
           resourceId,
           fields: check.field ? [check.field] : null,
-          decision: ability.decide(check.action, check.subject, check.resource, check.field),
+          // System subjects answer as their routes enforce them: unconditional rules only.
+          decision: isSystemSubject(check.subject) && !check.resource && !check.field
+            ? ability.decideUnconditionally(check.action, check.subject)
+            : ability.decide(check.action, check.subject, check.resource, check.field),
         };
       });
       await access.recordNowAs(request, subjectPrincipal, entries);

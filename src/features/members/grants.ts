@@ -2,7 +2,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Request } from 'express';
 import type { AccessControl } from '../../policy/access.ts';
 import { ProblemError } from '../../http/errors.ts';
-import type { PolicyStore } from '../../policy/policy-store.ts';
+import { buildAbility, type StoredPolicy } from '../../policy/ability.ts';
 
 /**
  * Who may hand out (or take away) which roles. The platform admin and principals whose policy
@@ -26,28 +26,22 @@ export async function checkGrant(grantor: Grantor, roles: readonly string[]): Pr
 }
 
 /**
- * The roles whose policies allow managing members, for the last-admin rule. Member changes of a
- * workspace take a transaction-level advisory lock first, so two concurrent demotions cannot both
- * pass the check.
+ * Whether a set of roles, together, may manage members: decided on the combined roles (a role
+ * that denies `manage` cancels another that grants it), from the policies as this transaction
+ * sees them. Member changes of a workspace take a transaction-level advisory lock first, so two
+ * concurrent demotions cannot both pass the check; nothing here waits for another connection.
  */
-export async function managerRoles(em: EntityManager, policies: PolicyStore, workspaceId: string): Promise<Set<string>> {
+async function managesMembers(em: EntityManager, workspaceId: string): Promise<(roles: readonly string[]) => boolean> {
   await em.execute("select pg_advisory_xact_lock(hashtextextended('cordon.members:' || ?, 0))", [workspaceId]);
-  const [workspace] = await em.execute<{ policy_set_version: string }[]>('select policy_set_version from workspaces where id = ?', [workspaceId]);
-  const rows = await em.execute<{ role: string }[]>('select distinct unnest(roles) as role from policies where workspace_id = ?', [workspaceId]);
-  const scope = { workspaceId, policySetVersion: Number(workspace?.policy_set_version ?? 0) };
-  const managers = new Set<string>();
-  for (const { role } of rows) {
-    const ability = await policies.abilityFor({ id: 'last-admin-check', roles: [role], claims: {} }, scope);
-    if (ability.decideUnconditionally('manage', 'Member').allowed) managers.add(role);
-  }
-  return managers;
+  const policies = await em.execute<StoredPolicy[]>('select id, name, version, roles, rules from policies where workspace_id = ? order by created_at, id', [workspaceId]);
+  return (roles) =>
+    roles.length > 0 && buildAbility(policies, { principal: { id: 'last-admin-check', roles: [...roles], claims: {} }, workspaceId }).decideUnconditionally('manage', 'Member').allowed;
 }
 
 /** Refuses a change that would leave no member able to manage members, where one could before. */
-export async function keepAManager(em: EntityManager, policies: PolicyStore, workspaceId: string, userId: string, rolesAfter: readonly string[] | undefined): Promise<void> {
-  const managers = await managerRoles(em, policies, workspaceId);
+export async function keepAManager(em: EntityManager, workspaceId: string, userId: string, rolesAfter: readonly string[] | undefined): Promise<void> {
+  const manages = await managesMembers(em, workspaceId);
   const [current] = await em.execute<{ roles: string[] }[]>('select roles from members where workspace_id = ? and user_id = ?', [workspaceId, userId]);
-  const manages = (roles: readonly string[]) => roles.some((role) => managers.has(role));
   if (!current || !manages(current.roles) || (rolesAfter && manages(rolesAfter))) return;
   const others = await em.execute<{ roles: string[] }[]>('select roles from members where workspace_id = ? and user_id <> ?', [workspaceId, userId]);
   if (!others.some((other) => manages(other.roles))) {

@@ -65,7 +65,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
       params: memberParams, responses: { 204: { description: 'Removed' } },
     },
     async ({ params }, request, response) => {
-      await members.remove(actorOf(request, access), await workspaceId(request, params.ws), params.userId);
+      await members.remove(actorOf(request, access), await grantorOf(request, access, params.userId), await workspaceId(request, params.ws), params.userId);
       response.status(204).end();
     },
   );

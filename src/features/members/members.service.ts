@@ -6,7 +6,6 @@ import { withWorkspace } from '../../db/scope.ts';
 import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
-import type { PolicyStore } from '../../policy/policy-store.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
 import { checkGrant, keepAManager, type Grantor } from './grants.ts';
 import { exactTime, toResponse, type CreateMember, type ListQuery, type MemberResponse, type MemberRow, type UpdateMember } from './members.schema.ts';
@@ -18,12 +17,10 @@ const position = z.object({ at: exactTime.schema, user: z.string() });
 export class MembersService {
   private readonly orm: Orm;
   private readonly changes: ChangeBus;
-  private readonly policies: PolicyStore;
 
-  constructor(orm: Orm, changes: ChangeBus, policies: PolicyStore) {
+  constructor(orm: Orm, changes: ChangeBus) {
     this.orm = orm;
     this.changes = changes;
-    this.policies = policies;
   }
 
   private change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
@@ -78,7 +75,7 @@ export class MembersService {
         const added = patch.roles.filter((role) => !current.roles.includes(role));
         const removed = current.roles.filter((role) => !patch.roles!.includes(role));
         await checkGrant(grantor, [...added, ...removed]);
-        await keepAManager(em, this.policies, workspaceId, userId, patch.roles);
+        await keepAManager(em, workspaceId, userId, patch.roles);
       }
       const [row] = await em.execute<MemberRow[]>(
         `update members set email = ?, roles = ?::text[], updated_at = now() where workspace_id = ? and user_id = ? returning ${columns}`,
@@ -88,10 +85,12 @@ export class MembersService {
     });
   }
 
-  async remove(actor: Actor, workspaceId: string, userId: string): Promise<void> {
+  /** Removing a member takes all its roles away: the grantor must hold them, as for a demotion. */
+  async remove(actor: Actor, grantor: Grantor, workspaceId: string, userId: string): Promise<void> {
     await this.change(workspaceId, actor, async (em) => {
-      await this.load(em, workspaceId, userId, true);
-      await keepAManager(em, this.policies, workspaceId, userId, undefined);
+      const current = await this.load(em, workspaceId, userId, true);
+      await checkGrant(grantor, current.roles);
+      await keepAManager(em, workspaceId, userId, undefined);
       await em.execute('delete from members where workspace_id = ? and user_id = ?', [workspaceId, userId]);
     });
   }

@@ -34,6 +34,21 @@ export interface AuditedDecision {
   entries: readonly DecisionEntry[];
 }
 
+/**
+ * Run on the caller's own connection when it holds one: a transaction that waited for a second
+ * pool connection could wait for ever once every connection is held by such a transaction.
+ */
+async function existingIds(via: pg.Pool | pg.PoolClient, workspaceId: string, structure: string, ids: readonly string[]): Promise<Set<string>> {
+  const { rows } = await via.query<{ id: string }>(
+    `with ${scopeCte}
+     select found.id from scope cross join lateral (
+       select r.id from records r
+       where r.workspace_id = scope.workspace_id and r.structure = $2 and r.id = any($3::uuid[]) offset 0) found`,
+    [workspaceId, structure, ids],
+  );
+  return new Set(rows.map((row) => row.id));
+}
+
 /** The statement behind a list page (exported for the benchmark's explain plans). */
 export function pageStatement(workspaceId: string, structure: string, where: { text: string; values: unknown[] }, order: { columns: string; orderBy: string }, limit: number): { text: string; values: unknown[] } {
   return {
@@ -82,15 +97,8 @@ export class RecordStore {
   }
 
   /** Ids among `ids` that are records of `structure` in the workspace (reference checks). */
-  async existing(workspaceId: string, structure: string, ids: readonly string[]): Promise<Set<string>> {
-    const { rows } = await this.pool.query<{ id: string }>(
-      `with ${scopeCte}
-       select found.id from scope cross join lateral (
-         select r.id from records r
-         where r.workspace_id = scope.workspace_id and r.structure = $2 and r.id = any($3::uuid[]) offset 0) found`,
-      [workspaceId, structure, ids],
-    );
-    return new Set(rows.map((row) => row.id));
+  existing(workspaceId: string, structure: string, ids: readonly string[]): Promise<Set<string>> {
+    return existingIds(this.pool, workspaceId, structure, ids);
   }
 
   /**
@@ -151,6 +159,10 @@ export class RecordSession {
       values: [this.workspaceId, id, JSON.stringify(data), at, structure, structureVersion],
     });
     return rows[0];
+  }
+
+  existing(structure: string, ids: readonly string[]): Promise<Set<string>> {
+    return existingIds(this.client, this.workspaceId, structure, ids);
   }
 
   async delete(id: string): Promise<void> {

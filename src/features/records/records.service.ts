@@ -71,12 +71,17 @@ export class RecordsService {
     return Object.fromEntries(Object.entries(data).filter(([field]) => caller.ability.can('read', target, field)));
   }
 
-  private toResponse(caller: Caller, name: string, row: RecordRow): RecordResponse {
-    const document = documentOf(row);
+  /**
+   * What leaves the service. After a write the principal may hold no right to read the record
+   * (update-only rules): then its data stays out of the answer.
+   */
+  private toResponse(caller: Caller, name: string, row: RecordRow, afterWrite = false): RecordResponse {
+    const target = asRecordSubject(name, documentOf(row));
+    const readable = !afterWrite || caller.ability.can('read', target);
     return {
       id: row.id,
       structure: name,
-      data: this.visible(caller, name, asRecordSubject(name, document), row.data),
+      data: readable ? this.visible(caller, name, target, row.data) : {},
       createdBy: row.created_by,
       createdAt: row.created_at.toISOString(),
       updatedAt: row.updated_at.toISOString(),
@@ -97,12 +102,14 @@ export class RecordsService {
   }
 
   /** Reference fields must name records of their target structure in this workspace. */
-  private async referenceErrors(caller: Caller, structure: KnownStructure, data: Record<string, unknown>): Promise<FieldError[]> {
+  private async referenceErrors(
+    structure: KnownStructure, data: Record<string, unknown>, existing: (structure: string, ids: string[]) => Promise<Set<string>>,
+  ): Promise<FieldError[]> {
     const errors: FieldError[] = [];
     for (const [field, definition] of Object.entries(structure.fields)) {
       const value = data[field];
       if (definition.type !== 'reference' || typeof value !== 'string') continue;
-      const found = await this.store.existing(caller.workspaceId, definition.structure, [value]);
+      const found = await existing(definition.structure, [value]);
       if (!found.has(value)) errors.push({ pointer: `/data/${field}`, in: 'body', detail: `there is no ${definition.structure} record "${value}"` });
     }
     return errors;
@@ -156,7 +163,7 @@ export class RecordsService {
     for (let attempt = 1; ; attempt++) {
       const data = structure.schema.normalise(input, { defaults: true });
       const errors = structure.schema.validate(data);
-      if (!errors.length) errors.push(...(await this.referenceErrors(caller, structure, data)));
+      if (!errors.length) errors.push(...(await this.referenceErrors(structure, data, (target, ids) => this.store.existing(caller.workspaceId, target, ids))));
       if (errors.length) throw new ProblemError('validation_failed', `The ${name} record is invalid`, { errors });
       const id = uuidv7();
       const at = new Date();
@@ -168,7 +175,7 @@ export class RecordsService {
       const entry: DecisionEntry = { action: 'create', operation: 'create', subject: name, resourceId: id, fields, decision };
       if (!decision.allowed) return this.deny(caller, entry);
       const inserted = await this.store.insert(caller.workspaceId, { id, structure: name, structureVersion: structure.version, data, createdBy: caller.principal.id, at }, { context: caller.context, entries: [entry] });
-      if (inserted) return this.toResponse(caller, name, row);
+      if (inserted) return this.toResponse(caller, name, row, true);
       if (attempt === maxAttempts) throw new ProblemError('conflict', `The ${name} structure keeps changing; retry the request`);
       structure = await this.reload(caller, name);
     }
@@ -196,7 +203,7 @@ export class RecordsService {
         if (!allowedBefore.allowed) return { kind: 'denied', entry: entry(allowedBefore) };
         const data = structure.schema.normalise(mergePatch(row.data, patch) as Record<string, unknown>, { defaults: false });
         const errors = structure.schema.validate(data);
-        if (!errors.length) errors.push(...(await this.referenceErrors(caller, structure, data)));
+        if (!errors.length) errors.push(...(await this.referenceErrors(structure, data, (target, ids) => session.existing(target, ids))));
         if (errors.length) return { kind: 'invalid', errors };
         const at = new Date();
         const after = asRecordSubject(name, documentOf({ ...row, data, updated_at: at }));
@@ -208,7 +215,7 @@ export class RecordsService {
         await session.audit({ context: caller.context, entries: [entry(decision)] });
         return { kind: 'done', value: updated };
       });
-      if (outcome.kind === 'done') return this.toResponse(caller, name, outcome.value);
+      if (outcome.kind === 'done') return this.toResponse(caller, name, outcome.value, true);
       if (outcome.kind !== 'retry') return this.fail(caller, outcome, { action: 'update', operation: 'update', subject: name, resourceId: id, decision: typeLevel }, name);
       if (attempt === maxAttempts) throw new ProblemError('conflict', `The ${name} structure keeps changing; retry the request`);
       structure = await this.reload(caller, name);

@@ -19,13 +19,16 @@ export type FieldType = (typeof fieldTypes)[number];
 
 const common = { required: z.boolean().optional(), description: z.string().max(500).optional() };
 const isoDateTime = z.iso.datetime({ offset: true });
+/** Enum values, each once (0 and -0 are one value to JSON). */
+const enumOf = <T extends z.ZodType<string | number>>(item: T) =>
+  z.array(item).min(1).max(100).refine((values) => new Set(values.map((value) => (Object.is(value, -0) ? 0 : value))).size === values.length, 'lists a value twice');
 
 export const fieldDefinition = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('text'),
     ...common,
     maxLength: z.number().int().min(1).max(100_000).optional(),
-    enum: z.array(z.string().max(1_000)).min(1).max(100).optional(),
+    enum: enumOf(z.string().max(1_000)).optional(),
     default: z.string().max(100_000).optional(),
   }),
   z.strictObject({
@@ -33,7 +36,7 @@ export const fieldDefinition = z.discriminatedUnion('type', [
     ...common,
     min: z.number().optional(),
     max: z.number().optional(),
-    enum: z.array(z.number()).min(1).max(100).optional(),
+    enum: enumOf(z.number()).optional(),
     default: z.number().optional(),
   }),
   z.strictObject({
@@ -41,7 +44,7 @@ export const fieldDefinition = z.discriminatedUnion('type', [
     ...common,
     min: z.number().int().optional(),
     max: z.number().int().optional(),
-    enum: z.array(z.number().int()).min(1).max(100).optional(),
+    enum: enumOf(z.number().int()).optional(),
     default: z.number().int().optional(),
   }),
   z.strictObject({ type: z.literal('boolean'), ...common, default: z.boolean().optional() }),

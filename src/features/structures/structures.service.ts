@@ -5,7 +5,7 @@ import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
-import { defaultErrors, withCandidateSchema, type RecordSchema } from './record-schema.ts';
+import { defaultErrors, unstorableData, withCandidateSchema, type RecordSchema } from './record-schema.ts';
 import { StructureEntity, type Structure } from './structure.entity.ts';
 import type { Fields, StructureInput, StructureReplacement, StructureResponse } from './structures.schema.ts';
 
@@ -45,6 +45,12 @@ export class StructuresService {
   private async check(em: EntityManager, workspaceId: string, name: string, fields: Fields): Promise<void> {
     const errors: FieldError[] = [...defaultErrors(fields)];
     for (const [field, definition] of Object.entries(fields)) {
+      // A default that record data could not hold would make every create fail.
+      if ('default' in definition && definition.default !== undefined) {
+        errors.push(...unstorableData(definition.default).map((error) => ({ ...error, pointer: `/fields/${field}/default${error.pointer.slice('/data'.length)}` })));
+      }
+    }
+    for (const [field, definition] of Object.entries(fields)) {
       if ((definition.type === 'number' || definition.type === 'integer') && definition.min !== undefined && definition.max !== undefined && definition.min > definition.max) {
         errors.push({ pointer: `/fields/${field}/min`, in: 'body', detail: 'must not be greater than max' });
       }
@@ -83,10 +89,12 @@ export class StructuresService {
       await this.check(em, workspaceId, name, input.fields);
       const version = structure.version + 1;
       const added = Object.entries(input.fields).filter(([field, definition]) => !Object.hasOwn(structure.fields, field) && 'default' in definition && definition.default !== undefined);
-      const { breaking, defaults } = await withCandidateSchema(input.fields, async (schema) => ({
-        breaking: await this.countBreaking(em, workspaceId, name, schema),
-        defaults: schema.normalise({}, { defaults: true }),
-      }));
+      const { breaking, defaults } = await withCandidateSchema(input.fields, async (schema) => {
+        const all = schema.normalise({}, { defaults: true });
+        // Only newly added fields are filled in stored records, so only theirs count here.
+        const filled = Object.fromEntries(added.map(([field]) => [field, all[field]]));
+        return { breaking: await this.countBreaking(em, workspaceId, name, schema, filled), defaults: all };
+      });
       if (breaking > 0 && !force) {
         throw new ProblemError('structure_change_breaks_records', `${breaking} stored record${breaking === 1 ? '' : 's'} would not match the new fields; fix them first or repeat with ?force=true`);
       }
@@ -105,8 +113,8 @@ export class StructuresService {
     });
   }
 
-  /** Records that would fail the new schema once newly defaulted fields are filled in. */
-  private async countBreaking(em: EntityManager, workspaceId: string, name: string, schema: RecordSchema): Promise<number> {
+  /** Records that would fail the new schema once the `filled` defaults of new fields are in. */
+  private async countBreaking(em: EntityManager, workspaceId: string, name: string, schema: RecordSchema, filled: Record<string, unknown>): Promise<number> {
     let breaking = 0;
     let after = '00000000-0000-0000-0000-000000000000';
     for (;;) {
@@ -114,7 +122,7 @@ export class StructuresService {
         'select id, data from records where workspace_id = ? and structure = ? and id > ? order by id limit ?',
         [workspaceId, name, after, scanBatch],
       );
-      for (const row of rows) if (schema.validate(schema.normalise(row.data, { defaults: true })).length) breaking += 1;
+      for (const row of rows) if (schema.validate(schema.normalise({ ...filled, ...row.data }, { defaults: false })).length) breaking += 1;
       if (rows.length < scanBatch) return breaking;
       after = rows.at(-1)!.id;
     }
