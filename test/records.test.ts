@@ -461,6 +461,19 @@ describe('second review', () => {
     expect((await as(tokens.admin!).post('/structures', { name: 'Deep', fields: { blob: { type: 'json', default: deep } } }).expect(400)).body.errors[0].pointer).toMatch(/^\/fields\/blob\/default/);
   });
 
+  it('evaluates a policy regex in linear time, so one tenant’s pattern cannot stall the service', async () => {
+    await as(tokens.admin!).post('/policies', { name: 'slow-regex', description: '', roles: ['pattern'], rules: [{ action: 'read', subject: 'Task', conditions: { title: { $regex: '.*.*.*.*.*!' } } }] }).expect(201);
+    const task = await createTask(tokens.admin!, { title: 'a'.repeat(190) });
+    const started = performance.now();
+    await as(await tenant.token('user_pattern', 'pattern')).get(`/records/Task/${task.id}`).expect(403);
+    const checked = await as(tokens.admin!).post('/check', {
+      principal: { id: 'user_pattern', roles: ['pattern'] },
+      checks: [{ action: 'read', subject: 'Task', resource: { title: 'x'.repeat(50_000) } }, { action: 'read', subject: 'Task', resource: { title: 'x'.repeat(50_000) + '!' } }],
+    }).expect(200);
+    expect(checked.body.results.map((result: { allowed: boolean }) => result.allowed)).toEqual([false, true]);
+    expect(performance.now() - started).toBeLessThan(3_000);
+  });
+
   it('refuses a /check resource that names CASL’s internal subject key', async () => {
     await as(tokens.admin!).post('/check', { checks: [{ action: 'read', subject: 'Task', resource: { __caslSubjectType__: 'Policy' } }] }).expect(400);
   });

@@ -1,5 +1,6 @@
 import type { ConditionsMatcher } from '@casl/ability';
-import { normaliseRegex, toJsRegExp } from './regex.ts';
+import { compileLinear, type LinearRegex } from './linear-regex.ts';
+import { normaliseRegex } from './regex.ts';
 
 /**
  * Policy conditions and record-list filters: a restricted subset of MongoDB queries, parsed into
@@ -185,6 +186,12 @@ class QueryParser {
     if (options !== undefined && options !== '' && options !== 'i') return this.fail(optionsPointer, `$options may only be "" or "i", not ${JSON.stringify(options)}`);
     const normalised = normaliseRegex(pattern, options === 'i');
     if ('error' in normalised) return this.fail(pointer, normalised.error);
+    try {
+      compiled(normalised.pattern);
+    } catch (error) {
+      if (error instanceof RangeError) return this.fail(pointer, 'the pattern is too complex (too many repetitions)');
+      throw error;
+    }
     return { kind: 'regex', path, pattern: normalised.pattern };
   }
 
@@ -251,14 +258,14 @@ function holds(operator: CompareOperator, left: number, right: number): boolean 
   return left >= right;
 }
 
-const regexCache = new Map<string, RegExp>();
-function compiled(pattern: string): RegExp {
-  const key = pattern;
-  let regex = regexCache.get(key);
+// Patterns run on a linear-time matcher: a policy's regex must not stall the process (see linear-regex.ts).
+const regexCache = new Map<string, LinearRegex>();
+function compiled(pattern: string): LinearRegex {
+  let regex = regexCache.get(pattern);
   if (!regex) {
     if (regexCache.size >= 1000) regexCache.clear();
-    regex = toJsRegExp(pattern);
-    regexCache.set(key, regex);
+    regex = compileLinear(pattern);
+    regexCache.set(pattern, regex);
   }
   return regex;
 }
