@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ProblemError } from './errors.ts';
 
 /** Opaque keyset cursors: base64url JSON, checked against a schema when they come back. */
@@ -15,3 +15,11 @@ export function decodeCursor<Schema extends z.ZodType>(cursor: string, schema: S
   if (!parsed.success) throw new ProblemError('invalid_cursor');
   return parsed.data;
 }
+
+/** A page of a list: `limit` rows after `cursor`, and with `count=true` how many there are in all. */
+export const pageQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z.string().max(1_000).optional(),
+  count: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
+});
+export type PageQuery = z.output<typeof pageQuery>;

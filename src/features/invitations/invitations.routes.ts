@@ -5,7 +5,8 @@ import type { Api } from '../../http/api.ts';
 import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { decisionContext, type DecisionEntry } from '../decisions/decision-log.ts';
 import { grantorOf } from '../members/grants.ts';
-import { listQuery, memberResponse } from '../members/members.schema.ts';
+import { pageQuery } from '../../http/cursor.ts';
+import { memberResponse } from '../members/members.schema.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { InvitationsService } from './invitations.service.ts';
@@ -26,7 +27,7 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
     {
       method: 'get', path: '/v1/workspaces/:ws/invitations', summary: 'List invitations, newest first', tag,
       security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'list' },
-      params: workspaceParams, query: listQuery, responses: { 200: { description: 'Invitations', schema: invitationListResponse } },
+      params: workspaceParams, query: pageQuery, responses: { 200: { description: 'Invitations', schema: invitationListResponse } },
     },
     async ({ params, query }, request, response) => {
       response.json(await invitations.list(await workspaceId(request, params.ws), query));

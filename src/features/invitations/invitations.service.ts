@@ -7,12 +7,12 @@ import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { appendEvent, type EventSecrets } from '../../db/outbox.ts';
 import { withWorkspace } from '../../db/scope.ts';
-import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { decodeCursor, encodeCursor, type PageQuery } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
 import { checkGrant, type Grantor } from '../members/grants.ts';
-import { exactTime, toResponse as memberResponse, type ListQuery, type MemberResponse, type MemberRow } from '../members/members.schema.ts';
+import { exactTime, toResponse as memberResponse, type MemberResponse, type MemberRow } from '../members/members.schema.ts';
 import { isUuid } from '../workspaces/workspaces.schema.ts';
 import { statusOf, toResponse, type CreateInvitation, type InvitationResponse, type InvitationRow } from './invitations.schema.ts';
 
@@ -51,7 +51,7 @@ export class InvitationsService {
     this.settings = settings;
   }
 
-  async list(workspaceId: string, query: ListQuery): Promise<{ data: InvitationResponse[]; nextCursor: string | null; count?: number }> {
+  async list(workspaceId: string, query: PageQuery): Promise<{ data: InvitationResponse[]; nextCursor: string | null; count?: number }> {
     const after = query.cursor ? decodeCursor(query.cursor, position) : undefined;
     const { rows, count } = await withWorkspace(this.orm, workspaceId, async (em) => ({
       rows: await em.execute<InvitationRow[]>(

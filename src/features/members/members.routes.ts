@@ -5,7 +5,8 @@ import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import { grantorOf } from './grants.ts';
 import type { MembersService } from './members.service.ts';
-import { createMemberBody, listQuery, memberListResponse, memberParams, memberResponse, updateMemberBody } from './members.schema.ts';
+import { pageQuery } from '../../http/cursor.ts';
+import { createMemberBody, memberListResponse, memberParams, memberResponse, updateMemberBody } from './members.schema.ts';
 
 const tag = 'Members';
 const subject = 'Member';
@@ -17,7 +18,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
     {
       method: 'get', path: '/v1/workspaces/:ws/members', summary: "List the workspace's members", tag,
       security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'list' },
-      params: workspaceParams, query: listQuery, responses: { 200: { description: 'Members, by join time', schema: memberListResponse } },
+      params: workspaceParams, query: pageQuery, responses: { 200: { description: 'Members, by join time', schema: memberListResponse } },
     },
     async ({ params, query }, request, response) => {
       response.json(await members.list(await workspaceId(request, params.ws), query));

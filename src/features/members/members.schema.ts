@@ -27,12 +27,6 @@ export const updateMemberBody = z
   .refine((patch) => Object.keys(patch).length > 0, 'name at least one field to change');
 export type UpdateMember = z.output<typeof updateMemberBody>;
 
-export const listQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(1_000).optional(),
-  count: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
-});
-export type ListQuery = z.output<typeof listQuery>;
 
 export const memberResponse = z.object({
   userId: z.string(),

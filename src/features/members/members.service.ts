@@ -3,28 +3,21 @@ import { z } from 'zod';
 import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
-import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { WorkspaceConfiguration } from '../../db/workspace-configuration.ts';
+import { decodeCursor, encodeCursor, type PageQuery } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
 import { checkGrant, keepAManager, type Grantor } from './grants.ts';
-import { exactTime, toResponse, type CreateMember, type ListQuery, type MemberResponse, type MemberRow, type UpdateMember } from './members.schema.ts';
+import { exactTime, toResponse, type CreateMember, type MemberResponse, type MemberRow, type UpdateMember } from './members.schema.ts';
 
 const columns = 'user_id, email, roles, invited_by, joined_at, updated_at';
 const position = z.object({ at: exactTime.schema, user: z.string() });
 
 /** Members of a workspace: one row per (workspace, userId), the source of roles for `roleSource: members`. */
-export class MembersService {
-  private readonly orm: Orm;
-  private readonly changes: ChangeBus;
-
+export class MembersService extends WorkspaceConfiguration {
   constructor(orm: Orm, changes: ChangeBus) {
-    this.orm = orm;
-    this.changes = changes;
-  }
-
-  private change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.changes.inWorkspace(this.orm, { topic: 'member', workspaceId }, actor, work);
+    super(orm, changes, 'member');
   }
 
   private async load(em: EntityManager, workspaceId: string, userId: string, lock = false): Promise<MemberRow> {
@@ -33,7 +26,7 @@ export class MembersService {
     return row;
   }
 
-  async list(workspaceId: string, query: ListQuery): Promise<{ data: MemberResponse[]; nextCursor: string | null; count?: number }> {
+  async list(workspaceId: string, query: PageQuery): Promise<{ data: MemberResponse[]; nextCursor: string | null; count?: number }> {
     const after = query.cursor ? decodeCursor(query.cursor, position) : undefined;
     const { rows, count } = await withWorkspace(this.orm, workspaceId, async (em) => ({
       rows: await em.execute<MemberRow[]>(

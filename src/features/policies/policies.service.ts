@@ -4,6 +4,7 @@ import type { ChangeBus } from '../../db/changes.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
 import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
+import { WorkspaceConfiguration } from '../../db/workspace-configuration.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { validateRules } from '../../policy/validate.ts';
@@ -34,17 +35,14 @@ export async function recordVersion(em: EntityManager, policy: Policy, deleted =
   );
 }
 
-export class PoliciesService {
-  private readonly orm: Orm;
-  private readonly changes: ChangeBus;
-
+export class PoliciesService extends WorkspaceConfiguration {
   constructor(orm: Orm, changes: ChangeBus) {
-    this.orm = orm;
-    this.changes = changes;
+    super(orm, changes, 'policy');
   }
 
-  private change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.changes.inWorkspace(this.orm, { topic: 'policy', workspaceId }, actor, async (em) => {
+  /** A policy change also moves the workspace's policy-set version, so cached abilities are never reused. */
+  protected override change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
+    return super.change(workspaceId, actor, async (em) => {
       const value = await work(em);
       await em.execute('update workspaces set policy_set_version = policy_set_version + 1 where id = ?', [workspaceId]);
       return value;

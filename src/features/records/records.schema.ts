@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pageQuery } from '../../http/cursor.ts';
 
 export const recordsParams = z.object({ ws: z.string().min(1).max(100), structure: z.string().min(1).max(100) });
 export const recordParams = recordsParams.extend({ id: z.string().min(1).max(100) });
@@ -25,12 +26,10 @@ export const createRecordBody = recordBody(z.record(z.string(), z.unknown()));
 /** A JSON merge patch (RFC 7396) of the record's data: `null` removes a field. */
 export const patchRecordBody = recordBody(z.record(z.string(), z.unknown()));
 
-export const listQuery = z.strictObject({
+export const listQuery = pageQuery.extend({
   filter: z.string().max(10_000).optional().describe('JSON: a MongoDB-style query over data and system fields'),
   sort: z.string().max(300).optional().describe('Comma-separated fields, "-" for descending; default -createdAt'),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(4_000).optional(),
-  count: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
 });
 export type ListQuery = z.output<typeof listQuery>;
 

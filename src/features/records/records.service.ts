@@ -65,23 +65,22 @@ export class RecordsService {
     throw new ProblemError('record_not_found', `No ${entry.subject} record "${entry.resourceId}"`);
   }
 
-  /** Data without the fields the principal may not read on this record. */
-  private visible(caller: Caller, name: string, target: object, data: Record<string, unknown>): Record<string, unknown> {
-    if (!caller.ability.hasFieldRules('read', name)) return data;
-    return Object.fromEntries(Object.entries(data).filter(([field]) => caller.ability.can('read', target, field)));
-  }
-
   /**
-   * What leaves the service. After a write the principal may hold no right to read the record
-   * (update-only rules): then its data stays out of the answer.
+   * What leaves the service: data without the fields the principal may not read on this record.
+   * After a write the principal may hold no right to read the record at all (update-only rules):
+   * then its data stays out. The record's subject is built only when a rule needs it, not for
+   * every row of every list.
    */
   private toResponse(caller: Caller, name: string, row: RecordRow, afterWrite = false): RecordResponse {
-    const target = asRecordSubject(name, documentOf(row));
-    const readable = !afterWrite || caller.ability.can('read', target);
+    const fieldRules = caller.ability.hasFieldRules('read', name);
+    const target = fieldRules || afterWrite ? asRecordSubject(name, documentOf(row)) : undefined;
+    let data = row.data;
+    if (target && afterWrite && !caller.ability.can('read', target)) data = {};
+    else if (target && fieldRules) data = Object.fromEntries(Object.entries(row.data).filter(([field]) => caller.ability.can('read', target, field)));
     return {
       id: row.id,
       structure: name,
-      data: readable ? this.visible(caller, name, target, row.data) : {},
+      data,
       createdBy: row.created_by,
       createdAt: row.created_at.toISOString(),
       updatedAt: row.updated_at.toISOString(),

@@ -3,6 +3,7 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
+import { WorkspaceConfiguration } from '../../db/workspace-configuration.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { defaultErrors, unstorableData, withCandidateSchema, type RecordSchema } from './record-schema.ts';
@@ -22,17 +23,9 @@ export function toResponse(structure: Structure): StructureResponse {
 
 const scanBatch = 1_000;
 
-export class StructuresService {
-  private readonly orm: Orm;
-  private readonly changes: ChangeBus;
-
+export class StructuresService extends WorkspaceConfiguration {
   constructor(orm: Orm, changes: ChangeBus) {
-    this.orm = orm;
-    this.changes = changes;
-  }
-
-  private change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.changes.inWorkspace(this.orm, { topic: 'structure', workspaceId }, actor, work);
+    super(orm, changes, 'structure');
   }
 
   private async load(em: EntityManager, workspaceId: string, name: string, lock = false): Promise<Structure> {
