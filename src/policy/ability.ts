@@ -4,7 +4,7 @@ import { Ability, fieldPatternMatcher, subject as asSubject, type RawRuleFrom, t
 export const asRecordSubject = (subjectType: string, document: Record<string, unknown>): object => asSubject(subjectType, document);
 import { conditionsMatcher, parseConditions, type Condition } from './conditions.ts';
 import { substitutePlaceholders, type PlaceholderContext } from './placeholders.ts';
-import type { Action } from './vocabulary.ts';
+import { isSystemSubject, type Action } from './vocabulary.ts';
 
 /** A rule as stored: a CASL raw rule. */
 export interface PolicyRule {
@@ -57,10 +57,12 @@ export class PrincipalAbility {
   }
 
   /**
-   * With a resource, the conditions decide. Without one it is the type-level check: some allow
-   * rule (even a conditional one) and no unconditional deny.
+   * With a resource, the conditions decide. Without one it is the type-level check: for a record
+   * type, some allow rule (even a conditional one) and no unconditional deny; for a system
+   * subject, whose routes have no record to test conditions on, unconditional rules only.
    */
   decide(action: Action, subjectType: string, resource?: Record<string, unknown>, field?: string): Decision {
+    if (!resource && field === undefined && isSystemSubject(subjectType)) return this.decideUnconditionally(action, subjectType);
     return this.decideOn(action, resource ? asSubject(subjectType, { ...resource }) : subjectType, field);
   }
 
@@ -77,7 +79,7 @@ export class PrincipalAbility {
    * where createdBy is me" is not "update every member") nor refuses ("cannot update locked
    * records" does not lock admins out of policies). Only unconditional rules decide.
    */
-  decideUnconditionally(action: Action, subjectType: string): Decision {
+  private decideUnconditionally(action: Action, subjectType: string): Decision {
     const rule = this.ability.rulesFor(action, subjectType).find((candidate) => candidate.conditions === undefined);
     return rule ? this.decisionOf(rule) : defaultDeny;
   }

@@ -87,7 +87,7 @@ export class AccessControl {
   /** Type-level check. A denial is logged, then answered with 403 and the deciding rule's reason. */
   async require(request: Request, requirement: Requirement): Promise<DecisionEntry> {
     const ability = await this.abilityOf(request);
-    const decision = ability.decideUnconditionally(requirement.action, requirement.subject);
+    const decision = ability.decide(requirement.action, requirement.subject);
     const entry: DecisionEntry = { action: requirement.action, operation: requirement.operation, subject: requirement.subject, decision };
     if (!decision.allowed) {
       await this.recordNow(request, [entry]);

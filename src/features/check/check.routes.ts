@@ -3,7 +3,7 @@ import type { Api } from '../../http/api.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { AccessControl } from '../../policy/access.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
-import { actions, isSystemSubject } from '../../policy/vocabulary.ts';
+import { actions } from '../../policy/vocabulary.ts';
 import type { DecisionEntry } from '../decisions/decision-log.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 
@@ -71,7 +71,7 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
       };
       if (body.principal) {
         // Naming another principal reveals what it may do: only those who manage policies may.
-        const authority = (await access.abilityOf(request)).decideUnconditionally('manage', 'Policy');
+        const authority = (await access.abilityOf(request)).decide('manage', 'Policy');
         if (!authority.allowed) {
           await access.recordNow(request, [{ action: 'manage', operation: 'check', subject: 'Policy', decision: authority }]);
           throw new ProblemError('forbidden', 'Only principals who manage policies may check for another principal');
@@ -87,10 +87,7 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
           subject: check.subject,
           resourceId,
           fields: check.field ? [check.field] : null,
-          // System subjects answer as their routes enforce them: unconditional rules only.
-          decision: isSystemSubject(check.subject) && !check.resource && !check.field
-            ? ability.decideUnconditionally(check.action, check.subject)
-            : ability.decide(check.action, check.subject, check.resource, check.field),
+          decision: ability.decide(check.action, check.subject, check.resource, check.field),
         };
       });
       await access.recordNowAs(request, subjectPrincipal, entries);

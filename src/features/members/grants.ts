@@ -35,7 +35,7 @@ async function managesMembers(em: EntityManager, workspaceId: string): Promise<(
   await em.execute("select pg_advisory_xact_lock(hashtextextended('cordon.members:' || ?, 0))", [workspaceId]);
   const policies = await em.execute<StoredPolicy[]>('select id, name, version, roles, rules from policies where workspace_id = ? order by created_at, id', [workspaceId]);
   return (roles) =>
-    roles.length > 0 && buildAbility(policies, { principal: { id: 'last-admin-check', roles: [...roles], claims: {} }, workspaceId }).decideUnconditionally('manage', 'Member').allowed;
+    roles.length > 0 && buildAbility(policies, { principal: { id: 'last-admin-check', roles: [...roles], claims: {} }, workspaceId }).decide('manage', 'Member').allowed;
 }
 
 /** Refuses a change that would leave no member able to manage members, where one could before. */
@@ -59,7 +59,7 @@ export async function grantorOf(request: Request, access: AccessControl, resourc
   const requested = request.pendingDecision;
   if (!requested) throw new Error('grantorOf needs the route’s pending decision');
   const ability = await access.abilityOf(request);
-  const decision = ability.decideUnconditionally('manage', 'Member');
+  const decision = ability.decide('manage', 'Member');
   return {
     unrestricted: decision.allowed,
     roles: request.principal.roles,
