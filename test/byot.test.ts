@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createHmac } from 'node:crypto';
-import { exportSPKI, importJWK, type CryptoKey } from 'jose';
+import { exportSPKI, FlattenedSign, importJWK, type CryptoKey } from 'jose';
 import type pg from 'pg';
 import { ownerClient, startTestApp, uniqueSlug, type TestApp } from './support/app.ts';
 import { eventually } from './support/eventually.ts';
@@ -215,6 +215,18 @@ describe('the JWT attack catalogue (RFC 8725)', () => {
     const unsigned = assembleToken(header, payload).slice(0, -1);
     const signature = createHmac('sha256', publicPem).update(unsigned).digest('base64url');
     expectUnauthorized(await whoami(clerkWorkspace, `${unsigned}.${signature}`), 'token_algorithm');
+  });
+
+  it('refuses an RFC 7797 unencoded payload, even one the issuer signed', async () => {
+    const key = clerk.keys[0]!;
+    const claims = { iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, org_role: 'org:admin', azp: appOrigin, exp: Math.floor(Date.now() / 1000) + 60 };
+    // The raw payload is itself base64url text, so the token reads like a normal JWT.
+    const raw = Buffer.from(JSON.stringify(claims)).toString('base64url');
+    const jws = await new FlattenedSign(new TextEncoder().encode(raw))
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, b64: false, crit: ['b64'] })
+      .sign(key.privateKey);
+    const token = `${jws.protected}.${raw}.${jws.signature}`;
+    expectUnauthorized(await whoami(clerkWorkspace, token), 'token_malformed');
   });
 
   it.each([["../../../../etc/passwd"], ["' OR 1=1 --"], ['key-1"; drop table workspaces; --']])('refuses a kid of %s', async (kid) => {

@@ -30,6 +30,8 @@ interface KeySet {
   fresh: () => boolean;
   /** Keys jose already selected and imported, by `kid` and `alg`; emptied when the set changes. */
   selected: Map<string, VerificationKey>;
+  /** The resolver handed to jose: a selected key while the set is fresh, else `select`. */
+  resolve: CompactVerifyGetKey;
   /** Bumped whenever a fetch returns a different key set, so cached tokens are re-verified. */
   generation: number;
   digest: string | undefined;
@@ -58,16 +60,7 @@ export class KeySets {
   }
 
   resolver(provider: IdentityProvider): CompactVerifyGetKey {
-    const set = this.entry(provider);
-    return (header, token) => {
-      const name = `${header.kid ?? ''}:${header.alg}`;
-      const known = set.fresh() ? set.selected.get(name) : undefined;
-      if (known) return known;
-      return Promise.resolve(set.select(header, token as never)).then((key) => {
-        set.selected.set(name, key as VerificationKey);
-        return key;
-      });
-    };
+    return this.entry(provider).resolve;
   }
 
   generation(provider: IdentityProvider): number {
@@ -91,6 +84,15 @@ export class KeySets {
       selected: new Map(),
       select: undefined as never,
       fresh: () => true,
+      resolve: (header, token) => {
+        const name = `${header.kid ?? ''}:${header.alg}`;
+        const known = created.fresh() ? created.selected.get(name) : undefined;
+        if (known) return known;
+        return Promise.resolve(created.select(header, token as never)).then((key) => {
+          created.selected.set(name, key as VerificationKey);
+          return key;
+        });
+      },
     };
     if (provider.jwks) {
       created.select = createLocalJWKSet(provider.jwks as Parameters<typeof createLocalJWKSet>[0]);
