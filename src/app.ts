@@ -1,5 +1,4 @@
 import express, { type Express, type RequestHandler } from 'express';
-import pg from 'pg';
 import type { Logger } from 'pino';
 import { adminKeyDigest, bearerToken, isPlatformAdminKey, requirePlatformAdmin } from './auth/admin.ts';
 import { Authenticator } from './auth/authenticate.ts';
@@ -9,7 +8,7 @@ import { TokenVerifier } from './auth/tokens.ts';
 import { WorkspaceDirectory } from './auth/workspace-directory.ts';
 import type { Config } from './config.ts';
 import type { ChangeBus } from './db/changes.ts';
-import type { Orm } from './db/orm.ts';
+import { createServingPool, type Orm } from './db/orm.ts';
 import { checkRoutes } from './features/check/check.routes.ts';
 import { DecisionLog } from './features/decisions/decision-log.ts';
 import { DecisionReader } from './features/decisions/decision-reader.ts';
@@ -106,9 +105,7 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   const authenticator = createAuthenticator(dependencies);
   const bearer = authenticator.guard();
   const policyStore = new PolicyStore(orm);
-  // Plain `pg` for the decision log's hot path and its streaming reads, as the serving role.
-  // A bounded wait for a connection: running out is a 503, never a request that hangs.
-  const pool = new pg.Pool({ connectionString: orm.config.get('clientUrl'), max: 6, connectionTimeoutMillis: 5_000 });
+  const pool = createServingPool(orm, logger);
   const access = new AccessControl(policyStore, dependencies.decisionLog ?? new DecisionLog(), pool);
   const api = new Api(
     app,

@@ -1,4 +1,4 @@
-import { ownerClient, startTestApp } from './support/app.ts';
+import { ownerClient, startTestApp, testDatabase } from './support/app.ts';
 import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant } from './support/tenant.ts';
@@ -79,6 +79,41 @@ describe('cache invalidation across instances', () => {
       await issuer.close();
       await first.close();
       await unaware.close();
+    }
+  });
+});
+
+describe('database connections that go away', () => {
+  it('keeps serving when PostgreSQL terminates every idle connection (restart, failover, idle timeout)', async () => {
+    const owner = await ownerClient();
+    const applicationName = `cordon-terminated-${Date.now()}`;
+    const url = new URL(testDatabase.appUrl());
+    url.searchParams.set('application_name', applicationName);
+    const cordon = await startTestApp({ databaseUrl: url.toString() });
+    const issuer = await TestIssuer.start();
+    try {
+      const tenant = await createTenant(cordon, issuer, 'terminated');
+      const token = await tenant.token('user_t', 'admin');
+      const check = () => cordon.http().post(`/v1/workspaces/${tenant.slug}/check`).auth(token, { type: 'bearer' })
+        .send({ checks: [{ action: 'read', subject: 'Task' }] });
+      const members = () => cordon.http().get(`/v1/workspaces/${tenant.slug}/members`).auth(token, { type: 'bearer' });
+      await check().expect(200);
+      await members().expect(200);
+      const backends = async () =>
+        (await owner.query('select pid from pg_stat_activity where application_name = $1', [applicationName])).rows.map((row: { pid: number }) => row.pid);
+      const idle = await backends();
+      // The pool for decisions and records takes the name from its URL (MikroORM's pool guards
+      // its own connections the same way, and does not pass the name on).
+      expect(idle.length).toBeGreaterThanOrEqual(1);
+      await owner.query('select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [idle]);
+      await eventually(async () => (await backends()).every((pid) => !idle.includes(pid)));
+      // Terminated connections are dropped from the pools, and the next requests get new ones.
+      await check().expect(200);
+      await members().expect(200);
+    } finally {
+      await issuer.close();
+      await owner.end();
+      await cordon.close();
     }
   });
 });
