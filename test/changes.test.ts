@@ -84,7 +84,7 @@ describe('cache invalidation across instances', () => {
 });
 
 describe('database connections that go away', () => {
-  it('keeps serving when PostgreSQL terminates every idle connection (restart, failover, idle timeout)', async () => {
+  it('keeps serving when PostgreSQL terminates its connections (restart, failover, idle timeout)', async () => {
     const owner = await ownerClient();
     const applicationName = `cordon-terminated-${Date.now()}`;
     const url = new URL(testDatabase.appUrl());
@@ -110,6 +110,30 @@ describe('database connections that go away', () => {
       // Terminated connections are dropped from the pools, and the next requests get new ones.
       await check().expect(200);
       await members().expect(200);
+
+      // A connection terminated under a running query: that request gets a 503, the next one is
+      // served. The PATCH waits on a row lock held by the owner until its backend is terminated.
+      const api = (path: string) => `/v1/workspaces/${tenant.slug}${path}`;
+      await cordon.http().post(api('/structures')).auth(token, { type: 'bearer' }).send({ name: 'Note', fields: { text: { type: 'text' } } }).expect(201);
+      const note = (await cordon.http().post(api('/records/Note')).auth(token, { type: 'bearer' }).send({ data: { text: 'a' } }).expect(201)).body;
+      const locker = await ownerClient();
+      try {
+        await locker.query('begin');
+        await locker.query('select 1 from records where id = $1 for update', [note.id]);
+        const patch = cordon.http().patch(api(`/records/Note/${note.id}`)).auth(token, { type: 'bearer' }).send({ data: { text: 'b' } }).then((response) => response);
+        const waiting = async () =>
+          (await owner.query("select pid from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'", [applicationName])).rows.map((row: { pid: number }) => row.pid);
+        await eventually(async () => (await waiting()).length === 1);
+        await owner.query('select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [await waiting()]);
+        const refused = await patch;
+        expect(refused.status).toBe(503);
+        expect(refused.body.code).toBe('database_unavailable');
+      } finally {
+        await locker.query('rollback');
+        await locker.end();
+      }
+      const patched = await cordon.http().patch(api(`/records/Note/${note.id}`)).auth(token, { type: 'bearer' }).send({ data: { text: 'c' } }).expect(200);
+      expect(patched.body.data).toEqual({ text: 'c' });
     } finally {
       await issuer.close();
       await owner.end();

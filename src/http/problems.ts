@@ -43,6 +43,8 @@ function fromDatabase(error: { code?: unknown; sqlState?: unknown; constraint?: 
   return undefined;
 }
 
+const droppedConnectionMessages = new Set(['timeout exceeded when trying to connect', 'Connection terminated unexpectedly', 'Connection terminated']);
+
 function toProblem(error: unknown): ProblemError | undefined {
   if (error instanceof ProblemError) return error;
   // Express could not percent-decode a path parameter (`/members/%C3%28`): the client's input.
@@ -56,8 +58,9 @@ function toProblem(error: unknown): ProblemError | undefined {
   if (typeof candidate.type === 'string' && candidate.type in bodyParserCodes) {
     return new ProblemError(bodyParserCodes[candidate.type] as ErrorCode);
   }
-  // pg's pool gave up waiting for a free connection (connectionTimeoutMillis).
-  if (error instanceof Error && error.message === 'timeout exceeded when trying to connect') return new ProblemError('database_unavailable');
+  // pg's pool gave up waiting for a free connection (connectionTimeoutMillis), or the server
+  // closed the connection under a query without saying why.
+  if (error instanceof Error && droppedConnectionMessages.has(error.message)) return new ProblemError('database_unavailable');
   if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(String(candidate.code))) {
     return new ProblemError('database_unavailable');
   }
