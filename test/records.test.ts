@@ -288,6 +288,20 @@ describe('updates', () => {
     await as(tokens.admin!).delete(`/records/Task/${task.id}`).set('If-Match', '"2"').expect(204);
   });
 
+  it('decides on the record before comparing If-Match: a principal refused the record learns nothing of its version', async () => {
+    const task = await createTask(tokens.admin!, { title: 'Not the contractor\'s', assignee: 'someone' });
+    await as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { priority: 2 } }).expect(200);
+    // Version 2 is current: whichever version the contractor names, the answer is the same 403.
+    for (const version of ['"1"', '"2"', '"3"']) {
+      const refused = await as(tokens.contractor!).patch(`/records/Task/${task.id}`, { data: { title: 'x' } }).set('If-Match', version).expect(403);
+      expect(refused.body.code).toBe('forbidden');
+    }
+    // The member may not delete tasks at all; the viewer may not update them: both refused before the version.
+    await as(tokens.member!).delete(`/records/Task/${task.id}`).set('If-Match', '"1"').expect(403);
+    await as(tokens.viewer!).patch(`/records/Task/${task.id}`, { data: { title: 'x' } }).set('If-Match', '"1"').expect(403);
+    expect(await stored(task.id)).toMatchObject({ data: { priority: 2 }, version: 2 });
+  });
+
   it('commits a mutation and its decision together', async () => {
     const task = await createTask(tokens.member!, { title: 'Audited' });
     const { rows } = await owner.query("select action, operation, allowed, resource_id from decisions where resource_id = $1 order by position", [task.id]);

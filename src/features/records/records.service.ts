@@ -195,11 +195,9 @@ export class RecordsService {
     let structure = checked.structure;
     const fields = Object.keys(patch);
     for (let attempt = 1; ; attempt++) {
-      const outcome = await this.onLockedRow<RecordRow>(caller, name, id, ifMatch, async (row, session) => {
+      const entry = (row: RecordRow, decision: Decision): DecisionEntry => ({ action: 'update', operation: 'update', subject: name, resourceId: row.id, fields, decision });
+      const outcome = await this.onLockedRow<RecordRow>(caller, name, id, ifMatch, (row) => entry(row, caller.ability.decideOn('update', asRecordSubject(name, documentOf(row)))), async (row, session) => {
         const before = asRecordSubject(name, documentOf(row));
-        const entry = (decision: Decision): DecisionEntry => ({ action: 'update', operation: 'update', subject: name, resourceId: row.id, fields, decision });
-        const allowedBefore = caller.ability.decideOn('update', before);
-        if (!allowedBefore.allowed) return { kind: 'denied', entry: entry(allowedBefore) };
         const data = structure.schema.normalise(mergePatch(row.data, patch) as Record<string, unknown>, { defaults: false });
         const errors = structure.schema.validate(data);
         if (!errors.length) errors.push(...(await this.referenceErrors(structure, data, (target, ids) => session.existing(target, ids))));
@@ -208,10 +206,10 @@ export class RecordsService {
         const after = asRecordSubject(name, documentOf({ ...row, data, updated_at: at }));
         let decision = caller.ability.decideOn('update', after);
         if (decision.allowed) decision = this.fieldDenial(caller, 'update', name, [before, after], fields)?.decision ?? decision;
-        if (!decision.allowed) return { kind: 'denied', entry: entry(decision) };
+        if (!decision.allowed) return { kind: 'denied', entry: entry(row, decision) };
         const updated = await session.update(row.id, data, at, structure.version, name);
         if (!updated) return { kind: 'retry' };
-        await session.audit({ context: caller.context, entries: [entry(decision)] });
+        await session.audit({ context: caller.context, entries: [entry(row, decision)] });
         return { kind: 'done', value: updated };
       });
       if (outcome.kind === 'done') return this.toResponse(caller, name, outcome.value, true);
@@ -223,9 +221,9 @@ export class RecordsService {
 
   async remove(caller: Caller, name: string, id: string, ifMatch: string | undefined): Promise<void> {
     const { typeLevel } = await this.structure(caller, name, 'delete', 'delete');
-    const outcome = await this.onLockedRow<null>(caller, name, id, ifMatch, async (row, session) => {
-      const entry: DecisionEntry = { action: 'delete', operation: 'delete', subject: name, resourceId: row.id, decision: caller.ability.decideOn('delete', asRecordSubject(name, documentOf(row))) };
-      if (!entry.decision.allowed) return { kind: 'denied', entry };
+    const permitted = (row: RecordRow): DecisionEntry =>
+      ({ action: 'delete', operation: 'delete', subject: name, resourceId: row.id, decision: caller.ability.decideOn('delete', asRecordSubject(name, documentOf(row))) });
+    const outcome = await this.onLockedRow<null>(caller, name, id, ifMatch, permitted, async (row, session, entry) => {
       await session.delete(row.id);
       await session.audit({ context: caller.context, entries: [entry] });
       return { kind: 'done', value: null };
@@ -233,15 +231,22 @@ export class RecordsService {
     if (outcome.kind !== 'done') await this.fail(caller, outcome, { action: 'delete', operation: 'delete', subject: name, resourceId: id, decision: typeLevel }, name);
   }
 
+  /**
+   * Loads and locks the record, decides whether the principal may act on it as stored, and only
+   * then compares `If-Match`: a principal refused this record learns nothing of its version.
+   */
   private async onLockedRow<T>(
     caller: Caller, name: string, id: string, ifMatch: string | undefined,
-    work: (row: RecordRow, session: Parameters<Parameters<RecordStore['withLockedRow']>[3]>[1]) => Promise<Outcome<T>>,
+    permitted: (row: RecordRow) => DecisionEntry,
+    work: (row: RecordRow, session: Parameters<Parameters<RecordStore['withLockedRow']>[3]>[1], permit: DecisionEntry) => Promise<Outcome<T>>,
   ): Promise<Outcome<T>> {
     if (!isUuid(id)) return { kind: 'missing' };
     return this.store.withLockedRow<Outcome<T>>(caller.workspaceId, name, id.toLowerCase(), async (row, session) => {
       if (!row) return { kind: 'missing' };
+      const permit = permitted(row);
+      if (!permit.decision.allowed) return { kind: 'denied', entry: permit };
       if (ifMatch !== undefined && !versionMatches(ifMatch, row.version)) return { kind: 'stale' };
-      return work(row, session);
+      return work(row, session, permit);
     });
   }
 
