@@ -154,6 +154,13 @@ describe('Auth0 tokens', () => {
     expect(response.body).toMatchObject({ id: 'auth0|64f1', roles: ['member', 'admin', 'auditor'], email: 'carol@example.com', provider: 'auth0' });
   });
 
+  it('leaves out an email the token marks as unverified: policies may match on principal.email', async () => {
+    const unverified = (await whoami(auth0Workspace, await auth0Token({ email: 'ceo@victim.example', email_verified: false })).expect(200)).body;
+    expect(unverified).not.toHaveProperty('email');
+    const verified = (await whoami(auth0Workspace, await auth0Token({ email_verified: true })).expect(200)).body;
+    expect(verified.email).toBe('carol@example.com');
+  });
+
   it('refuses a wrong audience and a wrong client id (azp)', async () => {
     expectUnauthorized(await whoami(auth0Workspace, await auth0Token({ aud: 'https://other.example.com' })), 'token_audience');
     expectUnauthorized(await whoami(auth0Workspace, await auth0Token({ azp: 'client_evil' })), 'token_authorized_party');
@@ -217,6 +224,14 @@ describe('the JWT attack catalogue (RFC 8725)', () => {
     expectUnauthorized(await whoami(clerkWorkspace, `${unsigned}.${signature}`), 'token_algorithm');
   });
 
+  it('refuses a crit extension it does not implement as a malformed token, before any key is fetched', async () => {
+    const requests = clerk.jwksRequests;
+    const header = { alg: 'RS256', typ: 'JWT', kid: 'fresh-kid', crit: ['exp'], exp: 1 };
+    const token = assembleToken(header, { iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, azp: appOrigin, exp: Math.floor(Date.now() / 1000) + 60 }, 'AAAA');
+    expectUnauthorized(await whoami(clerkWorkspace, token), 'token_malformed');
+    expect(clerk.jwksRequests).toBe(requests);
+  });
+
   it('refuses an RFC 7797 unencoded payload, even one the issuer signed', async () => {
     const key = clerk.keys[0]!;
     const claims = { iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, org_role: 'org:admin', azp: appOrigin, exp: Math.floor(Date.now() / 1000) + 60 };
@@ -255,6 +270,14 @@ describe('the JWT attack catalogue (RFC 8725)', () => {
     expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ exp: now - 60 })), 'token_expired');
     expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ nbf: now + 120 })), 'token_not_yet_valid');
     expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ iat: now + 120 })), 'token_issued_in_future');
+  });
+
+  it('refuses time claims that are not numbers, as jose.jwtVerify does', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ exp: String(now + 60) })), 'token_claims');
+    expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ nbf: '99999999999' })), 'token_claims');
+    expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ iat: 'yesterday' })), 'token_claims');
+    expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ nbf: null })), 'token_claims');
   });
 
   it('accepts clock skew within the provider tolerance (5 s by default)', async () => {
@@ -379,6 +402,52 @@ describe('keys and caches', () => {
       }
       expect(issuer.jwksRequests).toBe(1);
     } finally {
+      await issuer.close();
+      await slow.close();
+    }
+  });
+
+  it.each([
+    ['a server error', 500, '{"error":"down"}'],
+    ['a missing key set', 404, 'not found'],
+    ['a body that is not JSON', 200, '<html>maintenance</html>'],
+    ['JSON that is not a key set', 200, '{"keys":"none"}'],
+  ])('answers 503, not a token error, for %s at the JWKS endpoint', async (_case, status, body) => {
+    const issuer = await TestIssuer.start();
+    try {
+      const workspace = await createWorkspace();
+      await createProvider(workspace, clerkProvider(issuer, `org_outage_${status}`));
+      issuer.jwksFailure = { status, body };
+      const response = await whoami(workspace, await issuer.sign({ sub: 'user_o', org_id: `org_outage_${status}`, azp: appOrigin })).expect(503);
+      expect(response.body.code).toBe('identity_provider_unavailable');
+      expect(response.headers['www-authenticate']).toBeUndefined();
+      expect(issuer.jwksRequests).toBe(1);
+    } finally {
+      await issuer.close();
+    }
+  });
+
+  it('does not fetch a failing key set again before the cooldown, and recovers after it', async () => {
+    let now = Date.now();
+    const realNow = Date.now;
+    const slow = await startTestApp({ env: { JWKS_COOLDOWN_SECONDS: '30' } });
+    const issuer = await TestIssuer.start();
+    try {
+      const workspace = (await slow.admin().post('/v1/workspaces').send({ slug: uniqueSlug('outage'), name: 'Outage' }).expect(201)).body.slug;
+      await slow.admin().post(`/v1/workspaces/${workspace}/identity-providers`).send(clerkProvider(issuer, 'org_outage')).expect(201);
+      const token = await issuer.sign({ sub: 'user_o', org_id: 'org_outage', azp: appOrigin });
+      issuer.jwksFailure = { status: 503, body: '' };
+      Date.now = () => now;
+      for (let attempt = 0; attempt < 5; attempt += 1) {
+        expect((await slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' }).expect(503)).body.code).toBe('identity_provider_unavailable');
+      }
+      expect(issuer.jwksRequests).toBe(1);
+      issuer.jwksFailure = undefined;
+      now += 31_000;
+      await slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' }).expect(200);
+      expect(issuer.jwksRequests).toBe(2);
+    } finally {
+      Date.now = realNow;
       await issuer.close();
       await slow.close();
     }

@@ -354,6 +354,10 @@ describe('validation', () => {
     await expectRefused(clerkBody({ [field]: value }), `/${field}`);
   });
 
+  it('refuses a roleMap entry named __proto__ instead of dropping it', async () => {
+    await expectRefused(clerkBody({ roleMap: JSON.parse('{"__proto__": "admin", "owner": "admin"}') }), '/roleMap/__proto__');
+  });
+
   it('refuses a body without an orgId', async () => {
     await expectRefused(clerkBody({ orgId: undefined }), '/orgId');
   });

@@ -29,10 +29,10 @@ export class Authenticator {
   }
 
   /**
-   * `tokenEmail` is the email the token itself asserts (never one from the members table), and
-   * only if the token does not say it is unverified (`email_verified: false`).
+   * The principal's email is the one the token itself asserts (never one from the members
+   * table), and only if the token does not say it is unverified (`email_verified: false`).
    */
-  async authenticate(workspaceReference: string, token: string | undefined): Promise<{ principal: Principal; tenant: Tenant; tokenEmail: string | undefined }> {
+  async authenticate(workspaceReference: string, token: string | undefined): Promise<{ principal: Principal; tenant: Tenant }> {
     if (!token) throw tokenProblem('token_missing', 'Send the user token as a Bearer token');
     const cached = this.directory.cached(workspaceReference);
     const tenant = cached === null ? await this.directory.resolve(workspaceReference) : cached;
@@ -46,8 +46,9 @@ export class Authenticator {
     if (verifiedTenant.workspace.status !== 'active') throw new ProblemError('workspace_suspended');
 
     let roles = provider.roleSource === 'members' ? [] : claims.roles;
-    // The email is the token's own: a member row's email is editable and proves nothing.
-    const email = claims.email;
+    // The email is the token's own (a member row's email is editable and proves nothing), and
+    // only if the token does not say it is unverified: policies may match on it.
+    const email = payload.email_verified === false ? undefined : claims.email;
     if (provider.roleSource !== 'claims') {
       const member = await this.member(verifiedTenant.workspace.id, subject);
       roles = [...new Set([...roles, ...(member?.roles ?? [])])];
@@ -60,7 +61,7 @@ export class Authenticator {
       ...(email ? { email } : {}),
       claims: payload,
     };
-    return { principal, tenant: verifiedTenant, tokenEmail: payload.email_verified === false ? undefined : claims.email };
+    return { principal, tenant: verifiedTenant };
   }
 
   private async member(workspaceId: string, userId: string): Promise<{ roles: string[] } | undefined> {

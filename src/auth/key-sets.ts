@@ -3,6 +3,7 @@ import {
   createLocalJWKSet,
   createRemoteJWKSet,
   customFetch,
+  errors,
   type CompactVerifyGetKey,
   type CryptoKey,
   type JWTVerifyGetKey,
@@ -21,6 +22,15 @@ export interface KeySetOptions {
 
 type VerificationKey = CryptoKey | KeyObject | Uint8Array;
 
+/**
+ * The provider's keys could not be had: the key set could not be fetched (network, timeout, a
+ * status other than 200) or used (not JSON, not a key set, keys jose cannot import). A 503, never
+ * a token error: the token may be fine.
+ */
+export class KeySetUnavailable extends Error {
+  override readonly name = 'KeySetUnavailable';
+}
+
 interface KeySet {
   /** Provider id and version: a new configuration gets a new key set. */
   configuration: string;
@@ -32,6 +42,8 @@ interface KeySet {
   selected: Map<string, VerificationKey>;
   /** The resolver handed to jose: a selected key while the set is fresh, else `select`. */
   resolve: CompactVerifyGetKey;
+  /** Until then (epoch ms) a failed key set is not asked again: no fetch per request during an outage. */
+  failedUntil: number;
   /** Bumped whenever a fetch returns a different key set, so cached tokens are re-verified. */
   generation: number;
   digest: string | undefined;
@@ -84,14 +96,27 @@ export class KeySets {
       selected: new Map(),
       select: undefined as never,
       fresh: () => true,
+      failedUntil: 0,
       resolve: (header, token) => {
         const name = `${header.kid ?? ''}:${header.alg}`;
         const known = created.fresh() ? created.selected.get(name) : undefined;
         if (known) return known;
-        return Promise.resolve(created.select(header, token as never)).then((key) => {
-          created.selected.set(name, key as VerificationKey);
-          return key;
-        });
+        if (Date.now() < created.failedUntil) {
+          return Promise.reject(new KeySetUnavailable("The identity provider's keys could not be fetched; retrying after a cooldown"));
+        }
+        return Promise.resolve()
+          .then(() => created.select(header, token as never))
+          .then(
+            (key) => {
+              created.selected.set(name, key as VerificationKey);
+              return key;
+            },
+            (error: unknown) => {
+              if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) throw error;
+              created.failedUntil = Date.now() + this.options.cooldownMs;
+              throw new KeySetUnavailable("The identity provider's keys could not be fetched or used", { cause: error });
+            },
+          );
       },
     };
     if (provider.jwks) {

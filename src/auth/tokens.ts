@@ -2,7 +2,7 @@ import { compactVerify, errors, type JWTPayload } from 'jose';
 import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
 import { ProblemError, type ErrorCode } from '../http/errors.ts';
 import { mapClaims } from './claims.ts';
-import type { KeySets } from './key-sets.ts';
+import { KeySetUnavailable, type KeySets } from './key-sets.ts';
 import { VerifiedTokenCache } from './token-cache.ts';
 import type { Tenant } from './workspace-directory.ts';
 
@@ -21,38 +21,37 @@ export function tokenProblem(code: ErrorCode, detail: string): ProblemError {
   return new ProblemError(code, detail, { headers: { 'WWW-Authenticate': header } });
 }
 
+/**
+ * jose's errors, as answers. Only the key resolver speaks for the provider (`KeySetUnavailable`,
+ * a 503); everything jose refuses about the token itself, including a `crit` extension it does
+ * not implement, is the token's fault (a 401).
+ */
 function fromJose(error: unknown): ProblemError {
-  if (error instanceof errors.JWTExpired) return tokenProblem('token_expired', 'The token has expired');
-  if (error instanceof errors.JWTClaimValidationFailed) {
-    if (error.claim === 'nbf') return tokenProblem('token_not_yet_valid', 'The token is not valid yet');
-    if (error.claim === 'aud') return tokenProblem('token_audience', 'The token audience is not accepted');
-    if (error.claim === 'iss') return tokenProblem('token_untrusted_issuer', 'The token issuer is not trusted by this workspace');
-    return tokenProblem('token_claims', `The token's ${error.claim} claim is missing or invalid`);
-  }
+  if (error instanceof KeySetUnavailable) return new ProblemError('identity_provider_unavailable', error.message, { cause: error.cause });
   if (error instanceof errors.JOSEAlgNotAllowed) return tokenProblem('token_algorithm', 'The token algorithm is not allowed');
   if (error instanceof errors.JWSSignatureVerificationFailed) return tokenProblem('token_signature', 'The token signature is invalid');
   if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) {
     return tokenProblem('token_unknown_key', 'The token was not signed by a key of this identity provider');
   }
-  if (!(error instanceof errors.JOSEError) || error instanceof errors.JWKSTimeout) {
-    return new ProblemError('identity_provider_unavailable', "The identity provider's keys could not be fetched");
-  }
-  if (error instanceof errors.JWKSInvalid || error instanceof errors.JOSENotSupported) {
-    return new ProblemError('identity_provider_unavailable', "The identity provider's keys could not be used");
+  // Not jose's refusal: the key it was given could not be used (e.g. an RSA modulus below 2048 bits).
+  if (!(error instanceof errors.JOSEError)) {
+    return new ProblemError('identity_provider_unavailable', "The identity provider's keys could not be used", { cause: error });
   }
   return tokenProblem('token_malformed', 'The token could not be verified');
 }
 
-/** `exp`, `nbf` and `iat` against the clock, with the provider's tolerance. Also used on cache hits. */
+/**
+ * `exp`, `nbf` and `iat` against the clock, with the provider's tolerance. Also used on cache hits.
+ * Like jose's `jwtVerify`, a time claim that is present must be a number.
+ */
 export function checkTimes(payload: JWTPayload, toleranceSeconds: number, now: number): void {
-  if (typeof payload.exp !== 'number') throw tokenProblem('token_claims', 'The token has no exp claim');
+  if (typeof payload.exp !== 'number') throw tokenProblem('token_claims', 'The token has no numeric exp claim');
+  if ((payload.nbf !== undefined && typeof payload.nbf !== 'number') || (payload.iat !== undefined && typeof payload.iat !== 'number')) {
+    throw tokenProblem('token_claims', 'The token\'s nbf and iat claims must be numbers');
+  }
   if (payload.exp <= now - toleranceSeconds) throw tokenProblem('token_expired', 'The token has expired');
-  if (typeof payload.nbf === 'number' && payload.nbf > now + toleranceSeconds) {
-    throw tokenProblem('token_not_yet_valid', 'The token is not valid yet');
-  }
-  if (typeof payload.iat === 'number' && payload.iat > now + toleranceSeconds) {
-    throw tokenProblem('token_issued_in_future', 'The token was issued in the future');
-  }
+  if (payload.nbf !== undefined && payload.nbf > now + toleranceSeconds) throw tokenProblem('token_not_yet_valid', 'The token is not valid yet');
+  if (payload.iat !== undefined && payload.iat > now + toleranceSeconds) throw tokenProblem('token_issued_in_future', 'The token was issued in the future');
 }
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);

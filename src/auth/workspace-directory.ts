@@ -1,9 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import type { ChangeBus } from '../db/changes.ts';
 import type { Orm } from '../db/orm.ts';
-import { withWorkspace } from '../db/scope.ts';
-import { IdentityProviderEntity, type IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
-import { WorkspaceEntity } from '../features/workspaces/workspace.entity.ts';
+import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
 import { isUuid } from '../features/workspaces/workspaces.schema.ts';
 
 export interface TenantWorkspace {
@@ -20,8 +18,8 @@ export interface Tenant {
   providers: IdentityProvider[];
 }
 
+/** A known and an unknown workspace are remembered alike (a creation clears the cache anyway). */
 const cacheMillis = 60_000;
-const missingMillis = 5_000;
 
 /**
  * Caches workspace → trusted providers for the hot path. Entries are dropped on every relevant
@@ -51,7 +49,7 @@ export class WorkspaceDirectory {
     if (cached !== null) return cached;
     const key = this.key(reference);
     const tenant = await this.load(key);
-    this.cache.set(key, tenant ?? 'missing', tenant ? {} : { ttl: missingMillis });
+    this.cache.set(key, tenant ?? 'missing');
     return tenant;
   }
 
@@ -65,23 +63,45 @@ export class WorkspaceDirectory {
     }
   }
 
+  /**
+   * One statement of the same shape whether or not the workspace exists, so an unknown workspace
+   * costs what a known one does (no enumeration by timing). The providers are read in the
+   * workspace's scope, set by the statement itself; for an unknown workspace the scope is empty
+   * and row-level security shows nothing.
+   */
   private async load(reference: string): Promise<Tenant | undefined> {
-    const em = this.orm.em.fork();
-    const workspace = await em.findOne(WorkspaceEntity, isUuid(reference) ? { id: reference } : { slug: reference });
-    if (!workspace) return undefined;
-    const providers = await withWorkspace(this.orm, workspace.id, (scoped) =>
-      scoped.find(IdentityProviderEntity, { workspaceId: workspace.id }, { orderBy: { createdAt: 'asc' } }),
+    const [row] = await this.orm.em.fork().execute<LoadedRow[]>(
+      `with target as (select id, slug, status, plan, policy_set_version from workspaces where ${isUuid(reference) ? 'id = ?::uuid' : 'slug = ?'}),
+       scope as materialized (select nullif(set_config('cordon.workspace_id', coalesce((select id::text from target), ''), true), '')::uuid as workspace_id)
+       select target.id, target.slug, target.status, target.plan, target.policy_set_version, coalesce(providers.list, '[]'::json) as providers
+       from scope
+       left join target on true
+       left join lateral (
+         select json_agg(${providerJson} order by p.created_at, p.id) as list from identity_providers p where p.workspace_id = scope.workspace_id
+       ) providers on true`,
+      [reference],
     );
+    if (!row?.id) return undefined;
     return {
-      workspace: {
-        id: workspace.id,
-        slug: workspace.slug,
-        status: workspace.status,
-        plan: workspace.plan,
-        policySetVersion: Number(workspace.policySetVersion),
-      },
-      // Plain copies: entity property accessors are measurably slow on the hot path.
-      providers: providers.map((provider) => ({ ...provider })),
+      workspace: { id: row.id, slug: row.slug, status: row.status, plan: row.plan, policySetVersion: Number(row.policy_set_version) },
+      providers: row.providers.map((provider) => ({ ...provider, createdAt: new Date(provider.createdAt), updatedAt: new Date(provider.updatedAt) })),
     };
   }
+}
+
+/** An identity provider as `IdentityProvider` names its properties (timestamps as JSON text). */
+const providerJson = `json_build_object(
+  'id', p.id, 'workspaceId', p.workspace_id, 'name', p.name, 'type', p.type, 'issuer', p.issuer, 'jwksUri', p.jwks_uri,
+  'jwks', p.jwks, 'audiences', p.audiences, 'authorizedParties', p.authorized_parties, 'algorithms', p.algorithms,
+  'clockToleranceSeconds', p.clock_tolerance_seconds, 'orgId', p.org_id, 'claims', p.claims, 'roleMap', p.role_map,
+  'roleSource', p.role_source, 'allowPendingSessions', p.allow_pending_sessions, 'version', p.version,
+  'createdAt', p.created_at, 'updatedAt', p.updated_at)`;
+
+interface LoadedRow {
+  id: string | null;
+  slug: string;
+  status: string;
+  plan: string;
+  policy_set_version: string;
+  providers: (Omit<IdentityProvider, 'createdAt' | 'updatedAt'> & { createdAt: string; updatedAt: string })[];
 }

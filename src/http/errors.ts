@@ -83,9 +83,10 @@ export class ProblemError extends Error {
   constructor(
     code: ErrorCode,
     detail?: string,
-    options: { errors?: FieldError[]; headers?: Record<string, string> } = {},
+    options: { errors?: FieldError[]; headers?: Record<string, string>; cause?: unknown } = {},
   ) {
-    super(detail ?? errorCatalogue[code].title);
+    // The cause is logged with a 5xx (pino serialises it), never sent.
+    super(detail ?? errorCatalogue[code].title, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = errorCatalogue[code].status;
     this.errors = options.errors;

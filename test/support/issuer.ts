@@ -35,6 +35,8 @@ export class TestIssuer {
   readonly url: string;
   keys: IssuerKey[];
   jwksRequests = 0;
+  /** When set, the JWKS endpoint answers this instead of the key set (outage tests). */
+  jwksFailure: { status: number; body: string } | undefined;
   private readonly server: Server;
 
   private constructor(server: Server, url: string, keys: IssuerKey[]) {
@@ -51,6 +53,11 @@ export class TestIssuer {
       if (request.url === '/.well-known/jwks.json' && issuer) {
         issuer.jwksRequests += 1;
         response.setHeader('content-type', 'application/json');
+        if (issuer.jwksFailure) {
+          response.statusCode = issuer.jwksFailure.status;
+          response.end(issuer.jwksFailure.body);
+          return;
+        }
         response.end(JSON.stringify({ keys: issuer.keys.map((key) => key.publicJwk) }));
         return;
       }

@@ -14,6 +14,14 @@ const endpointUrl = (production: boolean) =>
   }, production ? 'must be an https URL' : 'must be an https URL (http only for loopback outside production)');
 
 /** A dotted path (`o.rol`) or a whole claim name containing dots or slashes (`https://x.com/roles`). */
+/** zod drops a `__proto__` key from a record without a word: refuse it instead of losing it. */
+const refuseProtoKey = (value: unknown, context: { addIssue: (issue: { code: 'custom'; path: string[]; message: string; input: unknown }) => void }) => {
+  if (typeof value === 'object' && value !== null && Object.hasOwn(value, '__proto__')) {
+    context.addIssue({ code: 'custom', path: ['__proto__'], message: 'this role name is reserved', input: value });
+  }
+  return value;
+};
+
 const claimPath = z.string().min(1).max(200);
 
 const publicJwk = z
@@ -44,7 +52,7 @@ export function identityProviderBody(production: boolean) {
       claims: z
         .strictObject({ subject: claimPath.optional(), orgId: claimPath.optional(), roles: claimPath.optional(), email: claimPath.optional() })
         .default({}),
-      roleMap: z.record(z.string().min(1).max(200), z.union([z.string().min(1).max(100), z.array(z.string().min(1).max(100))])).default({}),
+      roleMap: z.preprocess(refuseProtoKey, z.record(z.string().min(1).max(200), z.union([z.string().min(1).max(100), z.array(z.string().min(1).max(100))]))).default({}),
       roleSource: z.enum(['claims', 'members', 'both']).default('claims'),
       allowPendingSessions: z.boolean().default(false),
     })

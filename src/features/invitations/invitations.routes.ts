@@ -80,10 +80,10 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
       const member = await invitations.accept(
         params.token,
         async (invitationWorkspace) => {
-          const { principal, tenant, tokenEmail } = await authenticator.authenticate(invitationWorkspace, bearerToken(request.headers));
+          const { principal, tenant } = await authenticator.authenticate(invitationWorkspace, bearerToken(request.headers));
           request.principal = principal;
           request.workspace = tenant.workspace;
-          return { principal, tokenEmail };
+          return principal;
         },
         {
           // Not a policy decision: the invitation is the grant, so no rule is named.

@@ -28,7 +28,7 @@ export interface InvitationSettings {
 }
 
 /** How the accepting request proves who it is: a token of the invitation's workspace. */
-export type AuthenticateIn = (workspaceId: string) => Promise<{ principal: Principal; tokenEmail: string | undefined }>;
+export type AuthenticateIn = (workspaceId: string) => Promise<Principal>;
 /** Records the acceptance decision: in the acceptance's transaction, or on its own when refused. */
 export interface AuditAcceptance {
   accepted(em: EntityManager, principal: Principal, invitationId: string): Promise<void>;
@@ -130,10 +130,10 @@ export class InvitationsService {
     const [found] = await this.orm.em.fork().execute<{ workspace_id: string | null }[]>("select cordon_invitation_workspace(decode(?, 'hex')) as workspace_id", [hash]);
     const workspaceId = found?.workspace_id;
     if (!workspaceId) throw missing();
-    const { principal, tokenEmail } = await authenticate(workspaceId);
+    const principal = await authenticate(workspaceId);
     let invitationId: string | undefined;
     try {
-      return await this.acceptAs(principal, tokenEmail, workspaceId, hash, audit, (id) => (invitationId = id));
+      return await this.acceptAs(principal, workspaceId, hash, audit, (id) => (invitationId = id));
     } catch (error) {
       if (invitationId && error instanceof ProblemError && refusals.has(error.code)) {
         await audit.refused(principal, `invitation ${invitationId} not accepted: ${error.message}`);
@@ -142,7 +142,7 @@ export class InvitationsService {
     }
   }
 
-  private acceptAs(principal: Principal, tokenEmail: string | undefined, workspaceId: string, hash: string, audit: AuditAcceptance, found: (id: string) => void): Promise<MemberResponse> {
+  private acceptAs(principal: Principal, workspaceId: string, hash: string, audit: AuditAcceptance, found: (id: string) => void): Promise<MemberResponse> {
     return this.changes.committing({ topic: 'member', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
       const [invitation] = await em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and token_hash = decode(?, 'hex') for update`, [workspaceId, hash]);
       if (!invitation) throw new ProblemError('invitation_not_found', 'No such invitation');
@@ -151,6 +151,7 @@ export class InvitationsService {
       if (status === 'accepted') throw new ProblemError('invitation_used');
       if (status === 'revoked') throw new ProblemError('invitation_revoked');
       if (status === 'expired') throw new ProblemError('invitation_expired');
+      const tokenEmail = principal.email;
       if (!tokenEmail || tokenEmail.toLowerCase() !== invitation.email.toLowerCase()) {
         throw new ProblemError('invitation_email_mismatch', 'Sign in with the account of the invited email address: the token must carry it in its email claim, not marked unverified');
       }
