@@ -56,7 +56,7 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
     const perRound = { maxIterations: pool.length - 200, millis: 60_000, warmup: 20, concurrency: 8 };
     // The side that goes first alternates and each side keeps its best round: a burst of noise
     // on this shared 2-core machine lands on either side alike.
-    for (let round = 0; round < 8; round++) {
+    for (let round = 0; round < 12; round++) {
       const fresh = createAuthenticator({ config, orm, changes });
       await fresh.authenticate(slug, await sign());
       const measureBaseline = async () => { firstSight.baseline = Math.max(firstSight.baseline, await opsPerSecond(bareVerify, perRound)); };
