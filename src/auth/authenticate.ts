@@ -1,12 +1,14 @@
 import type { RequestHandler } from 'express';
 import type { Orm } from '../db/orm.ts';
-import { withWorkspace } from '../db/scope.ts';
+import { scopeCteFor } from '../db/scoped.ts';
 import { ProblemError } from '../http/errors.ts';
 import { bearerToken } from './admin.ts';
 import { mapClaims } from './claims.ts';
 import type { Principal } from './principal.ts';
 import { tokenProblem, type TokenVerifier } from './tokens.ts';
 import type { Tenant, TenantWorkspace, WorkspaceDirectory } from './workspace-directory.ts';
+
+const memberScope = scopeCteFor('?');
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -64,9 +66,11 @@ export class Authenticator {
     return { principal, tenant: verifiedTenant };
   }
 
+  /** The member's roles, in one statement inside the workspace's scope. */
   private async member(workspaceId: string, userId: string): Promise<{ roles: string[] } | undefined> {
-    const rows = await withWorkspace(this.orm, workspaceId, (em) =>
-      em.execute<{ roles: string[] }[]>('select roles from members where workspace_id = ? and user_id = ?', [workspaceId, userId]),
+    const rows = await this.orm.em.fork().execute<{ roles: string[] }[]>(
+      `with ${memberScope} select m.roles from scope cross join lateral (select roles from members where workspace_id = scope.workspace_id and user_id = ?) m`,
+      [workspaceId, userId],
     );
     return rows[0];
   }

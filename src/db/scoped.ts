@@ -10,7 +10,12 @@ import type pg from 'pg';
  * so the setting is in force before PostgreSQL evaluates the RLS policy. Were it not, the policy
  * compares with NULL and the statement sees nothing: the failure is closed, never a leak.
  */
-export const scopeCte = `scope as materialized (select set_config('cordon.workspace_id', $1::text, true)::uuid as workspace_id)`;
+export const scopeCte = scopeCteFor('$1');
+
+/** The same CTE with another placeholder for the workspace id (`?` for MikroORM's `execute`). */
+export function scopeCteFor(placeholder: string): string {
+  return `scope as materialized (select set_config('cordon.workspace_id', ${placeholder}::text, true)::uuid as workspace_id)`;
+}
 
 /** Several statements in one transaction inside the workspace's scope (updates, deletes). */
 export async function scopedTransaction<T>(pool: pg.Pool, workspaceId: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
