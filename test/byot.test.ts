@@ -157,6 +157,8 @@ describe('Auth0 tokens', () => {
   it('leaves out an email the token marks as unverified: policies may match on principal.email', async () => {
     const unverified = (await whoami(auth0Workspace, await auth0Token({ email: 'ceo@victim.example', email_verified: false })).expect(200)).body;
     expect(unverified).not.toHaveProperty('email');
+    // Some claim mappers emit the flag as a string.
+    expect((await whoami(auth0Workspace, await auth0Token({ email_verified: 'false' })).expect(200)).body).not.toHaveProperty('email');
     const verified = (await whoami(auth0Workspace, await auth0Token({ email_verified: true })).expect(200)).body;
     expect(verified.email).toBe('carol@example.com');
   });
@@ -445,6 +447,38 @@ describe('keys and caches', () => {
       issuer.jwksFailure = undefined;
       now += 31_000;
       await slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' }).expect(200);
+      expect(issuer.jwksRequests).toBe(2);
+    } finally {
+      Date.now = realNow;
+      await issuer.close();
+      await slow.close();
+    }
+  });
+
+  it('keeps accepting every key of the set it holds while a failed refetch cools down', async () => {
+    let now = Date.now();
+    const realNow = Date.now;
+    const slow = await startTestApp({ env: { JWKS_COOLDOWN_SECONDS: '30' } });
+    const issuer = await TestIssuer.start();
+    try {
+      issuer.keys = [...issuer.keys, await createKey('RS256')];
+      const workspace = (await slow.admin().post('/v1/workspaces').send({ slug: uniqueSlug('held'), name: 'Held' }).expect(201)).body.slug;
+      await slow.admin().post(`/v1/workspaces/${workspace}/identity-providers`).send(clerkProvider(issuer, 'org_held')).expect(201);
+      const claims = { sub: 'user_h', org_id: 'org_held', azp: appOrigin };
+      const who = (token: string) => slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' });
+      Date.now = () => now;
+      await who(await issuer.sign(claims, { key: issuer.keys[0] })).expect(200);
+      expect(issuer.jwksRequests).toBe(1);
+      // Past the cooldown, well within the cache age: an unknown kid makes jose refetch, and the
+      // identity provider is down.
+      now += 31_000;
+      issuer.jwksFailure = { status: 503, body: '' };
+      expect((await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'no-such-kid' })).expect(503)).body.code).toBe('identity_provider_unavailable');
+      expect(issuer.jwksRequests).toBe(2);
+      // The second key was in the set already fetched: it works without a fetch, and another
+      // unknown kid is refused as such, without a fetch either.
+      await who(await issuer.sign(claims, { key: issuer.keys[1] })).expect(200);
+      expectUnauthorized(await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'another-kid' })), 'token_unknown_key');
       expect(issuer.jwksRequests).toBe(2);
     } finally {
       Date.now = realNow;

@@ -50,7 +50,7 @@ export class Authenticator {
     let roles = provider.roleSource === 'members' ? [] : claims.roles;
     // The email is the token's own (a member row's email is editable and proves nothing), and
     // only if the token does not say it is unverified: policies may match on it.
-    const email = payload.email_verified === false ? undefined : claims.email;
+    const email = payload.email_verified === false || payload.email_verified === 'false' ? undefined : claims.email;
     if (provider.roleSource !== 'claims') {
       const member = await this.member(verifiedTenant.workspace.id, subject);
       roles = [...new Set([...roles, ...(member?.roles ?? [])])];
@@ -66,10 +66,13 @@ export class Authenticator {
     return { principal, tenant: verifiedTenant };
   }
 
-  /** The member's roles, in one statement inside the workspace's scope. */
+  /**
+   * The member's roles, in one statement inside the workspace's scope. `offset 0` keeps the
+   * planner from pulling the subquery up, so `members` is read only after `scope` set it.
+   */
   private async member(workspaceId: string, userId: string): Promise<{ roles: string[] } | undefined> {
     const rows = await this.orm.em.fork().execute<{ roles: string[] }[]>(
-      `with ${memberScope} select m.roles from scope cross join lateral (select roles from members where workspace_id = scope.workspace_id and user_id = ?) m`,
+      `with ${memberScope} select m.roles from scope cross join lateral (select roles from members where workspace_id = scope.workspace_id and user_id = ? offset 0) m`,
       [workspaceId, userId],
     );
     return rows[0];

@@ -6,6 +6,7 @@ import {
   errors,
   type CompactVerifyGetKey,
   type CryptoKey,
+  type JSONWebKeySet,
   type JWTVerifyGetKey,
   type KeyObject,
 } from 'jose';
@@ -42,8 +43,13 @@ interface KeySet {
   selected: Map<string, VerificationKey>;
   /** The resolver handed to jose: a selected key while the set is fresh, else `select`. */
   resolve: CompactVerifyGetKey;
-  /** Until then (epoch ms) a failed key set is not asked again: no fetch per request during an outage. */
+  /**
+   * Until then (epoch ms) after a failure, the set is not fetched again (no fetch per request
+   * during an outage): keys come from the copy already held, while it is fresh.
+   */
   failedUntil: number;
+  /** A resolver over the copy already held, never fetching; undefined when there is none. */
+  held: () => JWTVerifyGetKey | undefined;
   /** Bumped whenever a fetch returns a different key set, so cached tokens are re-verified. */
   generation: number;
   digest: string | undefined;
@@ -97,15 +103,19 @@ export class KeySets {
       select: undefined as never,
       fresh: () => true,
       failedUntil: 0,
+      held: () => created.select,
       resolve: (header, token) => {
         const name = `${header.kid ?? ''}:${header.alg}`;
         const known = created.fresh() ? created.selected.get(name) : undefined;
         if (known) return known;
+        let select = created.select;
         if (Date.now() < created.failedUntil) {
-          return Promise.reject(new KeySetUnavailable("The identity provider's keys could not be fetched; retrying after a cooldown"));
+          const held = created.fresh() ? created.held() : undefined;
+          if (!held) return Promise.reject(new KeySetUnavailable("The identity provider's keys could not be fetched; retrying after a cooldown"));
+          select = held;
         }
         return Promise.resolve()
-          .then(() => created.select(header, token as never))
+          .then(() => select(header, token as never))
           .then(
             (key) => {
               created.selected.set(name, key as VerificationKey);
@@ -140,6 +150,13 @@ export class KeySets {
       });
       created.select = remote;
       created.fresh = () => remote.fresh;
+      let heldCopy: { jwks: JSONWebKeySet; select: JWTVerifyGetKey } | undefined;
+      created.held = () => {
+        const jwks = remote.jwks();
+        if (!jwks) return undefined;
+        if (heldCopy?.jwks !== jwks) heldCopy = { jwks, select: createLocalJWKSet(jwks) };
+        return heldCopy.select;
+      };
     }
     this.sets.set(provider.id, created);
     this.byProvider.set(provider, created);

@@ -28,12 +28,19 @@ const cacheMillis = 60_000;
 export class WorkspaceDirectory {
   private readonly cache = new LRUCache<string, Tenant | 'missing'>({ max: 10_000, ttl: cacheMillis });
   private readonly orm: Orm;
+  /** Counts the changes seen: a lookup that a change overtook answers, but is not cached. */
+  private changesSeen = 0;
 
   constructor(orm: Orm, changes: ChangeBus) {
     this.orm = orm;
     changes.subscribe((change) => {
-      if (change.topic === 'workspace' || change.workspaceId === '*') this.cache.clear();
-      else if (change.topic === 'identity-provider' || change.topic === 'policy') this.forget(change.workspaceId);
+      if (change.topic === 'workspace' || change.workspaceId === '*') {
+        this.changesSeen += 1;
+        this.cache.clear();
+      } else if (change.topic === 'identity-provider' || change.topic === 'policy') {
+        this.changesSeen += 1;
+        this.forget(change.workspaceId);
+      }
     });
   }
 
@@ -48,8 +55,9 @@ export class WorkspaceDirectory {
     const cached = this.cached(reference);
     if (cached !== null) return cached;
     const key = this.key(reference);
+    const before = this.changesSeen;
     const tenant = await this.load(key);
-    this.cache.set(key, tenant ?? 'missing');
+    if (this.changesSeen === before) this.cache.set(key, tenant ?? 'missing');
     return tenant;
   }
 
