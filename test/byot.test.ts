@@ -429,49 +429,58 @@ describe('keys and caches', () => {
     }
   });
 
-  it('does not fetch a failing key set again before the cooldown, and recovers after it', async () => {
-    let now = Date.now();
-    const realNow = Date.now;
-    const slow = await startTestApp({ env: { JWKS_COOLDOWN_SECONDS: '30' } });
-    const issuer = await TestIssuer.start();
-    try {
-      const workspace = (await slow.admin().post('/v1/workspaces').send({ slug: uniqueSlug('outage'), name: 'Outage' }).expect(201)).body.slug;
-      await slow.admin().post(`/v1/workspaces/${workspace}/identity-providers`).send(clerkProvider(issuer, 'org_outage')).expect(201);
-      const token = await issuer.sign({ sub: 'user_o', org_id: 'org_outage', azp: appOrigin });
-      issuer.jwksFailure = { status: 503, body: '' };
-      Date.now = () => now;
-      for (let attempt = 0; attempt < 5; attempt += 1) {
-        expect((await slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' }).expect(503)).body.code).toBe('identity_provider_unavailable');
-      }
-      expect(issuer.jwksRequests).toBe(1);
-      issuer.jwksFailure = undefined;
-      now += 31_000;
-      await slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' }).expect(200);
-      expect(issuer.jwksRequests).toBe(2);
-    } finally {
-      Date.now = realNow;
-      await issuer.close();
-      await slow.close();
-    }
-  });
-
-  it('keeps accepting every key of the set it holds while a failed refetch cools down', async () => {
+  /**
+   * An instance with a 30 s JWKS cooldown, a workspace trusting `issuer` (given keys) for `orgId`,
+   * and a clock the test moves (jose's cooldown and cache age read `Date.now`).
+   */
+  async function withCooldown(
+    orgId: string,
+    test: (context: { issuer: TestIssuer; who: (token: string) => ReturnType<typeof whoami>; claims: Record<string, unknown>; advance: (millis: number) => void }) => Promise<void>,
+  ): Promise<void> {
     let now = Date.now();
     const realNow = Date.now;
     const slow = await startTestApp({ env: { JWKS_COOLDOWN_SECONDS: '30' } });
     const issuer = await TestIssuer.start();
     try {
       issuer.keys = [...issuer.keys, await createKey('RS256')];
-      const workspace = (await slow.admin().post('/v1/workspaces').send({ slug: uniqueSlug('held'), name: 'Held' }).expect(201)).body.slug;
-      await slow.admin().post(`/v1/workspaces/${workspace}/identity-providers`).send(clerkProvider(issuer, 'org_held')).expect(201);
-      const claims = { sub: 'user_h', org_id: 'org_held', azp: appOrigin };
-      const who = (token: string) => slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' });
+      const workspace = (await slow.admin().post('/v1/workspaces').send({ slug: uniqueSlug('cooling'), name: 'Cooling' }).expect(201)).body.slug;
+      await slow.admin().post(`/v1/workspaces/${workspace}/identity-providers`).send(clerkProvider(issuer, orgId)).expect(201);
       Date.now = () => now;
+      await test({
+        issuer,
+        who: (token) => slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' }),
+        claims: { sub: 'user_c', org_id: orgId, azp: appOrigin },
+        advance: (millis) => (now += millis),
+      });
+    } finally {
+      Date.now = realNow;
+      await issuer.close();
+      await slow.close();
+    }
+  }
+
+  it('does not fetch a failing key set again before the cooldown, and recovers after it', async () => {
+    await withCooldown('org_outage', async ({ issuer, who, claims, advance }) => {
+      const token = await issuer.sign(claims);
+      issuer.jwksFailure = { status: 503, body: '' };
+      for (let attempt = 0; attempt < 5; attempt += 1) {
+        expect((await who(token).expect(503)).body.code).toBe('identity_provider_unavailable');
+      }
+      expect(issuer.jwksRequests).toBe(1);
+      issuer.jwksFailure = undefined;
+      advance(31_000);
+      await who(token).expect(200);
+      expect(issuer.jwksRequests).toBe(2);
+    });
+  });
+
+  it('keeps accepting every key of the set it holds while a failed refetch cools down', async () => {
+    await withCooldown('org_held', async ({ issuer, who, claims, advance }) => {
       await who(await issuer.sign(claims, { key: issuer.keys[0] })).expect(200);
       expect(issuer.jwksRequests).toBe(1);
       // Past the cooldown, well within the cache age: an unknown kid makes jose refetch, and the
       // identity provider is down.
-      now += 31_000;
+      advance(31_000);
       issuer.jwksFailure = { status: 503, body: '' };
       expect((await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'no-such-kid' })).expect(503)).body.code).toBe('identity_provider_unavailable');
       expect(issuer.jwksRequests).toBe(2);
@@ -480,11 +489,7 @@ describe('keys and caches', () => {
       await who(await issuer.sign(claims, { key: issuer.keys[1] })).expect(200);
       expectUnauthorized(await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'another-kid' })), 'token_unknown_key');
       expect(issuer.jwksRequests).toBe(2);
-    } finally {
-      Date.now = realNow;
-      await issuer.close();
-      await slow.close();
-    }
+    });
   });
 
   it('refuses to fetch keys from a private address when outbound private networks are off', async () => {
