@@ -122,7 +122,7 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   let document: unknown;
   healthRoutes(api, orm, metrics, () => (document ??= openApiDocument(api.routes, apiVersion)));
   workspaceRoutes(api, workspaces);
-  identityProviderRoutes(api, new IdentityProvidersService(orm, workspaces, changes), access, config.env === 'production');
+  identityProviderRoutes(api, new IdentityProvidersService(orm, changes), workspaces, access, config.env === 'production');
   whoamiRoutes(api);
   policyRoutes(api, new PoliciesService(orm, changes), workspaces, access);
   checkRoutes(api, policyStore, access);

@@ -1,5 +1,5 @@
 import { stringify } from 'csv-stringify/sync';
-import type { Request, Response } from 'express';
+import type { Response } from 'express';
 import type { Api } from '../../http/api.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
@@ -36,8 +36,6 @@ function writeWithBackpressure(response: Response, chunk: string): Promise<void>
 }
 
 export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: WorkspacesService, key: SigningKey): void {
-  const workspaceId = (request: Request, reference: string) => workspaces.idOf(reference, request.workspace);
-
   api.route(
     {
       method: 'get', path: '/v1/workspaces/:ws/decisions', summary: 'Query the decision log, newest first', tag,
@@ -45,7 +43,7 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
       responses: { 200: { description: 'A page of decisions', schema: decisionListResponse } },
     },
     async ({ params, query: { limit, cursor, ...filters } }, request, response) => {
-      response.json(await reader.list(await workspaceId(request, params.ws), filters, limit, cursor));
+      response.json(await reader.list(await workspaces.idOf(params.ws, request.workspace), filters, limit, cursor));
     },
   );
 
@@ -56,7 +54,7 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
       responses: { 200: { description: 'The decisions', contentType: 'application/x-ndjson' } },
     },
     async ({ params, query: { format, ...filters } }, request, response) => {
-      const id = await workspaceId(request, params.ws);
+      const id = await workspaces.idOf(params.ws, request.workspace);
       response.status(200).type(format === 'csv' ? 'text/csv' : 'application/x-ndjson');
       response.setHeader('Content-Disposition', `attachment; filename="decisions.${format === 'csv' ? 'csv' : 'ndjson'}"`);
       if (format === 'csv') response.write(stringify([csvColumns]));
@@ -77,7 +75,7 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
       responses: { 200: { description: 'The verdict', schema: verifyResponse } },
     },
     async ({ params }, request, response) => {
-      response.json(await reader.verify(await workspaceId(request, params.ws), key));
+      response.json(await reader.verify(await workspaces.idOf(params.ws, request.workspace), key));
     },
   );
 

@@ -1,6 +1,7 @@
 import type { Api } from '../../http/api.ts';
 import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
+import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { IdentityProvidersService } from './identity-providers.service.ts';
 import {
   identityProviderBody,
@@ -12,7 +13,7 @@ import {
 const tag = 'Identity providers';
 const subject = 'IdentityProvider';
 
-export function identityProviderRoutes(api: Api, providers: IdentityProvidersService, access: AccessControl, production: boolean): void {
+export function identityProviderRoutes(api: Api, providers: IdentityProvidersService, workspaces: WorkspacesService, access: AccessControl, production: boolean): void {
   const body = identityProviderBody(production);
 
   api.route(
@@ -26,8 +27,8 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       params: workspaceParams,
       responses: { 200: { description: 'Providers', schema: identityProviderListResponse } },
     },
-    async ({ params }, _request, response) => {
-      response.json({ data: await providers.list(params.ws), nextCursor: null });
+    async ({ params }, request, response) => {
+      response.json({ data: await providers.list(await workspaces.idOf(params.ws, request.workspace)), nextCursor: null });
     },
   );
 
@@ -44,7 +45,7 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       responses: { 201: { description: 'Created', schema: identityProviderResponse } },
     },
     async ({ params, body: input }, request, response) => {
-      const provider = await providers.create(actorOf(request, access), params.ws, input);
+      const provider = await providers.create(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), input);
       response.status(201).location(`/v1/workspaces/${params.ws}/identity-providers/${provider.id}`).json(provider);
     },
   );
@@ -60,8 +61,8 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       params: identityProviderParams,
       responses: { 200: { description: 'The provider', schema: identityProviderResponse } },
     },
-    async ({ params }, _request, response) => {
-      response.json(await providers.get(params.ws, params.id));
+    async ({ params }, request, response) => {
+      response.json(await providers.get(await workspaces.idOf(params.ws, request.workspace), params.id));
     },
   );
 
@@ -78,7 +79,7 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       responses: { 200: { description: 'The provider', schema: identityProviderResponse } },
     },
     async ({ params, body: input }, request, response) => {
-      response.json(await providers.replace(actorOf(request, access), params.ws, params.id, input));
+      response.json(await providers.replace(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id, input));
     },
   );
 
@@ -94,7 +95,7 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       responses: { 204: { description: 'Deleted' } },
     },
     async ({ params }, request, response) => {
-      await providers.remove(actorOf(request, access), params.ws, params.id);
+      await providers.remove(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id);
       response.status(204).end();
     },
   );

@@ -1,4 +1,3 @@
-import type { Request } from 'express';
 import { bearerToken } from '../../auth/admin.ts';
 import type { Authenticator } from '../../auth/authenticate.ts';
 import type { Api } from '../../http/api.ts';
@@ -21,8 +20,6 @@ const acceptance = (userId: string, allowed: boolean, reason: string): DecisionE
 const subject = 'Invitation';
 
 export function invitationRoutes(api: Api, invitations: InvitationsService, workspaces: WorkspacesService, access: AccessControl, authenticator: Authenticator): void {
-  const workspaceId = (request: Request, reference: string) => workspaces.idOf(reference, request.workspace);
-
   api.route(
     {
       method: 'get', path: '/v1/workspaces/:ws/invitations', summary: 'List invitations, newest first', tag,
@@ -30,7 +27,7 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
       params: workspaceParams, query: pageQuery, responses: { 200: { description: 'Invitations', schema: invitationListResponse } },
     },
     async ({ params, query }, request, response) => {
-      response.json(await invitations.list(await workspaceId(request, params.ws), query));
+      response.json(await invitations.list(await workspaces.idOf(params.ws, request.workspace), query));
     },
   );
 
@@ -42,7 +39,7 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
       params: workspaceParams, body: createInvitationBody, responses: { 201: { description: 'Created, with its token', schema: createdInvitationResponse } },
     },
     async ({ params, body }, request, response) => {
-      const invitation = await invitations.create(actorOf(request, access), await grantorOf(request, access), await workspaceId(request, params.ws), body);
+      const invitation = await invitations.create(actorOf(request, access), await grantorOf(request, access), await workspaces.idOf(params.ws, request.workspace), body);
       response.status(201).location(`/v1/workspaces/${params.ws}/invitations/${invitation.id}`).json(invitation);
     },
   );
@@ -54,7 +51,7 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
       params: invitationParams, responses: { 200: { description: 'The invitation', schema: invitationResponse } },
     },
     async ({ params }, request, response) => {
-      response.json(await invitations.get(await workspaceId(request, params.ws), params.id));
+      response.json(await invitations.get(await workspaces.idOf(params.ws, request.workspace), params.id));
     },
   );
 
@@ -65,7 +62,7 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
       params: invitationParams, responses: { 204: { description: 'Revoked' } },
     },
     async ({ params }, request, response) => {
-      await invitations.revoke(actorOf(request, access), await workspaceId(request, params.ws), params.id);
+      await invitations.revoke(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id);
       response.status(204).end();
     },
   );

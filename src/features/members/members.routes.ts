@@ -1,4 +1,3 @@
-import type { Request } from 'express';
 import type { Api } from '../../http/api.ts';
 import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
@@ -12,8 +11,6 @@ const tag = 'Members';
 const subject = 'Member';
 
 export function memberRoutes(api: Api, members: MembersService, workspaces: WorkspacesService, access: AccessControl): void {
-  const workspaceId = (request: Request, reference: string) => workspaces.idOf(reference, request.workspace);
-
   api.route(
     {
       method: 'get', path: '/v1/workspaces/:ws/members', summary: "List the workspace's members", tag,
@@ -21,7 +18,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
       params: workspaceParams, query: pageQuery, responses: { 200: { description: 'Members, by join time', schema: memberListResponse } },
     },
     async ({ params, query }, request, response) => {
-      response.json(await members.list(await workspaceId(request, params.ws), query));
+      response.json(await members.list(await workspaces.idOf(params.ws, request.workspace), query));
     },
   );
 
@@ -32,7 +29,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
       params: workspaceParams, body: createMemberBody, responses: { 201: { description: 'Created', schema: memberResponse } },
     },
     async ({ params, body }, request, response) => {
-      const member = await members.create(actorOf(request, access), await grantorOf(request, access, body.userId), await workspaceId(request, params.ws), body);
+      const member = await members.create(actorOf(request, access), await grantorOf(request, access, body.userId), await workspaces.idOf(params.ws, request.workspace), body);
       response.status(201).location(`/v1/workspaces/${params.ws}/members/${encodeURIComponent(member.userId)}`).json(member);
     },
   );
@@ -44,7 +41,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
       params: memberParams, responses: { 200: { description: 'The member', schema: memberResponse } },
     },
     async ({ params }, request, response) => {
-      response.json(await members.get(await workspaceId(request, params.ws), params.userId));
+      response.json(await members.get(await workspaces.idOf(params.ws, request.workspace), params.userId));
     },
   );
 
@@ -55,7 +52,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
       params: memberParams, body: updateMemberBody, responses: { 200: { description: 'The member', schema: memberResponse } },
     },
     async ({ params, body }, request, response) => {
-      response.json(await members.update(actorOf(request, access), await grantorOf(request, access, params.userId), await workspaceId(request, params.ws), params.userId, body));
+      response.json(await members.update(actorOf(request, access), await grantorOf(request, access, params.userId), await workspaces.idOf(params.ws, request.workspace), params.userId, body));
     },
   );
 
@@ -66,7 +63,7 @@ export function memberRoutes(api: Api, members: MembersService, workspaces: Work
       params: memberParams, responses: { 204: { description: 'Removed' } },
     },
     async ({ params }, request, response) => {
-      await members.remove(actorOf(request, access), await grantorOf(request, access, params.userId), await workspaceId(request, params.ws), params.userId);
+      await members.remove(actorOf(request, access), await grantorOf(request, access, params.userId), await workspaces.idOf(params.ws, request.workspace), params.userId);
       response.status(204).end();
     },
   );

@@ -1,4 +1,3 @@
-import type { Request } from 'express';
 import type { Api } from '../../http/api.ts';
 import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
@@ -10,8 +9,6 @@ const tag = 'Policies';
 const subject = 'Policy';
 
 export function policyRoutes(api: Api, policies: PoliciesService, workspaces: WorkspacesService, access: AccessControl): void {
-  const workspaceId = (request: Request, reference: string) => workspaces.idOf(reference, request.workspace);
-
   api.route(
     {
       method: 'get', path: '/v1/workspaces/:ws/policies', summary: "List the workspace's policies", tag,
@@ -19,7 +16,7 @@ export function policyRoutes(api: Api, policies: PoliciesService, workspaces: Wo
       params: workspaceParams, responses: { 200: { description: 'Policies', schema: policyListResponse } },
     },
     async ({ params }, request, response) => {
-      response.json({ data: await policies.list(await workspaceId(request, params.ws)), nextCursor: null });
+      response.json({ data: await policies.list(await workspaces.idOf(params.ws, request.workspace)), nextCursor: null });
     },
   );
 
@@ -30,7 +27,7 @@ export function policyRoutes(api: Api, policies: PoliciesService, workspaces: Wo
       params: workspaceParams, body: policyBody, responses: { 201: { description: 'Created', schema: policyResponse } },
     },
     async ({ params, body }, request, response) => {
-      const policy = await policies.create(actorOf(request, access), await workspaceId(request, params.ws), body);
+      const policy = await policies.create(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), body);
       response.status(201).location(`/v1/workspaces/${params.ws}/policies/${policy.id}`).json(policy);
     },
   );
@@ -42,7 +39,7 @@ export function policyRoutes(api: Api, policies: PoliciesService, workspaces: Wo
       params: policyParams, responses: { 200: { description: 'The policy', schema: policyResponse } },
     },
     async ({ params }, request, response) => {
-      response.json(await policies.get(await workspaceId(request, params.ws), params.id));
+      response.json(await policies.get(await workspaces.idOf(params.ws, request.workspace), params.id));
     },
   );
 
@@ -53,7 +50,7 @@ export function policyRoutes(api: Api, policies: PoliciesService, workspaces: Wo
       params: policyParams, body: policyBody, responses: { 200: { description: 'The new version', schema: policyResponse } },
     },
     async ({ params, body }, request, response) => {
-      response.json(await policies.replace(actorOf(request, access), await workspaceId(request, params.ws), params.id, body));
+      response.json(await policies.replace(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id, body));
     },
   );
 
@@ -64,7 +61,7 @@ export function policyRoutes(api: Api, policies: PoliciesService, workspaces: Wo
       params: policyParams, responses: { 204: { description: 'Deleted' } },
     },
     async ({ params }, request, response) => {
-      await policies.remove(actorOf(request, access), await workspaceId(request, params.ws), params.id);
+      await policies.remove(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id);
       response.status(204).end();
     },
   );
@@ -76,7 +73,7 @@ export function policyRoutes(api: Api, policies: PoliciesService, workspaces: Wo
       params: policyParams, responses: { 200: { description: 'Versions', schema: policyVersionListResponse } },
     },
     async ({ params }, request, response) => {
-      response.json({ data: await policies.versions(await workspaceId(request, params.ws), params.id), nextCursor: null });
+      response.json({ data: await policies.versions(await workspaces.idOf(params.ws, request.workspace), params.id), nextCursor: null });
     },
   );
 }

@@ -1,4 +1,3 @@
-import type { Request } from 'express';
 import type { Api } from '../../http/api.ts';
 import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
@@ -10,8 +9,6 @@ const tag = 'Structures';
 const subject = 'Structure';
 
 export function structureRoutes(api: Api, structures: StructuresService, workspaces: WorkspacesService, access: AccessControl): void {
-  const workspaceId = (request: Request, reference: string) => workspaces.idOf(reference, request.workspace);
-
   api.route(
     {
       method: 'get', path: '/v1/workspaces/:ws/structures', summary: "List the workspace's structures (record types)", tag,
@@ -19,7 +16,7 @@ export function structureRoutes(api: Api, structures: StructuresService, workspa
       params: workspaceParams, responses: { 200: { description: 'Structures', schema: structureListResponse } },
     },
     async ({ params }, request, response) => {
-      response.json({ data: await structures.list(await workspaceId(request, params.ws)), nextCursor: null });
+      response.json({ data: await structures.list(await workspaces.idOf(params.ws, request.workspace)), nextCursor: null });
     },
   );
 
@@ -30,7 +27,7 @@ export function structureRoutes(api: Api, structures: StructuresService, workspa
       params: workspaceParams, body: structureBody, responses: { 201: { description: 'Created', schema: structureResponse } },
     },
     async ({ params, body }, request, response) => {
-      const structure = await structures.create(actorOf(request, access), await workspaceId(request, params.ws), body);
+      const structure = await structures.create(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), body);
       response.status(201).location(`/v1/workspaces/${params.ws}/structures/${structure.name}`).json(structure);
     },
   );
@@ -42,7 +39,7 @@ export function structureRoutes(api: Api, structures: StructuresService, workspa
       params: structureParams, responses: { 200: { description: 'The structure', schema: structureResponse } },
     },
     async ({ params }, request, response) => {
-      response.json(await structures.get(await workspaceId(request, params.ws), params.name));
+      response.json(await structures.get(await workspaces.idOf(params.ws, request.workspace), params.name));
     },
   );
 
@@ -54,7 +51,7 @@ export function structureRoutes(api: Api, structures: StructuresService, workspa
       params: structureParams, query: forceQuery, body: replaceStructureBody, responses: { 200: { description: 'The new version', schema: structureResponse } },
     },
     async ({ params, query, body }, request, response) => {
-      response.json(await structures.replace(actorOf(request, access), await workspaceId(request, params.ws), params.name, body, query.force));
+      response.json(await structures.replace(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.name, body, query.force));
     },
   );
 
@@ -65,7 +62,7 @@ export function structureRoutes(api: Api, structures: StructuresService, workspa
       params: structureParams, query: forceQuery, responses: { 204: { description: 'Deleted' } },
     },
     async ({ params, query }, request, response) => {
-      await structures.remove(actorOf(request, access), await workspaceId(request, params.ws), params.name, query.force);
+      await structures.remove(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.name, query.force);
       response.status(204).end();
     },
   );
