@@ -16,6 +16,16 @@ export function decodeCursor<Schema extends z.ZodType>(cursor: string, schema: S
   return parsed.data;
 }
 
+/**
+ * One page of a keyset list read with `limit + 1` rows: the extra row only says that there is
+ * more, and the last row shown gives the next cursor.
+ */
+export function keysetPage<Row>(rows: Row[], limit: number, cursorOf: (last: Row) => string): { shown: Row[]; nextCursor: string | null } {
+  if (rows.length <= limit) return { shown: rows, nextCursor: null };
+  const shown = rows.slice(0, limit);
+  return { shown, nextCursor: cursorOf(shown.at(-1)!) };
+}
+
 /** A page of a list: `limit` rows after `cursor`, and with `count=true` how many there are in all. */
 export const pageQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
-import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
 import { z } from 'zod';
 import { chained, checkpointVerifies, genesisHash, linkHash, type DecisionRow } from './chain.ts';
 import type { DecisionFilters, DecisionResponse, VerifyResponse } from './decisions.schema.ts';
@@ -79,9 +79,8 @@ export class DecisionReader {
         before ? [...values, before] : values,
       )).rows,
     );
-    const page = rows.slice(0, limit);
-    const last = rows.length > limit ? page.at(-1) : undefined;
-    return { data: page.map(toResponse), nextCursor: last ? encodeCursor({ before: String(last.position) }) : null };
+    const { shown, nextCursor } = keysetPage(rows, limit, (last) => encodeCursor({ before: String(last.position) }));
+    return { data: shown.map(toResponse), nextCursor };
   }
 
   /** Oldest first, in batches from a server-side cursor; `write` may wait for the client to drain. */

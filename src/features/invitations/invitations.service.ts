@@ -7,7 +7,7 @@ import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { appendEvent, type EventSecrets } from '../../db/outbox.ts';
 import { withWorkspace } from '../../db/scope.ts';
-import { decodeCursor, encodeCursor, type PageQuery } from '../../http/cursor.ts';
+import { decodeCursor, encodeCursor, keysetPage, type PageQuery } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
@@ -61,11 +61,10 @@ export class InvitationsService {
       ),
       count: query.count ? Number((await em.execute<{ count: string }[]>('select count(*) from invitations where workspace_id = ?', [workspaceId]))[0]?.count ?? 0) : undefined,
     }));
-    const page = rows.slice(0, query.limit);
-    const last = page.at(-1);
+    const { shown, nextCursor } = keysetPage(rows, query.limit, (last) => encodeCursor({ at: last.position, id: last.id }));
     return {
-      data: page.map(toResponse),
-      nextCursor: rows.length > query.limit && last ? encodeCursor({ at: last.position, id: last.id }) : null,
+      data: shown.map(toResponse),
+      nextCursor,
       ...(count !== undefined && { count }),
     };
   }

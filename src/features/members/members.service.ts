@@ -4,7 +4,7 @@ import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
 import { withWorkspace } from '../../db/scope.ts';
 import { WorkspaceConfiguration } from '../../db/workspace-configuration.ts';
-import { decodeCursor, encodeCursor, type PageQuery } from '../../http/cursor.ts';
+import { decodeCursor, encodeCursor, keysetPage, type PageQuery } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
@@ -36,11 +36,10 @@ export class MembersService extends WorkspaceConfiguration {
       ),
       count: query.count ? Number((await em.execute<{ count: string }[]>('select count(*) from members where workspace_id = ?', [workspaceId]))[0]?.count ?? 0) : undefined,
     }));
-    const page = rows.slice(0, query.limit);
-    const last = page.at(-1);
+    const { shown, nextCursor } = keysetPage(rows, query.limit, (last) => encodeCursor({ at: last.position, user: last.user_id }));
     return {
-      data: page.map(toResponse),
-      nextCursor: rows.length > query.limit && last ? encodeCursor({ at: last.position, user: last.user_id }) : null,
+      data: shown.map(toResponse),
+      nextCursor,
       ...(count !== undefined && { count }),
     };
   }

@@ -1,5 +1,6 @@
 import { v7 as uuidv7 } from 'uuid';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
+import { keysetPage } from '../../http/cursor.ts';
 import { asRecordSubject, type Decision } from '../../policy/ability.ts';
 import type { Caller } from '../../policy/access.ts';
 import { rulesCondition, recordCondition, SqlParameters } from '../../policy/sql-filter.ts';
@@ -148,11 +149,10 @@ export class RecordsService {
     const count = query.count ? await this.store.count(caller.workspaceId, name, parameters.bind(scope, 2)) : undefined;
     const ruleIds = rules.map((rule) => `${rule.policyId}#${rule.ruleIndex}${rule.inverted ? ' (deny)' : ''}`).join(', ');
     await caller.log([{ action: 'read', operation: 'list', subject: name, decision: { ...typeLevel, reason: `list filtered in SQL by rules ${ruleIds || '(none)'}` } }]);
-    const more = rows.length > query.limit;
-    const shown = more ? rows.slice(0, query.limit) : rows;
+    const { shown, nextCursor } = keysetPage(rows, query.limit, (last) => encodeListCursor(fingerprint, keys, last));
     return {
       data: shown.map((row) => this.toResponse(caller, name, row)),
-      nextCursor: more ? encodeListCursor(fingerprint, keys, shown.at(-1)!) : null,
+      nextCursor,
       ...(count !== undefined && { count }),
     };
   }

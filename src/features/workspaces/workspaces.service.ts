@@ -3,7 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import type { ChangeBus } from '../../db/changes.ts';
 import type { Orm } from '../../db/orm.ts';
-import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
+import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { installDefaultPolicies } from '../policies/default-policies.ts';
 import { WorkspaceEntity, type Workspace } from './workspace.entity.ts';
@@ -93,13 +93,9 @@ export class WorkspacesService {
       orderBy: { id: 'asc' },
       limit: options.limit + 1,
     });
-    const workspaces = page.slice(0, options.limit);
-    const last = page.length > options.limit ? workspaces.at(-1) : undefined;
-    const counts = await countsFor(em, workspaces.map((workspace) => workspace.id));
-    return {
-      data: workspaces.map((workspace) => toResponse(workspace, counts.get(workspace.id) ?? noCounts)),
-      nextCursor: last ? encodeCursor({ after: last.id }) : null,
-    };
+    const { shown, nextCursor } = keysetPage(page, options.limit, (last) => encodeCursor({ after: last.id }));
+    const counts = await countsFor(em, shown.map((workspace) => workspace.id));
+    return { data: shown.map((workspace) => toResponse(workspace, counts.get(workspace.id) ?? noCounts)), nextCursor };
   }
 
   async get(reference: string): Promise<WorkspaceResponse> {
