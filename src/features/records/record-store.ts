@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { scopeCte, scopedTransaction } from '../../db/scoped.ts';
-import { decisionInsert, type DecisionContext, type DecisionEntry } from '../decisions/decision-log.ts';
+import { decisionInsert, insertStatement, type DecisionContext, type DecisionEntry } from '../decisions/decision-log.ts';
 
 /**
  * Every SQL statement of the record path, as plain `pg` with bound parameters: a read is one
@@ -170,8 +170,7 @@ export class RecordSession {
   }
 
   async audit(audit: AuditedDecision): Promise<void> {
-    const decision = decisionInsert([audit], 1);
-    await this.client.query({ name: 'cordon_audit_record', text: `with ${scopeCte} ${decision.text}`, values: [this.workspaceId, ...decision.values] });
+    await this.client.query(insertStatement(this.workspaceId, [audit]));
   }
 }
 

@@ -101,18 +101,21 @@ export class RecordsService {
     return undefined;
   }
 
-  /** Reference fields must name records of their target structure in this workspace. */
+  /** Reference fields must name records of their target structure in this workspace: one query per target. */
   private async referenceErrors(
     structure: KnownStructure, data: Record<string, unknown>, existing: (structure: string, ids: string[]) => Promise<Set<string>>,
   ): Promise<FieldError[]> {
-    const errors: FieldError[] = [];
-    for (const [field, definition] of Object.entries(structure.fields)) {
+    const references = Object.entries(structure.fields).flatMap(([field, definition]) => {
       const value = data[field];
-      if (definition.type !== 'reference' || typeof value !== 'string') continue;
-      const found = await existing(definition.structure, [value]);
-      if (!found.has(value)) errors.push({ pointer: `/data/${field}`, in: 'body', detail: `there is no ${definition.structure} record "${value}"` });
+      return definition.type === 'reference' && typeof value === 'string' ? [{ field, target: definition.structure, value }] : [];
+    });
+    const found = new Map<string, Set<string>>();
+    for (const target of new Set(references.map((reference) => reference.target))) {
+      found.set(target, await existing(target, references.filter((reference) => reference.target === target).map((reference) => reference.value)));
     }
-    return errors;
+    return references
+      .filter(({ target, value }) => !found.get(target)?.has(value))
+      .map(({ field, target, value }) => ({ pointer: `/data/${field}`, in: 'body' as const, detail: `there is no ${target} record "${value}"` }));
   }
 
   async get(caller: Caller, name: string, id: string): Promise<RecordResponse> {
