@@ -17,11 +17,13 @@ export function scopeCteFor(placeholder: string): string {
   return `scope as materialized (select set_config('cordon.workspace_id', ${placeholder}::text, true)::uuid as workspace_id)`;
 }
 
-/** Several statements in one transaction inside the workspace's scope (updates, deletes). */
-export async function scopedTransaction<T>(pool: pg.Pool, workspaceId: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/** Several statements in one transaction inside the workspace's scope (updates, deletes, streamed reads). */
+export async function scopedTransaction<T>(
+  pool: pg.Pool, workspaceId: string, work: (client: pg.PoolClient) => Promise<T>, options: { readOnly?: boolean } = {},
+): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query('begin');
+    await client.query(options.readOnly ? 'begin read only' : 'begin');
     await client.query("select set_config('cordon.workspace_id', $1::text, true)", [workspaceId]);
     const result = await work(client);
     await client.query('commit');

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import Cursor from 'pg-cursor';
 import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
+import { scopedTransaction } from '../../db/scoped.ts';
 import { z } from 'zod';
 import { chained, checkpointVerifies, genesisHash, linkHash, type DecisionRow } from './chain.ts';
 import type { DecisionFilters, DecisionResponse, VerifyResponse } from './decisions.schema.ts';
@@ -53,20 +54,8 @@ export class DecisionReader {
     this.pool = pool;
   }
 
-  private async scoped<T>(workspaceId: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('begin read only');
-      await client.query("select set_config('cordon.workspace_id', $1, true)", [workspaceId]);
-      const result = await work(client);
-      await client.query('commit');
-      return result;
-    } catch (error) {
-      await client.query('rollback').catch(() => undefined);
-      throw error;
-    } finally {
-      client.release();
-    }
+  private scoped<T>(workspaceId: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return scopedTransaction(this.pool, workspaceId, work, { readOnly: true });
   }
 
   /** Newest first, keyset-paginated on the append position. */
