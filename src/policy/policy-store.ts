@@ -1,13 +1,19 @@
+import type { EntityManager } from '@mikro-orm/postgresql';
 import { LRUCache } from 'lru-cache';
 import type { Principal } from '../auth/principal.ts';
 import type { Orm } from '../db/orm.ts';
 import { withWorkspace } from '../db/scope.ts';
-import { buildAbility, type PolicyRule, type PrincipalAbility, type StoredPolicy } from './ability.ts';
+import { buildAbility, type PrincipalAbility, type StoredPolicy } from './ability.ts';
 import { placeholdersUsed, placeholderValues, type PlaceholderContext } from './placeholders.ts';
 
 interface PolicySet {
   policies: StoredPolicy[];
   placeholders: Set<string>;
+}
+
+/** A workspace's policies in evaluation order, as the caller's transaction (in its scope) sees them. */
+export function loadPolicies(em: EntityManager, workspaceId: string): Promise<StoredPolicy[]> {
+  return em.execute<StoredPolicy[]>('select id, name, version, roles, rules from policies where workspace_id = ? order by created_at, id', [workspaceId]);
 }
 
 export interface PolicyScope {
@@ -47,12 +53,7 @@ export class PolicyStore {
     const key = `${scope.workspaceId}:${scope.policySetVersion}`;
     const cached = this.sets.get(key);
     if (cached) return cached;
-    const rows = await withWorkspace(this.orm, scope.workspaceId, (em) =>
-      em.execute<{ id: string; name: string; version: number; roles: string[]; rules: PolicyRule[] }[]>(
-        'select id, name, version, roles, rules from policies where workspace_id = ? order by created_at, id',
-        [scope.workspaceId],
-      ),
-    );
+    const rows = await withWorkspace(this.orm, scope.workspaceId, (em) => loadPolicies(em, scope.workspaceId));
     const placeholders = new Set<string>();
     for (const row of rows) for (const rule of row.rules) placeholdersUsed(rule.conditions, placeholders);
     const set: PolicySet = { policies: rows, placeholders };

@@ -2,7 +2,8 @@ import type { EntityManager } from '@mikro-orm/postgresql';
 import type { Request } from 'express';
 import type { AccessControl } from '../../policy/access.ts';
 import { ProblemError } from '../../http/errors.ts';
-import { buildAbility, type StoredPolicy } from '../../policy/ability.ts';
+import { buildAbility } from '../../policy/ability.ts';
+import { loadPolicies } from '../../policy/policy-store.ts';
 
 /**
  * Who may hand out (or take away) which roles. The platform admin and principals whose policy
@@ -33,7 +34,7 @@ export async function checkGrant(grantor: Grantor, roles: readonly string[]): Pr
  */
 async function managesMembers(em: EntityManager, workspaceId: string): Promise<(roles: readonly string[]) => boolean> {
   await em.execute("select pg_advisory_xact_lock(hashtextextended('cordon.members:' || ?, 0))", [workspaceId]);
-  const policies = await em.execute<StoredPolicy[]>('select id, name, version, roles, rules from policies where workspace_id = ? order by created_at, id', [workspaceId]);
+  const policies = await loadPolicies(em, workspaceId);
   return (roles) =>
     roles.length > 0 && buildAbility(policies, { principal: { id: 'last-admin-check', roles: [...roles], claims: {} }, workspaceId }).decide('manage', 'Member').allowed;
 }
