@@ -1,6 +1,7 @@
 import { compactVerify, errors, type JWTPayload } from 'jose';
 import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
 import { ProblemError, type ErrorCode } from '../http/errors.ts';
+import { isPlainObject } from '../http/json.ts';
 import { mapClaims } from './claims.ts';
 import { KeySetUnavailable, type KeySets } from './key-sets.ts';
 import { VerifiedTokenCache } from './token-cache.ts';
@@ -54,8 +55,6 @@ export function checkTimes(payload: JWTPayload, toleranceSeconds: number, now: n
   if (payload.iat !== undefined && payload.iat > now + toleranceSeconds) throw tokenProblem('token_issued_in_future', 'The token was issued in the future');
 }
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-
 /**
  * The claims of a compact JWS, decoded (not yet trusted) to pick the provider. The header is
  * left to jose, which refuses an algorithm outside the allow-list before it asks for a key.
@@ -66,7 +65,7 @@ function decodeClaims(token: string): JWTPayload {
   if (first > 0 && second > first + 1 && token.indexOf('.', second + 1) === -1) {
     try {
       const payload: unknown = JSON.parse(Buffer.from(token.slice(first + 1, second), 'base64url').toString('utf8'));
-      if (isObject(payload)) return payload;
+      if (isPlainObject(payload)) return payload;
     } catch {
       // falls through to the same answer as any other malformed token
     }

@@ -1,6 +1,7 @@
 import type { Express, Request, RequestHandler, Response } from 'express';
 import type { z } from 'zod';
 import { ProblemError, type FieldError } from './errors.ts';
+import { escapePointer } from './json.ts';
 import { refuseUnstorableInput } from './storable.ts';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -52,7 +53,6 @@ export type Handler<Params, Query, Body> = (
   response: Response,
 ) => unknown;
 
-const escapePointer = (segment: PropertyKey) => String(segment).replaceAll('~', '~0').replaceAll('/', '~1');
 
 export function fieldErrors(issues: z.core.$ZodIssue[], location: FieldError['in']): FieldError[] {
   return issues.map((issue) => ({

@@ -1,8 +1,6 @@
 import type { RequestHandler } from 'express';
-import { storable } from '../policy/conditions.ts';
 import { ProblemError, type FieldError } from './errors.ts';
-
-const escapePointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
+import { escapePointer, storable, unstorableText } from './json.ts';
 
 /**
  * Text PostgreSQL cannot take (NUL, lone surrogates) and nesting deeper than `maxDepth`, found
@@ -15,7 +13,7 @@ export function unstorableValues(value: unknown, options: { pointer: string; in:
   if (depth > options.maxDepth) {
     errors.push({ pointer, in: options.in, detail: `nests deeper than ${options.maxDepth} levels` });
   } else if (typeof value === 'string') {
-    if (!storable(value)) errors.push({ pointer, in: options.in, detail: 'text may not contain NUL characters or lone surrogates' });
+    if (!storable(value)) errors.push({ pointer, in: options.in, detail: unstorableText });
   } else if (Array.isArray(value)) {
     value.forEach((item, index) => unstorableValues(item, { ...options, pointer: `${pointer}/${index}` }, depth + 1, errors));
   } else if (typeof value === 'object' && value !== null) {

@@ -1,4 +1,5 @@
 import type { ConditionsMatcher } from '@casl/ability';
+import { escapePointer, isPlainObject, storable, unstorableText as unstorable } from '../http/json.ts';
 import { compileLinear, type LinearRegex } from './linear-regex.ts';
 import { normaliseRegex } from './regex.ts';
 
@@ -34,13 +35,6 @@ const comparisons = new Map<string, CompareOperator>([['$eq', 'eq'], ['$ne', 'ne
 const forbiddenSegments = new Set(['__proto__', 'constructor', 'prototype']);
 const supported = '$eq $ne $in $nin $lt $lte $gt $gte $exists $regex $options $all $size $elemMatch';
 
-/** PostgreSQL's JSON holds neither NUL nor lone surrogates, so no stored value could equal them. */
-export const storable = (text: string) => text.isWellFormed() && !text.includes('\u0000');
-const unstorable = 'text may not contain NUL characters or lone surrogates';
-
-const escapePointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 class QueryParser {
   readonly errors: ConditionError[] = [];

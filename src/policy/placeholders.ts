@@ -1,4 +1,5 @@
 import { readClaim } from '../auth/claims.ts';
+import { escapePointer, isPlainObject } from '../http/json.ts';
 
 /**
  * `${…}` placeholders in policy conditions. They are allowed only as a whole JSON string value and
@@ -22,9 +23,6 @@ export interface PlaceholderError {
 
 type Position = 'scalar' | 'list';
 
-const escapePointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
-const isPlainObject = (value: unknown): value is Record<string, unknown> =>
-  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** Visits every string value with its pointer and whether it stands where a list is expected. */
 function visitStrings(value: unknown, pointer: string, position: Position, visit: (text: string, pointer: string, position: Position) => unknown): unknown {

@@ -1,4 +1,4 @@
-const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+import { isPlainObject } from '../../http/json.ts';
 
 /**
  * JSON Merge Patch (RFC 7396): objects merge, `null` removes a member, anything else replaces.

@@ -14,9 +14,6 @@ export const fieldName = z
   .regex(/^[a-z][A-Za-z0-9_]{0,63}$/, 'must start with a lowercase letter, then up to 63 letters, digits or "_"')
   .refine((name) => !reservedFieldNames.has(name), 'is a system field name');
 
-export const fieldTypes = ['text', 'number', 'integer', 'boolean', 'datetime', 'json', 'reference'] as const;
-export type FieldType = (typeof fieldTypes)[number];
-
 const common = { required: z.boolean().optional(), description: z.string().max(500).optional() };
 const isoDateTime = z.iso.datetime({ offset: true });
 /** Enum values, each once (0 and -0 are one value to JSON). */
