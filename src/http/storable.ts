@@ -5,24 +5,35 @@ import { escapePointer, storable, unstorableText } from './json.ts';
 /**
  * Text PostgreSQL cannot take (NUL, lone surrogates) and nesting deeper than `maxDepth`, found
  * before any of it reaches a query: such input is the client's error, never a 500 or a broken
- * connection. At most 20 findings.
+ * connection. At most 20 findings. The walk keeps the path as tokens and spells a pointer only
+ * for a finding: it runs on every request body.
  */
-export function unstorableValues(value: unknown, options: { pointer: string; in: FieldError['in']; maxDepth: number }, depth = 0, errors: FieldError[] = []): FieldError[] {
-  if (errors.length >= 20) return errors;
-  const { pointer } = options;
-  if (depth > options.maxDepth) {
-    errors.push({ pointer, in: options.in, detail: `nests deeper than ${options.maxDepth} levels` });
-  } else if (typeof value === 'string') {
-    if (!storable(value)) errors.push({ pointer, in: options.in, detail: unstorableText });
-  } else if (Array.isArray(value)) {
-    value.forEach((item, index) => unstorableValues(item, { ...options, pointer: `${pointer}/${index}` }, depth + 1, errors));
-  } else if (typeof value === 'object' && value !== null) {
-    for (const [key, item] of Object.entries(value)) {
-      const at = `${pointer}/${escapePointer(key)}`;
-      if (!storable(key)) errors.push({ pointer: at, in: options.in, detail: 'a key may not contain NUL characters or lone surrogates' });
-      else unstorableValues(item, { ...options, pointer: at }, depth + 1, errors);
+export function unstorableValues(value: unknown, options: { pointer: string; in: FieldError['in']; maxDepth: number }): FieldError[] {
+  const errors: FieldError[] = [];
+  const path: (string | number)[] = [];
+  const found = (detail: string) => errors.push({ pointer: options.pointer + path.map((token) => `/${escapePointer(token)}`).join(''), in: options.in, detail });
+  const visit = (node: unknown, depth: number): void => {
+    if (errors.length >= 20) return;
+    if (depth > options.maxDepth) {
+      found(`nests deeper than ${options.maxDepth} levels`);
+    } else if (typeof node === 'string') {
+      if (!storable(node)) found(unstorableText);
+    } else if (Array.isArray(node)) {
+      for (let index = 0; index < node.length; index += 1) {
+        path.push(index);
+        visit(node[index], depth + 1);
+        path.pop();
+      }
+    } else if (typeof node === 'object' && node !== null) {
+      for (const key of Object.keys(node)) {
+        path.push(key);
+        if (!storable(key)) found('a key may not contain NUL characters or lone surrogates');
+        else visit((node as Record<string, unknown>)[key], depth + 1);
+        path.pop();
+      }
     }
-  }
+  };
+  visit(value, 0);
   return errors;
 }
 
