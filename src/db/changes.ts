@@ -37,7 +37,7 @@ export class ChangeBus {
   }
 
   /** Announces a change as part of the caller's transaction. */
-  async announce(em: EntityManager, change: Change): Promise<void> {
+  private async announce(em: EntityManager, change: Change): Promise<void> {
     await em.execute('select pg_notify(?, ?)', [channel, JSON.stringify(change)]);
   }
 
@@ -59,16 +59,9 @@ export class ChangeBus {
     return result;
   }
 
-  /**
-   * A change to one workspace's configuration: `work` runs in the workspace's RLS scope, the
-   * actor's decision is recorded in the same transaction, and the change is announced on commit.
-   */
-  inWorkspace<T>(orm: Orm, change: Change, actor: { audit(em: EntityManager): Promise<void> }, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.committing(change, (scoped) => withWorkspace(orm, change.workspaceId, scoped), async (em) => {
-      const value = await work(em);
-      await actor.audit(em);
-      return value;
-    });
+  /** A change to one workspace: `work` runs in the workspace's RLS scope, announced on commit. */
+  inWorkspace<T>(orm: Orm, change: Change, work: (em: EntityManager) => Promise<T>): Promise<T> {
+    return this.committing(change, (scoped) => withWorkspace(orm, change.workspaceId, scoped), work);
   }
 
   /** Applies a committed change to this instance's caches without waiting for the echo. */

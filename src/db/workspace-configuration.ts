@@ -19,6 +19,10 @@ export abstract class WorkspaceConfiguration {
   }
 
   protected change<T>(workspaceId: string, actor: { audit(em: EntityManager): Promise<void> }, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.changes.inWorkspace(this.orm, { topic: this.topic, workspaceId }, actor, work);
+    return this.changes.inWorkspace(this.orm, { topic: this.topic, workspaceId }, async (em) => {
+      const value = await work(em);
+      await actor.audit(em);
+      return value;
+    });
   }
 }

@@ -37,7 +37,7 @@ export interface Caller {
 
 /** Decides for the principal of a request, and makes sure every decision is logged. */
 export class AccessControl {
-  readonly log: DecisionLog;
+  private readonly log: DecisionLog;
   private readonly policies: PolicyStore;
   private readonly writer: DecisionWriter;
 

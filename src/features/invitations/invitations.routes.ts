@@ -2,7 +2,7 @@ import { bearerToken } from '../../auth/admin.ts';
 import type { Authenticator } from '../../auth/authenticate.ts';
 import type { Api } from '../../http/api.ts';
 import { actorOf, type AccessControl } from '../../policy/access.ts';
-import { decisionContext, type DecisionEntry } from '../decisions/decision-log.ts';
+import type { DecisionEntry } from '../decisions/decision-log.ts';
 import { grantorOf } from '../members/grants.ts';
 import { pageQuery } from '../../http/cursor.ts';
 import { memberResponse } from '../members/members.schema.ts';
@@ -85,7 +85,7 @@ export function invitationRoutes(api: Api, invitations: InvitationsService, work
         {
           // Not a policy decision: the invitation is the grant, so no rule is named.
           accepted: (em, principal, invitationId) =>
-            access.log.record(em, decisionContext(request, principal), [acceptance(principal.id, true, `invitation ${invitationId} accepted`)]),
+            access.recordIn(em, request, [acceptance(principal.id, true, `invitation ${invitationId} accepted`)]),
           refused: (principal, reason) => access.recordNow(request, [acceptance(principal.id, false, reason)]),
         },
       );

@@ -142,7 +142,7 @@ export class InvitationsService {
   }
 
   private acceptAs(principal: Principal, workspaceId: string, hash: string, audit: AuditAcceptance, found: (id: string) => void): Promise<MemberResponse> {
-    return this.changes.committing({ topic: 'member', workspaceId }, (scoped) => withWorkspace(this.orm, workspaceId, scoped), async (em) => {
+    return this.changes.inWorkspace(this.orm, { topic: 'member', workspaceId }, async (em) => {
       const [invitation] = await em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and token_hash = decode(?, 'hex') for update`, [workspaceId, hash]);
       if (!invitation) throw new ProblemError('invitation_not_found', 'No such invitation');
       found(invitation.id);
