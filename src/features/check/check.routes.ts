@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import type { Api } from '../../http/api.ts';
 import { ProblemError } from '../../http/errors.ts';
+import type { Principal } from '../../auth/principal.ts';
 import type { AccessControl } from '../../policy/access.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
 import { actions } from '../../policy/vocabulary.ts';
@@ -60,25 +61,20 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
       responses: { 200: { description: 'One result per check, in order', schema: checkResponse } },
     },
     async ({ body }, request, response) => {
-      const caller = request.principal!;
-      const workspace = request.workspace!;
-      let subjectPrincipal: { id: string; roles: string[]; email?: string | undefined; claims: Record<string, unknown>; provider: string } = {
-        id: caller.id,
-        roles: caller.roles,
-        email: caller.email,
-        claims: caller.claims as Record<string, unknown>,
-        provider: caller.provider,
-      };
+      let principal: Pick<Principal, 'id' | 'roles' | 'provider'> = request.principal!;
+      let ability = await access.abilityOf(request);
       if (body.principal) {
         // Naming another principal reveals what it may do: only those who manage policies may.
-        const authority = (await access.abilityOf(request)).decide('manage', 'Policy');
+        const authority = ability.decide('manage', 'Policy');
         if (!authority.allowed) {
           await access.recordNow(request, [{ action: 'manage', operation: 'check', subject: 'Policy', decision: authority }]);
           throw new ProblemError('forbidden', 'Only principals who manage policies may check for another principal');
         }
-        subjectPrincipal = { ...body.principal, provider: `named by ${caller.id}` };
+        const named = { ...body.principal, provider: `named by ${principal.id}` };
+        const workspace = request.workspace!;
+        ability = await policies.abilityFor(named, { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion });
+        principal = named;
       }
-      const ability = await policies.abilityFor(subjectPrincipal, { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion });
       const entries: DecisionEntry[] = body.checks.map((check) => {
         const resourceId = check.resource && typeof check.resource.id === 'string' ? check.resource.id : null;
         return {
@@ -90,7 +86,7 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
           decision: ability.decide(check.action, check.subject, check.resource, check.field),
         };
       });
-      await access.recordNowAs(request, subjectPrincipal, entries);
+      await access.recordNowAs(request, principal, entries);
       response.json({ results: entries.map((entry) => entry.decision) });
     },
   );
