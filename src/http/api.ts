@@ -1,5 +1,6 @@
 import type { Express, Request, RequestHandler, Response } from 'express';
 import type { z } from 'zod';
+import type { Requirement } from '../policy/access.ts';
 import { ProblemError, type FieldError } from './errors.ts';
 import { escapePointer } from './json.ts';
 import { refuseUnstorableInput } from './storable.ts';
@@ -7,12 +8,6 @@ import { refuseUnstorableInput } from './storable.ts';
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 /** `adminOrBearer`: the platform admin key, or a workspace user's token (then `authorize` applies). */
 export type Security = 'admin' | 'bearer' | 'adminOrBearer' | 'none';
-
-export interface Authorization {
-  action: 'create' | 'read' | 'update' | 'delete' | 'manage';
-  subject: string;
-  operation: 'get' | 'list' | 'create' | 'update' | 'delete' | 'check' | 'admin';
-}
 
 export interface ResponseDefinition {
   description: string;
@@ -36,7 +31,7 @@ export interface RouteDefinition<
   body?: Body;
   responses: Record<number, ResponseDefinition>;
   /** The type-level check a principal must pass; decided and logged before the handler runs. */
-  authorize?: Authorization;
+  authorize?: Requirement;
 }
 
 export interface Input<Params, Query, Body> {
@@ -80,12 +75,12 @@ export class Api {
   readonly routes: RouteDefinition[] = [];
   private readonly app: Express;
   private readonly guards: Record<Security, RequestHandler[]>;
-  private readonly authorizer: (authorization: Authorization, method: Method) => RequestHandler;
+  private readonly authorizer: (authorization: Requirement, method: Method) => RequestHandler;
 
   constructor(
     app: Express,
     guards: Record<Security, RequestHandler[]>,
-    authorizer: (authorization: Authorization, method: Method) => RequestHandler,
+    authorizer: (authorization: Requirement, method: Method) => RequestHandler,
   ) {
     this.app = app;
     this.guards = guards;

@@ -65,12 +65,21 @@ const selected = columns.map((column, index) => (column === 'principal_roles' ||
  */
 export function decisionInsert(batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[], offset: number, condition = ''): { text: string; values: unknown[] } {
   const rows = batches.flatMap(({ context, entries }) => rowValues(context, entries));
-  return {
-    text: `insert into decisions (${columns.join(', ')})
+  return { text: insertText(offset, condition), values: columns.map((_, column) => rows.map((row) => row[column])) };
+}
+
+/** A handful of (offset, condition) pairs exist, each a named prepared statement: spelled once each. */
+const insertTexts = new Map<string, string>();
+function insertText(offset: number, condition: string): string {
+  const key = `${offset}|${condition}`;
+  let text = insertTexts.get(key);
+  if (text === undefined) {
+    text = `insert into decisions (${columns.join(', ')})
            select ${selected.join(', ')} from scope, unnest(${columnTypes.map((type, index) => `$${offset + index + 1}::${type}[]`).join(', ')})
-           as batch(${columns.map((_, index) => `c${index}`).join(', ')}) ${condition}`,
-    values: columns.map((_, column) => rows.map((row) => row[column])),
-  };
+           as batch(${columns.map((_, index) => `c${index}`).join(', ')}) ${condition}`;
+    insertTexts.set(key, text);
+  }
+  return text;
 }
 
 /** A whole statement appending decisions of one workspace: one round trip, one implicit transaction. */
@@ -110,13 +119,14 @@ export class DecisionLog {
 function rowValues(context: DecisionContext, entries: readonly DecisionEntry[]): unknown[][] {
   const at = new Date();
   const latencyMicros = Number((process.hrtime.bigint() - context.startedAt) / 1000n);
+  const roles = toArrayLiteral(context.principal.roles);
   return entries.map((entry) => [
     uuidv7(),
     context.workspaceId,
     at,
     context.requestId,
     context.principal.id,
-    toArrayLiteral(context.principal.roles),
+    roles,
     context.principal.provider,
     entry.action,
     entry.operation,

@@ -79,6 +79,13 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
     },
   );
 
+  // The key never changes while the process runs: exported once.
+  const publicKey = {
+    keyId: key.keyId,
+    algorithm: 'Ed25519',
+    publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+    jwk: { ...key.publicKey.export({ format: 'jwk' }), kid: key.keyId, alg: 'EdDSA', use: 'sig' },
+  };
   api.route(
     {
       method: 'get', path: '/v1/workspaces/:ws/decisions/public-key', summary: 'The Ed25519 key that signs checkpoints, to verify offline', tag,
@@ -86,12 +93,7 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
       responses: { 200: { description: 'The public key', schema: publicKeyResponse } },
     },
     (_input, _request, response) => {
-      response.json({
-        keyId: key.keyId,
-        algorithm: 'Ed25519',
-        publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-        jwk: { ...key.publicKey.export({ format: 'jwk' }), kid: key.keyId, alg: 'EdDSA', use: 'sig' },
-      });
+      response.json(publicKey);
     },
   );
 }
