@@ -2,7 +2,7 @@ import { Ability, fieldPatternMatcher, subject as asSubject, type RawRuleFrom, t
 
 /** A record (or anything with fields) tagged with its subject type for CASL, built once per check. */
 export const asRecordSubject = (subjectType: string, document: Record<string, unknown>): object => asSubject(subjectType, document);
-import { conditionsMatcher, parseConditions, type Condition } from './conditions.ts';
+import { acceptsConditions, conditionsMatcher, type Condition } from './conditions.ts';
 import { substitutePlaceholders, type PlaceholderContext } from './placeholders.ts';
 import { isSystemSubject, type Action } from './vocabulary.ts';
 
@@ -159,7 +159,7 @@ export function buildAbility(policies: readonly StoredPolicy[], context: Placeho
       if (conditions !== undefined) {
         let substituted = substitutePlaceholders(conditions, context);
         // A value the grammar refuses (too long, NUL…) makes the placeholder unresolved, not a 500.
-        if (substituted && !parseConditions(substituted.conditions, '').condition) substituted = undefined;
+        if (substituted && !acceptsConditions(substituted.conditions)) substituted = undefined;
         if (!substituted && !stored.inverted) return;
         conditions = substituted?.conditions;
       }

@@ -316,6 +316,24 @@ export function matches(condition: Condition, document: unknown): boolean {
   }
 }
 
+/** Conditions objects `acceptsConditions` parsed already: CASL's matcher does not parse them again. */
+const checked = new WeakMap<object, Condition>();
+
+/** Whether the grammar accepts these conditions; their parse is kept for `conditionsMatcher`. */
+export function acceptsConditions(conditions: unknown): boolean {
+  const { condition } = parseConditions(conditions, '');
+  if (condition && isPlainObject(conditions)) checked.set(conditions, condition);
+  return condition !== undefined;
+}
+
+function parsedOrThrow(conditions: unknown): Condition {
+  const parsed = parseConditions(conditions, '');
+  if (!parsed.condition) {
+    throw new Error(`invalid conditions: ${parsed.errors.map((error) => `${error.pointer || '/'} ${error.detail}`).join('; ')}`);
+  }
+  return parsed.condition;
+}
+
 export type ConditionsPredicate = ((object: unknown) => boolean) & { ast: Condition; matchesAll: boolean };
 
 /**
@@ -324,10 +342,6 @@ export type ConditionsPredicate = ((object: unknown) => boolean) & { ast: Condit
  * reads it only in `rulesToAST` (extra), which Cordon does not use: SQL is compiled from our AST.
  */
 export const conditionsMatcher = ((conditions: unknown): ConditionsPredicate => {
-  const parsed = parseConditions(conditions, '');
-  if (!parsed.condition) {
-    throw new Error(`invalid conditions: ${parsed.errors.map((error) => `${error.pointer || '/'} ${error.detail}`).join('; ')}`);
-  }
-  const ast = parsed.condition;
+  const ast = isPlainObject(conditions) ? checked.get(conditions) ?? parsedOrThrow(conditions) : parsedOrThrow(conditions);
   return Object.assign((object: unknown) => matches(ast, object), { ast, matchesAll: ast.kind === 'and' && ast.conditions.length === 0 });
 }) as ((conditions: unknown) => ConditionsPredicate) & ConditionsMatcher<unknown>;
