@@ -40,7 +40,7 @@ interface RuleSource {
 
 type CaslRule = RawRuleFrom<AbilityTuple, unknown>;
 
-export const defaultDeny: Decision = { allowed: false, policyId: null, policyVersion: null, ruleIndex: null, reason: 'default deny' };
+const defaultDeny: Decision = { allowed: false, policyId: null, policyVersion: null, ruleIndex: null, reason: 'default deny' };
 
 /**
  * A principal's ability. CASL lets later rules override earlier ones; Cordon's contract is that

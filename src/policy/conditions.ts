@@ -27,7 +27,7 @@ export interface ConditionError {
   detail: string;
 }
 
-export const conditionLimits = { items: 20, values: 100, segments: 10, stringLength: 1000, nodes: 200 } as const;
+const conditionLimits = { items: 20, values: 100, segments: 10, stringLength: 1000, nodes: 200 } as const;
 
 // Maps, not object literals: a key like "constructor" must not find anything inherited.
 const logical = new Map<string, 'and' | 'or' | 'nor'>([['$and', 'and'], ['$or', 'or'], ['$nor', 'nor']]);
@@ -213,7 +213,7 @@ export function parseConditions(query: unknown, pointer: string): { condition: C
  * The values a path reaches: own properties only (never the prototype chain), stepping through
  * one level of array per segment as MongoDB does; arrays nested in arrays are not entered.
  */
-export function resolvePath(document: unknown, path: readonly string[]): unknown[] {
+function resolvePath(document: unknown, path: readonly string[]): unknown[] {
   let current = [document];
   for (const segment of path) {
     const next: unknown[] = [];

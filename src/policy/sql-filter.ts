@@ -84,7 +84,7 @@ function equalsPath(item: string, path: readonly string[], value: Scalar): Predi
 }
 
 /** A jsonpath predicate, relative to `item` (`$` at the top, `@` for an element in $elemMatch). */
-export function jsonPathPredicate(condition: Condition, item: string): Predicate {
+function jsonPathPredicate(condition: Condition, item: string): Predicate {
   switch (condition.kind) {
     case 'and':
       return all(condition.conditions.map((part) => jsonPathPredicate(part, item)), '&&');
@@ -142,7 +142,7 @@ const timestampColumn = (column: string): SystemColumn => ({
     isCanonicalIso(value) ? `${alias}.${column} ${sqlOperators[operator]} ${parameters.add(value, 'timestamptz')}` : undefined,
 });
 
-export const systemColumns: Record<string, SystemColumn> = {
+const systemColumns: Record<string, SystemColumn> = {
   id: {
     text: (alias) => `${alias}.id::text`,
     native: (alias, operator, value, parameters) => (operator === 'eq' && lowercaseUuid.test(value) ? `${alias}.id = ${parameters.add(value, 'uuid')}` : undefined),

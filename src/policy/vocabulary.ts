@@ -2,7 +2,7 @@
 export const actions = ['create', 'read', 'update', 'delete', 'manage'] as const;
 export type Action = (typeof actions)[number];
 
-export const systemSubjects = [
+const systemSubjects = [
   'Workspace',
   'IdentityProvider',
   'Policy',

@@ -10,7 +10,7 @@ import type { KnownStructure, StructureCatalog } from '../structures/structure-c
 import { isUuid } from '../workspaces/workspaces.schema.ts';
 import { afterCursor, defaultSort, encodeListCursor, listFingerprint, orderBy, parseFilter, parseSort, sortColumns, topLevelFields } from './list-query.ts';
 import { mergePatch } from './merge-patch.ts';
-import type { RecordRow, RecordStore } from './record-store.ts';
+import type { RecordRow, RecordSession, RecordStore } from './record-store.ts';
 import type { ListQuery, RecordResponse } from './records.schema.ts';
 
 /** What policies see: the record's data with its system fields beside it. */
@@ -241,7 +241,7 @@ export class RecordsService {
   private async onLockedRow<T>(
     caller: Caller, name: string, id: string, ifMatch: string | undefined,
     permitted: (row: RecordRow) => DecisionEntry,
-    work: (row: RecordRow, session: Parameters<Parameters<RecordStore['withLockedRow']>[3]>[1], permit: DecisionEntry) => Promise<Outcome<T>>,
+    work: (row: RecordRow, session: RecordSession, permit: DecisionEntry) => Promise<Outcome<T>>,
   ): Promise<Outcome<T>> {
     if (!isUuid(id)) return { kind: 'missing' };
     return this.store.withLockedRow<Outcome<T>>(caller.workspaceId, name, id.toLowerCase(), async (row, session) => {

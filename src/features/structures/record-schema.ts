@@ -38,7 +38,7 @@ function fieldSchema(field: FieldDefinition): SchemaObject {
   }
 }
 
-export function jsonSchemaOf(fields: Fields): SchemaObject {
+function jsonSchemaOf(fields: Fields): SchemaObject {
   const names = Object.keys(fields);
   return {
     type: 'object',
@@ -64,7 +64,6 @@ const maxDepth = 32;
 export const unstorableData = (value: unknown) => unstorableValues(value, { pointer: '/data', in: 'body', maxDepth });
 
 export interface RecordSchema {
-  fields: Fields;
   /** Errors with pointers into the request body (`/data/...`); none means valid. */
   validate(data: Record<string, unknown>): FieldError[];
   /** The data as stored: defaults filled in (creates only), datetimes in canonical UTC. */
@@ -82,7 +81,6 @@ function compile(fields: Fields): CompiledSchema {
   const defaults = Object.entries(fields).filter(([, field]) => 'default' in field && field.default !== undefined);
   return {
     source,
-    fields,
     validate(data) {
       const unstorable = unstorableData(data);
       if (unstorable.length) return unstorable;
