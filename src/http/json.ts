@@ -10,3 +10,6 @@ export const isPlainObject = (value: unknown): value is Record<string, unknown> 
 export const storable = (text: string): boolean => text.isWellFormed() && !text.includes('\u0000');
 
 export const unstorableText = 'text may not contain NUL characters or lone surrogates';
+
+/** A UUID as PostgreSQL prints it (lowercase): the only spelling stored ids and references have. */
+export const canonicalUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;

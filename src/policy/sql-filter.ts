@@ -1,3 +1,4 @@
+import { canonicalUuid } from '../http/json.ts';
 import { matches, type CompareOperator, type Condition, type Scalar } from './conditions.ts';
 
 /**
@@ -124,7 +125,6 @@ const isoFormat = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 const canonicalIso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 /** `YYYY-MM-DDTHH:mm:ss.sssZ` for a real instant from year 1 on (PostgreSQL has no year 0). */
 export const isCanonicalIso = (value: string) => canonicalIso.test(value) && !value.startsWith('0000') && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString() === value;
-const lowercaseUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const sqlOperators: Record<CompareOperator, string> = { eq: '=', ne: '<>', lt: '<', lte: '<=', gt: '>', gte: '>=' };
 
 interface SystemColumn {
@@ -145,7 +145,7 @@ const timestampColumn = (column: string): SystemColumn => ({
 const systemColumns: Record<string, SystemColumn> = {
   id: {
     text: (alias) => `${alias}.id::text`,
-    native: (alias, operator, value, parameters) => (operator === 'eq' && lowercaseUuid.test(value) ? `${alias}.id = ${parameters.add(value, 'uuid')}` : undefined),
+    native: (alias, operator, value, parameters) => (operator === 'eq' && canonicalUuid.test(value) ? `${alias}.id = ${parameters.add(value, 'uuid')}` : undefined),
   },
   createdBy: { text: (alias) => `${alias}.created_by` },
   createdAt: timestampColumn('created_at'),

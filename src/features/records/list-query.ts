@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
-import { storable } from '../../http/json.ts';
+import { canonicalUuid, storable } from '../../http/json.ts';
 import { parseConditions, type Condition } from '../../policy/conditions.ts';
 import { isCanonicalIso, type SqlParameters } from '../../policy/sql-filter.ts';
 import { systemFields } from '../../policy/vocabulary.ts';
@@ -92,7 +92,7 @@ export function encodeListCursor(fingerprint: string, keys: readonly SortKey[], 
 
 const validKey: Record<KeyKind, (value: unknown) => boolean> = {
   timestamp: (value) => typeof value === 'string' && isCanonicalIso(value),
-  uuid: (value) => typeof value === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(value),
+  uuid: (value) => typeof value === 'string' && canonicalUuid.test(value),
   text: (value) => typeof value === 'string' && value.length <= 10_000 && storable(value),
   json: (value) => value !== undefined && unstorableData(value).length === 0,
 };

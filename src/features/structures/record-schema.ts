@@ -1,6 +1,7 @@
 import { Ajv, type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
 import { LRUCache } from 'lru-cache';
 import type { FieldError } from '../../http/errors.ts';
+import { canonicalUuid } from '../../http/json.ts';
 import { unstorableValues } from '../../http/storable.ts';
 import type { FieldDefinition, Fields } from './structures.schema.ts';
 
@@ -11,9 +12,8 @@ import type { FieldDefinition, Fields } from './structures.schema.ts';
 
 const rfc3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;
 const isDateTime = (value: string) => rfc3339.test(value) && !Number.isNaN(Date.parse(value));
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-const ajv = new Ajv({ allErrors: true, strict: true, formats: { 'date-time': isDateTime, uuid } });
+const ajv = new Ajv({ allErrors: true, strict: true, formats: { 'date-time': isDateTime, uuid: canonicalUuid } });
 
 function fieldSchema(field: FieldDefinition): SchemaObject {
   switch (field.type) {
