@@ -10,6 +10,8 @@ export default tseslint.config(
     rules: {
       // With noUncheckedIndexedAccess, `!` after a checked lookup is the honest spelling.
       '@typescript-eslint/no-non-null-assertion': 'off',
+      // Prettier owns line breaks; this rule misreads its chained-call layout.
+      'no-unexpected-multiline': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-restricted-syntax': [
         'error',

@@ -35,18 +35,31 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
     const issuer = await TestIssuer.start(algorithm);
     const slug = `bench-auth-${algorithm.toLowerCase()}-${randomUUID().slice(0, 6)}`;
     await admin().post('/v1/workspaces').send({ slug, name: 'Bench' }).expect(201);
-    await admin().post(`/v1/workspaces/${slug}/identity-providers`)
-      .send({ name: 'clerk', type: 'clerk', issuer: issuer.url, jwksUri: issuer.jwksUri, orgId: 'org_bench', authorizedParties: [appOrigin] })
+    await admin()
+      .post(`/v1/workspaces/${slug}/identity-providers`)
+      .send({
+        name: 'clerk',
+        type: 'clerk',
+        issuer: issuer.url,
+        jwksUri: issuer.jwksUri,
+        orgId: 'org_bench',
+        authorizedParties: [appOrigin],
+      })
       .expect(201);
 
-    const sign = () => issuer.sign({ sub: `user_${randomUUID()}`, org_id: 'org_bench', org_role: 'org:member', azp: appOrigin, jti: randomUUID() }, { expiresInSeconds: 600 });
+    const sign = () =>
+      issuer.sign(
+        { sub: `user_${randomUUID()}`, org_id: 'org_bench', org_role: 'org:member', azp: appOrigin, jti: randomUUID() },
+        { expiresInSeconds: 600 },
+      );
     // Distinct tokens, so "first sight" never hits the verified-token cache (the warm-up tokens
     // have negative iterations and come from the end of the pool). A pass over the pool lasts
     // about half a second for either algorithm: long enough that one round is a fair sample.
     const pool = await Promise.all(Array.from({ length: poolSize[algorithm] }, sign));
     const publicKey = await importJWK(issuer.keys[0]!.publicJwk, algorithm);
     const token = (iteration: number) => pool[(iteration + pool.length) % pool.length]!;
-    const bareVerify = (iteration: number) => jwtVerify(token(iteration), publicKey, { issuer: issuer.url, algorithms: [algorithm] });
+    const bareVerify = (iteration: number) =>
+      jwtVerify(token(iteration), publicKey, { issuer: issuer.url, algorithms: [algorithm] });
 
     // Warm JWKS, every token seen for the first time: keys already fetched. Each round gets a
     // fresh authenticator (an empty verified-token cache) and goes through the whole pool, so
@@ -59,9 +72,17 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
     for (let round = 0; round < 12; round++) {
       const fresh = createAuthenticator({ config, orm, changes });
       await fresh.authenticate(slug, await sign());
-      const measureBaseline = async () => { firstSight.baseline = Math.max(firstSight.baseline, await opsPerSecond(bareVerify, perRound)); };
-      const measureSubject = async () => { firstSight.subject = Math.max(firstSight.subject, await opsPerSecond((iteration) => fresh.authenticate(slug, token(iteration)), perRound)); };
-      for (const measure of round % 2 ? [measureSubject, measureBaseline] : [measureBaseline, measureSubject]) await measure();
+      const measureBaseline = async () => {
+        firstSight.baseline = Math.max(firstSight.baseline, await opsPerSecond(bareVerify, perRound));
+      };
+      const measureSubject = async () => {
+        firstSight.subject = Math.max(
+          firstSight.subject,
+          await opsPerSecond((iteration) => fresh.authenticate(slug, token(iteration)), perRound),
+        );
+      };
+      for (const measure of round % 2 ? [measureSubject, measureBaseline] : [measureBaseline, measureSubject])
+        await measure();
     }
     const warm = createAuthenticator({ config, orm, changes });
     await warm.authenticate(slug, await sign());
@@ -75,13 +96,22 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
     const cold = await opsPerSecond(
       (iteration) => {
         const keySets = new KeySets({ ...keySetOptions(config), allowPrivateNetworks: true });
-        return new Authenticator(directory, new TokenVerifier(keySets, new VerifiedTokenCache(16)), orm).authenticate(slug, token(iteration));
+        return new Authenticator(directory, new TokenVerifier(keySets, new VerifiedTokenCache(16)), orm).authenticate(
+          slug,
+          token(iteration),
+        );
       },
       { millis, maxIterations: 500, warmup: 5 },
     );
 
     results.push(
-      measurement(`verify+resolve ${algorithm}, first sight, warm JWKS`, 'ops/s', firstSight.subject, baseline, 'ratio >= 0.8'),
+      measurement(
+        `verify+resolve ${algorithm}, first sight, warm JWKS`,
+        'ops/s',
+        firstSight.subject,
+        baseline,
+        'ratio >= 0.8',
+      ),
       measurement(`verify+resolve ${algorithm}, first sight, cold JWKS`, 'ops/s', cold, baseline),
       measurement(`verify+resolve ${algorithm}, same token again`, 'ops/s', repeated, baseline, 'ratio >= 10'),
     );

@@ -11,7 +11,10 @@ export async function benchDatabase(): Promise<{ ownerUrl: string; appUrl: strin
   const logger = pino({ level: 'warn' });
   const dataDir = await mkdtemp(path.join(tmpdir(), 'cordon-bench-'));
   await chmod(dataDir, 0o755);
-  const embedded = await startEmbeddedPostgres({ dataDir, port: await freePort(), database: 'cordon_bench', persistent: false }, logger);
+  const embedded = await startEmbeddedPostgres(
+    { dataDir, port: await freePort(), database: 'cordon_bench', persistent: false },
+    logger,
+  );
   const { appUrl } = await prepareDatabase({ ownerUrl: embedded.url, appUrl: undefined }, logger);
   return { ownerUrl: embedded.url, appUrl, stop: () => embedded.stop() };
 }

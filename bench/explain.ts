@@ -19,7 +19,10 @@ await owner.connect();
 const workspaces = ['0192f3a4-0000-7000-8000-00000000000a', '0192f3a4-0000-7000-8000-00000000000b'];
 for (const [index, id] of workspaces.entries()) {
   await owner.query('insert into workspaces (id, slug, name) values ($1, $2, $3)', [id, `explain-${index}`, 'Explain']);
-  await owner.query(`insert into structures (workspace_id, name, fields) values ($1, 'Task', '{"title":{"type":"text"},"status":{"type":"text"},"priority":{"type":"integer"},"assignee":{"type":"text"}}')`, [id]);
+  await owner.query(
+    `insert into structures (workspace_id, name, fields) values ($1, 'Task', '{"title":{"type":"text"},"status":{"type":"text"},"priority":{"type":"integer"},"assignee":{"type":"text"}}')`,
+    [id],
+  );
   await seedTasks(database.ownerUrl, id, benchRecordCount);
 }
 await owner.end();
@@ -31,20 +34,42 @@ const fieldNames = ['title', 'status', 'priority', 'assignee'];
 const roles: Record<string, PolicyRule[]> = {
   member: [{ action: 'read', subject: 'Task' }],
   contractor: [{ action: 'read', subject: 'Task', conditions: { assignee: '${principal.id}' } }],
-  'no-done': [{ action: 'read', subject: 'Task' }, { action: 'read', subject: 'Task', inverted: true, conditions: { status: 'done' } }],
+  'no-done': [
+    { action: 'read', subject: 'Task' },
+    { action: 'read', subject: 'Task', inverted: true, conditions: { status: 'done' } },
+  ],
 };
 const shapes: { name: string; role: string; sort?: string; filter?: unknown; cursorAt?: unknown[] }[] = [
   { name: 'default sort (-createdAt), unconditional read', role: 'member' },
-  { name: 'page 2 by cursor, default sort', role: 'member', cursorAt: ['2000-01-01T00:00:00.000Z', 'ffffffff-ffff-4fff-bfff-ffffffffffff'] },
+  {
+    name: 'page 2 by cursor, default sort',
+    role: 'member',
+    cursorAt: ['2000-01-01T00:00:00.000Z', 'ffffffff-ffff-4fff-bfff-ffffffffffff'],
+  },
   { name: 'filter {status: "done"}', role: 'member', filter: { status: 'done' } },
   { name: 'selective filter {title: "Task 777"} (1 row)', role: 'member', filter: { title: 'Task 777' } },
   { name: 'policy {assignee: principal.id} (1 in 50 rows)', role: 'contractor' },
-  { name: 'policy deny {status: "done"}, filter {priority: {$gte: 4}}', role: 'no-done', filter: { priority: { $gte: 4 } } },
+  {
+    name: 'policy deny {status: "done"}, filter {priority: {$gte: 4}}',
+    role: 'no-done',
+    filter: { priority: { $gte: 4 } },
+  },
   { name: 'sort by a data field (priority, title)', role: 'member', sort: 'priority,title' },
 ];
 
 for (const shape of shapes) {
-  const ability = buildAbility([{ id: '0192f3a4-0000-7000-8000-000000000001', name: shape.role, version: 1, roles: ['r'], rules: roles[shape.role]! }], { principal: { id: 'user_7', roles: ['r'], claims: {} }, workspaceId });
+  const ability = buildAbility(
+    [
+      {
+        id: '0192f3a4-0000-7000-8000-000000000001',
+        name: shape.role,
+        version: 1,
+        roles: ['r'],
+        rules: roles[shape.role]!,
+      },
+    ],
+    { principal: { id: 'user_7', roles: ['r'], claims: {} }, workspaceId },
+  );
   const keys = parseSort(shape.sort ?? '-createdAt', fieldNames);
   const parameters = new SqlParameters();
   let where = `(${rulesCondition(ability.rulesFor('read', 'Task'), parameters)})`;
@@ -53,8 +78,17 @@ for (const shape of shapes) {
     const fingerprint = listFingerprint(workspaceId, 'Task', shape.sort ?? '-createdAt', undefined);
     where += ` and ${afterCursor(encodeCursor({ q: fingerprint, k: shape.cursorAt }), fingerprint, keys, parameters)}`;
   }
-  const statement = pageStatement(workspaceId, 'Task', parameters.bind(where, 2), { columns: sortColumns(keys), orderBy: orderBy(keys) }, 51);
-  const { rows } = await serving.query<{ 'QUERY PLAN': string }>(`explain (analyze, costs off, summary on) ${statement.text}`, statement.values);
+  const statement = pageStatement(
+    workspaceId,
+    'Task',
+    parameters.bind(where, 2),
+    { columns: sortColumns(keys), orderBy: orderBy(keys) },
+    51,
+  );
+  const { rows } = await serving.query<{ 'QUERY PLAN': string }>(
+    `explain (analyze, costs off, summary on) ${statement.text}`,
+    statement.values,
+  );
   console.log(`\n### ${shape.name}\n${rows.map((row) => row['QUERY PLAN']).join('\n')}`);
 }
 await serving.end();

@@ -10,7 +10,13 @@ export interface Measurement {
   target: string | null;
 }
 
-export function measurement(name: string, unit: string, value: number, baseline?: { name: string; value: number }, target?: string): Measurement {
+export function measurement(
+  name: string,
+  unit: string,
+  value: number,
+  baseline?: { name: string; value: number },
+  target?: string,
+): Measurement {
   return {
     name,
     unit,
@@ -33,10 +39,14 @@ export function meetsTarget(entry: Measurement): boolean | null {
   if (actual === null) return null;
   const bound = Number(match[3]);
   switch (match[2]) {
-    case '>=': return actual >= bound;
-    case '<=': return actual <= bound;
-    case '<': return actual < bound;
-    default: return actual > bound;
+    case '>=':
+      return actual >= bound;
+    case '<=':
+      return actual <= bound;
+    case '<':
+      return actual < bound;
+    default:
+      return actual > bound;
   }
 }
 
@@ -75,8 +85,24 @@ export async function compareOps(
   for (let round = 0; round < rounds; round += 1) {
     const start = offset;
     const maxIterations = options.maxIterations === undefined ? undefined : Math.floor(options.maxIterations / rounds);
-    best.baseline = Math.max(best.baseline, await opsPerSecond((index) => baseline(start + index), { millis, maxIterations, warmup: 20, concurrency: options.concurrency ?? 1 }));
-    best.subject = Math.max(best.subject, await opsPerSecond((index) => subject(start + index), { millis, maxIterations, warmup: 20, concurrency: options.concurrency ?? 1 }));
+    best.baseline = Math.max(
+      best.baseline,
+      await opsPerSecond((index) => baseline(start + index), {
+        millis,
+        maxIterations,
+        warmup: 20,
+        concurrency: options.concurrency ?? 1,
+      }),
+    );
+    best.subject = Math.max(
+      best.subject,
+      await opsPerSecond((index) => subject(start + index), {
+        millis,
+        maxIterations,
+        warmup: 20,
+        concurrency: options.concurrency ?? 1,
+      }),
+    );
     offset += maxIterations ?? 0;
   }
   return best;
@@ -95,7 +121,8 @@ export async function opsPerSecond(
   const deadline = started + millis;
   // `concurrency` callers at once, like the requests a server has in flight.
   const caller = async () => {
-    while (iterations < maxIterations && (iterations % 16 !== 0 || performance.now() < deadline)) await operation(iterations++);
+    while (iterations < maxIterations && (iterations % 16 !== 0 || performance.now() < deadline))
+      await operation(iterations++);
   };
   await Promise.all(Array.from({ length: concurrency }, caller));
   return (iterations / (performance.now() - started)) * 1000;

@@ -9,20 +9,29 @@ import path from 'node:path';
  * DATA_DIR) say where and as whom.
  */
 const baseUrl = process.env.CORDON_URL ?? `http://127.0.0.1:${process.env.PORT ?? 3000}`;
-const adminKey = process.env.ADMIN_API_KEY ?? (await readFile(path.resolve(process.env.DATA_DIR ?? '.data', 'admin-key'), 'utf8')).trim();
+const adminKey =
+  process.env.ADMIN_API_KEY ??
+  (await readFile(path.resolve(process.env.DATA_DIR ?? '.data', 'admin-key'), 'utf8')).trim();
 const example = JSON.parse(await readFile(new URL('./example.json', import.meta.url), 'utf8')) as {
   workspace: { slug: string; name: string };
   structures: { name: string }[];
   policies: { name: string }[];
 };
 
-async function call(method: string, route: string, body?: unknown): Promise<{ status: number; body: { code?: string; detail?: string } }> {
+async function call(
+  method: string,
+  route: string,
+  body?: unknown,
+): Promise<{ status: number; body: { code?: string; detail?: string } }> {
   const response = await fetch(baseUrl + route, {
     method,
     headers: { authorization: `Bearer ${adminKey}`, ...(body ? { 'content-type': 'application/json' } : {}) },
     ...(body ? { body: JSON.stringify(body) } : {}),
   });
-  return { status: response.status, body: (await response.json().catch(() => ({}))) as { code?: string; detail?: string } };
+  return {
+    status: response.status,
+    body: (await response.json().catch(() => ({}))) as { code?: string; detail?: string },
+  };
 }
 
 /** Creates, or says it already exists; anything else stops the seed. */
@@ -35,6 +44,8 @@ async function ensure(what: string, route: string, body: unknown, takenCode: str
 
 const workspace = `/v1/workspaces/${example.workspace.slug}`;
 await ensure(`workspace ${example.workspace.slug}`, '/v1/workspaces', example.workspace, 'slug_taken');
-for (const structure of example.structures) await ensure(`structure ${structure.name}`, `${workspace}/structures`, structure, 'structure_name_taken');
-for (const policy of example.policies) await ensure(`policy ${policy.name}`, `${workspace}/policies`, policy, 'policy_name_taken');
+for (const structure of example.structures)
+  await ensure(`structure ${structure.name}`, `${workspace}/structures`, structure, 'structure_name_taken');
+for (const policy of example.policies)
+  await ensure(`policy ${policy.name}`, `${workspace}/policies`, policy, 'policy_name_taken');
 console.log(`done: ${baseUrl}${workspace}`);

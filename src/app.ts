@@ -63,7 +63,11 @@ export const keySetOptions = (config: Pick<Config, 'auth'>) => ({
 });
 
 /** The shared pieces of the front door, built once per app. */
-export function createAuthenticator({ config, orm, changes }: Pick<AppDependencies, 'config' | 'orm' | 'changes'>): Authenticator {
+export function createAuthenticator({
+  config,
+  orm,
+  changes,
+}: Pick<AppDependencies, 'config' | 'orm' | 'changes'>): Authenticator {
   const keySets = new KeySets(keySetOptions(config));
   const directory = new WorkspaceDirectory(orm, changes);
   const verifier = new TokenVerifier(keySets, new VerifiedTokenCache(config.auth.tokenCacheSize));
@@ -122,14 +126,25 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   let document: unknown;
   healthRoutes(api, orm, metrics, () => (document ??= openApiDocument(api.routes, apiVersion)));
   workspaceRoutes(api, workspaces);
-  identityProviderRoutes(api, new IdentityProvidersService(orm, changes), workspaces, access, config.env === 'production');
+  identityProviderRoutes(
+    api,
+    new IdentityProvidersService(orm, changes),
+    workspaces,
+    access,
+    config.env === 'production',
+  );
   whoamiRoutes(api);
   policyRoutes(api, new PoliciesService(orm, changes), workspaces, access);
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(orm, changes), workspaces, access);
   recordRoutes(api, new RecordsService(new RecordStore(pool), new StructureCatalog(pool, changes)), access);
   memberRoutes(api, new MembersService(orm, changes), workspaces, access);
-  const invitationsService = new InvitationsService(orm, changes, new EventSecrets(config.adminApiKey), config.invitations);
+  const invitationsService = new InvitationsService(
+    orm,
+    changes,
+    new EventSecrets(config.adminApiKey),
+    config.invitations,
+  );
   invitationRoutes(api, invitationsService, workspaces, access, authenticator);
   decisionRoutes(api, reader, workspaces, signingKey);
 

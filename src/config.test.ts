@@ -5,7 +5,13 @@ import { ConfigError, parseConfig } from './config.ts';
 describe('parseConfig', () => {
   it('applies defaults for a bare development environment', () => {
     const config = parseConfig({});
-    expect(config).toMatchObject({ env: 'development', port: 3000, logLevel: 'info', dataDir: '.data', adminApiKey: undefined });
+    expect(config).toMatchObject({
+      env: 'development',
+      port: 3000,
+      logLevel: 'info',
+      dataDir: '.data',
+      adminApiKey: undefined,
+    });
     expect(config.database.ownerUrl).toBeUndefined();
   });
 
@@ -26,16 +32,25 @@ describe('parseConfig', () => {
   });
 
   it('requires ADMIN_API_KEY, DATABASE_URL, DECISION_SIGNING_KEY and INVITATION_ACCEPT_URL in production', () => {
-    expect(() => parseConfig({ NODE_ENV: 'production' })).toThrow(/ADMIN_API_KEY is required in production; DATABASE_URL is required in production; DECISION_SIGNING_KEY is required in production; INVITATION_ACCEPT_URL is required in production/);
+    expect(() => parseConfig({ NODE_ENV: 'production' })).toThrow(
+      /ADMIN_API_KEY is required in production; DATABASE_URL is required in production; DECISION_SIGNING_KEY is required in production; INVITATION_ACCEPT_URL is required in production/,
+    );
   });
 });
 
 describe('invitation settings', () => {
   it('defaults to a week and Cordon’s own accept route, and wants {token} in a custom URL', () => {
-    expect(parseConfig({}).invitations).toEqual({ ttlHours: 168, acceptUrl: 'http://localhost:3000/v1/invitations/{token}/accept' });
-    expect(parseConfig({ INVITATION_ACCEPT_URL: 'https://app.example.com/join/{token}', INVITATION_TTL_HOURS: '48' }).invitations)
-      .toEqual({ ttlHours: 48, acceptUrl: 'https://app.example.com/join/{token}' });
-    expect(() => parseConfig({ INVITATION_ACCEPT_URL: 'https://app.example.com/join' })).toThrow(/INVITATION_ACCEPT_URL must contain \{token\}/);
+    expect(parseConfig({}).invitations).toEqual({
+      ttlHours: 168,
+      acceptUrl: 'http://localhost:3000/v1/invitations/{token}/accept',
+    });
+    expect(
+      parseConfig({ INVITATION_ACCEPT_URL: 'https://app.example.com/join/{token}', INVITATION_TTL_HOURS: '48' })
+        .invitations,
+    ).toEqual({ ttlHours: 48, acceptUrl: 'https://app.example.com/join/{token}' });
+    expect(() => parseConfig({ INVITATION_ACCEPT_URL: 'https://app.example.com/join' })).toThrow(
+      /INVITATION_ACCEPT_URL must contain \{token\}/,
+    );
     expect(() => parseConfig({ INVITATION_TTL_HOURS: '0' })).toThrow(/INVITATION_TTL_HOURS/);
   });
 });

@@ -2,18 +2,14 @@ import { z } from 'zod';
 
 const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-const postgresUrl = z
-  .url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' })
-  .optional();
+const postgresUrl = z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' }).optional();
 
 const byteSize = z
   .string()
   .regex(/^\d+(b|kb|mb)$/i, 'must look like 512kb or 1mb')
   .default('1mb');
 
-const boolean = z
-  .enum(['true', 'false', '1', '0'])
-  .transform((value) => value === 'true' || value === '1');
+const boolean = z.enum(['true', 'false', '1', '0']).transform((value) => value === 'true' || value === '1');
 
 const environment = z
   .object({
@@ -35,9 +31,17 @@ const environment = z
     JWKS_CACHE_SECONDS: z.coerce.number().min(1).max(86_400).default(600),
     JWKS_MAX_BYTES: z.coerce.number().int().min(1_024).max(4_194_304).default(262_144),
     TOKEN_CACHE_SIZE: z.coerce.number().int().min(0).max(1_000_000).default(10_000),
-    DECISION_SIGNING_KEY: z.string().includes('PRIVATE KEY', { message: 'must be a PKCS#8 PEM private key' }).optional(),
+    DECISION_SIGNING_KEY: z
+      .string()
+      .includes('PRIVATE KEY', { message: 'must be a PKCS#8 PEM private key' })
+      .optional(),
     DECISION_SEAL_INTERVAL_MS: z.coerce.number().int().min(50).max(60_000).default(1_000),
-    INVITATION_TTL_HOURS: z.coerce.number().int().min(1).max(24 * 90).default(24 * 7),
+    INVITATION_TTL_HOURS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 90)
+      .default(24 * 7),
     INVITATION_ACCEPT_URL: z
       .string()
       .url()

@@ -29,7 +29,10 @@ let closeApp: (() => Promise<void>) | undefined;
 async function decisionSigningKey(): Promise<SigningKey> {
   if (config.decisions.signingKeyPem) return signingKeyFromPem(config.decisions.signingKeyPem);
   const generated = await developmentSigningKey(config.dataDir);
-  logger.info({ file: generated.file, keyId: generated.key.keyId }, generated.created ? 'generated a decision signing key' : 'using the decision signing key');
+  logger.info(
+    { file: generated.file, keyId: generated.key.keyId },
+    generated.created ? 'generated a decision signing key' : 'using the decision signing key',
+  );
   return generated.key;
 }
 let server: Server | undefined;
@@ -39,7 +42,10 @@ async function start(): Promise<void> {
   if (!adminApiKey) {
     const generated = await developmentAdminKey(config.dataDir);
     adminApiKey = generated.key;
-    logger.info({ file: generated.file }, generated.created ? 'generated a platform admin key' : 'using the platform admin key');
+    logger.info(
+      { file: generated.file },
+      generated.created ? 'generated a platform admin key' : 'using the platform admin key',
+    );
   }
 
   let ownerUrl = config.database.ownerUrl;

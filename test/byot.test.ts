@@ -24,7 +24,11 @@ let oidcWorkspace: string;
 let emptyWorkspace: string;
 
 async function createWorkspace(): Promise<string> {
-  const response = await cordon.admin().post('/v1/workspaces').send({ slug: uniqueSlug('byot'), name: 'BYOT' }).expect(201);
+  const response = await cordon
+    .admin()
+    .post('/v1/workspaces')
+    .send({ slug: uniqueSlug('byot'), name: 'BYOT' })
+    .expect(201);
   return response.body.slug;
 }
 
@@ -50,17 +54,33 @@ const whoami = (workspace: string, token?: string) => {
 };
 
 const clerkV1 = (overrides: Record<string, unknown> = {}) =>
-  clerk.sign({ sub: 'user_2alice', org_id: clerkOrg, org_role: 'org:admin', azp: appOrigin, sid: 'sess_1', ...overrides });
+  clerk.sign({
+    sub: 'user_2alice',
+    org_id: clerkOrg,
+    org_role: 'org:admin',
+    azp: appOrigin,
+    sid: 'sess_1',
+    ...overrides,
+  });
 
-const expectUnauthorized = (response: { status: number; body: { code: string }; headers: Record<string, string> }, code: string) => {
+const expectUnauthorized = (
+  response: { status: number; body: { code: string }; headers: Record<string, string> },
+  code: string,
+) => {
   expect({ status: response.status, code: response.body.code }).toEqual({ status: 401, code });
-  expect(response.headers['www-authenticate']).toMatch(/^Bearer realm="cordon", error="invalid_token", error_description="[^"]+"$/);
+  expect(response.headers['www-authenticate']).toMatch(
+    /^Bearer realm="cordon", error="invalid_token", error_description="[^"]+"$/,
+  );
 };
 
 beforeAll(async () => {
   cordon = await startTestApp({ logLines });
   owner = await ownerClient();
-  [clerk, auth0, oidc] = await Promise.all([TestIssuer.start('RS256'), TestIssuer.start('ES256'), TestIssuer.start('EdDSA')]);
+  [clerk, auth0, oidc] = await Promise.all([
+    TestIssuer.start('RS256'),
+    TestIssuer.start('ES256'),
+    TestIssuer.start('EdDSA'),
+  ]);
 
   clerkWorkspace = await createWorkspace();
   siblingWorkspace = await createWorkspace();
@@ -106,13 +126,21 @@ describe('Clerk tokens', () => {
   });
 
   it('maps a v2 token (o.id, o.rol without prefix)', async () => {
-    const token = await clerk.sign({ v: 2, sub: 'user_2bob', azp: appOrigin, o: { id: clerkOrg, rol: 'member', slg: 'acme', per: 'read,write' } });
+    const token = await clerk.sign({
+      v: 2,
+      sub: 'user_2bob',
+      azp: appOrigin,
+      o: { id: clerkOrg, rol: 'member', slg: 'acme', per: 'read,write' },
+    });
     const response = await whoami(clerkWorkspace, token).expect(200);
     expect(response.body).toMatchObject({ id: 'user_2bob', roles: ['member'] });
   });
 
   it('refuses an azp that is not an authorized party, and a missing azp', async () => {
-    expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ azp: 'https://evil.example.com' })), 'token_authorized_party');
+    expectUnauthorized(
+      await whoami(clerkWorkspace, await clerkV1({ azp: 'https://evil.example.com' })),
+      'token_authorized_party',
+    );
     expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ azp: undefined })), 'token_authorized_party');
   });
 
@@ -151,29 +179,55 @@ describe('Auth0 tokens', () => {
 
   it('reads org_id and the namespaced roles claim, through the roleMap', async () => {
     const response = await whoami(auth0Workspace, await auth0Token()).expect(200);
-    expect(response.body).toMatchObject({ id: 'auth0|64f1', roles: ['member', 'admin', 'auditor'], email: 'carol@example.com', provider: 'auth0' });
+    expect(response.body).toMatchObject({
+      id: 'auth0|64f1',
+      roles: ['member', 'admin', 'auditor'],
+      email: 'carol@example.com',
+      provider: 'auth0',
+    });
   });
 
   it('leaves out an email the token marks as unverified: policies may match on principal.email', async () => {
-    const unverified = (await whoami(auth0Workspace, await auth0Token({ email: 'ceo@victim.example', email_verified: false })).expect(200)).body;
+    const unverified = (
+      await whoami(auth0Workspace, await auth0Token({ email: 'ceo@victim.example', email_verified: false })).expect(200)
+    ).body;
     expect(unverified).not.toHaveProperty('email');
     // Some claim mappers emit the flag as a string.
-    expect((await whoami(auth0Workspace, await auth0Token({ email_verified: 'false' })).expect(200)).body).not.toHaveProperty('email');
+    expect(
+      (await whoami(auth0Workspace, await auth0Token({ email_verified: 'false' })).expect(200)).body,
+    ).not.toHaveProperty('email');
     const verified = (await whoami(auth0Workspace, await auth0Token({ email_verified: true })).expect(200)).body;
     expect(verified.email).toBe('carol@example.com');
   });
 
   it('refuses a wrong audience and a wrong client id (azp)', async () => {
-    expectUnauthorized(await whoami(auth0Workspace, await auth0Token({ aud: 'https://other.example.com' })), 'token_audience');
-    expectUnauthorized(await whoami(auth0Workspace, await auth0Token({ azp: 'client_evil' })), 'token_authorized_party');
+    expectUnauthorized(
+      await whoami(auth0Workspace, await auth0Token({ aud: 'https://other.example.com' })),
+      'token_audience',
+    );
+    expectUnauthorized(
+      await whoami(auth0Workspace, await auth0Token({ azp: 'client_evil' })),
+      'token_authorized_party',
+    );
   });
 });
 
 describe('any OIDC issuer', () => {
   it('uses the configured claim paths, including a custom subject', async () => {
-    const token = await oidc.sign({ uid: 'u-7', sub: 'ignored', tenant: { id: 'tenant-42' }, realm_access: { roles: ['viewer'] }, mail: 'dan@example.com' });
+    const token = await oidc.sign({
+      uid: 'u-7',
+      sub: 'ignored',
+      tenant: { id: 'tenant-42' },
+      realm_access: { roles: ['viewer'] },
+      mail: 'dan@example.com',
+    });
     const response = await whoami(oidcWorkspace, token).expect(200);
-    expect(response.body).toMatchObject({ id: 'u-7', roles: ['viewer'], email: 'dan@example.com', provider: 'keycloak' });
+    expect(response.body).toMatchObject({
+      id: 'u-7',
+      roles: ['viewer'],
+      email: 'dan@example.com',
+      provider: 'keycloak',
+    });
   });
 
   it('refuses a token without the configured subject claim', async () => {
@@ -189,7 +243,10 @@ describe('roles from the members table', () => {
     try {
       const provider = await createProvider(workspace, clerkProvider(issuer, 'org_members', { roleSource: 'members' }));
       const { body } = await cordon.admin().get(`/v1/workspaces/${workspace}`).expect(200);
-      await owner.query("insert into members (workspace_id, user_id, email, roles) values ($1, 'user_m', 'm@example.com', '{viewer}')", [body.id]);
+      await owner.query(
+        "insert into members (workspace_id, user_id, email, roles) values ($1, 'user_m', 'm@example.com', '{viewer}')",
+        [body.id],
+      );
       const token = await issuer.sign({ sub: 'user_m', org_id: 'org_members', org_role: 'org:admin', azp: appOrigin });
 
       const principal = (await whoami(workspace, token).expect(200)).body;
@@ -197,13 +254,24 @@ describe('roles from the members table', () => {
       // An email comes from the token only: the member row's is editable and proves nothing.
       expect(principal).not.toHaveProperty('email');
 
-      await cordon.admin().put(`/v1/workspaces/${workspace}/identity-providers/${provider.id}`)
-        .send(clerkProvider(issuer, 'org_members', { roleSource: 'both' })).expect(200);
+      await cordon
+        .admin()
+        .put(`/v1/workspaces/${workspace}/identity-providers/${provider.id}`)
+        .send(clerkProvider(issuer, 'org_members', { roleSource: 'both' }))
+        .expect(200);
       expect((await whoami(workspace, token).expect(200)).body.roles.sort()).toEqual(['admin', 'viewer']);
 
-      const stranger = await issuer.sign({ sub: 'user_not_member', org_id: 'org_members', org_role: 'org:admin', azp: appOrigin });
-      await cordon.admin().put(`/v1/workspaces/${workspace}/identity-providers/${provider.id}`)
-        .send(clerkProvider(issuer, 'org_members', { roleSource: 'members' })).expect(200);
+      const stranger = await issuer.sign({
+        sub: 'user_not_member',
+        org_id: 'org_members',
+        org_role: 'org:admin',
+        azp: appOrigin,
+      });
+      await cordon
+        .admin()
+        .put(`/v1/workspaces/${workspace}/identity-providers/${provider.id}`)
+        .send(clerkProvider(issuer, 'org_members', { roleSource: 'members' }))
+        .expect(200);
       expect((await whoami(workspace, stranger).expect(200)).body.roles).toEqual([]);
     } finally {
       await issuer.close();
@@ -213,14 +281,24 @@ describe('roles from the members table', () => {
 
 describe('the JWT attack catalogue (RFC 8725)', () => {
   it('refuses alg "none"', async () => {
-    const token = assembleToken({ alg: 'none', typ: 'JWT' }, { iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, azp: appOrigin, exp: Date.now() / 1000 + 60 });
+    const token = assembleToken(
+      { alg: 'none', typ: 'JWT' },
+      { iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, azp: appOrigin, exp: Date.now() / 1000 + 60 },
+    );
     expectUnauthorized(await whoami(clerkWorkspace, token), 'token_algorithm');
   });
 
   it('refuses HS256 signed with the RSA public key as the HMAC secret', async () => {
     const publicPem = await exportSPKI((await importJWK(clerk.keys[0]!.publicJwk, 'RS256')) as CryptoKey);
     const header = { alg: 'HS256', typ: 'JWT', kid: clerk.keys[0]!.kid };
-    const payload = { iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, org_role: 'org:admin', azp: appOrigin, exp: Math.floor(Date.now() / 1000) + 60 };
+    const payload = {
+      iss: clerk.url,
+      sub: 'user_2alice',
+      org_id: clerkOrg,
+      org_role: 'org:admin',
+      azp: appOrigin,
+      exp: Math.floor(Date.now() / 1000) + 60,
+    };
     const unsigned = assembleToken(header, payload).slice(0, -1);
     const signature = createHmac('sha256', publicPem).update(unsigned).digest('base64url');
     expectUnauthorized(await whoami(clerkWorkspace, `${unsigned}.${signature}`), 'token_algorithm');
@@ -229,14 +307,25 @@ describe('the JWT attack catalogue (RFC 8725)', () => {
   it('refuses a crit extension it does not implement as a malformed token, before any key is fetched', async () => {
     const requests = clerk.jwksRequests;
     const header = { alg: 'RS256', typ: 'JWT', kid: 'fresh-kid', crit: ['exp'], exp: 1 };
-    const token = assembleToken(header, { iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, azp: appOrigin, exp: Math.floor(Date.now() / 1000) + 60 }, 'AAAA');
+    const token = assembleToken(
+      header,
+      { iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, azp: appOrigin, exp: Math.floor(Date.now() / 1000) + 60 },
+      'AAAA',
+    );
     expectUnauthorized(await whoami(clerkWorkspace, token), 'token_malformed');
     expect(clerk.jwksRequests).toBe(requests);
   });
 
   it('refuses an RFC 7797 unencoded payload, even one the issuer signed', async () => {
     const key = clerk.keys[0]!;
-    const claims = { iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, org_role: 'org:admin', azp: appOrigin, exp: Math.floor(Date.now() / 1000) + 60 };
+    const claims = {
+      iss: clerk.url,
+      sub: 'user_2alice',
+      org_id: clerkOrg,
+      org_role: 'org:admin',
+      azp: appOrigin,
+      exp: Math.floor(Date.now() / 1000) + 60,
+    };
     // The raw payload is itself base64url text, so the token reads like a normal JWT.
     const raw = Buffer.from(JSON.stringify(claims)).toString('base64url');
     const jws = await new FlattenedSign(new TextEncoder().encode(raw))
@@ -246,10 +335,13 @@ describe('the JWT attack catalogue (RFC 8725)', () => {
     expectUnauthorized(await whoami(clerkWorkspace, token), 'token_malformed');
   });
 
-  it.each([["../../../../etc/passwd"], ["' OR 1=1 --"], ['key-1"; drop table workspaces; --']])('refuses a kid of %s', async (kid) => {
-    const token = await clerk.sign({ sub: 'x', org_id: clerkOrg, azp: appOrigin }, { kid });
-    expectUnauthorized(await whoami(clerkWorkspace, token), 'token_unknown_key');
-  });
+  it.each([['../../../../etc/passwd'], ["' OR 1=1 --"], ['key-1"; drop table workspaces; --']])(
+    'refuses a kid of %s',
+    async (kid) => {
+      const token = await clerk.sign({ sub: 'x', org_id: clerkOrg, azp: appOrigin }, { kid });
+      expectUnauthorized(await whoami(clerkWorkspace, token), 'token_unknown_key');
+    },
+  );
 
   it.each(['jku', 'x5u', 'jwk'])('never follows an embedded %s header pointing at an attacker key', async (member) => {
     const attacker = await TestIssuer.start();
@@ -294,7 +386,10 @@ describe('the JWT attack catalogue (RFC 8725)', () => {
   });
 
   it('refuses a wrong issuer, a tampered payload and a garbled token', async () => {
-    expectUnauthorized(await whoami(clerkWorkspace, await clerkV1({ iss: 'https://evil.example.com' })), 'token_untrusted_issuer');
+    expectUnauthorized(
+      await whoami(clerkWorkspace, await clerkV1({ iss: 'https://evil.example.com' })),
+      'token_untrusted_issuer',
+    );
     const [header, , signature] = (await clerkV1()).split('.');
     const tampered = `${header}.${Buffer.from(JSON.stringify({ iss: clerk.url, sub: 'user_2alice', org_id: clerkOrg, org_role: 'org:admin', azp: appOrigin, exp: 4_000_000_000 })).toString('base64url')}.${signature}`;
     expectUnauthorized(await whoami(clerkWorkspace, tampered), 'token_signature');
@@ -318,7 +413,12 @@ describe('errors that could enumerate tenants', () => {
       await whoami(emptyWorkspace, token),
       await whoami(auth0Workspace, token),
     ];
-    const shapes = responses.map((response) => ({ status: response.status, code: response.body.code, detail: response.body.detail, challenge: response.headers['www-authenticate'] }));
+    const shapes = responses.map((response) => ({
+      status: response.status,
+      code: response.body.code,
+      detail: response.body.detail,
+      challenge: response.headers['www-authenticate'],
+    }));
     expect(new Set(shapes.map((shape) => JSON.stringify(shape))).size).toBe(1);
     expect(shapes[0]).toMatchObject({ status: 401, code: 'token_untrusted_issuer' });
   });
@@ -340,7 +440,12 @@ describe('errors that could enumerate tenants', () => {
     const issuer = await TestIssuer.start();
     try {
       await createProvider(workspace, clerkProvider(issuer, 'org_suspended'));
-      const token = await issuer.sign({ sub: 'user_s', org_id: 'org_suspended', org_role: 'org:admin', azp: appOrigin });
+      const token = await issuer.sign({
+        sub: 'user_s',
+        org_id: 'org_suspended',
+        org_role: 'org:admin',
+        azp: appOrigin,
+      });
       await whoami(workspace, token).expect(200);
       await cordon.admin().patch(`/v1/workspaces/${workspace}`).send({ status: 'suspended' }).expect(200);
       expect((await whoami(workspace, token).expect(403)).body.code).toBe('workspace_suspended');
@@ -381,8 +486,11 @@ describe('keys and caches', () => {
       await whoami(workspace, other).expect(200);
       expect(issuer.jwksRequests).toBe(1);
 
-      await cordon.admin().put(`/v1/workspaces/${workspace}/identity-providers/${provider.id}`)
-        .send(clerkProvider(issuer, 'org_cache', { audiences: ['https://api.example.com'] })).expect(200);
+      await cordon
+        .admin()
+        .put(`/v1/workspaces/${workspace}/identity-providers/${provider.id}`)
+        .send(clerkProvider(issuer, 'org_cache', { audiences: ['https://api.example.com'] }))
+        .expect(200);
       expectUnauthorized(await whoami(workspace, token), 'token_audience');
     } finally {
       await issuer.close();
@@ -393,10 +501,24 @@ describe('keys and caches', () => {
     const slow = await startTestApp({ env: { JWKS_COOLDOWN_SECONDS: '30' } });
     const issuer = await TestIssuer.start();
     try {
-      const workspace = (await slow.admin().post('/v1/workspaces').send({ slug: uniqueSlug('cool'), name: 'Cooldown' }).expect(201)).body.slug;
-      await slow.admin().post(`/v1/workspaces/${workspace}/identity-providers`).send(clerkProvider(issuer, 'org_cooldown')).expect(201);
+      const workspace = (
+        await slow
+          .admin()
+          .post('/v1/workspaces')
+          .send({ slug: uniqueSlug('cool'), name: 'Cooldown' })
+          .expect(201)
+      ).body.slug;
+      await slow
+        .admin()
+        .post(`/v1/workspaces/${workspace}/identity-providers`)
+        .send(clerkProvider(issuer, 'org_cooldown'))
+        .expect(201);
       const claims = { sub: 'user_k', org_id: 'org_cooldown', azp: appOrigin };
-      await slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(await issuer.sign(claims), { type: 'bearer' }).expect(200);
+      await slow
+        .http()
+        .get(`/v1/workspaces/${workspace}/whoami`)
+        .auth(await issuer.sign(claims), { type: 'bearer' })
+        .expect(200);
       for (let attempt = 0; attempt < 5; attempt += 1) {
         const token = await issuer.sign(claims, { kid: `unknown-${attempt}` });
         const response = await slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' });
@@ -420,7 +542,10 @@ describe('keys and caches', () => {
       const workspace = await createWorkspace();
       await createProvider(workspace, clerkProvider(issuer, `org_outage_${status}`));
       issuer.jwksFailure = { status, body };
-      const response = await whoami(workspace, await issuer.sign({ sub: 'user_o', org_id: `org_outage_${status}`, azp: appOrigin })).expect(503);
+      const response = await whoami(
+        workspace,
+        await issuer.sign({ sub: 'user_o', org_id: `org_outage_${status}`, azp: appOrigin }),
+      ).expect(503);
       expect(response.body.code).toBe('identity_provider_unavailable');
       expect(response.headers['www-authenticate']).toBeUndefined();
       expect(issuer.jwksRequests).toBe(1);
@@ -435,7 +560,12 @@ describe('keys and caches', () => {
    */
   async function withCooldown(
     orgId: string,
-    test: (context: { issuer: TestIssuer; who: (token: string) => ReturnType<typeof whoami>; claims: Record<string, unknown>; advance: (millis: number) => void }) => Promise<void>,
+    test: (context: {
+      issuer: TestIssuer;
+      who: (token: string) => ReturnType<typeof whoami>;
+      claims: Record<string, unknown>;
+      advance: (millis: number) => void;
+    }) => Promise<void>,
   ): Promise<void> {
     let now = Date.now();
     const realNow = Date.now;
@@ -443,8 +573,18 @@ describe('keys and caches', () => {
     const issuer = await TestIssuer.start();
     try {
       issuer.keys = [...issuer.keys, await createKey('RS256')];
-      const workspace = (await slow.admin().post('/v1/workspaces').send({ slug: uniqueSlug('cooling'), name: 'Cooling' }).expect(201)).body.slug;
-      await slow.admin().post(`/v1/workspaces/${workspace}/identity-providers`).send(clerkProvider(issuer, orgId)).expect(201);
+      const workspace = (
+        await slow
+          .admin()
+          .post('/v1/workspaces')
+          .send({ slug: uniqueSlug('cooling'), name: 'Cooling' })
+          .expect(201)
+      ).body.slug;
+      await slow
+        .admin()
+        .post(`/v1/workspaces/${workspace}/identity-providers`)
+        .send(clerkProvider(issuer, orgId))
+        .expect(201);
       Date.now = () => now;
       await test({
         issuer,
@@ -482,12 +622,17 @@ describe('keys and caches', () => {
       // identity provider is down.
       advance(31_000);
       issuer.jwksFailure = { status: 503, body: '' };
-      expect((await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'no-such-kid' })).expect(503)).body.code).toBe('identity_provider_unavailable');
+      expect(
+        (await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'no-such-kid' })).expect(503)).body.code,
+      ).toBe('identity_provider_unavailable');
       expect(issuer.jwksRequests).toBe(2);
       // The second key was in the set already fetched: it works without a fetch, and another
       // unknown kid is refused as such, without a fetch either.
       await who(await issuer.sign(claims, { key: issuer.keys[1] })).expect(200);
-      expectUnauthorized(await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'another-kid' })), 'token_unknown_key');
+      expectUnauthorized(
+        await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'another-kid' })),
+        'token_unknown_key',
+      );
       expect(issuer.jwksRequests).toBe(2);
     });
   });
@@ -496,10 +641,24 @@ describe('keys and caches', () => {
     const strict = await startTestApp({ env: { OUTBOUND_ALLOW_PRIVATE: 'false' } });
     const issuer = await TestIssuer.start();
     try {
-      const workspace = (await strict.admin().post('/v1/workspaces').send({ slug: uniqueSlug('ssrf'), name: 'SSRF' }).expect(201)).body.slug;
-      await strict.admin().post(`/v1/workspaces/${workspace}/identity-providers`).send(clerkProvider(issuer, 'org_ssrf')).expect(201);
+      const workspace = (
+        await strict
+          .admin()
+          .post('/v1/workspaces')
+          .send({ slug: uniqueSlug('ssrf'), name: 'SSRF' })
+          .expect(201)
+      ).body.slug;
+      await strict
+        .admin()
+        .post(`/v1/workspaces/${workspace}/identity-providers`)
+        .send(clerkProvider(issuer, 'org_ssrf'))
+        .expect(201);
       const token = await issuer.sign({ sub: 'user_x', org_id: 'org_ssrf', azp: appOrigin });
-      const response = await strict.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' }).expect(503);
+      const response = await strict
+        .http()
+        .get(`/v1/workspaces/${workspace}/whoami`)
+        .auth(token, { type: 'bearer' })
+        .expect(503);
       expect(response.body.code).toBe('identity_provider_unavailable');
       expect(issuer.jwksRequests).toBe(0);
     } finally {
@@ -513,8 +672,20 @@ describe('keys and caches', () => {
     const second = await startTestApp({ listen: true });
     const issuer = await TestIssuer.start();
     try {
-      const workspace = (await first.admin().post('/v1/workspaces').send({ slug: uniqueSlug('bus'), name: 'Bus' }).expect(201)).body.slug;
-      const provider = (await first.admin().post(`/v1/workspaces/${workspace}/identity-providers`).send(clerkProvider(issuer, 'org_bus')).expect(201)).body;
+      const workspace = (
+        await first
+          .admin()
+          .post('/v1/workspaces')
+          .send({ slug: uniqueSlug('bus'), name: 'Bus' })
+          .expect(201)
+      ).body.slug;
+      const provider = (
+        await first
+          .admin()
+          .post(`/v1/workspaces/${workspace}/identity-providers`)
+          .send(clerkProvider(issuer, 'org_bus'))
+          .expect(201)
+      ).body;
       const token = await issuer.sign({ sub: 'user_b', org_id: 'org_bus', azp: appOrigin });
       await first.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' }).expect(200);
 

@@ -3,12 +3,15 @@ import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant } from './support/tenant.ts';
 
-
 describe('cache invalidation across instances', () => {
   it('keeps listening after its connection is killed, and applies the next change from another instance', async () => {
     const owner = await ownerClient();
     const listeners = async () =>
-      (await owner.query("select pid from pg_stat_activity where datname = current_database() and query = 'listen cordon_changes'")).rows.map((row: { pid: number }) => row.pid);
+      (
+        await owner.query(
+          "select pid from pg_stat_activity where datname = current_database() and query = 'listen cordon_changes'",
+        )
+      ).rows.map((row: { pid: number }) => row.pid);
     // Other test files listen too: only the connections these two instances open are killed.
     const others = await listeners();
     const first = await startTestApp({ listen: true });
@@ -21,10 +24,13 @@ describe('cache invalidation across instances', () => {
       const before = (await listeners()).filter((pid) => !others.includes(pid));
       expect(before.length).toBeGreaterThanOrEqual(2);
       await owner.query('select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [before]);
-      await eventually(async () => (await listeners()).filter((pid) => !before.includes(pid) && !others.includes(pid)).length >= 2);
+      await eventually(
+        async () => (await listeners()).filter((pid) => !before.includes(pid) && !others.includes(pid)).length >= 2,
+      );
 
       await whoami().expect(200);
-      const providers = (await second.admin().get(`/v1/workspaces/${tenant.slug}/identity-providers`).expect(200)).body.data;
+      const providers = (await second.admin().get(`/v1/workspaces/${tenant.slug}/identity-providers`).expect(200)).body
+        .data;
       await second.admin().delete(`/v1/workspaces/${tenant.slug}/identity-providers/${providers[0].id}`).expect(204);
       await eventually(async () => (await whoami()).status === 401);
     } finally {
@@ -43,11 +49,23 @@ describe('cache invalidation across instances', () => {
       const tenant = await createTenant(first, issuer, 'policy-bus');
       const viewer = await tenant.token('user_v', 'viewer');
       const check = async () =>
-        (await first.http().post(`/v1/workspaces/${tenant.slug}/check`).auth(viewer, { type: 'bearer' }).send({ checks: [{ action: 'read', subject: 'Task' }] }).expect(200)).body.results[0];
+        (
+          await first
+            .http()
+            .post(`/v1/workspaces/${tenant.slug}/check`)
+            .auth(viewer, { type: 'bearer' })
+            .send({ checks: [{ action: 'read', subject: 'Task' }] })
+            .expect(200)
+        ).body.results[0];
       expect(await check()).toMatchObject({ allowed: true });
-      const viewerPolicy = (await second.admin().get(`/v1/workspaces/${tenant.slug}/policies`).expect(200)).body.data.find((policy: { name: string }) => policy.name === 'viewer');
-      await second.admin().put(`/v1/workspaces/${tenant.slug}/policies/${viewerPolicy.id}`)
-        .send({ name: 'viewer', roles: ['viewer'], rules: [{ action: 'read', subject: 'Workspace' }] }).expect(200);
+      const viewerPolicy = (
+        await second.admin().get(`/v1/workspaces/${tenant.slug}/policies`).expect(200)
+      ).body.data.find((policy: { name: string }) => policy.name === 'viewer');
+      await second
+        .admin()
+        .put(`/v1/workspaces/${tenant.slug}/policies/${viewerPolicy.id}`)
+        .send({ name: 'viewer', roles: ['viewer'], rules: [{ action: 'read', subject: 'Workspace' }] })
+        .expect(200);
       await eventually(async () => (await check()).allowed === false);
       expect(await check()).toMatchObject({ allowed: false, reason: 'default deny' });
     } finally {
@@ -65,16 +83,34 @@ describe('cache invalidation across instances', () => {
       const tenant = await createTenant(first, issuer, 'structure-bus');
       const admin = await tenant.token('user_a', 'admin');
       const on = (instance: typeof first) => ({
-        post: (path: string, body: object) => instance.http().post(`/v1/workspaces/${tenant.slug}${path}`).auth(admin, { type: 'bearer' }).send(body),
-        put: (path: string, body: object) => instance.http().put(`/v1/workspaces/${tenant.slug}${path}`).auth(admin, { type: 'bearer' }).send(body),
+        post: (path: string, body: object) =>
+          instance.http().post(`/v1/workspaces/${tenant.slug}${path}`).auth(admin, { type: 'bearer' }).send(body),
+        put: (path: string, body: object) =>
+          instance.http().put(`/v1/workspaces/${tenant.slug}${path}`).auth(admin, { type: 'bearer' }).send(body),
       });
-      await on(first).post('/structures', { name: 'Note', fields: { text: { type: 'text' } } }).expect(201);
-      await on(unaware).post('/records/Note', { data: { text: 'cached' } }).expect(201);
-      await on(first).put('/structures/Note', { fields: { text: { type: 'text' }, color: { type: 'text', required: true, default: 'yellow' } } }).expect(200);
-      const created = await on(unaware).post('/records/Note', { data: { text: 'after the change' } }).expect(201);
+      await on(first)
+        .post('/structures', { name: 'Note', fields: { text: { type: 'text' } } })
+        .expect(201);
+      await on(unaware)
+        .post('/records/Note', { data: { text: 'cached' } })
+        .expect(201);
+      await on(first)
+        .put('/structures/Note', {
+          fields: { text: { type: 'text' }, color: { type: 'text', required: true, default: 'yellow' } },
+        })
+        .expect(200);
+      const created = await on(unaware)
+        .post('/records/Note', { data: { text: 'after the change' } })
+        .expect(201);
       expect(created.body.data).toEqual({ text: 'after the change', color: 'yellow' });
-      await on(first).put('/structures/Note?force=true', { fields: { text: { type: 'text', maxLength: 3 }, color: { type: 'text' } } }).expect(200);
-      await on(unaware).post('/records/Note', { data: { text: 'too long now' } }).expect(400);
+      await on(first)
+        .put('/structures/Note?force=true', {
+          fields: { text: { type: 'text', maxLength: 3 }, color: { type: 'text' } },
+        })
+        .expect(200);
+      await on(unaware)
+        .post('/records/Note', { data: { text: 'too long now' } })
+        .expect(400);
     } finally {
       await issuer.close();
       await first.close();
@@ -94,13 +130,19 @@ describe('database connections that go away', () => {
     try {
       const tenant = await createTenant(cordon, issuer, 'terminated');
       const token = await tenant.token('user_t', 'admin');
-      const check = () => cordon.http().post(`/v1/workspaces/${tenant.slug}/check`).auth(token, { type: 'bearer' })
-        .send({ checks: [{ action: 'read', subject: 'Task' }] });
+      const check = () =>
+        cordon
+          .http()
+          .post(`/v1/workspaces/${tenant.slug}/check`)
+          .auth(token, { type: 'bearer' })
+          .send({ checks: [{ action: 'read', subject: 'Task' }] });
       const members = () => cordon.http().get(`/v1/workspaces/${tenant.slug}/members`).auth(token, { type: 'bearer' });
       await check().expect(200);
       await members().expect(200);
       const backends = async () =>
-        (await owner.query('select pid from pg_stat_activity where application_name = $1', [applicationName])).rows.map((row: { pid: number }) => row.pid);
+        (await owner.query('select pid from pg_stat_activity where application_name = $1', [applicationName])).rows.map(
+          (row: { pid: number }) => row.pid,
+        );
       const idle = await backends();
       // The pool for decisions and records takes the name from its URL (MikroORM's pool guards
       // its own connections the same way, and does not pass the name on).
@@ -114,15 +156,37 @@ describe('database connections that go away', () => {
       // A connection terminated under a running query: that request gets a 503, the next one is
       // served. The PATCH waits on a row lock held by the owner until its backend is terminated.
       const api = (path: string) => `/v1/workspaces/${tenant.slug}${path}`;
-      await cordon.http().post(api('/structures')).auth(token, { type: 'bearer' }).send({ name: 'Note', fields: { text: { type: 'text' } } }).expect(201);
-      const note = (await cordon.http().post(api('/records/Note')).auth(token, { type: 'bearer' }).send({ data: { text: 'a' } }).expect(201)).body;
+      await cordon
+        .http()
+        .post(api('/structures'))
+        .auth(token, { type: 'bearer' })
+        .send({ name: 'Note', fields: { text: { type: 'text' } } })
+        .expect(201);
+      const note = (
+        await cordon
+          .http()
+          .post(api('/records/Note'))
+          .auth(token, { type: 'bearer' })
+          .send({ data: { text: 'a' } })
+          .expect(201)
+      ).body;
       const locker = await ownerClient();
       try {
         await locker.query('begin');
         await locker.query('select 1 from records where id = $1 for update', [note.id]);
-        const patch = cordon.http().patch(api(`/records/Note/${note.id}`)).auth(token, { type: 'bearer' }).send({ data: { text: 'b' } }).then((response) => response);
+        const patch = cordon
+          .http()
+          .patch(api(`/records/Note/${note.id}`))
+          .auth(token, { type: 'bearer' })
+          .send({ data: { text: 'b' } })
+          .then((response) => response);
         const waiting = async () =>
-          (await owner.query("select pid from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'", [applicationName])).rows.map((row: { pid: number }) => row.pid);
+          (
+            await owner.query(
+              "select pid from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'",
+              [applicationName],
+            )
+          ).rows.map((row: { pid: number }) => row.pid);
         await eventually(async () => (await waiting()).length === 1);
         await owner.query('select pg_terminate_backend(pid) from unnest($1::int[]) as pid', [await waiting()]);
         const refused = await patch;
@@ -132,7 +196,12 @@ describe('database connections that go away', () => {
         await locker.query('rollback');
         await locker.end();
       }
-      const patched = await cordon.http().patch(api(`/records/Note/${note.id}`)).auth(token, { type: 'bearer' }).send({ data: { text: 'c' } }).expect(200);
+      const patched = await cordon
+        .http()
+        .patch(api(`/records/Note/${note.id}`))
+        .auth(token, { type: 'bearer' })
+        .send({ data: { text: 'c' } })
+        .expect(200);
       expect(patched.body.data).toEqual({ text: 'c' });
     } finally {
       await issuer.close();

@@ -30,12 +30,27 @@ afterAll(async () => {
 });
 
 async function decide(app: TestApp, tenant: TestTenant, token: string, count: number): Promise<void> {
-  const checks = Array.from({ length: count }, (_, index) => ({ action: 'read', subject: 'Task', resource: { id: `task-${index}` } }));
-  await app.http().post(`/v1/workspaces/${tenant.slug}/check`).auth(token, { type: 'bearer' }).send({ checks }).expect(200);
+  const checks = Array.from({ length: count }, (_, index) => ({
+    action: 'read',
+    subject: 'Task',
+    resource: { id: `task-${index}` },
+  }));
+  await app
+    .http()
+    .post(`/v1/workspaces/${tenant.slug}/check`)
+    .auth(token, { type: 'bearer' })
+    .send({ checks })
+    .expect(200);
 }
 
 const verify = async (tenant: TestTenant, token: string) =>
-  (await cordon.http().get(`/v1/workspaces/${tenant.slug}/decisions/verify`).auth(token, { type: 'bearer' }).expect(200)).body;
+  (
+    await cordon
+      .http()
+      .get(`/v1/workspaces/${tenant.slug}/decisions/verify`)
+      .auth(token, { type: 'bearer' })
+      .expect(200)
+  ).body;
 
 /** The owner edits history behind the trigger's back, as an attacker with database access would. */
 async function asTamperer<T>(work: () => Promise<T>): Promise<T> {
@@ -58,9 +73,18 @@ describe('the hash chain', () => {
     expect(verdict).toMatchObject({ verified: true, unsealed: 1 }); // the verify call's own decision
     expect(verdict.sealed).toBeGreaterThanOrEqual(31);
 
-    const page = await cordon.http().get(`/v1/workspaces/${tenant.slug}/decisions`).query({ limit: 5, subject: 'Task' }).auth(auditor, { type: 'bearer' }).expect(200);
+    const page = await cordon
+      .http()
+      .get(`/v1/workspaces/${tenant.slug}/decisions`)
+      .query({ limit: 5, subject: 'Task' })
+      .auth(auditor, { type: 'bearer' })
+      .expect(200);
     expect(page.body.data).toHaveLength(5);
-    expect(page.body.data[0]).toMatchObject({ seq: expect.any(Number), hash: expect.stringMatching(/^[0-9a-f]{64}$/), prevHash: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(page.body.data[0]).toMatchObject({
+      seq: expect.any(Number),
+      hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+      prevHash: expect.stringMatching(/^[0-9a-f]{64}$/),
+    });
     expect(page.body.nextCursor).toEqual(expect.any(String));
   });
 
@@ -69,8 +93,14 @@ describe('the hash chain', () => {
     const auditor = await tenant.token('user_auditor', 'auditor');
     await decide(cordon, tenant, await tenant.token('user_v', 'viewer'), 20);
     await cordon.sealer.sealWorkspace(tenant.id);
-    const { rows } = await owner.query('select decision_id from decision_seals where workspace_id = $1 and seq = 7', [tenant.id]);
-    await asTamperer(() => owner.query("update decisions set allowed = not allowed, reason = 'rewritten' where id = $1", [rows[0].decision_id]));
+    const { rows } = await owner.query('select decision_id from decision_seals where workspace_id = $1 and seq = 7', [
+      tenant.id,
+    ]);
+    await asTamperer(() =>
+      owner.query("update decisions set allowed = not allowed, reason = 'rewritten' where id = $1", [
+        rows[0].decision_id,
+      ]),
+    );
     expect(await verify(tenant, auditor)).toMatchObject({ verified: false, firstBreak: { seq: 7 } });
   });
 
@@ -79,10 +109,15 @@ describe('the hash chain', () => {
     const auditor = await tenant.token('user_auditor', 'auditor');
     await decide(cordon, tenant, await tenant.token('user_v', 'viewer'), 20);
     await cordon.sealer.sealWorkspace(tenant.id);
-    const { rows } = await owner.query('select max(seq)::int as last from decision_seals where workspace_id = $1', [tenant.id]);
+    const { rows } = await owner.query('select max(seq)::int as last from decision_seals where workspace_id = $1', [
+      tenant.id,
+    ]);
     const last = rows[0].last as number;
     await asTamperer(async () => {
-      await owner.query('delete from decisions where id in (select decision_id from decision_seals where workspace_id = $1 and seq > $2)', [tenant.id, last - 3]);
+      await owner.query(
+        'delete from decisions where id in (select decision_id from decision_seals where workspace_id = $1 and seq > $2)',
+        [tenant.id, last - 3],
+      );
       await owner.query('delete from decision_seals where workspace_id = $1 and seq > $2', [tenant.id, last - 3]);
     });
     expect(await verify(tenant, auditor)).toMatchObject({ verified: false, firstBreak: { seq: last - 2 } });
@@ -93,14 +128,27 @@ describe('the hash chain', () => {
     try {
       const tenant = await createTenant(cordon, issuer, 'fork');
       const viewer = await tenant.token('user_v', 'viewer');
-      const writers = [cordon, second].flatMap((app) => Array.from({ length: 10 }, () => decide(app, tenant, viewer, 5)));
-      const sealers = Array.from({ length: 10 }, (_, index) => (index % 2 ? cordon : second).sealer.sealWorkspace(tenant.id));
+      const writers = [cordon, second].flatMap((app) =>
+        Array.from({ length: 10 }, () => decide(app, tenant, viewer, 5)),
+      );
+      const sealers = Array.from({ length: 10 }, (_, index) =>
+        (index % 2 ? cordon : second).sealer.sealWorkspace(tenant.id),
+      );
       await Promise.all([...writers, ...sealers]);
       await cordon.sealer.sealWorkspace(tenant.id);
-      const { rows } = await owner.query('select count(*)::int as seals, max(seq)::int as last, count(distinct decision_id)::int as decisions from decision_seals where workspace_id = $1', [tenant.id]);
+      const { rows } = await owner.query(
+        'select count(*)::int as seals, max(seq)::int as last, count(distinct decision_id)::int as decisions from decision_seals where workspace_id = $1',
+        [tenant.id],
+      );
       expect(rows[0]).toEqual({ seals: 100, last: 100, decisions: 100 });
-      expect(await verify(tenant, await tenant.token('user_a', 'auditor'))).toMatchObject({ verified: true, sealed: 100 });
-      const { rows: checkpoints } = await owner.query('select count(*)::int as count from decision_checkpoints where workspace_id = $1', [tenant.id]);
+      expect(await verify(tenant, await tenant.token('user_a', 'auditor'))).toMatchObject({
+        verified: true,
+        sealed: 100,
+      });
+      const { rows: checkpoints } = await owner.query(
+        'select count(*)::int as count from decision_checkpoints where workspace_id = $1',
+        [tenant.id],
+      );
       expect(checkpoints[0].count).toBeGreaterThanOrEqual(1);
     } finally {
       await second.close();
@@ -131,8 +179,12 @@ describe('append-only, by grants and by trigger', () => {
     await expect(serving.execute("update decisions set reason = 'x'")).rejects.toThrow(/permission denied/);
     await expect(serving.execute('delete from decisions')).rejects.toThrow(/permission denied/);
     await expect(serving.execute('delete from decision_seals')).rejects.toThrow(/permission denied/);
-    await expect(owner.query("update decisions set reason = 'x' where workspace_id = $1", [tenant.id])).rejects.toThrow(/append-only/);
-    await expect(owner.query('delete from decisions where workspace_id = $1', [tenant.id])).rejects.toThrow(/append-only/);
+    await expect(owner.query("update decisions set reason = 'x' where workspace_id = $1", [tenant.id])).rejects.toThrow(
+      /append-only/,
+    );
+    await expect(owner.query('delete from decisions where workspace_id = $1', [tenant.id])).rejects.toThrow(
+      /append-only/,
+    );
   });
 
   it('scopes the one-statement append: rows of another workspace are refused by RLS', async () => {
@@ -141,9 +193,25 @@ describe('append-only, by grants and by trigger', () => {
     const serving = new pg.Client({ connectionString: testDatabase.appUrl() });
     await serving.connect();
     try {
-      const context = { workspaceId: theirs.id, requestId: 'forged', principal: { id: 'mallory', roles: ['admin'], provider: 'x' }, ip: null, userAgent: null, startedAt: process.hrtime.bigint() };
-      const entries = [{ action: 'read', operation: 'check' as const, subject: 'Task', decision: { allowed: true, policyId: null, policyVersion: null, ruleIndex: null, reason: 'forged' } }];
-      await expect(serving.query(insertStatement(mine.id, [{ context, entries }]))).rejects.toThrow(/row-level security/);
+      const context = {
+        workspaceId: theirs.id,
+        requestId: 'forged',
+        principal: { id: 'mallory', roles: ['admin'], provider: 'x' },
+        ip: null,
+        userAgent: null,
+        startedAt: process.hrtime.bigint(),
+      };
+      const entries = [
+        {
+          action: 'read',
+          operation: 'check' as const,
+          subject: 'Task',
+          decision: { allowed: true, policyId: null, policyVersion: null, ruleIndex: null, reason: 'forged' },
+        },
+      ];
+      await expect(serving.query(insertStatement(mine.id, [{ context, entries }]))).rejects.toThrow(
+        /row-level security/,
+      );
       await serving.query(insertStatement(theirs.id, [{ context, entries }]));
       const { rows } = await owner.query("select workspace_id from decisions where request_id = 'forged'");
       expect(rows).toEqual([{ workspace_id: theirs.id }]);
@@ -157,7 +225,10 @@ describe('append-only, by grants and by trigger', () => {
     await decide(cordon, tenant, await tenant.token('user_v', 'viewer'), 3);
     await cordon.sealer.sealWorkspace(tenant.id);
     await cordon.admin().delete(`/v1/workspaces/${tenant.slug}`).expect(204);
-    const { rows } = await owner.query('select (select count(*) from decisions where workspace_id = $1)::int as decisions, (select count(*) from decision_seals where workspace_id = $1)::int as seals', [tenant.id]);
+    const { rows } = await owner.query(
+      'select (select count(*) from decisions where workspace_id = $1)::int as decisions, (select count(*) from decision_seals where workspace_id = $1)::int as seals',
+      [tenant.id],
+    );
     expect(rows[0]).toEqual({ decisions: 0, seals: 0 });
   });
 });
@@ -166,25 +237,58 @@ describe('auditor routes', () => {
   it('refuses a member and answers an auditor', async () => {
     const tenant = await createTenant(cordon, issuer, 'aud');
     const member = await tenant.token('user_m', 'member');
-    const denied = await cordon.http().get(`/v1/workspaces/${tenant.slug}/decisions`).auth(member, { type: 'bearer' }).expect(403);
+    const denied = await cordon
+      .http()
+      .get(`/v1/workspaces/${tenant.slug}/decisions`)
+      .auth(member, { type: 'bearer' })
+      .expect(403);
     expect(denied.body.detail).toBe('members do not administer the workspace');
-    const key = await cordon.http().get(`/v1/workspaces/${tenant.slug}/decisions/public-key`).auth(await tenant.token('user_a', 'auditor'), { type: 'bearer' }).expect(200);
-    expect(key.body).toMatchObject({ algorithm: 'Ed25519', keyId: cordon.signingKey.keyId, jwk: { kty: 'OKP', crv: 'Ed25519' } });
+    const key = await cordon
+      .http()
+      .get(`/v1/workspaces/${tenant.slug}/decisions/public-key`)
+      .auth(await tenant.token('user_a', 'auditor'), { type: 'bearer' })
+      .expect(200);
+    expect(key.body).toMatchObject({
+      algorithm: 'Ed25519',
+      keyId: cordon.signingKey.keyId,
+      jwk: { kty: 'OKP', crv: 'Ed25519' },
+    });
   });
 
   it('filters by principal, action, allowed and time', async () => {
     const tenant = await createTenant(cordon, issuer, 'filter');
     const auditor = await tenant.token('user_a', 'auditor');
     const viewer = await tenant.token('user_v', 'viewer');
-    await cordon.http().post(`/v1/workspaces/${tenant.slug}/check`).auth(viewer, { type: 'bearer' })
-      .send({ checks: [{ action: 'read', subject: 'Task' }, { action: 'delete', subject: 'Task' }] }).expect(200);
+    await cordon
+      .http()
+      .post(`/v1/workspaces/${tenant.slug}/check`)
+      .auth(viewer, { type: 'bearer' })
+      .send({
+        checks: [
+          { action: 'read', subject: 'Task' },
+          { action: 'delete', subject: 'Task' },
+        ],
+      })
+      .expect(200);
     const query = (filters: Record<string, string>) =>
-      cordon.http().get(`/v1/workspaces/${tenant.slug}/decisions`).query(filters).auth(auditor, { type: 'bearer' }).expect(200);
-    expect((await query({ principalId: 'user_v', allowed: 'false' })).body.data.map((row: { action: string }) => row.action)).toEqual(['delete']);
+      cordon
+        .http()
+        .get(`/v1/workspaces/${tenant.slug}/decisions`)
+        .query(filters)
+        .auth(auditor, { type: 'bearer' })
+        .expect(200);
+    expect(
+      (await query({ principalId: 'user_v', allowed: 'false' })).body.data.map((row: { action: string }) => row.action),
+    ).toEqual(['delete']);
     expect((await query({ principalId: 'user_v', action: 'read' })).body.data).toHaveLength(1);
     expect((await query({ role: 'viewer' })).body.data).toHaveLength(2);
     expect((await query({ from: new Date(Date.now() + 60_000).toISOString() })).body.data).toHaveLength(0);
-    await cordon.http().get(`/v1/workspaces/${tenant.slug}/decisions`).query({ allowed: 'maybe' }).auth(auditor, { type: 'bearer' }).expect(400);
+    await cordon
+      .http()
+      .get(`/v1/workspaces/${tenant.slug}/decisions`)
+      .query({ allowed: 'maybe' })
+      .auth(auditor, { type: 'bearer' })
+      .expect(400);
   });
 
   it('exports 100k decisions as NDJSON and CSV in constant memory', async () => {
@@ -212,20 +316,28 @@ describe('auditor routes', () => {
         let bytes = 0;
         await new Promise<void>((resolve, reject) => {
           const port = (server.address() as AddressInfo).port;
-          get({ host: '127.0.0.1', port, path: `/v1/workspaces/${tenant.slug}/decisions/export?format=${format}&subject=Task`, headers: { authorization: `Bearer ${auditor}` } }, (response) => {
-            expect(response.statusCode).toBe(200);
-            response.on('data', (chunk: Buffer) => {
-              bytes += chunk.length;
-              sinceReading += chunk.length;
-              for (const byte of chunk) if (byte === 10) lines += 1;
-              if (sinceReading > 4_000_000) {
-                sinceReading = 0;
-                peak = Math.max(peak, liveHeap());
-              }
-            });
-            response.on('end', resolve);
-            response.on('error', reject);
-          }).on('error', reject);
+          get(
+            {
+              host: '127.0.0.1',
+              port,
+              path: `/v1/workspaces/${tenant.slug}/decisions/export?format=${format}&subject=Task`,
+              headers: { authorization: `Bearer ${auditor}` },
+            },
+            (response) => {
+              expect(response.statusCode).toBe(200);
+              response.on('data', (chunk: Buffer) => {
+                bytes += chunk.length;
+                sinceReading += chunk.length;
+                for (const byte of chunk) if (byte === 10) lines += 1;
+                if (sinceReading > 4_000_000) {
+                  sinceReading = 0;
+                  peak = Math.max(peak, liveHeap());
+                }
+              });
+              response.on('end', resolve);
+              response.on('error', reject);
+            },
+          ).on('error', reject);
         });
         expect(lines).toBe(format === 'csv' ? 100_001 : 100_000);
         expect(bytes).toBeGreaterThan(format === 'csv' ? 15_000_000 : 40_000_000);
@@ -245,15 +357,27 @@ describe('durability', () => {
     await chmod(dataDir, 0o755);
     const adminKey = randomBytes(32).toString('hex');
     const scratch = await createScratchDatabase();
-    const service = await startService({ NODE_ENV: 'test', PORT: '0', DATA_DIR: dataDir, DATABASE_URL: scratch.url, ADMIN_API_KEY: adminKey, LOG_LEVEL: 'info' });
+    const service = await startService({
+      NODE_ENV: 'test',
+      PORT: '0',
+      DATA_DIR: dataDir,
+      DATABASE_URL: scratch.url,
+      ADMIN_API_KEY: adminKey,
+      LOG_LEVEL: 'info',
+    });
     const base = `http://127.0.0.1:${service.port}`;
     try {
       const admin = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
       const slug = `kill-${randomUUID().slice(0, 8)}`;
       const orgId = `org_${randomUUID().slice(0, 8)}`;
-      await fetch(`${base}/v1/workspaces`, { method: 'POST', headers: admin, body: JSON.stringify({ slug, name: 'Kill' }) });
+      await fetch(`${base}/v1/workspaces`, {
+        method: 'POST',
+        headers: admin,
+        body: JSON.stringify({ slug, name: 'Kill' }),
+      });
       await fetch(`${base}/v1/workspaces/${slug}/identity-providers`, {
-        method: 'POST', headers: admin,
+        method: 'POST',
+        headers: admin,
         body: JSON.stringify({ name: 'clerk', type: 'clerk', issuer: issuer.url, jwksUri: issuer.jwksUri, orgId }),
       });
       const token = await issuer.sign({ v: 2, sub: 'user_load', o: { id: orgId, rol: 'viewer' } });
@@ -265,7 +389,11 @@ describe('durability', () => {
           try {
             const response = await fetch(`${base}/v1/workspaces/${slug}/check`, {
               method: 'POST',
-              headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-request-id': requestId },
+              headers: {
+                authorization: `Bearer ${token}`,
+                'content-type': 'application/json',
+                'x-request-id': requestId,
+              },
               body: JSON.stringify({ checks: [{ action: 'read', subject: 'Task' }] }),
             });
             if (response.status === 200) {
@@ -284,7 +412,9 @@ describe('durability', () => {
       await Promise.all(workers);
       const scratchOwner = new pg.Client({ connectionString: scratch.url });
       await scratchOwner.connect();
-      const { rows } = await scratchOwner.query('select request_id from decisions where request_id = any($1::text[])', [answered]);
+      const { rows } = await scratchOwner.query('select request_id from decisions where request_id = any($1::text[])', [
+        answered,
+      ]);
       await scratchOwner.end();
       expect(answered.length).toBeGreaterThanOrEqual(300);
       expect(new Set(rows.map((row: { request_id: string }) => row.request_id)).size).toBe(answered.length);

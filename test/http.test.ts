@@ -7,9 +7,18 @@ beforeAll(async () => {
 });
 afterAll(() => cordon.close());
 
-const expectProblem = (response: { headers: Record<string, string>; body: Record<string, unknown> }, status: number, code: string) => {
+const expectProblem = (
+  response: { headers: Record<string, string>; body: Record<string, unknown> },
+  status: number,
+  code: string,
+) => {
   expect(response.headers['content-type']).toMatch(/^application\/problem\+json/);
-  expect(response.body).toMatchObject({ status, code, title: expect.any(String), type: expect.stringContaining('/problems/') });
+  expect(response.body).toMatchObject({
+    status,
+    code,
+    title: expect.any(String),
+    type: expect.stringContaining('/problems/'),
+  });
   expect(response.body.requestId).toEqual(response.headers['x-request-id']);
   expect(JSON.stringify(response.body)).not.toMatch(/\bat .+\.(ts|js):\d+/);
 };
@@ -21,12 +30,22 @@ describe('bad input is a problem response, never a 500', () => {
   });
 
   it('answers 400 invalid_json for malformed JSON', async () => {
-    const response = await cordon.admin().post('/v1/workspaces').set('content-type', 'application/json').send('{"slug": "acme",').expect(400);
+    const response = await cordon
+      .admin()
+      .post('/v1/workspaces')
+      .set('content-type', 'application/json')
+      .send('{"slug": "acme",')
+      .expect(400);
     expectProblem(response, 400, 'invalid_json');
   });
 
   it('answers 400 invalid_json for a JSON body that is not an object or array', async () => {
-    const response = await cordon.admin().post('/v1/workspaces').set('content-type', 'application/json').send('"just a string"').expect(400);
+    const response = await cordon
+      .admin()
+      .post('/v1/workspaces')
+      .set('content-type', 'application/json')
+      .send('"just a string"')
+      .expect(400);
     expectProblem(response, 400, 'invalid_json');
   });
 
@@ -41,17 +60,31 @@ describe('bad input is a problem response, never a 500', () => {
   });
 
   it('answers 415 for text/plain even when the text is JSON', async () => {
-    const response = await cordon.admin().post('/v1/workspaces').set('content-type', 'text/plain').send('{"slug":"acme","name":"x"}').expect(415);
+    const response = await cordon
+      .admin()
+      .post('/v1/workspaces')
+      .set('content-type', 'text/plain')
+      .send('{"slug":"acme","name":"x"}')
+      .expect(415);
     expectProblem(response, 415, 'unsupported_media_type');
   });
 
   it('answers 415 for an unsupported charset', async () => {
-    const response = await cordon.admin().post('/v1/workspaces').set('content-type', 'application/json; charset=koi8-r').send('{}').expect(415);
+    const response = await cordon
+      .admin()
+      .post('/v1/workspaces')
+      .set('content-type', 'application/json; charset=koi8-r')
+      .send('{}')
+      .expect(415);
     expectProblem(response, 415, 'unsupported_media_type');
   });
 
   it('answers 413 payload_too_large for a body over the limit', async () => {
-    const response = await cordon.admin().post('/v1/workspaces').send({ slug: 'big', name: 'x'.repeat(200_000) }).expect(413);
+    const response = await cordon
+      .admin()
+      .post('/v1/workspaces')
+      .send({ slug: 'big', name: 'x'.repeat(200_000) })
+      .expect(413);
     expectProblem(response, 413, 'payload_too_large');
   });
 
@@ -105,7 +138,9 @@ describe('operations endpoints', () => {
     await cordon.http().get('/metrics').expect(401);
     const response = await cordon.admin().get('/metrics').expect(200);
     expect(response.headers['content-type']).toMatch(/^text\/plain/);
-    expect(response.text).toMatch(/cordon_http_requests_total\{method="GET",route="\/v1\/workspaces\/:ws",status="404"\} \d+/);
+    expect(response.text).toMatch(
+      /cordon_http_requests_total\{method="GET",route="\/v1\/workspaces\/:ws",status="404"\} \d+/,
+    );
     expect(response.text).toContain('cordon_http_request_duration_seconds_bucket');
     expect(response.text).not.toContain('some-slug-that-is-missing');
   });

@@ -28,14 +28,19 @@ interface Workspace {
 }
 
 const createWorkspace = async (): Promise<Workspace> => {
-  const response = await cordon.admin().post('/v1/workspaces').send({ slug: uniqueSlug('idp'), name: 'Acme' }).expect(201);
+  const response = await cordon
+    .admin()
+    .post('/v1/workspaces')
+    .send({ slug: uniqueSlug('idp'), name: 'Acme' })
+    .expect(201);
   return response.body as Workspace;
 };
 
 /** Organization ids unique to this run, so the `(issuer, orgId)` constraint never couples tests. */
 const uniqueOrg = (prefix = 'org') => uniqueSlug(prefix).replace('-', '_');
 
-const providersPath = (workspace: Workspace | string) => `/v1/workspaces/${typeof workspace === 'string' ? workspace : workspace.slug}/identity-providers`;
+const providersPath = (workspace: Workspace | string) =>
+  `/v1/workspaces/${typeof workspace === 'string' ? workspace : workspace.slug}/identity-providers`;
 const providerPath = (workspace: Workspace | string, id: string) => `${providersPath(workspace)}/${id}`;
 
 const clerkBody = (overrides: Record<string, unknown> = {}) => ({
@@ -93,7 +98,9 @@ const storedRow = async (id: string) => {
 };
 
 const countProviders = async (workspace: Workspace) => {
-  const { rows } = await owner.query('select count(*)::int as count from identity_providers where workspace_id = $1', [workspace.id]);
+  const { rows } = await owner.query('select count(*)::int as count from identity_providers where workspace_id = $1', [
+    workspace.id,
+  ]);
   return (rows[0] as { count: number }).count;
 };
 
@@ -121,17 +128,32 @@ describe('identity provider lifecycle', () => {
     const fetched = await cordon.admin().get(created.headers.location!).expect(200);
     expect(fetched.body).toEqual(created.body);
 
-    const replacement = { ...body, name: 'Clerk production', authorizedParties: ['https://app.acme.com'], roleMap: { admin: ['admin', 'auditor'] } };
+    const replacement = {
+      ...body,
+      name: 'Clerk production',
+      authorizedParties: ['https://app.acme.com'],
+      roleMap: { admin: ['admin', 'auditor'] },
+    };
     const replaced = await cordon.admin().put(providerPath(workspace, created.body.id)).send(replacement).expect(200);
-    expect(replaced.body).toMatchObject({ ...replacement, id: created.body.id, version: 2, createdAt: created.body.createdAt });
+    expect(replaced.body).toMatchObject({
+      ...replacement,
+      id: created.body.id,
+      version: 2,
+      createdAt: created.body.createdAt,
+    });
     expect(Date.parse(replaced.body.updatedAt)).toBeGreaterThanOrEqual(Date.parse(created.body.updatedAt));
-    expect((await cordon.admin().get(providerPath(workspace, created.body.id)).expect(200)).body).toEqual(replaced.body);
+    expect((await cordon.admin().get(providerPath(workspace, created.body.id)).expect(200)).body).toEqual(
+      replaced.body,
+    );
 
     await cordon.admin().delete(providerPath(workspace, created.body.id)).expect(204);
     const gone = await cordon.admin().get(providerPath(workspace, created.body.id)).expect(404);
     expect(gone.body.code).toBe('identity_provider_not_found');
     expect(await storedRow(created.body.id)).toBeUndefined();
-    expect((await cordon.admin().get(providersPath(workspace)).expect(200)).body).toEqual({ data: [], nextCursor: null });
+    expect((await cordon.admin().get(providersPath(workspace)).expect(200)).body).toEqual({
+      data: [],
+      nextCursor: null,
+    });
   });
 
   it('creates, replaces and deletes an auth0 provider', async () => {
@@ -140,24 +162,41 @@ describe('identity provider lifecycle', () => {
     const created = await createProvider(workspace, body);
     expect(created).toMatchObject({ ...defaults, ...body, jwks: null, version: 1 });
 
-    const replaced = await cordon.admin().put(providerPath(workspace, created.id)).send({ ...body, audiences: ['https://api.acme.com', 'https://admin.acme.com'] }).expect(200);
+    const replaced = await cordon
+      .admin()
+      .put(providerPath(workspace, created.id))
+      .send({ ...body, audiences: ['https://api.acme.com', 'https://admin.acme.com'] })
+      .expect(200);
     expect(replaced.body).toMatchObject({ audiences: ['https://api.acme.com', 'https://admin.acme.com'], version: 2 });
 
     await cordon.admin().delete(providerPath(workspace, created.id)).expect(204);
-    expect((await cordon.admin().delete(providerPath(workspace, created.id)).expect(404)).body.code).toBe('identity_provider_not_found');
+    expect((await cordon.admin().delete(providerPath(workspace, created.id)).expect(404)).body.code).toBe(
+      'identity_provider_not_found',
+    );
   });
 
   it('creates, replaces and deletes an oidc provider with an inline key set', async () => {
     const workspace = await createWorkspace();
-    const body = oidcBody({ algorithms: ['ES256'], clockToleranceSeconds: 0, roleSource: 'both', roleMap: { owner: 'admin' } });
+    const body = oidcBody({
+      algorithms: ['ES256'],
+      clockToleranceSeconds: 0,
+      roleSource: 'both',
+      roleMap: { owner: 'admin' },
+    });
     const created = await createProvider(workspace, body);
     expect(created).toMatchObject({ ...body, jwksUri: null, jwks: { keys: [publicJwk] }, version: 1 });
 
-    const replaced = await cordon.admin().put(providerPath(workspace, created.id)).send({ ...body, clockToleranceSeconds: 300 }).expect(200);
+    const replaced = await cordon
+      .admin()
+      .put(providerPath(workspace, created.id))
+      .send({ ...body, clockToleranceSeconds: 300 })
+      .expect(200);
     expect(replaced.body).toMatchObject({ clockToleranceSeconds: 300, version: 2 });
 
     await cordon.admin().delete(providerPath(workspace, created.id)).expect(204);
-    expect((await cordon.admin().get(providerPath(workspace, created.id)).expect(404)).body.code).toBe('identity_provider_not_found');
+    expect((await cordon.admin().get(providerPath(workspace, created.id)).expect(404)).body.code).toBe(
+      'identity_provider_not_found',
+    );
   });
 
   it('lists every provider of the workspace in creation order', async () => {
@@ -180,12 +219,22 @@ describe('identity provider lifecycle', () => {
   it('resets omitted fields to their defaults on PUT, since it replaces the whole configuration', async () => {
     const workspace = await createWorkspace();
     const minimal = clerkBody();
-    const created = await createProvider(workspace, { ...minimal, clockToleranceSeconds: 60, algorithms: ['RS256'], roleMap: { admin: 'owner' }, allowPendingSessions: true });
+    const created = await createProvider(workspace, {
+      ...minimal,
+      clockToleranceSeconds: 60,
+      algorithms: ['RS256'],
+      roleMap: { admin: 'owner' },
+      allowPendingSessions: true,
+    });
     expect(created).toMatchObject({ clockToleranceSeconds: 60, algorithms: ['RS256'], allowPendingSessions: true });
 
     const replaced = await cordon.admin().put(providerPath(workspace, created.id)).send(minimal).expect(200);
     expect(replaced.body).toMatchObject({ ...defaults, version: 2 });
-    expect(await storedRow(created.id)).toMatchObject({ algorithms: ['RS256', 'ES256', 'EdDSA'], role_map: {}, version: 2 });
+    expect(await storedRow(created.id)).toMatchObject({
+      algorithms: ['RS256', 'ES256', 'EdDSA'],
+      role_map: {},
+      version: 2,
+    });
   });
 
   it('moves the version on with every replacement', async () => {
@@ -201,7 +250,10 @@ describe('identity provider lifecycle', () => {
 
   it('stores the configuration in its typed columns', async () => {
     const workspace = await createWorkspace();
-    const body = oidcBody({ algorithms: ['PS256', 'EdDSA'], roleMap: { owner: ['admin', 'auditor'], editor: 'member' } });
+    const body = oidcBody({
+      algorithms: ['PS256', 'EdDSA'],
+      roleMap: { owner: ['admin', 'auditor'], editor: 'member' },
+    });
     const created = await createProvider(workspace, body);
     expect(await storedRow(created.id)).toMatchObject({
       workspace_id: workspace.id,
@@ -213,9 +265,10 @@ describe('identity provider lifecycle', () => {
       claims: body.claims,
       version: 1,
     });
-    const { rows } = await owner.query("select pg_typeof(algorithms)::text as algorithms, pg_typeof(role_map)::text as role_map from identity_providers where id = $1", [
-      created.id,
-    ]);
+    const { rows } = await owner.query(
+      'select pg_typeof(algorithms)::text as algorithms, pg_typeof(role_map)::text as role_map from identity_providers where id = $1',
+      [created.id],
+    );
     expect(rows).toEqual([{ algorithms: 'text[]', role_map: 'jsonb' }]);
   });
 
@@ -315,7 +368,10 @@ describe('validation', () => {
   });
 
   it('refuses a symmetric oct key in an inline key set', async () => {
-    await expectRefused(oidcBody({ jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0', alg: 'HS256' }] } }), '/jwks/keys/0/kty');
+    await expectRefused(
+      oidcBody({ jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0', alg: 'HS256' }] } }),
+      '/jwks/keys/0/kty',
+    );
   });
 
   it('refuses an empty inline key set', async () => {
@@ -350,12 +406,20 @@ describe('validation', () => {
     await expectRefused(body({ allowPendingSessions: true }), '/allowPendingSessions');
   });
 
-  it.each([['type', 'okta'], ['roleSource', 'tokens'], ['orgId', ''], ['name', '   ']])('refuses %s %j', async (field, value) => {
+  it.each([
+    ['type', 'okta'],
+    ['roleSource', 'tokens'],
+    ['orgId', ''],
+    ['name', '   '],
+  ])('refuses %s %j', async (field, value) => {
     await expectRefused(clerkBody({ [field]: value }), `/${field}`);
   });
 
   it('refuses a roleMap entry named __proto__ instead of dropping it', async () => {
-    await expectRefused(clerkBody({ roleMap: JSON.parse('{"__proto__": "admin", "owner": "admin"}') }), '/roleMap/__proto__');
+    await expectRefused(
+      clerkBody({ roleMap: JSON.parse('{"__proto__": "admin", "owner": "admin"}') }),
+      '/roleMap/__proto__',
+    );
   });
 
   it('refuses a body without an orgId', async () => {
@@ -377,7 +441,11 @@ describe('validation', () => {
     const other = await createWorkspace();
     const created = await createProvider(other, clerkBody());
     const before = await storedRow(created.id);
-    const response = await cordon.admin().put(providerPath(other, created.id)).send(clerkBody({ algorithms: ['none'] })).expect(400);
+    const response = await cordon
+      .admin()
+      .put(providerPath(other, created.id))
+      .send(clerkBody({ algorithms: ['none'] }))
+      .expect(400);
     expect(response.body.code).toBe('validation_failed');
     expect(await storedRow(created.id)).toEqual(before);
   });
@@ -399,7 +467,11 @@ describe('uniqueness', () => {
     const workspace = await createWorkspace();
     const body = clerkBody();
     await createProvider(workspace, body);
-    const taken = await cordon.admin().post(providersPath(workspace)).send({ ...body, name: 'Clerk again' }).expect(409);
+    const taken = await cordon
+      .admin()
+      .post(providersPath(workspace))
+      .send({ ...body, name: 'Clerk again' })
+      .expect(409);
     expect(taken.body.code).toBe('identity_provider_taken');
   });
 
@@ -414,7 +486,11 @@ describe('uniqueness', () => {
   it('answers 409 identity_provider_name_taken for a duplicate name in one workspace, not across workspaces', async () => {
     const workspace = await createWorkspace();
     await createProvider(workspace, clerkBody({ name: 'Primary' }));
-    const taken = await cordon.admin().post(providersPath(workspace)).send(auth0Body({ name: ' Primary ' })).expect(409);
+    const taken = await cordon
+      .admin()
+      .post(providersPath(workspace))
+      .send(auth0Body({ name: ' Primary ' }))
+      .expect(409);
     expect(taken.body.code).toBe('identity_provider_name_taken');
     expect(await countProviders(workspace)).toBe(1);
 
@@ -431,9 +507,17 @@ describe('uniqueness', () => {
     const target = await createProvider(second, clerkBody({ name: 'Target' }));
     const before = await storedRow(target.id);
 
-    const pairTaken = await cordon.admin().put(providerPath(second, target.id)).send({ ...trusted, name: 'Target' }).expect(409);
+    const pairTaken = await cordon
+      .admin()
+      .put(providerPath(second, target.id))
+      .send({ ...trusted, name: 'Target' })
+      .expect(409);
     expect(pairTaken.body.code).toBe('identity_provider_taken');
-    const nameTaken = await cordon.admin().put(providerPath(second, target.id)).send(clerkBody({ name: 'Existing' })).expect(409);
+    const nameTaken = await cordon
+      .admin()
+      .put(providerPath(second, target.id))
+      .send(clerkBody({ name: 'Existing' }))
+      .expect(409);
     expect(nameTaken.body.code).toBe('identity_provider_name_taken');
     expect(await storedRow(target.id)).toEqual(before);
   });
@@ -461,7 +545,9 @@ describe('tenant isolation', () => {
     provider = await createProvider(home, body);
   });
 
-  const missingLooksAlike = async (request: (id: string) => Promise<{ status: number; body: { code: string; title: string } }>) => {
+  const missingLooksAlike = async (
+    request: (id: string) => Promise<{ status: number; body: { code: string; title: string } }>,
+  ) => {
     const foreign = await request(provider.id);
     const missing = await request(randomUUID());
     expect(foreign.status).toBe(404);
@@ -479,7 +565,12 @@ describe('tenant isolation', () => {
 
   it('returns 404 for a provider id of another workspace on PUT, and leaves the row unchanged', async () => {
     const before = await storedRow(provider.id);
-    await missingLooksAlike((id) => cordon.admin().put(providerPath(stranger, id)).send({ ...body, name: 'Hijacked', orgId: uniqueOrg() }));
+    await missingLooksAlike((id) =>
+      cordon
+        .admin()
+        .put(providerPath(stranger, id))
+        .send({ ...body, name: 'Hijacked', orgId: uniqueOrg() }),
+    );
     expect(await storedRow(provider.id)).toEqual(before);
   });
 
@@ -490,16 +581,22 @@ describe('tenant isolation', () => {
     await cordon.admin().get(providerPath(home, provider.id)).expect(200);
   });
 
-  it('lists only the workspace\'s own providers', async () => {
+  it("lists only the workspace's own providers", async () => {
     const listed = await cordon.admin().get(providersPath(stranger)).expect(200);
     expect(listed.body).toEqual({ data: [], nextCursor: null });
   });
 
-  it.each([['get'], ['put'], ['delete']] as const)('returns 404 identity_provider_not_found for a malformed id on %s', async (method) => {
-    const response = await cordon.admin()[method](providerPath(home, 'not-a-uuid')).send(method === 'put' ? clerkBody() : undefined);
-    expect(response.status).toBe(404);
-    expect(response.body.code).toBe('identity_provider_not_found');
-  });
+  it.each([['get'], ['put'], ['delete']] as const)(
+    'returns 404 identity_provider_not_found for a malformed id on %s',
+    async (method) => {
+      const response = await cordon
+        .admin()
+        [method](providerPath(home, 'not-a-uuid'))
+        .send(method === 'put' ? clerkBody() : undefined);
+      expect(response.status).toBe(404);
+      expect(response.body.code).toBe('identity_provider_not_found');
+    },
+  );
 
   it('returns 404 workspace_not_found for an unknown workspace', async () => {
     const response = await cordon.admin().get(providersPath('no-such-workspace')).expect(404);
@@ -521,9 +618,15 @@ describe('who may manage providers', () => {
     const before = await storedRow(provider.id);
     const responses = [
       await cordon.http().get(providersPath(workspace)),
-      await cordon.http().post(providersPath(workspace)).send(clerkBody({ name: 'Sneaky' })),
+      await cordon
+        .http()
+        .post(providersPath(workspace))
+        .send(clerkBody({ name: 'Sneaky' })),
       await cordon.http().get(providerPath(workspace, provider.id)),
-      await cordon.http().put(providerPath(workspace, provider.id)).send(clerkBody({ name: 'Changed' })),
+      await cordon
+        .http()
+        .put(providerPath(workspace, provider.id))
+        .send(clerkBody({ name: 'Changed' })),
       await cordon.http().delete(providerPath(workspace, provider.id)),
     ];
     for (const response of responses) {
@@ -537,7 +640,8 @@ describe('who may manage providers', () => {
 
   it('answers 401 for a wrong key (taken for a malformed token) on the mutating routes, and changes nothing', async () => {
     const before = await storedRow(provider.id);
-    const wrong = (request: ReturnType<ReturnType<TestApp['http']>['post']>) => request.auth('wrong-key', { type: 'bearer' });
+    const wrong = (request: ReturnType<ReturnType<TestApp['http']>['post']>) =>
+      request.auth('wrong-key', { type: 'bearer' });
     const responses = [
       await wrong(cordon.http().post(providersPath(workspace))).send(clerkBody({ name: 'Sneaky' })),
       await wrong(cordon.http().put(providerPath(workspace, provider.id))).send(clerkBody({ name: 'Changed' })),
@@ -565,7 +669,12 @@ describe('workspace principals, by policy', () => {
       const body = { ...clerkBody({ name: 'second' }), orgId: `org_second_${Date.now()}` };
       await cordon.http().post(path).auth(admin, { type: 'bearer' }).send(body).expect(201);
 
-      const denied = await cordon.http().put(`${path}/${provider.id}`).auth(member, { type: 'bearer' }).send(clerkBody({ name: 'hijack' })).expect(403);
+      const denied = await cordon
+        .http()
+        .put(`${path}/${provider.id}`)
+        .auth(member, { type: 'bearer' })
+        .send(clerkBody({ name: 'hijack' }))
+        .expect(403);
       expect(denied.body.detail).toBe('members do not administer the workspace');
       await cordon.http().delete(`${path}/${provider.id}`).auth(member, { type: 'bearer' }).expect(403);
       await cordon.http().get(path).auth(member, { type: 'bearer' }).expect(403);
@@ -592,7 +701,12 @@ describe('in production', () => {
   let production: TestApp;
   beforeAll(async () => {
     production = await startTestApp({
-      env: { NODE_ENV: 'production', ADMIN_API_KEY: 'a'.repeat(32), DATABASE_URL: testDatabase.ownerUrl(), INVITATION_ACCEPT_URL: 'https://app.example.com/join/{token}' },
+      env: {
+        NODE_ENV: 'production',
+        ADMIN_API_KEY: 'a'.repeat(32),
+        DATABASE_URL: testDatabase.ownerUrl(),
+        INVITATION_ACCEPT_URL: 'https://app.example.com/join/{token}',
+      },
     });
   });
   afterAll(async () => {
@@ -607,7 +721,10 @@ describe('in production', () => {
       .send(clerkBody({ issuer: 'http://127.0.0.1:4000', jwksUri: 'http://127.0.0.1:4000/.well-known/jwks.json' }))
       .expect(400);
     expect(response.body.errors).toEqual(
-      expect.arrayContaining([expect.objectContaining({ pointer: '/issuer' }), expect.objectContaining({ pointer: '/jwksUri' })]),
+      expect.arrayContaining([
+        expect.objectContaining({ pointer: '/issuer' }),
+        expect.objectContaining({ pointer: '/jwksUri' }),
+      ]),
     );
     expect(await countProviders(workspace)).toBe(0);
   });

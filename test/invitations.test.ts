@@ -29,9 +29,13 @@ const accept = (token: string, bearer?: string) => {
 const invite = async (workspace: MembersWorkspace, body: object, token = adminToken): Promise<Invitation> =>
   (await client(cordon, workspace, token).post('/invitations', body).expect(201)).body;
 const stored = async (id: string) =>
-  (await owner.query('select status, accepted_by from invitations where id = $1', [id])).rows[0] as { status: string; accepted_by: string | null };
+  (await owner.query('select status, accepted_by from invitations where id = $1', [id])).rows[0] as {
+    status: string;
+    accepted_by: string | null;
+  };
 const memberRows = async (workspace: MembersWorkspace, userId: string) =>
-  (await owner.query('select roles from members where workspace_id = $1 and user_id = $2', [workspace.id, userId])).rows;
+  (await owner.query('select roles from members where workspace_id = $1 and user_id = $2', [workspace.id, userId]))
+    .rows;
 
 beforeAll(async () => {
   cordon = await startTestApp({ logLines });
@@ -49,9 +53,18 @@ afterAll(async () => {
 
 describe('invite → accept → member', () => {
   it('turns an invited email into a member whose roles decide from then on', async () => {
-    const created = await client(cordon, acme, adminToken).post('/invitations', { email: 'Bob@Example.com', roles: ['member'] }).expect(201);
+    const created = await client(cordon, acme, adminToken)
+      .post('/invitations', { email: 'Bob@Example.com', roles: ['member'] })
+      .expect(201);
     const { token, acceptUrl, id } = created.body;
-    expect(created.body).toMatchObject({ email: 'Bob@Example.com', roles: ['member'], invitedBy: 'user_admin', status: 'pending', acceptedAt: null, acceptedBy: null });
+    expect(created.body).toMatchObject({
+      email: 'Bob@Example.com',
+      roles: ['member'],
+      invitedBy: 'user_admin',
+      status: 'pending',
+      acceptedAt: null,
+      acceptedBy: null,
+    });
     expect(created.headers.location).toBe(`/v1/workspaces/${acme.slug}/invitations/${id}`);
     expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(Buffer.from(token, 'base64url')).toHaveLength(32);
@@ -63,16 +76,35 @@ describe('invite → accept → member', () => {
     const row = (await owner.query('select * from invitations where id = $1', [id])).rows[0];
     expect(Buffer.compare(row.token_hash, createHash('sha256').update(token).digest())).toBe(0);
     expect(JSON.stringify(row)).not.toContain(token);
-    const event = (await owner.query("select workspace_id, topic, payload, delivered_at from outbox_events where payload->>'invitationId' = $1", [id])).rows;
-    expect(event).toEqual([{
-      workspace_id: acme.id, topic: 'invitation.created', delivered_at: null,
-      payload: expect.objectContaining({ workspaceId: acme.id, email: 'Bob@Example.com', roles: ['member'], invitedBy: 'user_admin', expiresAt: created.body.expiresAt }),
-    }]);
+    const event = (
+      await owner.query(
+        "select workspace_id, topic, payload, delivered_at from outbox_events where payload->>'invitationId' = $1",
+        [id],
+      )
+    ).rows;
+    expect(event).toEqual([
+      {
+        workspace_id: acme.id,
+        topic: 'invitation.created',
+        delivered_at: null,
+        payload: expect.objectContaining({
+          workspaceId: acme.id,
+          email: 'Bob@Example.com',
+          roles: ['member'],
+          invitedBy: 'user_admin',
+          expiresAt: created.body.expiresAt,
+        }),
+      },
+    ]);
     expect(JSON.stringify(event[0].payload)).not.toContain(token);
     expect(new EventSecrets(cordon.adminKey).open(event[0].payload.acceptUrl.sealed)).toBe(acceptUrl);
     // A later read never shows the token again; the Location names a readable invitation.
-    const listed = (await client(cordon, acme, adminToken).get('/invitations').expect(200)).body.data.find((item: { id: string }) => item.id === id);
-    const read = (await cordon.http().get(String(created.headers.location)).auth(adminToken, { type: 'bearer' }).expect(200)).body;
+    const listed = (await client(cordon, acme, adminToken).get('/invitations').expect(200)).body.data.find(
+      (item: { id: string }) => item.id === id,
+    );
+    const read = (
+      await cordon.http().get(String(created.headers.location)).auth(adminToken, { type: 'bearer' }).expect(200)
+    ).body;
     expect(read).toEqual(listed);
     const { token: _token, acceptUrl: _acceptUrl, ...shown } = created.body;
     expect(read).toEqual(shown);
@@ -81,16 +113,37 @@ describe('invite → accept → member', () => {
     expect(await rolesIn(cordon, acme, bob)).toEqual([]);
     await client(cordon, acme, bob).get('/members').expect(403);
     const accepted = await accept(token, bob).expect(200);
-    expect(accepted.body).toMatchObject({ userId: 'user_bob', email: 'bob@example.com', roles: ['member'], invitedBy: 'user_admin' });
+    expect(accepted.body).toMatchObject({
+      userId: 'user_bob',
+      email: 'bob@example.com',
+      roles: ['member'],
+      invitedBy: 'user_admin',
+    });
     // roleSource "members": the new row's roles decide the very next request.
     expect(await rolesIn(cordon, acme, bob)).toEqual(['member']);
     await client(cordon, acme, bob).get('/members').expect(200);
     await client(cordon, acme, bob).post('/members', { userId: 'x', roles: [] }).expect(403);
 
-    const invitation = (await client(cordon, acme, adminToken).get('/invitations').expect(200)).body.data.find((item: { id: string }) => item.id === id);
+    const invitation = (await client(cordon, acme, adminToken).get('/invitations').expect(200)).body.data.find(
+      (item: { id: string }) => item.id === id,
+    );
     expect(invitation).toMatchObject({ status: 'accepted', acceptedBy: 'user_bob', acceptedAt: expect.any(String) });
-    const decision = (await owner.query('select allowed, action, operation, subject, principal_id, resource_id from decisions where reason = $1', [`invitation ${id} accepted`])).rows;
-    expect(decision).toEqual([{ allowed: true, action: 'create', operation: 'create', subject: 'Member', principal_id: 'user_bob', resource_id: 'user_bob' }]);
+    const decision = (
+      await owner.query(
+        'select allowed, action, operation, subject, principal_id, resource_id from decisions where reason = $1',
+        [`invitation ${id} accepted`],
+      )
+    ).rows;
+    expect(decision).toEqual([
+      {
+        allowed: true,
+        action: 'create',
+        operation: 'create',
+        subject: 'Member',
+        principal_id: 'user_bob',
+        resource_id: 'user_bob',
+      },
+    ]);
 
     expect((await accept(token, bob).expect(409)).body.code).toBe('invitation_used');
     expect(await memberRows(acme, 'user_bob')).toEqual([{ roles: ['member'] }]);
@@ -104,14 +157,24 @@ describe('invite → accept → member', () => {
   });
 
   it('follows INVITATION_TTL_HOURS and INVITATION_ACCEPT_URL, and a per-invitation expiresInHours', async () => {
-    const configured = await startTestApp({ env: { INVITATION_TTL_HOURS: '48', INVITATION_ACCEPT_URL: 'https://app.example.com/join?invite={token}' } });
+    const configured = await startTestApp({
+      env: { INVITATION_TTL_HOURS: '48', INVITATION_ACCEPT_URL: 'https://app.example.com/join?invite={token}' },
+    });
     try {
-      const created = (await client(configured, acme, adminToken).post('/invitations', { email: 'ttl@example.com', roles: ['viewer'] }).expect(201)).body;
+      const created = (
+        await client(configured, acme, adminToken)
+          .post('/invitations', { email: 'ttl@example.com', roles: ['viewer'] })
+          .expect(201)
+      ).body;
       expect(created.acceptUrl).toBe(`https://app.example.com/join?invite=${created.token}`);
       const lifetime = Date.parse(created.expiresAt) - Date.now();
       expect(lifetime).toBeGreaterThan(48 * 3_600_000 - 60_000);
       expect(lifetime).toBeLessThanOrEqual(48 * 3_600_000);
-      const short = (await client(configured, acme, adminToken).post('/invitations', { email: 'ttl2@example.com', roles: ['viewer'], expiresInHours: 1 }).expect(201)).body;
+      const short = (
+        await client(configured, acme, adminToken)
+          .post('/invitations', { email: 'ttl2@example.com', roles: ['viewer'], expiresInHours: 1 })
+          .expect(201)
+      ).body;
       expect(Date.parse(short.expiresAt) - Date.now()).toBeLessThanOrEqual(3_600_000);
     } finally {
       await configured.close();
@@ -119,12 +182,21 @@ describe('invite → accept → member', () => {
   });
 
   it('reads the email from the claim the provider names', async () => {
-    const custom = await membersWorkspace(cordon, issuer, 'mailclaim', { claims: { email: 'https://example.com/email' } });
+    const custom = await membersWorkspace(cordon, issuer, 'mailclaim', {
+      claims: { email: 'https://example.com/email' },
+    });
     await addMember(cordon, custom, 'user_root', ['admin']);
-    const invitation = await invite(custom, { email: 'lee@example.com', roles: ['viewer'] }, await custom.token('user_root'));
+    const invitation = await invite(
+      custom,
+      { email: 'lee@example.com', roles: ['viewer'] },
+      await custom.token('user_root'),
+    );
     const standardOnly = await custom.token('user_lee', { email: 'lee@example.com' });
     expect((await accept(invitation.token, standardOnly).expect(403)).body.code).toBe('invitation_email_mismatch');
-    await accept(invitation.token, await custom.token('user_lee', { 'https://example.com/email': 'lee@example.com' })).expect(200);
+    await accept(
+      invitation.token,
+      await custom.token('user_lee', { 'https://example.com/email': 'lee@example.com' }),
+    ).expect(200);
   });
 
   it('never writes the invitation token to the log', async () => {
@@ -142,18 +214,29 @@ describe('tokens that do not make a member', () => {
     const expired = await invite(acme, { email: 'carol@example.com', roles: ['viewer'] });
     await owner.query("update invitations set expires_at = now() - interval '1 second' where id = $1", [expired.id]);
     expect((await accept(expired.token, carol).expect(410)).body.code).toBe('invitation_expired');
-    expect((await client(cordon, acme, adminToken).get('/invitations').expect(200)).body.data.find((item: { id: string }) => item.id === expired.id).status).toBe('expired');
-    expect((await client(cordon, acme, adminToken).delete(`/invitations/${expired.id}`).expect(409)).body.code).toBe('invitation_not_pending');
+    expect(
+      (await client(cordon, acme, adminToken).get('/invitations').expect(200)).body.data.find(
+        (item: { id: string }) => item.id === expired.id,
+      ).status,
+    ).toBe('expired');
+    expect((await client(cordon, acme, adminToken).delete(`/invitations/${expired.id}`).expect(409)).body.code).toBe(
+      'invitation_not_pending',
+    );
 
     const revoked = await invite(acme, { email: 'carol@example.com', roles: ['viewer'] });
     await client(cordon, acme, adminToken).delete(`/invitations/${revoked.id}`).expect(204);
     expect(await stored(revoked.id)).toEqual({ status: 'revoked', accepted_by: null });
-    expect((await client(cordon, acme, adminToken).delete(`/invitations/${revoked.id}`).expect(409)).body.code).toBe('invitation_not_pending');
+    expect((await client(cordon, acme, adminToken).delete(`/invitations/${revoked.id}`).expect(409)).body.code).toBe(
+      'invitation_not_pending',
+    );
     expect((await accept(revoked.token, carol).expect(409)).body.code).toBe('invitation_revoked');
 
     const unknown = await accept('A'.repeat(43), carol).expect(404);
     expect(unknown.body.code).toBe('invitation_not_found');
-    expect((await accept('not-a-token', carol).expect(404)).body).toEqual({ ...unknown.body, requestId: expect.any(String) });
+    expect((await accept('not-a-token', carol).expect(404)).body).toEqual({
+      ...unknown.body,
+      requestId: expect.any(String),
+    });
     expect(await memberRows(acme, 'user_carol')).toEqual([]);
     // Each refusal of an authenticated invitee is a logged decision.
     const { rows } = await owner.query(
@@ -169,34 +252,69 @@ describe('tokens that do not make a member', () => {
   it('needs a token of the invitation’s workspace asserting the invited email, not marked unverified', async () => {
     const other = await membersWorkspace(cordon, issuer, 'other');
     const invitation = await invite(acme, { email: 'dan@example.com', roles: ['viewer'] });
-    expect((await accept(invitation.token, await other.token('user_dan', { email: 'dan@example.com' })).expect(403)).body.code).toBe('org_mismatch');
+    expect(
+      (await accept(invitation.token, await other.token('user_dan', { email: 'dan@example.com' })).expect(403)).body
+        .code,
+    ).toBe('org_mismatch');
     const foreignIssuer = await TestIssuer.start();
     try {
-      const forged = await foreignIssuer.sign({ v: 2, sub: 'user_dan', azp: 'https://app.example.com', o: { id: acme.orgId }, email: 'dan@example.com' });
+      const forged = await foreignIssuer.sign({
+        v: 2,
+        sub: 'user_dan',
+        azp: 'https://app.example.com',
+        o: { id: acme.orgId },
+        email: 'dan@example.com',
+      });
       expect((await accept(invitation.token, forged).expect(401)).body.code).toBe('token_untrusted_issuer');
     } finally {
       await foreignIssuer.close();
     }
-    expect((await accept(invitation.token, await acme.token('user_dan', { email: 'mallory@example.com' })).expect(403)).body.code).toBe('invitation_email_mismatch');
-    expect((await accept(invitation.token, await acme.token('user_dan')).expect(403)).body.code).toBe('invitation_email_mismatch');
-    expect((await accept(invitation.token, await acme.token('user_dan', { email: 'dan@example.com', email_verified: false })).expect(403)).body.code).toBe('invitation_email_mismatch');
+    expect(
+      (await accept(invitation.token, await acme.token('user_dan', { email: 'mallory@example.com' })).expect(403)).body
+        .code,
+    ).toBe('invitation_email_mismatch');
+    expect((await accept(invitation.token, await acme.token('user_dan')).expect(403)).body.code).toBe(
+      'invitation_email_mismatch',
+    );
+    expect(
+      (
+        await accept(
+          invitation.token,
+          await acme.token('user_dan', { email: 'dan@example.com', email_verified: false }),
+        ).expect(403)
+      ).body.code,
+    ).toBe('invitation_email_mismatch');
     // An email the members table holds for the user is not the token's: it does not count.
     await addMember(cordon, acme, 'user_dan', [], 'dan@example.com');
-    expect((await accept(invitation.token, await acme.token('user_dan')).expect(403)).body.code).toBe('invitation_email_mismatch');
+    expect((await accept(invitation.token, await acme.token('user_dan')).expect(403)).body.code).toBe(
+      'invitation_email_mismatch',
+    );
     expect((await accept(invitation.token).expect(401)).body.code).toBe('token_missing');
     expect((await accept(invitation.token, 'garbage').expect(401)).body.code).toBe('token_malformed');
     expect(await stored(invitation.id)).toEqual({ status: 'pending', accepted_by: null });
     expect(await memberRows(acme, 'user_dan')).toEqual([{ roles: [] }]);
 
-    await accept(invitation.token, await acme.token('user_dan', { email: 'DAN@example.com', email_verified: true })).expect(200);
+    await accept(
+      invitation.token,
+      await acme.token('user_dan', { email: 'DAN@example.com', email_verified: true }),
+    ).expect(200);
     expect(await memberRows(acme, 'user_dan')).toEqual([{ roles: ['viewer'] }]);
   });
 
   it('refuses a token of a suspended workspace', async () => {
     const paused = await membersWorkspace(cordon, issuer, 'paused');
-    const invitation: Invitation = (await cordon.admin().post(`/v1/workspaces/${paused.slug}/invitations`).send({ email: 'sue@example.com', roles: ['viewer'] }).expect(201)).body;
+    const invitation: Invitation = (
+      await cordon
+        .admin()
+        .post(`/v1/workspaces/${paused.slug}/invitations`)
+        .send({ email: 'sue@example.com', roles: ['viewer'] })
+        .expect(201)
+    ).body;
     await cordon.admin().patch(`/v1/workspaces/${paused.slug}`).send({ status: 'suspended' }).expect(200);
-    expect((await accept(invitation.token, await paused.token('user_sue', { email: 'sue@example.com' })).expect(403)).body.code).toBe('workspace_suspended');
+    expect(
+      (await accept(invitation.token, await paused.token('user_sue', { email: 'sue@example.com' })).expect(403)).body
+        .code,
+    ).toBe('workspace_suspended');
     expect(await stored(invitation.id)).toEqual({ status: 'pending', accepted_by: null });
   });
 });
@@ -205,24 +323,41 @@ describe('races', () => {
   it('creates one member when accepts race, and answers the others with 409 invitation_used', async () => {
     const invitation = await invite(acme, { email: 'erin@example.com', roles: ['member'] });
     const erin = await acme.token('user_erin', { email: 'erin@example.com' });
-    const responses = await Promise.all([accept(invitation.token, erin), accept(invitation.token, erin), accept(invitation.token, erin)]);
+    const responses = await Promise.all([
+      accept(invitation.token, erin),
+      accept(invitation.token, erin),
+      accept(invitation.token, erin),
+    ]);
     expect(responses.map((response) => response.status).sort()).toEqual([200, 409, 409]);
-    expect(responses.filter((response) => response.status === 409).map((response) => response.body.code)).toEqual(['invitation_used', 'invitation_used']);
+    expect(responses.filter((response) => response.status === 409).map((response) => response.body.code)).toEqual([
+      'invitation_used',
+      'invitation_used',
+    ]);
     expect(await memberRows(acme, 'user_erin')).toEqual([{ roles: ['member'] }]);
     const { rows } = await owner.query(
       "select allowed, count(*)::int as n from decisions where workspace_id = $1 and principal_id = 'user_erin' and subject = 'Member' group by allowed order by allowed",
       [acme.id],
     );
-    expect(rows).toEqual([{ allowed: false, n: 2 }, { allowed: true, n: 1 }]);
+    expect(rows).toEqual([
+      { allowed: false, n: 2 },
+      { allowed: true, n: 1 },
+    ]);
   });
 
   it('lets two users race for one invitation: one becomes the member', async () => {
     const invitation = await invite(acme, { email: 'shared@example.com', roles: ['member'] });
-    const responses = await Promise.all(['user_s1', 'user_s2'].map(async (user) => accept(invitation.token, await acme.token(user, { email: 'shared@example.com' }))));
+    const responses = await Promise.all(
+      ['user_s1', 'user_s2'].map(async (user) =>
+        accept(invitation.token, await acme.token(user, { email: 'shared@example.com' })),
+      ),
+    );
     expect(responses.map((response) => response.status).sort()).toEqual([200, 409]);
     const winner = responses.find((response) => response.status === 200)!.body.userId;
     expect(await stored(invitation.id)).toEqual({ status: 'accepted', accepted_by: winner });
-    const { rows } = await owner.query("select user_id from members where workspace_id = $1 and user_id in ('user_s1', 'user_s2')", [acme.id]);
+    const { rows } = await owner.query(
+      "select user_id from members where workspace_id = $1 and user_id in ('user_s1', 'user_s2')",
+      [acme.id],
+    );
     expect(rows).toEqual([{ user_id: winner }]);
   });
 
@@ -233,23 +368,40 @@ describe('races', () => {
     expect((await accept(first.token, fay).expect(409)).body.code).toBe('invitation_revoked');
     expect((await accept(second.token, fay).expect(200)).body.roles).toEqual(['member']);
 
-    const racing = await Promise.all([1, 2, 3, 4].map(() => client(cordon, acme, adminToken).post('/invitations', { email: 'gil@example.com', roles: ['viewer'] })));
+    const racing = await Promise.all(
+      [1, 2, 3, 4].map(() =>
+        client(cordon, acme, adminToken).post('/invitations', { email: 'gil@example.com', roles: ['viewer'] }),
+      ),
+    );
     expect(racing.map((response) => response.status)).toEqual([201, 201, 201, 201]);
-    const { rows } = await owner.query("select status, count(*)::int as n from invitations where workspace_id = $1 and email = 'gil@example.com' group by status order by status", [acme.id]);
-    expect(rows).toEqual([{ status: 'pending', n: 1 }, { status: 'revoked', n: 3 }]);
+    const { rows } = await owner.query(
+      "select status, count(*)::int as n from invitations where workspace_id = $1 and email = 'gil@example.com' group by status order by status",
+      [acme.id],
+    );
+    expect(rows).toEqual([
+      { status: 'pending', n: 1 },
+      { status: 'revoked', n: 3 },
+    ]);
   });
 
   it('revoking and accepting at once: one wins, never both', async () => {
     for (let round = 0; round < 5; round += 1) {
       const invitation = await invite(acme, { email: `rr${round}@example.com`, roles: ['viewer'] });
       const token = await acme.token(`user_rr${round}`, { email: `rr${round}@example.com` });
-      const [revoked, accepted] = await Promise.all([client(cordon, acme, adminToken).delete(`/invitations/${invitation.id}`), accept(invitation.token, token)]);
+      const [revoked, accepted] = await Promise.all([
+        client(cordon, acme, adminToken).delete(`/invitations/${invitation.id}`),
+        accept(invitation.token, token),
+      ]);
       const state = await stored(invitation.id);
       if (accepted.status === 200) {
         expect({ revoked: revoked.status, state: state.status }).toEqual({ revoked: 409, state: 'accepted' });
         expect(await memberRows(acme, `user_rr${round}`)).toHaveLength(1);
       } else {
-        expect({ revoked: revoked.status, accepted: accepted.body.code, state: state.status }).toEqual({ revoked: 204, accepted: 'invitation_revoked', state: 'revoked' });
+        expect({ revoked: revoked.status, accepted: accepted.body.code, state: state.status }).toEqual({
+          revoked: 204,
+          accepted: 'invitation_revoked',
+          state: 'revoked',
+        });
         expect(await memberRows(acme, `user_rr${round}`)).toEqual([]);
       }
     }
@@ -258,16 +410,32 @@ describe('races', () => {
 
 describe('who may invite', () => {
   it('refuses an inviter granting roles it does not hold, unless it manages members', async () => {
-    await client(cordon, acme, adminToken).post('/policies', {
-      name: 'inviter', description: '', roles: ['inviter'],
-      rules: [{ action: ['create', 'read'], subject: ['Invitation', 'Member'] }],
-    }).expect(201);
+    await client(cordon, acme, adminToken)
+      .post('/policies', {
+        name: 'inviter',
+        description: '',
+        roles: ['inviter'],
+        rules: [{ action: ['create', 'read'], subject: ['Invitation', 'Member'] }],
+      })
+      .expect(201);
     await addMember(cordon, acme, 'user_inviter', ['inviter']);
     const inviter = client(cordon, acme, await acme.token('user_inviter'));
-    const refused = await inviter.post('/invitations', { email: 'gus@example.com', roles: ['inviter', 'admin'] }).expect(403);
-    expect(refused.body).toMatchObject({ code: 'forbidden', detail: 'may only grant or take away roles held by the grantor; not "admin"' });
+    const refused = await inviter
+      .post('/invitations', { email: 'gus@example.com', roles: ['inviter', 'admin'] })
+      .expect(403);
+    expect(refused.body).toMatchObject({
+      code: 'forbidden',
+      detail: 'may only grant or take away roles held by the grantor; not "admin"',
+    });
     await inviter.post('/members', { userId: 'user_gus', roles: ['admin'] }).expect(403);
-    expect((await owner.query("select count(*)::int as n from invitations where workspace_id = $1 and email = 'gus@example.com'", [acme.id])).rows[0].n).toBe(0);
+    expect(
+      (
+        await owner.query(
+          "select count(*)::int as n from invitations where workspace_id = $1 and email = 'gus@example.com'",
+          [acme.id],
+        )
+      ).rows[0].n,
+    ).toBe(0);
     expect(await memberRows(acme, 'user_gus')).toEqual([]);
     const { rows } = await owner.query(
       "select action, operation, subject from decisions where workspace_id = $1 and principal_id = 'user_inviter' and not allowed order by position",
@@ -278,8 +446,14 @@ describe('who may invite', () => {
       { action: 'create', operation: 'create', subject: 'Member' },
     ]);
     await inviter.post('/invitations', { email: 'gus@example.com', roles: ['inviter'] }).expect(201);
-    await client(cordon, acme, adminToken).post('/invitations', { email: 'hal@example.com', roles: ['admin', 'anything'] }).expect(201);
-    await cordon.admin().post(`/v1/workspaces/${acme.slug}/invitations`).send({ email: 'ida@example.com', roles: ['admin'] }).expect(201);
+    await client(cordon, acme, adminToken)
+      .post('/invitations', { email: 'hal@example.com', roles: ['admin', 'anything'] })
+      .expect(201);
+    await cordon
+      .admin()
+      .post(`/v1/workspaces/${acme.slug}/invitations`)
+      .send({ email: 'ida@example.com', roles: ['admin'] })
+      .expect(201);
   });
 });
 
@@ -287,7 +461,9 @@ describe('denials leave invitations unchanged', () => {
   let team: MembersWorkspace;
   let stranger: MembersWorkspace;
   let pending: Invitation;
-  const snapshot = async () => (await owner.query('select id, email, status from invitations where workspace_id = $1 order by id', [team.id])).rows;
+  const snapshot = async () =>
+    (await owner.query('select id, email, status from invitations where workspace_id = $1 order by id', [team.id]))
+      .rows;
   let before: unknown[];
 
   beforeAll(async () => {
@@ -302,7 +478,11 @@ describe('denials leave invitations unchanged', () => {
   });
 
   const attempts = [
-    ['POST /invitations', (request: ReturnType<typeof client>) => request.post('/invitations', { email: 'new@example.com', roles: ['viewer'] })],
+    [
+      'POST /invitations',
+      (request: ReturnType<typeof client>) =>
+        request.post('/invitations', { email: 'new@example.com', roles: ['viewer'] }),
+    ],
     ['DELETE /invitations/:id', (request: ReturnType<typeof client>) => request.delete(`/invitations/${pending.id}`)],
     ['GET /invitations', (request: ReturnType<typeof client>) => request.get('/invitations')],
     ['GET /invitations/:id', (request: ReturnType<typeof client>) => request.get(`/invitations/${pending.id}`)],
@@ -314,17 +494,25 @@ describe('denials leave invitations unchanged', () => {
   });
 
   it.each(attempts)('%s with an admin token of another workspace: 403 org_mismatch', async (_route, attempt) => {
-    expect((await attempt(client(cordon, team, await stranger.token('user_lead'))).expect(403)).body.code).toBe('org_mismatch');
+    expect((await attempt(client(cordon, team, await stranger.token('user_lead'))).expect(403)).body.code).toBe(
+      'org_mismatch',
+    );
     expect(await snapshot()).toEqual(before);
   });
 
   it.each(attempts)('%s by a member and by a viewer: 403, logged', async (_route, attempt) => {
     expect((await attempt(client(cordon, team, await team.token('user_worker'))).expect(403)).body).toMatchObject({
-      code: 'forbidden', detail: 'members do not administer the workspace',
+      code: 'forbidden',
+      detail: 'members do not administer the workspace',
     });
-    expect((await attempt(client(cordon, team, await team.token('user_viewer'))).expect(403)).body.code).toBe('forbidden');
+    expect((await attempt(client(cordon, team, await team.token('user_viewer'))).expect(403)).body.code).toBe(
+      'forbidden',
+    );
     expect(await snapshot()).toEqual(before);
-    const { rows } = await owner.query("select count(*)::int as n from decisions where workspace_id = $1 and principal_id = 'user_viewer' and subject = 'Invitation' and not allowed", [team.id]);
+    const { rows } = await owner.query(
+      "select count(*)::int as n from decisions where workspace_id = $1 and principal_id = 'user_viewer' and subject = 'Invitation' and not allowed",
+      [team.id],
+    );
     expect(rows[0].n).toBeGreaterThan(0);
   });
 
@@ -344,12 +532,25 @@ describe('listing', () => {
   it('pages newest first through every invitation exactly once, with a count', async () => {
     const listed = await membersWorkspace(cordon, issuer, 'listed');
     const ids: string[] = [];
-    for (let index = 0; index < 5; index += 1) ids.push((await cordon.admin().post(`/v1/workspaces/${listed.slug}/invitations`).send({ email: `l${index}@example.com`, roles: ['viewer'] }).expect(201)).body.id);
+    for (let index = 0; index < 5; index += 1)
+      ids.push(
+        (
+          await cordon
+            .admin()
+            .post(`/v1/workspaces/${listed.slug}/invitations`)
+            .send({ email: `l${index}@example.com`, roles: ['viewer'] })
+            .expect(201)
+        ).body.id,
+      );
     const seen: string[] = [];
     let cursor: string | null = null;
     do {
-      const page: { data: { id: string }[]; nextCursor: string | null; count: number } =
-        (await cordon.admin().get(`/v1/workspaces/${listed.slug}/invitations?limit=2&count=true${cursor ? `&cursor=${cursor}` : ''}`).expect(200)).body;
+      const page: { data: { id: string }[]; nextCursor: string | null; count: number } = (
+        await cordon
+          .admin()
+          .get(`/v1/workspaces/${listed.slug}/invitations?limit=2&count=true${cursor ? `&cursor=${cursor}` : ''}`)
+          .expect(200)
+      ).body;
       expect(page.count).toBe(5);
       seen.push(...page.data.map((invitation) => invitation.id));
       cursor = page.nextCursor;
@@ -359,7 +560,8 @@ describe('listing', () => {
 });
 
 describe('bad input is a 400 with pointers, never a 500', () => {
-  const pointers = (response: { body: { errors: { pointer: string }[] } }) => response.body.errors.map((error) => error.pointer).sort();
+  const pointers = (response: { body: { errors: { pointer: string }[] } }) =>
+    response.body.errors.map((error) => error.pointer).sort();
 
   it.each([
     [{ email: 'not an email', roles: [], extra: 1 }, ['', '/email', '/roles']],
@@ -381,23 +583,42 @@ describe('bad input is a 400 with pointers, never a 500', () => {
   });
 
   it('an invitation id that is not a uuid is simply not found', async () => {
-    expect((await client(cordon, acme, adminToken).delete('/invitations/not-a-uuid').expect(404)).body.code).toBe('invitation_not_found');
-    expect((await client(cordon, acme, adminToken).get('/invitations/not-a-uuid').expect(404)).body.code).toBe('invitation_not_found');
+    expect((await client(cordon, acme, adminToken).delete('/invitations/not-a-uuid').expect(404)).body.code).toBe(
+      'invitation_not_found',
+    );
+    expect((await client(cordon, acme, adminToken).get('/invitations/not-a-uuid').expect(404)).body.code).toBe(
+      'invitation_not_found',
+    );
   });
 });
 
 describe('row-level security', () => {
-  it.each(['invitations', 'outbox_events'])('%s: a scope sees only its workspace’s rows, no scope sees none', async (table) => {
-    const other = await membersWorkspace(cordon, issuer, 'rls');
-    await cordon.admin().post(`/v1/workspaces/${other.slug}/invitations`).send({ email: 'rls@example.com', roles: ['viewer'] }).expect(201);
-    const scoped = await withWorkspace(cordon.orm, other.id, (em) => em.execute<{ workspace_id: string }[]>(`select distinct workspace_id from ${table}`));
-    expect(scoped).toEqual([{ workspace_id: other.id }]);
-    expect(await cordon.orm.em.fork().execute(`select * from ${table}`)).toEqual([]);
-    await expect(withWorkspace(cordon.orm, other.id, (em) => em.execute(`update ${table} set workspace_id = ?`, [acme.id]))).rejects.toThrow(/row-level security/);
-  });
+  it.each(['invitations', 'outbox_events'])(
+    '%s: a scope sees only its workspace’s rows, no scope sees none',
+    async (table) => {
+      const other = await membersWorkspace(cordon, issuer, 'rls');
+      await cordon
+        .admin()
+        .post(`/v1/workspaces/${other.slug}/invitations`)
+        .send({ email: 'rls@example.com', roles: ['viewer'] })
+        .expect(201);
+      const scoped = await withWorkspace(cordon.orm, other.id, (em) =>
+        em.execute<{ workspace_id: string }[]>(`select distinct workspace_id from ${table}`),
+      );
+      expect(scoped).toEqual([{ workspace_id: other.id }]);
+      expect(await cordon.orm.em.fork().execute(`select * from ${table}`)).toEqual([]);
+      await expect(
+        withWorkspace(cordon.orm, other.id, (em) => em.execute(`update ${table} set workspace_id = ?`, [acme.id])),
+      ).rejects.toThrow(/row-level security/);
+    },
+  );
 
   it('the serving role can neither delete invitations nor outbox events', async () => {
-    await expect(withWorkspace(cordon.orm, acme.id, (em) => em.execute('delete from invitations'))).rejects.toThrow(/permission denied/);
-    await expect(withWorkspace(cordon.orm, acme.id, (em) => em.execute('delete from outbox_events'))).rejects.toThrow(/permission denied/);
+    await expect(withWorkspace(cordon.orm, acme.id, (em) => em.execute('delete from invitations'))).rejects.toThrow(
+      /permission denied/,
+    );
+    await expect(withWorkspace(cordon.orm, acme.id, (em) => em.execute('delete from outbox_events'))).rejects.toThrow(
+      /permission denied/,
+    );
   });
 });

@@ -11,9 +11,14 @@ let acme: MembersWorkspace;
 let adminToken: string;
 
 const storedMembers = async (workspace: MembersWorkspace) =>
-  (await owner.query('select user_id, email, roles from members where workspace_id = $1 order by user_id', [workspace.id])).rows;
+  (
+    await owner.query('select user_id, email, roles from members where workspace_id = $1 order by user_id', [
+      workspace.id,
+    ])
+  ).rows;
 
-const memberCount = async (workspace: MembersWorkspace) => (await cordon.admin().get(`/v1/workspaces/${workspace.slug}`).expect(200)).body.memberCount as number;
+const memberCount = async (workspace: MembersWorkspace) =>
+  (await cordon.admin().get(`/v1/workspaces/${workspace.slug}`).expect(200)).body.memberCount as number;
 
 beforeAll(async () => {
   cordon = await startTestApp();
@@ -32,16 +37,27 @@ afterAll(async () => {
 describe('members by policy', () => {
   it('adds, reads, changes and removes a member, logging each decision with the change', async () => {
     const admin = client(cordon, acme, adminToken);
-    const created = await admin.post('/members', { userId: 'user_crud', email: 'crud@example.com', roles: ['viewer', 'viewer'] }).expect(201);
+    const created = await admin
+      .post('/members', { userId: 'user_crud', email: 'crud@example.com', roles: ['viewer', 'viewer'] })
+      .expect(201);
     expect(created.body).toEqual({
-      userId: 'user_crud', email: 'crud@example.com', roles: ['viewer'], invitedBy: 'user_admin',
-      joinedAt: expect.any(String), updatedAt: expect.any(String),
+      userId: 'user_crud',
+      email: 'crud@example.com',
+      roles: ['viewer'],
+      invitedBy: 'user_admin',
+      joinedAt: expect.any(String),
+      updatedAt: expect.any(String),
     });
     expect(created.headers.location).toBe(`/v1/workspaces/${acme.slug}/members/user_crud`);
     expect((await admin.get('/members/user_crud').expect(200)).body).toEqual(created.body);
 
     const updated = await admin.patch('/members/user_crud', { roles: ['member'], email: null }).expect(200);
-    expect(updated.body).toMatchObject({ userId: 'user_crud', email: null, roles: ['member'], joinedAt: created.body.joinedAt });
+    expect(updated.body).toMatchObject({
+      userId: 'user_crud',
+      email: null,
+      roles: ['member'],
+      joinedAt: created.body.joinedAt,
+    });
     await admin.delete('/members/user_crud').expect(204);
     expect((await admin.get('/members/user_crud').expect(404)).body.code).toBe('member_not_found');
 
@@ -49,11 +65,13 @@ describe('members by policy', () => {
       "select action, operation, allowed from decisions where workspace_id = $1 and principal_id = 'user_admin' and subject = 'Member' and operation <> 'get' order by position",
       [acme.id],
     );
-    expect(rows).toEqual(expect.arrayContaining([
-      { action: 'create', operation: 'create', allowed: true },
-      { action: 'update', operation: 'update', allowed: true },
-      { action: 'delete', operation: 'delete', allowed: true },
-    ]));
+    expect(rows).toEqual(
+      expect.arrayContaining([
+        { action: 'create', operation: 'create', allowed: true },
+        { action: 'update', operation: 'update', allowed: true },
+        { action: 'delete', operation: 'delete', allowed: true },
+      ]),
+    );
   });
 
   it('treats user ids as opaque strings and answers duplicates and unknown ids clearly', async () => {
@@ -63,16 +81,24 @@ describe('members by policy', () => {
     const path = `/members/${encodeURIComponent(odd)}`;
     const admin = client(cordon, acme, adminToken);
     expect((await admin.get(path).expect(200)).body.userId).toBe(odd);
-    expect((await cordon.admin().post(`/v1/workspaces/${acme.slug}/members`).send({ userId: odd, roles: [] }).expect(409)).body.code).toBe('member_exists');
+    expect(
+      (await cordon.admin().post(`/v1/workspaces/${acme.slug}/members`).send({ userId: odd, roles: [] }).expect(409))
+        .body.code,
+    ).toBe('member_exists');
     expect((await admin.get('/members/nobody').expect(404)).body.code).toBe('member_not_found');
     await admin.delete(path).expect(204);
   });
 
   it('stores any role name a policy could use, spaces, commas, braces and quotes included', async () => {
     const roles = ['team lead', 'a,b', '{x}', 'say "hi"', 'back\\slash', 'NULL'];
-    const created = await client(cordon, acme, adminToken).post('/members', { userId: 'user_roles', roles }).expect(201);
+    const created = await client(cordon, acme, adminToken)
+      .post('/members', { userId: 'user_roles', roles })
+      .expect(201);
     expect(created.body.roles).toEqual(roles);
-    expect((await owner.query("select roles from members where workspace_id = $1 and user_id = 'user_roles'", [acme.id])).rows).toEqual([{ roles }]);
+    expect(
+      (await owner.query("select roles from members where workspace_id = $1 and user_id = 'user_roles'", [acme.id]))
+        .rows,
+    ).toEqual([{ roles }]);
     await client(cordon, acme, adminToken).delete('/members/user_roles').expect(204);
   });
 
@@ -83,14 +109,18 @@ describe('members by policy', () => {
     let cursor: string | null = null;
     do {
       const query: string = cursor ? `?limit=2&count=true&cursor=${cursor}` : '?limit=2&count=true';
-      const page: { data: { userId: string }[]; nextCursor: string | null; count: number } = (await cordon.admin().get(`/v1/workspaces/${team.slug}/members${query}`).expect(200)).body;
+      const page: { data: { userId: string }[]; nextCursor: string | null; count: number } = (
+        await cordon.admin().get(`/v1/workspaces/${team.slug}/members${query}`).expect(200)
+      ).body;
       expect(page.count).toBe(5);
       expect(page.data.length).toBeLessThanOrEqual(2);
       seen.push(...page.data.map((member) => member.userId));
       cursor = page.nextCursor;
     } while (cursor);
     expect(seen).toEqual(['p1', 'p2', 'p3', 'p4', 'p5']);
-    expect((await cordon.admin().get(`/v1/workspaces/${team.slug}/members`).expect(200)).body).not.toHaveProperty('count');
+    expect((await cordon.admin().get(`/v1/workspaces/${team.slug}/members`).expect(200)).body).not.toHaveProperty(
+      'count',
+    );
   });
 
   it("keeps the workspace list's memberCount equal to the members added and removed through the API", async () => {
@@ -105,7 +135,12 @@ describe('members by policy', () => {
     let listed: { id: string; memberCount: number } | undefined;
     let cursor: string | null = null;
     do {
-      const page: { data: { id: string; memberCount: number }[]; nextCursor: string | null } = (await cordon.admin().get(`/v1/workspaces?limit=200${cursor ? `&cursor=${cursor}` : ''}`).expect(200)).body;
+      const page: { data: { id: string; memberCount: number }[]; nextCursor: string | null } = (
+        await cordon
+          .admin()
+          .get(`/v1/workspaces?limit=200${cursor ? `&cursor=${cursor}` : ''}`)
+          .expect(200)
+      ).body;
       listed = page.data.find((workspace) => workspace.id === counted.id) ?? listed;
       cursor = page.nextCursor;
     } while (cursor);
@@ -122,11 +157,25 @@ describe('roles from the members table', () => {
     expect(await rolesIn(cordon, north, await north.token('user_ivy'))).toEqual(['viewer']);
     expect(await rolesIn(cordon, south, await south.token('user_ivy'))).toEqual(['admin']);
     // The viewer of north may not change north's members, though the same user administers south.
-    await client(cordon, north, await north.token('user_ivy')).post('/members', { userId: 'x', roles: [] }).expect(403);
-    await client(cordon, south, await south.token('user_ivy')).post('/members', { userId: 'x', roles: [] }).expect(201);
+    await client(cordon, north, await north.token('user_ivy'))
+      .post('/members', { userId: 'x', roles: [] })
+      .expect(403);
+    await client(cordon, south, await south.token('user_ivy'))
+      .post('/members', { userId: 'x', roles: [] })
+      .expect(201);
     // North's token in south's URL is refused, roles or not.
-    expect((await client(cordon, south, await north.token('user_ivy')).get('/members').expect(403)).body.code).toBe('org_mismatch');
-    const list = (await client(cordon, north, await north.token('user_ivy')).get('/members').expect(200)).body.data;
+    expect(
+      (
+        await client(cordon, south, await north.token('user_ivy'))
+          .get('/members')
+          .expect(403)
+      ).body.code,
+    ).toBe('org_mismatch');
+    const list = (
+      await client(cordon, north, await north.token('user_ivy'))
+        .get('/members')
+        .expect(200)
+    ).body.data;
     expect(list).toEqual([expect.objectContaining({ userId: 'user_ivy', roles: ['viewer'] })]);
   });
 
@@ -141,7 +190,11 @@ describe('roles from the members table', () => {
       await cordon.admin().patch(`/v1/workspaces/${team.slug}/members/user_next`).send({ roles: [] }).expect(200);
       expect((await client(other, team, token).get('/members').expect(403)).body.detail).toBe('default deny');
       await client(cordon, team, token).get('/members').expect(403);
-      await cordon.admin().patch(`/v1/workspaces/${team.slug}/members/user_next`).send({ roles: ['viewer'] }).expect(200);
+      await cordon
+        .admin()
+        .patch(`/v1/workspaces/${team.slug}/members/user_next`)
+        .send({ roles: ['viewer'] })
+        .expect(200);
       await client(other, team, token).get('/members').expect(200);
       await cordon.admin().delete(`/v1/workspaces/${team.slug}/members/user_next`).expect(204);
       expect(await rolesIn(other, team, token)).toEqual([]);
@@ -153,8 +206,12 @@ describe('roles from the members table', () => {
   it('with roleSource "both", unions the token’s roles with the member row’s', async () => {
     const both = await membersWorkspace(cordon, issuer, 'both', { roleSource: 'both' });
     await addMember(cordon, both, 'user_both', ['auditor']);
-    expect((await rolesIn(cordon, both, await both.token('user_both', { o: { id: both.orgId, rol: 'viewer' } }))).sort()).toEqual(['auditor', 'viewer']);
-    expect(await rolesIn(cordon, both, await both.token('user_nobody', { o: { id: both.orgId, rol: 'viewer' } }))).toEqual(['viewer']);
+    expect(
+      (await rolesIn(cordon, both, await both.token('user_both', { o: { id: both.orgId, rol: 'viewer' } }))).sort(),
+    ).toEqual(['auditor', 'viewer']);
+    expect(
+      await rolesIn(cordon, both, await both.token('user_nobody', { o: { id: both.orgId, rol: 'viewer' } })),
+    ).toEqual(['viewer']);
   });
 });
 
@@ -180,19 +237,56 @@ describe('the last member who can manage members', () => {
 
   it('is whoever holds a role whose policy manages Member, whatever the role is called', async () => {
     const custom = await membersWorkspace(cordon, issuer, 'people');
-    await cordon.admin().post(`/v1/workspaces/${custom.slug}/policies`)
-      .send({ name: 'people-ops', roles: ['people-ops'], rules: [{ action: 'manage', subject: 'Member' }] }).expect(201);
+    await cordon
+      .admin()
+      .post(`/v1/workspaces/${custom.slug}/policies`)
+      .send({ name: 'people-ops', roles: ['people-ops'], rules: [{ action: 'manage', subject: 'Member' }] })
+      .expect(201);
     await addMember(cordon, custom, 'user_root', ['admin']);
     await addMember(cordon, custom, 'user_hr', ['people-ops']);
-    await cordon.admin().patch(`/v1/workspaces/${custom.slug}/members/user_root`).send({ roles: ['viewer'] }).expect(200);
-    expect((await cordon.admin().patch(`/v1/workspaces/${custom.slug}/members/user_hr`).send({ roles: ['viewer'] }).expect(409)).body.code).toBe('last_admin');
-    expect((await cordon.admin().delete(`/v1/workspaces/${custom.slug}/members/user_hr`).expect(409)).body.code).toBe('last_admin');
+    await cordon
+      .admin()
+      .patch(`/v1/workspaces/${custom.slug}/members/user_root`)
+      .send({ roles: ['viewer'] })
+      .expect(200);
+    expect(
+      (
+        await cordon
+          .admin()
+          .patch(`/v1/workspaces/${custom.slug}/members/user_hr`)
+          .send({ roles: ['viewer'] })
+          .expect(409)
+      ).body.code,
+    ).toBe('last_admin');
+    expect((await cordon.admin().delete(`/v1/workspaces/${custom.slug}/members/user_hr`).expect(409)).body.code).toBe(
+      'last_admin',
+    );
   });
 
   it.each([
-    ['two demotions', (path: string) => cordon.admin().patch(path).send({ roles: ['viewer'] }), (path: string) => cordon.admin().patch(path).send({ roles: ['viewer'] })],
+    [
+      'two demotions',
+      (path: string) =>
+        cordon
+          .admin()
+          .patch(path)
+          .send({ roles: ['viewer'] }),
+      (path: string) =>
+        cordon
+          .admin()
+          .patch(path)
+          .send({ roles: ['viewer'] }),
+    ],
     ['two removals', (path: string) => cordon.admin().delete(path), (path: string) => cordon.admin().delete(path)],
-    ['a demotion and a removal', (path: string) => cordon.admin().patch(path).send({ roles: ['member'] }), (path: string) => cordon.admin().delete(path)],
+    [
+      'a demotion and a removal',
+      (path: string) =>
+        cordon
+          .admin()
+          .patch(path)
+          .send({ roles: ['member'] }),
+      (path: string) => cordon.admin().delete(path),
+    ],
   ])('survives %s racing each other: exactly one goes through', async (_name, first, second) => {
     for (let round = 0; round < 5; round += 1) {
       const pair = await membersWorkspace(cordon, issuer, 'race');
@@ -202,7 +296,9 @@ describe('the last member who can manage members', () => {
       const responses = await Promise.all([first(`${base}/user_a`), second(`${base}/user_b`)]);
       const succeeded = responses.filter((response) => response.status < 300);
       expect(succeeded).toHaveLength(1);
-      expect(responses.filter((response) => response.status === 409).map((response) => response.body.code)).toEqual(['last_admin']);
+      expect(responses.filter((response) => response.status === 409).map((response) => response.body.code)).toEqual([
+        'last_admin',
+      ]);
       const admins = (await storedMembers(pair)).filter((member) => member.roles.includes('admin'));
       expect(admins).toHaveLength(1);
     }
@@ -215,8 +311,15 @@ describe('no escalation', () => {
 
   beforeAll(async () => {
     team = await membersWorkspace(cordon, issuer, 'escalate');
-    await cordon.admin().post(`/v1/workspaces/${team.slug}/policies`)
-      .send({ name: 'team-lead', roles: ['lead'], rules: [{ action: ['create', 'read', 'update'], subject: 'Member' }] }).expect(201);
+    await cordon
+      .admin()
+      .post(`/v1/workspaces/${team.slug}/policies`)
+      .send({
+        name: 'team-lead',
+        roles: ['lead'],
+        rules: [{ action: ['create', 'read', 'update'], subject: 'Member' }],
+      })
+      .expect(201);
     await addMember(cordon, team, 'user_boss', ['admin']);
     await addMember(cordon, team, 'user_lead', ['lead', 'viewer']);
     manager = client(cordon, team, await team.token('user_lead'));
@@ -224,28 +327,57 @@ describe('no escalation', () => {
 
   it('lets a principal that may create members grant only roles it holds', async () => {
     const refused = await manager.post('/members', { userId: 'user_new', roles: ['viewer', 'admin'] }).expect(403);
-    expect(refused.body).toMatchObject({ code: 'forbidden', detail: 'may only grant or take away roles held by the grantor; not "admin"' });
-    expect((await owner.query("select 1 from members where workspace_id = $1 and user_id = 'user_new'", [team.id])).rowCount).toBe(0);
+    expect(refused.body).toMatchObject({
+      code: 'forbidden',
+      detail: 'may only grant or take away roles held by the grantor; not "admin"',
+    });
+    expect(
+      (await owner.query("select 1 from members where workspace_id = $1 and user_id = 'user_new'", [team.id])).rowCount,
+    ).toBe(0);
     await manager.post('/members', { userId: 'user_new', roles: ['viewer'] }).expect(201);
   });
 
   it('refuses adding a role it does not hold on update, and logs the denial as that update', async () => {
     const refused = await manager.patch('/members/user_new', { roles: ['viewer', 'member'] }).expect(403);
     expect(refused.body.detail).toBe('may only grant or take away roles held by the grantor; not "member"');
-    expect((await owner.query("select roles from members where workspace_id = $1 and user_id = 'user_new'", [team.id])).rows).toEqual([{ roles: ['viewer'] }]);
+    expect(
+      (await owner.query("select roles from members where workspace_id = $1 and user_id = 'user_new'", [team.id])).rows,
+    ).toEqual([{ roles: ['viewer'] }]);
     const { rows } = await owner.query(
       "select action, operation, subject, resource_id, allowed, reason from decisions where workspace_id = $1 and principal_id = 'user_lead' and not allowed",
       [team.id],
     );
-    expect(rows).toEqual(expect.arrayContaining([
-      { action: 'update', operation: 'update', subject: 'Member', resource_id: 'user_new', allowed: false, reason: 'may only grant or take away roles held by the grantor; not "member"' },
-      { action: 'create', operation: 'create', subject: 'Member', resource_id: 'user_new', allowed: false, reason: 'may only grant or take away roles held by the grantor; not "admin"' },
-    ]));
+    expect(rows).toEqual(
+      expect.arrayContaining([
+        {
+          action: 'update',
+          operation: 'update',
+          subject: 'Member',
+          resource_id: 'user_new',
+          allowed: false,
+          reason: 'may only grant or take away roles held by the grantor; not "member"',
+        },
+        {
+          action: 'create',
+          operation: 'create',
+          subject: 'Member',
+          resource_id: 'user_new',
+          allowed: false,
+          reason: 'may only grant or take away roles held by the grantor; not "admin"',
+        },
+      ]),
+    );
     // Taking away a role it holds is allowed, and so is leaving alone one it does not hold;
     // taking that one away is not.
-    await cordon.admin().patch(`/v1/workspaces/${team.slug}/members/user_new`).send({ roles: ['viewer', 'auditor'] }).expect(200);
+    await cordon
+      .admin()
+      .patch(`/v1/workspaces/${team.slug}/members/user_new`)
+      .send({ roles: ['viewer', 'auditor'] })
+      .expect(200);
     await manager.patch('/members/user_new', { roles: ['auditor'] }).expect(200);
-    expect((await manager.patch('/members/user_new', { roles: [] }).expect(403)).body.detail).toBe('may only grant or take away roles held by the grantor; not "auditor"');
+    expect((await manager.patch('/members/user_new', { roles: [] }).expect(403)).body.detail).toBe(
+      'may only grant or take away roles held by the grantor; not "auditor"',
+    );
   });
 
   it('lets a principal whose policy manages Member grant any role', async () => {
@@ -255,18 +387,32 @@ describe('no escalation', () => {
 
   it('grants nothing on members through a conditional rule, and lets no one take away roles they do not hold', async () => {
     const shop = await membersWorkspace(cordon, issuer, 'shop');
-    const admin = (await cordon.admin().post(`/v1/workspaces/${shop.slug}/policies`).send({
-      name: 'staff', description: '', roles: ['staff'],
-      rules: [
-        { action: ['read', 'update'], subject: 'all', conditions: { createdBy: '${principal.id}' } },
-        { action: 'update', subject: 'Member', reason: 'staff edit members' },
-      ],
-    }).expect(201)).body;
+    const admin = (
+      await cordon
+        .admin()
+        .post(`/v1/workspaces/${shop.slug}/policies`)
+        .send({
+          name: 'staff',
+          description: '',
+          roles: ['staff'],
+          rules: [
+            { action: ['read', 'update'], subject: 'all', conditions: { createdBy: '${principal.id}' } },
+            { action: 'update', subject: 'Member', reason: 'staff edit members' },
+          ],
+        })
+        .expect(201)
+    ).body;
     expect(admin.id).toBeDefined();
-    const refused = await cordon.admin().post(`/v1/workspaces/${shop.slug}/policies`).send({
-      name: 'self-service', description: '', roles: ['staff'],
-      rules: [{ action: 'update', subject: 'Member', conditions: { userId: '${principal.id}' } }],
-    }).expect(400);
+    const refused = await cordon
+      .admin()
+      .post(`/v1/workspaces/${shop.slug}/policies`)
+      .send({
+        name: 'self-service',
+        description: '',
+        roles: ['staff'],
+        rules: [{ action: 'update', subject: 'Member', conditions: { userId: '${principal.id}' } }],
+      })
+      .expect(400);
     expect(refused.body.errors).toEqual([expect.objectContaining({ pointer: '/rules/0/conditions' })]);
     await addMember(cordon, shop, 'user_boss', ['admin']);
     await addMember(cordon, shop, 'user_clerk', ['staff']);
@@ -275,10 +421,21 @@ describe('no escalation', () => {
     // A conditional allow on `all` is not a grant on members: reading them stays forbidden.
     await client(cordon, shop, clerk).get('/members').expect(403);
     // Unconditional update, but only of roles the clerk holds.
-    expect((await client(cordon, shop, clerk).patch('/members/user_boss', { roles: [] }).expect(403)).body.detail).toMatch(/"admin"/);
-    expect((await client(cordon, shop, clerk).patch('/members/user_other', { roles: ['staff'] }).expect(403)).body.detail).toMatch(/"viewer"/);
+    expect(
+      (await client(cordon, shop, clerk).patch('/members/user_boss', { roles: [] }).expect(403)).body.detail,
+    ).toMatch(/"admin"/);
+    expect(
+      (
+        await client(cordon, shop, clerk)
+          .patch('/members/user_other', { roles: ['staff'] })
+          .expect(403)
+      ).body.detail,
+    ).toMatch(/"viewer"/);
     await client(cordon, shop, clerk).patch('/members/user_other', { email: 'other@shop.test' }).expect(200);
-    expect((await owner.query('select user_id, roles from members where workspace_id = $1 order by user_id', [shop.id])).rows).toEqual([
+    expect(
+      (await owner.query('select user_id, roles from members where workspace_id = $1 order by user_id', [shop.id]))
+        .rows,
+    ).toEqual([
       { user_id: 'user_boss', roles: ['admin'] },
       { user_id: 'user_clerk', roles: ['staff'] },
       { user_id: 'user_other', roles: ['staff', 'viewer'] },
@@ -302,8 +459,14 @@ describe('denials leave members unchanged', () => {
   });
 
   const attempts = [
-    ['POST /members', (request: ReturnType<typeof client>) => request.post('/members', { userId: 'user_new', roles: ['member'] })],
-    ['PATCH /members/:userId', (request: ReturnType<typeof client>) => request.patch('/members/user_worker', { roles: ['admin'] })],
+    [
+      'POST /members',
+      (request: ReturnType<typeof client>) => request.post('/members', { userId: 'user_new', roles: ['member'] }),
+    ],
+    [
+      'PATCH /members/:userId',
+      (request: ReturnType<typeof client>) => request.patch('/members/user_worker', { roles: ['admin'] }),
+    ],
     ['DELETE /members/:userId', (request: ReturnType<typeof client>) => request.delete('/members/user_worker')],
   ] as const;
 
@@ -321,10 +484,16 @@ describe('denials leave members unchanged', () => {
 
   it.each(attempts)('%s by a member and by a viewer: 403 with the deciding rule, logged', async (_route, attempt) => {
     const asMember = await attempt(client(cordon, team, await team.token('user_worker'))).expect(403);
-    expect(asMember.body).toMatchObject({ code: 'forbidden', detail: 'members do not change structures or membership' });
+    expect(asMember.body).toMatchObject({
+      code: 'forbidden',
+      detail: 'members do not change structures or membership',
+    });
     await attempt(client(cordon, team, await team.token('user_viewer'))).expect(403);
     expect(await storedMembers(team)).toEqual(before);
-    const { rows } = await owner.query("select count(*)::int as denied from decisions where workspace_id = $1 and principal_id = 'user_worker' and subject = 'Member' and not allowed", [team.id]);
+    const { rows } = await owner.query(
+      "select count(*)::int as denied from decisions where workspace_id = $1 and principal_id = 'user_worker' and subject = 'Member' and not allowed",
+      [team.id],
+    );
     expect(rows[0].denied).toBeGreaterThan(0);
   });
 
@@ -340,7 +509,8 @@ describe('denials leave members unchanged', () => {
 });
 
 describe('bad input is a 400 with pointers, never a 500', () => {
-  const pointers = (response: { body: { errors: { pointer: string }[] } }) => response.body.errors.map((error) => error.pointer).sort();
+  const pointers = (response: { body: { errors: { pointer: string }[] } }) =>
+    response.body.errors.map((error) => error.pointer).sort();
 
   it.each([
     [{}, ['/roles', '/userId']],
@@ -372,21 +542,33 @@ describe('bad input is a 400 with pointers, never a 500', () => {
     [`/members/${'x'.repeat(501)}`, '/userId'],
   ])('a path like %s', async (path, pointer) => {
     const response = await client(cordon, acme, adminToken).get(path).expect(400);
-    expect(response.body).toMatchObject({ code: 'validation_failed', errors: [expect.objectContaining({ pointer, in: 'params' })] });
+    expect(response.body).toMatchObject({
+      code: 'validation_failed',
+      errors: [expect.objectContaining({ pointer, in: 'params' })],
+    });
   });
 
   it('a token whose subject contains NUL is refused as a token without a subject', async () => {
-    const response = await client(cordon, acme, await acme.token('user\u0000admin')).get('/members').expect(401);
+    const response = await client(cordon, acme, await acme.token('user\u0000admin'))
+      .get('/members')
+      .expect(401);
     expect(response.body.code).toBe('token_claims');
   });
 
-  it.each([['limit=0', '/limit'], ['limit=201', '/limit'], ['count=yes', '/count'], ['sort=userId', '']])('GET /members?%s', async (query, pointer) => {
+  it.each([
+    ['limit=0', '/limit'],
+    ['limit=201', '/limit'],
+    ['count=yes', '/count'],
+    ['sort=userId', ''],
+  ])('GET /members?%s', async (query, pointer) => {
     const response = await client(cordon, acme, adminToken).get(`/members?${query}`).expect(400);
     expect(response.body.errors).toEqual([expect.objectContaining({ pointer, in: 'query' })]);
   });
 
   it('a forged cursor is 400 invalid_cursor', async () => {
-    const response = await client(cordon, acme, adminToken).get(`/members?cursor=${Buffer.from('{"at":1}').toString('base64url')}`).expect(400);
+    const response = await client(cordon, acme, adminToken)
+      .get(`/members?cursor=${Buffer.from('{"at":1}').toString('base64url')}`)
+      .expect(400);
     expect(response.body.code).toBe('invalid_cursor');
   });
 });
@@ -394,8 +576,16 @@ describe('bad input is a 400 with pointers, never a 500', () => {
 describe('second review', () => {
   it('refuses a removal by a grantor who does not hold the member’s roles, like a demotion', async () => {
     const team = await membersWorkspace(cordon, issuer, 'remove-grant');
-    await cordon.admin().post(`/v1/workspaces/${team.slug}/policies`)
-      .send({ name: 'lead', description: '', roles: ['lead'], rules: [{ action: ['create', 'read', 'update', 'delete'], subject: 'Member' }] }).expect(201);
+    await cordon
+      .admin()
+      .post(`/v1/workspaces/${team.slug}/policies`)
+      .send({
+        name: 'lead',
+        description: '',
+        roles: ['lead'],
+        rules: [{ action: ['create', 'read', 'update', 'delete'], subject: 'Member' }],
+      })
+      .expect(201);
     await addMember(cordon, team, 'boss', ['admin']);
     await addMember(cordon, team, 'other_boss', ['admin']);
     await addMember(cordon, team, 'lead', ['lead']);
@@ -403,17 +593,39 @@ describe('second review', () => {
     const lead = await team.token('lead');
     expect((await client(cordon, team, lead).delete('/members/boss').expect(403)).body.detail).toMatch(/"admin"/);
     await client(cordon, team, lead).delete('/members/peer').expect(204);
-    expect((await storedMembers(team)).map((member: { user_id: string }) => member.user_id)).toEqual(['boss', 'lead', 'other_boss']);
+    expect((await storedMembers(team)).map((member: { user_id: string }) => member.user_id)).toEqual([
+      'boss',
+      'lead',
+      'other_boss',
+    ]);
   });
 
   it('decides the last-admin rule on each member’s combined roles', async () => {
     const team = await membersWorkspace(cordon, issuer, 'combined');
-    await cordon.admin().post(`/v1/workspaces/${team.slug}/policies`)
-      .send({ name: 'suspended', description: '', roles: ['suspended'], rules: [{ action: 'manage', subject: 'all', inverted: true }] }).expect(201);
+    await cordon
+      .admin()
+      .post(`/v1/workspaces/${team.slug}/policies`)
+      .send({
+        name: 'suspended',
+        description: '',
+        roles: ['suspended'],
+        rules: [{ action: 'manage', subject: 'all', inverted: true }],
+      })
+      .expect(201);
     await addMember(cordon, team, 'boss', ['admin']);
     await addMember(cordon, team, 'ghost', ['admin', 'suspended']);
-    expect((await cordon.admin().delete(`/v1/workspaces/${team.slug}/members/boss`).expect(409)).body.code).toBe('last_admin');
-    expect((await cordon.admin().patch(`/v1/workspaces/${team.slug}/members/boss`).send({ roles: ['admin', 'suspended'] }).expect(409)).body.code).toBe('last_admin');
+    expect((await cordon.admin().delete(`/v1/workspaces/${team.slug}/members/boss`).expect(409)).body.code).toBe(
+      'last_admin',
+    );
+    expect(
+      (
+        await cordon
+          .admin()
+          .patch(`/v1/workspaces/${team.slug}/members/boss`)
+          .send({ roles: ['admin', 'suspended'] })
+          .expect(409)
+      ).body.code,
+    ).toBe('last_admin');
   });
 
   it('keeps admins able to administer when a conditional deny on all is about records, and /check agrees', async () => {
@@ -421,18 +633,52 @@ describe('second review', () => {
     await addMember(cordon, team, 'boss', ['admin']);
     await addMember(cordon, team, 'staff', ['staff']);
     const boss = await team.token('boss');
-    await client(cordon, team, boss).post('/policies', {
-      name: 'frozen', description: '', roles: ['admin'],
-      rules: [{ action: 'manage', subject: 'all', inverted: true, conditions: { locked: true }, reason: 'locked records are frozen' }],
-    }).expect(201);
-    await client(cordon, team, boss).post('/policies', {
-      name: 'staff', description: '', roles: ['staff'], rules: [{ action: 'update', subject: 'all', conditions: { createdBy: '${principal.id}' } }],
-    }).expect(201);
-    await client(cordon, team, boss).patch('/members/staff', { roles: ['staff', 'viewer'] }).expect(200);
+    await client(cordon, team, boss)
+      .post('/policies', {
+        name: 'frozen',
+        description: '',
+        roles: ['admin'],
+        rules: [
+          {
+            action: 'manage',
+            subject: 'all',
+            inverted: true,
+            conditions: { locked: true },
+            reason: 'locked records are frozen',
+          },
+        ],
+      })
+      .expect(201);
+    await client(cordon, team, boss)
+      .post('/policies', {
+        name: 'staff',
+        description: '',
+        roles: ['staff'],
+        rules: [{ action: 'update', subject: 'all', conditions: { createdBy: '${principal.id}' } }],
+      })
+      .expect(201);
+    await client(cordon, team, boss)
+      .patch('/members/staff', { roles: ['staff', 'viewer'] })
+      .expect(200);
     const staff = await team.token('staff');
-    await client(cordon, team, staff).patch('/members/boss', { roles: ['staff'] }).expect(403);
-    const checks = { checks: [{ action: 'update', subject: 'Member' }, { action: 'update', subject: 'Policy' }] };
-    expect((await client(cordon, team, staff).post('/check', checks).expect(200)).body.results.map((result: { allowed: boolean }) => result.allowed)).toEqual([false, false]);
-    expect((await client(cordon, team, boss).post('/check', checks).expect(200)).body.results.map((result: { allowed: boolean }) => result.allowed)).toEqual([true, true]);
+    await client(cordon, team, staff)
+      .patch('/members/boss', { roles: ['staff'] })
+      .expect(403);
+    const checks = {
+      checks: [
+        { action: 'update', subject: 'Member' },
+        { action: 'update', subject: 'Policy' },
+      ],
+    };
+    expect(
+      (await client(cordon, team, staff).post('/check', checks).expect(200)).body.results.map(
+        (result: { allowed: boolean }) => result.allowed,
+      ),
+    ).toEqual([false, false]);
+    expect(
+      (await client(cordon, team, boss).post('/check', checks).expect(200)).body.results.map(
+        (result: { allowed: boolean }) => result.allowed,
+      ),
+    ).toEqual([true, true]);
   });
 });

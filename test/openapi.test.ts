@@ -27,8 +27,8 @@ describe('GET /openapi.json', () => {
   it('is an OpenAPI 3.1 document that describes every mounted route', async () => {
     const { body } = await cordon.http().get('/openapi.json').expect(200);
     expect(body.openapi).toBe('3.1.0');
-    const described = Object.entries(body.paths as Record<string, Record<string, unknown>>).flatMap(([path, operations]) =>
-      Object.keys(operations).map((method) => `${method} ${path}`),
+    const described = Object.entries(body.paths as Record<string, Record<string, unknown>>).flatMap(
+      ([path, operations]) => Object.keys(operations).map((method) => `${method} ${path}`),
     );
     const mounted = mountedRoutes();
     expect(mounted.length).toBeGreaterThan(8);
@@ -38,7 +38,9 @@ describe('GET /openapi.json', () => {
   it('describes request bodies and parameters from the zod schemas', async () => {
     const { body } = await cordon.http().get('/openapi.json').expect(200);
     const create = body.paths['/v1/workspaces'].post;
-    expect(create.requestBody.content['application/json'].schema.required).toEqual(expect.arrayContaining(['slug', 'name']));
+    expect(create.requestBody.content['application/json'].schema.required).toEqual(
+      expect.arrayContaining(['slug', 'name']),
+    );
     expect(create.security).toEqual([{ adminKey: [] }]);
     const get = body.paths['/v1/workspaces/{ws}'].get;
     expect(get.parameters).toEqual([expect.objectContaining({ name: 'ws', in: 'path', required: true })]);

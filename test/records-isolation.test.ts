@@ -13,10 +13,15 @@ import { createTenant, type TestTenant } from './support/tenant.ts';
  */
 let cordon: TestApp;
 let issuer: TestIssuer;
-const tenants: Record<'a' | 'b', { tenant: TestTenant; token: string; records: { id: string; document: Record<string, unknown> }[] }> = {} as never;
+const tenants: Record<
+  'a' | 'b',
+  { tenant: TestTenant; token: string; records: { id: string; document: Record<string, unknown> }[] }
+> = {} as never;
 
 type Data = Record<string, unknown>;
-const storableDocuments = documents.map((document) => Object.fromEntries(Object.entries(document).filter(([key]) => /^[a-z]+$/.test(key))));
+const storableDocuments = documents.map((document) =>
+  Object.fromEntries(Object.entries(document).filter(([key]) => /^[a-z]+$/.test(key))),
+);
 const fields = { a: { type: 'json' }, b: { type: 'json' }, c: { type: 'json' }, tags: { type: 'json' } };
 
 const request = (side: 'a' | 'b') => {
@@ -31,11 +36,28 @@ beforeAll(async () => {
     const tenant = await createTenant(cordon, issuer, `iso-${side}`);
     const token = await tenant.token(`user_${side}`, 'admin');
     tenants[side] = { tenant, token, records: [] };
-    const post = (path: string, body: unknown) => cordon.http().post(`/v1/workspaces/${tenant.slug}${path}`).auth(token, { type: 'bearer' }).send(body as object);
+    const post = (path: string, body: unknown) =>
+      cordon
+        .http()
+        .post(`/v1/workspaces/${tenant.slug}${path}`)
+        .auth(token, { type: 'bearer' })
+        .send(body as object);
     await post('/structures', { name: 'Item', fields }).expect(201);
-    for (const data of fc.sample(storableDocuments.filter((document) => Object.keys(document).length > 0), { numRuns: 30, seed: side === 'a' ? 1 : 2 })) {
+    for (const data of fc.sample(
+      storableDocuments.filter((document) => Object.keys(document).length > 0),
+      { numRuns: 30, seed: side === 'a' ? 1 : 2 },
+    )) {
       const created = (await post('/records/Item', { data }).expect(201)).body;
-      tenants[side].records.push({ id: created.id, document: { ...created.data, id: created.id, createdBy: created.createdBy, createdAt: created.createdAt, updatedAt: created.updatedAt } });
+      tenants[side].records.push({
+        id: created.id,
+        document: {
+          ...created.data,
+          id: created.id,
+          createdBy: created.createdBy,
+          createdAt: created.createdAt,
+          updatedAt: created.updatedAt,
+        },
+      });
     }
   }
 });
@@ -44,23 +66,49 @@ afterAll(async () => {
   await cordon.close();
 });
 
-const sorts = fc.constantFrom(undefined, 'createdAt', '-createdAt', 'a', '-b,createdAt', 'tags,-a', 'id', '-updatedAt,c');
+const sorts = fc.constantFrom(
+  undefined,
+  'createdAt',
+  '-createdAt',
+  'a',
+  '-b,createdAt',
+  'tags,-a',
+  'id',
+  '-updatedAt,c',
+);
 
 it('never shows tenant A a row or a count of tenant B, whatever the filter, sort, page size or cursor', async () => {
   const bIds = new Set(tenants.b.records.map((record) => record.id));
-  const bystanderFilter = fc.constantFrom(...tenants.b.records.slice(0, 5)).map((record) => ({ $or: [{ id: record.id }, { createdBy: 'user_b' }] }));
+  const bystanderFilter = fc
+    .constantFrom(...tenants.b.records.slice(0, 5))
+    .map((record) => ({ $or: [{ id: record.id }, { createdBy: 'user_b' }] }));
   await fc.assert(
     fc.asyncProperty(
-      fc.oneof({ weight: 4, arbitrary: queries.filter((query) => !JSON.stringify(query).includes('q\\"')) }, { weight: 1, arbitrary: bystanderFilter }),
+      fc.oneof(
+        { weight: 4, arbitrary: queries.filter((query) => !JSON.stringify(query).includes('q\\"')) },
+        { weight: 1, arbitrary: bystanderFilter },
+      ),
       sorts,
       fc.integer({ min: 1, max: 40 }),
       fc.constantFrom('none', 'from-b', 'forged'),
       async (filter: Data, sort, limit, cursorSource) => {
-        const query: Record<string, string> = { filter: JSON.stringify(filter), limit: String(limit), count: 'true', ...(sort && { sort }) };
-        const expected = tenants.a.records.filter((record) => matches(parseConditions(filter, '').condition!, record.document)).map((record) => record.id);
+        const query: Record<string, string> = {
+          filter: JSON.stringify(filter),
+          limit: String(limit),
+          count: 'true',
+          ...(sort && { sort }),
+        };
+        const expected = tenants.a.records
+          .filter((record) => matches(parseConditions(filter, '').condition!, record.document))
+          .map((record) => record.id);
         if (cursorSource !== 'none') {
-          const fromB = (await request('b')(`/records/Item?${new URLSearchParams({ ...query, limit: '1' })}`).expect(200)).body.nextCursor;
-          const cursor = cursorSource === 'from-b' && fromB ? fromB : Buffer.from(JSON.stringify({ q: 'x', k: [randomUUID()] })).toString('base64url');
+          const fromB = (
+            await request('b')(`/records/Item?${new URLSearchParams({ ...query, limit: '1' })}`).expect(200)
+          ).body.nextCursor;
+          const cursor =
+            cursorSource === 'from-b' && fromB
+              ? fromB
+              : Buffer.from(JSON.stringify({ q: 'x', k: [randomUUID()] })).toString('base64url');
           const refused = await request('a')(`/records/Item?${new URLSearchParams({ ...query, cursor })}`).expect(400);
           expect(refused.body.code).toBe('invalid_cursor');
         }
@@ -69,7 +117,8 @@ it('never shows tenant A a row or a count of tenant B, whatever the filter, sort
         let pages = 0;
         do {
           const page: Record<string, string> = cursor ? { ...query, cursor } : query;
-          const response: { body: { count: number; data: { id: string }[]; nextCursor: string | null } } = await request('a')(`/records/Item?${new URLSearchParams(page)}`).expect(200);
+          const response: { body: { count: number; data: { id: string }[]; nextCursor: string | null } } =
+            await request('a')(`/records/Item?${new URLSearchParams(page)}`).expect(200);
           expect(response.body.count).toBe(expected.length);
           seen.push(...response.body.data.map((record: { id: string }) => record.id));
           cursor = response.body.nextCursor;
@@ -83,7 +132,11 @@ it('never shows tenant A a row or a count of tenant B, whatever the filter, sort
 }, 120_000);
 
 it('answers B’s record ids in A exactly like ids that do not exist', async () => {
-  const shape = (body: Data) => ({ ...body, requestId: undefined, detail: String(body.detail).replace(/"[^"]*"/, '"…"') });
+  const shape = (body: Data) => ({
+    ...body,
+    requestId: undefined,
+    detail: String(body.detail).replace(/"[^"]*"/, '"…"'),
+  });
   for (const record of tenants.b.records.slice(0, 10)) {
     const foreign = await request('a')(`/records/Item/${record.id}`).expect(404);
     const missing = await request('a')(`/records/Item/${randomUUID()}`).expect(404);

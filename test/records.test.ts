@@ -16,11 +16,34 @@ const as = (token: string, workspace: TestTenant = tenant) => {
   const base = `/v1/workspaces/${workspace.slug}`;
   const bearer = { type: 'bearer' as const };
   return {
-    get: (path: string) => cordon.http().get(base + path).auth(token, bearer),
-    post: (path: string, body: unknown) => cordon.http().post(base + path).auth(token, bearer).send(body as object),
-    put: (path: string, body: unknown) => cordon.http().put(base + path).auth(token, bearer).send(body as object),
-    patch: (path: string, body: unknown) => cordon.http().patch(base + path).auth(token, bearer).send(body as object),
-    delete: (path: string) => cordon.http().delete(base + path).auth(token, bearer),
+    get: (path: string) =>
+      cordon
+        .http()
+        .get(base + path)
+        .auth(token, bearer),
+    post: (path: string, body: unknown) =>
+      cordon
+        .http()
+        .post(base + path)
+        .auth(token, bearer)
+        .send(body as object),
+    put: (path: string, body: unknown) =>
+      cordon
+        .http()
+        .put(base + path)
+        .auth(token, bearer)
+        .send(body as object),
+    patch: (path: string, body: unknown) =>
+      cordon
+        .http()
+        .patch(base + path)
+        .auth(token, bearer)
+        .send(body as object),
+    delete: (path: string) =>
+      cordon
+        .http()
+        .delete(base + path)
+        .auth(token, bearer),
   };
 };
 const list = (token: string, query: Record<string, string>, structure = 'Task') =>
@@ -31,7 +54,9 @@ async function createTask(token: string, data: Body): Promise<Body & { id: strin
   expect(response.status).toBe(201);
   return response.body;
 }
-const stored = async (id: string) => (await owner.query('select data, version from records where id = $1', [id])).rows[0] as { data: Body; version: number } | undefined;
+const stored = async (id: string) =>
+  (await owner.query('select data, version from records where id = $1', [id])).rows[0] as
+    { data: Body; version: number } | undefined;
 
 beforeAll(async () => {
   cordon = await startTestApp();
@@ -39,44 +64,92 @@ beforeAll(async () => {
   issuer = await TestIssuer.start();
   tenant = await createTenant(cordon, issuer, 'rec');
   other = await createTenant(cordon, issuer, 'rec-other');
-  for (const role of ['admin', 'member', 'viewer', 'contractor', 'intern', 'reviewer']) tokens[role] = await tenant.token(`user_${role}`, role);
+  for (const role of ['admin', 'member', 'viewer', 'contractor', 'intern', 'reviewer'])
+    tokens[role] = await tenant.token(`user_${role}`, role);
   tokens.member2 = await tenant.token('user_member2', 'member');
   tokens.otherAdmin = await other.token('user_admin', 'admin');
 
-  await as(tokens.admin!).post('/structures', {
-    name: 'Project',
-    fields: { name: { type: 'text', required: true, maxLength: 100 }, status: { type: 'text', enum: ['active', 'archived'], default: 'active' } },
-  }).expect(201);
-  await as(tokens.admin!).post('/structures', {
-    name: 'Task',
-    fields: {
-      title: { type: 'text', required: true, maxLength: 200 },
-      status: { type: 'text', enum: ['todo', 'doing', 'done'], default: 'todo' },
-      priority: { type: 'integer', min: 1, max: 5 },
-      assignee: { type: 'text' },
-      project: { type: 'reference', structure: 'Project' },
-      tags: { type: 'json' },
-      due: { type: 'datetime' },
-    },
-  }).expect(201);
+  await as(tokens.admin!)
+    .post('/structures', {
+      name: 'Project',
+      fields: {
+        name: { type: 'text', required: true, maxLength: 100 },
+        status: { type: 'text', enum: ['active', 'archived'], default: 'active' },
+      },
+    })
+    .expect(201);
+  await as(tokens.admin!)
+    .post('/structures', {
+      name: 'Task',
+      fields: {
+        title: { type: 'text', required: true, maxLength: 200 },
+        status: { type: 'text', enum: ['todo', 'doing', 'done'], default: 'todo' },
+        priority: { type: 'integer', min: 1, max: 5 },
+        assignee: { type: 'text' },
+        project: { type: 'reference', structure: 'Project' },
+        tags: { type: 'json' },
+        due: { type: 'datetime' },
+      },
+    })
+    .expect(201);
   for (const structure of ['Project', 'Task']) {
-    await as(tokens.otherAdmin!, other).post('/structures', { name: structure, fields: { name: { type: 'text' }, title: { type: 'text' }, status: { type: 'text' } } }).expect(201);
+    await as(tokens.otherAdmin!, other)
+      .post('/structures', {
+        name: structure,
+        fields: { name: { type: 'text' }, title: { type: 'text' }, status: { type: 'text' } },
+      })
+      .expect(201);
   }
-  const policy = async (body: Body) => as(tokens.admin!).post('/policies', { description: '', ...body }).expect(201);
-  await policy({ name: 'no-done-for-members', roles: ['member'], rules: [{ action: 'update', subject: 'Task', inverted: true, conditions: { status: 'done' }, reason: 'members cannot hold tasks in done' }] });
-  await policy({ name: 'contractor', roles: ['contractor'], rules: [{ action: ['read', 'update'], subject: 'Task', conditions: { assignee: '${principal.id}' }, reason: 'contractors see their own tasks' }] });
+  const policy = async (body: Body) =>
+    as(tokens.admin!)
+      .post('/policies', { description: '', ...body })
+      .expect(201);
   await policy({
-    name: 'intern', roles: ['intern'],
+    name: 'no-done-for-members',
+    roles: ['member'],
+    rules: [
+      {
+        action: 'update',
+        subject: 'Task',
+        inverted: true,
+        conditions: { status: 'done' },
+        reason: 'members cannot hold tasks in done',
+      },
+    ],
+  });
+  await policy({
+    name: 'contractor',
+    roles: ['contractor'],
+    rules: [
+      {
+        action: ['read', 'update'],
+        subject: 'Task',
+        conditions: { assignee: '${principal.id}' },
+        reason: 'contractors see their own tasks',
+      },
+    ],
+  });
+  await policy({
+    name: 'intern',
+    roles: ['intern'],
     rules: [
       { action: 'read', subject: 'Task', fields: ['title', 'status'], reason: 'interns see titles and statuses' },
       { action: 'update', subject: 'Task', fields: ['status'], reason: 'interns move tasks' },
     ],
   });
   await policy({
-    name: 'reviewer', roles: ['reviewer'],
+    name: 'reviewer',
+    roles: ['reviewer'],
     rules: [
       { action: 'read', subject: 'Task' },
-      { action: 'read', subject: 'Task', fields: ['priority'], inverted: true, conditions: { status: 'done' }, reason: 'priorities of finished work are private' },
+      {
+        action: 'read',
+        subject: 'Task',
+        fields: ['priority'],
+        inverted: true,
+        conditions: { status: 'done' },
+        reason: 'priorities of finished work are private',
+      },
     ],
   });
 });
@@ -88,25 +161,47 @@ afterAll(async () => {
 
 describe('a project-management flow over HTTP with Clerk tokens of three roles', () => {
   it('lets the admin build, the member work without deleting, and the viewer only read', async () => {
-    const project = (await as(tokens.admin!).post('/records/Project', { data: { name: 'Launch' } }).expect(201)).body;
-    expect(project).toMatchObject({ structure: 'Project', data: { name: 'Launch', status: 'active' }, createdBy: 'user_admin', version: 1 });
+    const project = (
+      await as(tokens.admin!)
+        .post('/records/Project', { data: { name: 'Launch' } })
+        .expect(201)
+    ).body;
+    expect(project).toMatchObject({
+      structure: 'Project',
+      data: { name: 'Launch', status: 'active' },
+      createdBy: 'user_admin',
+      version: 1,
+    });
 
-    const task = await createTask(tokens.member!, { title: 'Write the press release', project: project.id, priority: 2 });
-    expect(task).toMatchObject({ data: { title: 'Write the press release', status: 'todo', project: project.id, priority: 2 }, createdBy: 'user_member' });
+    const task = await createTask(tokens.member!, {
+      title: 'Write the press release',
+      project: project.id,
+      priority: 2,
+    });
+    expect(task).toMatchObject({
+      data: { title: 'Write the press release', status: 'todo', project: project.id, priority: 2 },
+      createdBy: 'user_member',
+    });
 
     const read = await as(tokens.viewer!).get(`/records/Task/${task.id}`).expect(200);
     expect(read.headers.etag).toBe('"1"');
     expect(read.body).toEqual(task);
 
-    const viewerCreate = await as(tokens.viewer!).post('/records/Task', { data: { title: 'nope' } }).expect(403);
+    const viewerCreate = await as(tokens.viewer!)
+      .post('/records/Task', { data: { title: 'nope' } })
+      .expect(403);
     expect(viewerCreate.body.code).toBe('forbidden');
-    await as(tokens.viewer!).patch(`/records/Task/${task.id}`, { data: { title: 'changed' } }).expect(403);
+    await as(tokens.viewer!)
+      .patch(`/records/Task/${task.id}`, { data: { title: 'changed' } })
+      .expect(403);
 
     const memberDelete = await as(tokens.member!).delete(`/records/Task/${task.id}`).expect(403);
     expect(memberDelete.body.detail).toBe('default deny');
     expect(await stored(task.id)).toMatchObject({ version: 1 });
 
-    const updated = await as(tokens.member!).patch(`/records/Task/${task.id}`, { data: { status: 'doing', priority: null } }).expect(200);
+    const updated = await as(tokens.member!)
+      .patch(`/records/Task/${task.id}`, { data: { status: 'doing', priority: null } })
+      .expect(200);
     expect(updated.body).toMatchObject({ version: 2, data: { status: 'doing', title: 'Write the press release' } });
     expect(updated.body.data).not.toHaveProperty('priority');
 
@@ -118,10 +213,23 @@ describe('a project-management flow over HTTP with Clerk tokens of three roles',
   it('refuses every mutation without a token, with another workspace’s token, and for a lower role, leaving the row as stored', async () => {
     const task = await createTask(tokens.admin!, { title: 'Guarded' });
     const path = `/v1/workspaces/${tenant.slug}/records/Task/${task.id}`;
-    await cordon.http().patch(path).send({ data: { title: 'x' } }).expect(401);
+    await cordon
+      .http()
+      .patch(path)
+      .send({ data: { title: 'x' } })
+      .expect(401);
     await cordon.http().delete(path).expect(401);
-    await cordon.http().post(`/v1/workspaces/${tenant.slug}/records/Task`).send({ data: { title: 'x' } }).expect(401);
-    await cordon.http().patch(path).auth(tokens.otherAdmin!, { type: 'bearer' }).send({ data: { title: 'x' } }).expect(403);
+    await cordon
+      .http()
+      .post(`/v1/workspaces/${tenant.slug}/records/Task`)
+      .send({ data: { title: 'x' } })
+      .expect(401);
+    await cordon
+      .http()
+      .patch(path)
+      .auth(tokens.otherAdmin!, { type: 'bearer' })
+      .send({ data: { title: 'x' } })
+      .expect(403);
     await cordon.http().delete(path).auth(tokens.otherAdmin!, { type: 'bearer' }).expect(403);
     await as(tokens.viewer!).delete(`/records/Task/${task.id}`).expect(403);
     expect(await stored(task.id)).toEqual({ data: { title: 'Guarded', status: 'todo' }, version: 1 });
@@ -136,13 +244,20 @@ describe('lists', () => {
   const marker = randomUUID().slice(0, 8);
   beforeAll(async () => {
     for (let index = 0; index < 7; index++) {
-      await createTask(tokens.admin!, { title: `${marker} task ${index}`, priority: (index % 5) + 1, assignee: index % 2 ? 'user_contractor' : 'someone', tags: [marker, index % 3 ? 'x' : 'y'] });
+      await createTask(tokens.admin!, {
+        title: `${marker} task ${index}`,
+        priority: (index % 5) + 1,
+        assignee: index % 2 ? 'user_contractor' : 'someone',
+        tags: [marker, index % 3 ? 'x' : 'y'],
+      });
     }
   });
   const mine = { filter: JSON.stringify({ tags: marker }) };
 
   it('filters with MongoDB operators, sorts, pages with a cursor and counts only matching rows', async () => {
-    const first = await list(tokens.admin!, { ...mine, sort: '-priority,title', limit: '3', count: 'true' }).expect(200);
+    const first = await list(tokens.admin!, { ...mine, sort: '-priority,title', limit: '3', count: 'true' }).expect(
+      200,
+    );
     expect(first.body.count).toBe(7);
     expect(first.body.data.map((task: { data: Body }) => task.data.priority)).toEqual([5, 4, 3]);
     const seen = [...first.body.data];
@@ -157,10 +272,17 @@ describe('lists', () => {
     const priorities = seen.map((task: { data: Body }) => task.data.priority as number);
     expect(priorities).toEqual([...priorities].sort((a, b) => b - a));
 
-    const filtered = await list(tokens.admin!, { filter: JSON.stringify({ tags: { $all: [marker, 'y'] }, priority: { $gte: 2, $in: [1, 4] } }) }).expect(200);
+    const filtered = await list(tokens.admin!, {
+      filter: JSON.stringify({ tags: { $all: [marker, 'y'] }, priority: { $gte: 2, $in: [1, 4] } }),
+    }).expect(200);
     expect(filtered.body.data.map((task: { data: Body }) => task.data.title)).toEqual([`${marker} task 3`]);
-    const regex = await list(tokens.admin!, { filter: JSON.stringify({ title: { $regex: `^${marker} TASK [0-2]$`, $options: 'i' } }), sort: 'title' }).expect(200);
-    expect(regex.body.data.map((task: { data: Body }) => task.data.title)).toEqual([0, 1, 2].map((index) => `${marker} task ${index}`));
+    const regex = await list(tokens.admin!, {
+      filter: JSON.stringify({ title: { $regex: `^${marker} TASK [0-2]$`, $options: 'i' } }),
+      sort: 'title',
+    }).expect(200);
+    expect(regex.body.data.map((task: { data: Body }) => task.data.title)).toEqual(
+      [0, 1, 2].map((index) => `${marker} task ${index}`),
+    );
   });
 
   it('compiles the reader’s conditions into the query, so pages and counts see only permitted rows', async () => {
@@ -175,7 +297,12 @@ describe('lists', () => {
 
   it('refuses a cursor from another list and a forged one', async () => {
     const page = await list(tokens.admin!, { ...mine, limit: '1' }).expect(200);
-    const other = await list(tokens.admin!, { ...mine, limit: '1', sort: 'title', cursor: page.body.nextCursor }).expect(400);
+    const other = await list(tokens.admin!, {
+      ...mine,
+      limit: '1',
+      sort: 'title',
+      cursor: page.body.nextCursor,
+    }).expect(400);
     expect(other.body.code).toBe('invalid_cursor');
     const forged = Buffer.from(JSON.stringify({ q: 'x', k: ["'; drop table records; --"] })).toString('base64url');
     expect((await list(tokens.admin!, { ...mine, cursor: forged }).expect(400)).body.code).toBe('invalid_cursor');
@@ -199,23 +326,38 @@ describe('lists', () => {
 
   it('logs one decision per list naming the rules compiled into the filter', async () => {
     const response = await list(tokens.contractor!, mine).expect(200);
-    const { rows } = await owner.query("select operation, reason, allowed from decisions where request_id = $1", [response.headers['x-request-id']]);
+    const { rows } = await owner.query('select operation, reason, allowed from decisions where request_id = $1', [
+      response.headers['x-request-id'],
+    ]);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatchObject({ operation: 'list', allowed: true, reason: expect.stringMatching(/^list filtered in SQL by rules [0-9a-f-]{36}#0$/) });
+    expect(rows[0]).toMatchObject({
+      operation: 'list',
+      allowed: true,
+      reason: expect.stringMatching(/^list filtered in SQL by rules [0-9a-f-]{36}#0$/),
+    });
   });
 });
 
 describe('isolation between workspaces', () => {
   it('answers another workspace’s record id exactly like a missing one', async () => {
-    const theirs = (await as(tokens.otherAdmin!, other).post('/records/Task', { data: { title: 'secret' } }).expect(201)).body;
+    const theirs = (
+      await as(tokens.otherAdmin!, other)
+        .post('/records/Task', { data: { title: 'secret' } })
+        .expect(201)
+    ).body;
     const foreign = await as(tokens.admin!).get(`/records/Task/${theirs.id}`).expect(404);
     const missing = await as(tokens.admin!).get(`/records/Task/${randomUUID()}`).expect(404);
     const strip = (body: Body) => ({ ...body, detail: undefined, requestId: undefined });
     expect(strip(foreign.body)).toEqual(strip(missing.body));
-    await as(tokens.admin!).patch(`/records/Task/${theirs.id}`, { data: { title: 'mine now' } }).expect(404);
+    await as(tokens.admin!)
+      .patch(`/records/Task/${theirs.id}`, { data: { title: 'mine now' } })
+      .expect(404);
     await as(tokens.admin!).delete(`/records/Task/${theirs.id}`).expect(404);
     expect(await stored(theirs.id)).toMatchObject({ data: { title: 'secret' }, version: 1 });
-    const everything = await list(tokens.admin!, { filter: JSON.stringify({ $or: [{ title: 'secret' }, { id: theirs.id }] }), count: 'true' }).expect(200);
+    const everything = await list(tokens.admin!, {
+      filter: JSON.stringify({ $or: [{ title: 'secret' }, { id: theirs.id }] }),
+      count: 'true',
+    }).expect(200);
     expect(everything.body).toMatchObject({ data: [], count: 0 });
   });
 });
@@ -227,7 +369,9 @@ describe('field rules', () => {
     expect(read.body.data).toEqual({ title: 'Intern view', status: 'todo' });
     const listed = await list(tokens.intern!, { filter: JSON.stringify({ title: 'Intern view' }) }).expect(200);
     expect(listed.body.data[0].data).toEqual({ title: 'Intern view', status: 'todo' });
-    expect((await list(tokens.intern!, { filter: JSON.stringify({ priority: 3 }) }).expect(403)).body.code).toBe('forbidden');
+    expect((await list(tokens.intern!, { filter: JSON.stringify({ priority: 3 }) }).expect(403)).body.code).toBe(
+      'forbidden',
+    );
     await list(tokens.intern!, { sort: '-priority' }).expect(403);
   });
 
@@ -235,22 +379,32 @@ describe('field rules', () => {
     const open = await createTask(tokens.admin!, { title: 'Open review', priority: 4 });
     const done = await createTask(tokens.admin!, { title: 'Done review', priority: 5, status: 'done' });
     expect((await as(tokens.reviewer!).get(`/records/Task/${open.id}`).expect(200)).body.data.priority).toBe(4);
-    expect((await as(tokens.reviewer!).get(`/records/Task/${done.id}`).expect(200)).body.data).not.toHaveProperty('priority');
+    expect((await as(tokens.reviewer!).get(`/records/Task/${done.id}`).expect(200)).body.data).not.toHaveProperty(
+      'priority',
+    );
     await list(tokens.reviewer!, { filter: JSON.stringify({ priority: 5 }) }).expect(403);
   });
 
   it('refuses field rules on nested paths, which it could not enforce', async () => {
-    const response = await as(tokens.admin!).post('/policies', {
-      name: 'nested-fields', description: '', roles: ['intern'],
-      rules: [{ action: 'read', subject: 'Task', fields: ['title', 'tags.secret'], inverted: true }],
-    }).expect(400);
+    const response = await as(tokens.admin!)
+      .post('/policies', {
+        name: 'nested-fields',
+        description: '',
+        roles: ['intern'],
+        rules: [{ action: 'read', subject: 'Task', fields: ['title', 'tags.secret'], inverted: true }],
+      })
+      .expect(400);
     expect(response.body.errors).toEqual([expect.objectContaining({ pointer: '/rules/0/fields/1' })]);
   });
 
   it('refuses a write that touches a field the principal may not write', async () => {
     const task = await createTask(tokens.admin!, { title: 'Intern edit' });
-    await as(tokens.intern!).patch(`/records/Task/${task.id}`, { data: { status: 'doing' } }).expect(200);
-    const refused = await as(tokens.intern!).patch(`/records/Task/${task.id}`, { data: { title: 'renamed' } }).expect(403);
+    await as(tokens.intern!)
+      .patch(`/records/Task/${task.id}`, { data: { status: 'doing' } })
+      .expect(200);
+    const refused = await as(tokens.intern!)
+      .patch(`/records/Task/${task.id}`, { data: { title: 'renamed' } })
+      .expect(403);
     expect(refused.body.detail).toMatch(/field "title"/);
     expect(await stored(task.id)).toMatchObject({ data: { title: 'Intern edit', status: 'doing' }, version: 2 });
   });
@@ -259,29 +413,47 @@ describe('field rules', () => {
 describe('updates', () => {
   it('checks the record before and after: a member can neither move a task into done nor change a done one', async () => {
     const task = await createTask(tokens.member!, { title: 'Almost there', status: 'doing' });
-    const into = await as(tokens.member!).patch(`/records/Task/${task.id}`, { data: { status: 'done' } }).expect(403);
+    const into = await as(tokens.member!)
+      .patch(`/records/Task/${task.id}`, { data: { status: 'done' } })
+      .expect(403);
     expect(into.body.detail).toBe('members cannot hold tasks in done');
     expect(await stored(task.id)).toMatchObject({ data: { status: 'doing' }, version: 1 });
-    await as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { status: 'done' } }).expect(200);
-    await as(tokens.member!).patch(`/records/Task/${task.id}`, { data: { status: 'todo' } }).expect(403);
+    await as(tokens.admin!)
+      .patch(`/records/Task/${task.id}`, { data: { status: 'done' } })
+      .expect(200);
+    await as(tokens.member!)
+      .patch(`/records/Task/${task.id}`, { data: { status: 'todo' } })
+      .expect(403);
     expect(await stored(task.id)).toMatchObject({ data: { status: 'done' }, version: 2 });
   });
 
   it('lets a contractor update only their own tasks, and not give them away', async () => {
     const theirs = await createTask(tokens.admin!, { title: 'Contract work', assignee: 'user_contractor' });
-    await as(tokens.contractor!).patch(`/records/Task/${theirs.id}`, { data: { status: 'doing' } }).expect(200);
-    await as(tokens.contractor!).patch(`/records/Task/${theirs.id}`, { data: { assignee: 'someone' } }).expect(403);
+    await as(tokens.contractor!)
+      .patch(`/records/Task/${theirs.id}`, { data: { status: 'doing' } })
+      .expect(200);
+    await as(tokens.contractor!)
+      .patch(`/records/Task/${theirs.id}`, { data: { assignee: 'someone' } })
+      .expect(403);
     const notTheirs = await createTask(tokens.admin!, { title: 'Not yours', assignee: 'someone' });
     await as(tokens.contractor!).get(`/records/Task/${notTheirs.id}`).expect(403);
-    await as(tokens.contractor!).patch(`/records/Task/${notTheirs.id}`, { data: { assignee: 'user_contractor' } }).expect(403);
+    await as(tokens.contractor!)
+      .patch(`/records/Task/${notTheirs.id}`, { data: { assignee: 'user_contractor' } })
+      .expect(403);
     expect(await stored(notTheirs.id)).toMatchObject({ data: { assignee: 'someone' }, version: 1 });
   });
 
   it('uses the version as ETag: a stale If-Match is 412 and changes nothing', async () => {
     const task = await createTask(tokens.admin!, { title: 'Versioned' });
-    const first = await as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { priority: 1 } }).set('If-Match', '"1"').expect(200);
+    const first = await as(tokens.admin!)
+      .patch(`/records/Task/${task.id}`, { data: { priority: 1 } })
+      .set('If-Match', '"1"')
+      .expect(200);
     expect(first.headers.etag).toBe('"2"');
-    const stale = await as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { priority: 5 } }).set('If-Match', '"1"').expect(412);
+    const stale = await as(tokens.admin!)
+      .patch(`/records/Task/${task.id}`, { data: { priority: 5 } })
+      .set('If-Match', '"1"')
+      .expect(412);
     expect(stale.body.code).toBe('precondition_failed');
     await as(tokens.admin!).delete(`/records/Task/${task.id}`).set('If-Match', '"1"').expect(412);
     expect(await stored(task.id)).toMatchObject({ data: { priority: 1 }, version: 2 });
@@ -289,29 +461,42 @@ describe('updates', () => {
   });
 
   it('decides on the record before comparing If-Match: a principal refused the record learns nothing of its version', async () => {
-    const task = await createTask(tokens.admin!, { title: 'Not the contractor\'s', assignee: 'someone' });
-    await as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { priority: 2 } }).expect(200);
+    const task = await createTask(tokens.admin!, { title: "Not the contractor's", assignee: 'someone' });
+    await as(tokens.admin!)
+      .patch(`/records/Task/${task.id}`, { data: { priority: 2 } })
+      .expect(200);
     // Version 2 is current: whichever version the contractor names, the answer is the same 403.
     for (const version of ['"1"', '"2"', '"3"']) {
-      const refused = await as(tokens.contractor!).patch(`/records/Task/${task.id}`, { data: { title: 'x' } }).set('If-Match', version).expect(403);
+      const refused = await as(tokens.contractor!)
+        .patch(`/records/Task/${task.id}`, { data: { title: 'x' } })
+        .set('If-Match', version)
+        .expect(403);
       expect(refused.body.code).toBe('forbidden');
     }
     // The member may not delete tasks at all; the viewer may not update them: both refused before the version.
     await as(tokens.member!).delete(`/records/Task/${task.id}`).set('If-Match', '"1"').expect(403);
-    await as(tokens.viewer!).patch(`/records/Task/${task.id}`, { data: { title: 'x' } }).set('If-Match', '"1"').expect(403);
+    await as(tokens.viewer!)
+      .patch(`/records/Task/${task.id}`, { data: { title: 'x' } })
+      .set('If-Match', '"1"')
+      .expect(403);
     expect(await stored(task.id)).toMatchObject({ data: { priority: 2 }, version: 2 });
   });
 
   it('commits a mutation and its decision together', async () => {
     const task = await createTask(tokens.member!, { title: 'Audited' });
-    const { rows } = await owner.query("select action, operation, allowed, resource_id from decisions where resource_id = $1 order by position", [task.id]);
+    const { rows } = await owner.query(
+      'select action, operation, allowed, resource_id from decisions where resource_id = $1 order by position',
+      [task.id],
+    );
     expect(rows).toEqual([{ action: 'create', operation: 'create', allowed: true, resource_id: task.id }]);
   });
 });
 
 describe('validation', () => {
   it('answers invalid data with 400 and JSON pointers, storing nothing', async () => {
-    const before = Number((await owner.query("select count(*) from records where workspace_id = $1", [tenant.id])).rows[0].count);
+    const before = Number(
+      (await owner.query('select count(*) from records where workspace_id = $1', [tenant.id])).rows[0].count,
+    );
     const cases: [unknown, string][] = [
       [{ data: {} }, '/data/title'],
       [{ data: { title: 'x', status: 'later' } }, '/data/status'],
@@ -329,7 +514,9 @@ describe('validation', () => {
       const response = await as(tokens.admin!).post('/records/Task', body).expect(400);
       expect(response.body.errors.map((error: { pointer: string }) => error.pointer)).toContain(pointer);
     }
-    const after = Number((await owner.query("select count(*) from records where workspace_id = $1", [tenant.id])).rows[0].count);
+    const after = Number(
+      (await owner.query('select count(*) from records where workspace_id = $1', [tenant.id])).rows[0].count,
+    );
     expect(after).toBe(before);
   });
 
@@ -351,19 +538,38 @@ describe('validation', () => {
       await list(tokens.admin!, { cursor: cursor(['0000-01-01T00:00:00.000Z', task.id]) }),
       await list(tokens.admin!, { cursor: cursor(['2024-02-30T00:00:00.000Z', task.id]) }),
       await as(tokens.admin!).get(`/members?cursor=${cursor([])}`),
-      await as(tokens.admin!).get(`/members?cursor=${Buffer.from(JSON.stringify({ at: '0000-01-01T00:00:00Z', user: 'x' })).toString('base64url')}`),
-      await as(tokens.admin!).post('/policies', { name: 'regex-placeholder', description: '', roles: ['x'], rules: [{ action: 'read', subject: 'Task', conditions: { title: { $regex: '${principal.claims.team}' } } }] }),
+      await as(tokens.admin!).get(
+        `/members?cursor=${Buffer.from(JSON.stringify({ at: '0000-01-01T00:00:00Z', user: 'x' })).toString('base64url')}`,
+      ),
+      await as(tokens.admin!).post('/policies', {
+        name: 'regex-placeholder',
+        description: '',
+        roles: ['x'],
+        rules: [{ action: 'read', subject: 'Task', conditions: { title: { $regex: '${principal.claims.team}' } } }],
+      }),
     ];
     expect(responses.map((response) => response.status)).toEqual(responses.map(() => 400));
     // A subject claim PostgreSQL could not store is no subject at all.
-    expect((await as(await tenant.token('user_\u0000', 'admin')).get('/records/Task').expect(401)).body.code).toBe('token_claims');
-    const early = await list(tokens.admin!, { filter: JSON.stringify({ createdAt: { $gt: '0000-01-01T00:00:00.000Z' }, title: 'Hostile input' }) }).expect(200);
+    expect(
+      (
+        await as(await tenant.token('user_\u0000', 'admin'))
+          .get('/records/Task')
+          .expect(401)
+      ).body.code,
+    ).toBe('token_claims');
+    const early = await list(tokens.admin!, {
+      filter: JSON.stringify({ createdAt: { $gt: '0000-01-01T00:00:00.000Z' }, title: 'Hostile input' }),
+    }).expect(200);
     expect(early.body.data.map((record: { id: string }) => record.id)).toEqual([task.id]);
     expect(await stored(task.id)).toMatchObject({ version: 1 });
   });
 
   it('stores datetimes as canonical UTC and keeps hostile keys as plain data', async () => {
-    const task = await createTask(tokens.admin!, { title: 'Dated', due: '2026-12-01T10:00:00+02:00', tags: JSON.parse('{"__proto__": {"admin": true}, "constructor": 1}') });
+    const task = await createTask(tokens.admin!, {
+      title: 'Dated',
+      due: '2026-12-01T10:00:00+02:00',
+      tags: JSON.parse('{"__proto__": {"admin": true}, "constructor": 1}'),
+    });
     expect(task.data.due).toBe('2026-12-01T08:00:00.000Z');
     expect(await stored(task.id)).toMatchObject({ data: { tags: { __proto__: { admin: true }, constructor: 1 } } });
     expect(({} as Body).admin).toBeUndefined();
@@ -378,40 +584,101 @@ describe('validation', () => {
 describe('structure changes against stored records', () => {
   it('refuses changes that break records unless forced, and fills defaults of new fields', async () => {
     const structure = 'Ticket';
-    await as(tokens.admin!).post('/structures', { name: structure, fields: { title: { type: 'text', required: true }, level: { type: 'text', enum: ['low', 'high', 'urgent'] } } }).expect(201);
-    const urgent = (await as(tokens.admin!).post(`/records/${structure}`, { data: { title: 'a', level: 'urgent' } }).expect(201)).body;
-    await as(tokens.admin!).post(`/records/${structure}`, { data: { title: 'b', level: 'low' } }).expect(201);
+    await as(tokens.admin!)
+      .post('/structures', {
+        name: structure,
+        fields: { title: { type: 'text', required: true }, level: { type: 'text', enum: ['low', 'high', 'urgent'] } },
+      })
+      .expect(201);
+    const urgent = (
+      await as(tokens.admin!)
+        .post(`/records/${structure}`, { data: { title: 'a', level: 'urgent' } })
+        .expect(201)
+    ).body;
+    await as(tokens.admin!)
+      .post(`/records/${structure}`, { data: { title: 'b', level: 'low' } })
+      .expect(201);
 
-    const narrowed = await as(tokens.admin!).put(`/structures/${structure}`, { fields: { title: { type: 'text', required: true }, level: { type: 'text', enum: ['low', 'high'] } } }).expect(409);
-    expect(narrowed.body).toMatchObject({ code: 'structure_change_breaks_records', detail: expect.stringMatching(/^1 stored record would not match/) });
-    const required = await as(tokens.admin!).put(`/structures/${structure}`, { fields: { title: { type: 'text', required: true }, level: { type: 'text' }, owner: { type: 'text', required: true } } }).expect(409);
+    const narrowed = await as(tokens.admin!)
+      .put(`/structures/${structure}`, {
+        fields: { title: { type: 'text', required: true }, level: { type: 'text', enum: ['low', 'high'] } },
+      })
+      .expect(409);
+    expect(narrowed.body).toMatchObject({
+      code: 'structure_change_breaks_records',
+      detail: expect.stringMatching(/^1 stored record would not match/),
+    });
+    const required = await as(tokens.admin!)
+      .put(`/structures/${structure}`, {
+        fields: {
+          title: { type: 'text', required: true },
+          level: { type: 'text' },
+          owner: { type: 'text', required: true },
+        },
+      })
+      .expect(409);
     expect(required.body.detail).toMatch(/^2 stored records/);
 
-    const defaulted = await as(tokens.admin!).put(`/structures/${structure}`, { fields: { title: { type: 'text', required: true }, level: { type: 'text' }, owner: { type: 'text', required: true, default: 'nobody' } } }).expect(200);
+    const defaulted = await as(tokens.admin!)
+      .put(`/structures/${structure}`, {
+        fields: {
+          title: { type: 'text', required: true },
+          level: { type: 'text' },
+          owner: { type: 'text', required: true, default: 'nobody' },
+        },
+      })
+      .expect(200);
     expect(defaulted.body.version).toBe(2);
-    expect(await stored(urgent.id)).toMatchObject({ data: { title: 'a', level: 'urgent', owner: 'nobody' }, version: 2 });
+    expect(await stored(urgent.id)).toMatchObject({
+      data: { title: 'a', level: 'urgent', owner: 'nobody' },
+      version: 2,
+    });
 
-    await as(tokens.admin!).put(`/structures/${structure}?force=true`, { fields: { title: { type: 'text', required: true }, level: { type: 'text', enum: ['low'] }, owner: { type: 'text' } } }).expect(200);
+    await as(tokens.admin!)
+      .put(`/structures/${structure}?force=true`, {
+        fields: {
+          title: { type: 'text', required: true },
+          level: { type: 'text', enum: ['low'] },
+          owner: { type: 'text' },
+        },
+      })
+      .expect(200);
     expect(await stored(urgent.id)).toMatchObject({ data: { level: 'urgent' } });
     // The broken record must be fixed by its next update.
-    await as(tokens.admin!).patch(`/records/${structure}/${urgent.id}`, { data: { title: 'still urgent' } }).expect(400);
-    await as(tokens.admin!).patch(`/records/${structure}/${urgent.id}`, { data: { level: 'low' } }).expect(200);
+    await as(tokens.admin!)
+      .patch(`/records/${structure}/${urgent.id}`, { data: { title: 'still urgent' } })
+      .expect(400);
+    await as(tokens.admin!)
+      .patch(`/records/${structure}/${urgent.id}`, { data: { level: 'low' } })
+      .expect(200);
 
-    expect((await as(tokens.admin!).delete(`/structures/${structure}`).expect(409)).body).toMatchObject({ code: 'structure_has_records', detail: expect.stringContaining('2 records') });
+    expect((await as(tokens.admin!).delete(`/structures/${structure}`).expect(409)).body).toMatchObject({
+      code: 'structure_has_records',
+      detail: expect.stringContaining('2 records'),
+    });
     await as(tokens.admin!).delete(`/structures/${structure}?force=true`).expect(204);
     expect(await stored(urgent.id)).toBeUndefined();
   });
 
   it('makes a write that races a structure change wait for it, then validate against the new fields', async () => {
-    await as(tokens.admin!).post('/structures', { name: 'Memo', fields: { text: { type: 'text' } } }).expect(201);
-    await as(tokens.admin!).post('/records/Memo', { data: { text: 'warms the cache' } }).expect(201);
+    await as(tokens.admin!)
+      .post('/structures', { name: 'Memo', fields: { text: { type: 'text' } } })
+      .expect(201);
+    await as(tokens.admin!)
+      .post('/records/Memo', { data: { text: 'warms the cache' } })
+      .expect(201);
     const changer = await ownerClient();
     try {
       await changer.query('begin');
       await changer.query("select 1 from structures where workspace_id = $1 and name = 'Memo' for update", [tenant.id]);
-      const racing = as(tokens.admin!).post('/records/Memo', { data: { text: 'longer than three' } }).then((response) => response);
+      const racing = as(tokens.admin!)
+        .post('/records/Memo', { data: { text: 'longer than three' } })
+        .then((response) => response);
       await new Promise((resolve) => setTimeout(resolve, 300));
-      await changer.query(`update structures set fields = '{"text": {"type": "text", "maxLength": 3}}', version = version + 1 where workspace_id = $1 and name = 'Memo'`, [tenant.id]);
+      await changer.query(
+        `update structures set fields = '{"text": {"type": "text", "maxLength": 3}}', version = version + 1 where workspace_id = $1 and name = 'Memo'`,
+        [tenant.id],
+      );
       await changer.query('commit');
       const response = await racing;
       expect(response.status).toBe(400);
@@ -435,25 +702,48 @@ describe('structure changes against stored records', () => {
       const response = await as(tokens.admin!).post('/structures', body).expect(400);
       expect(response.body.errors.map((error: { pointer: string }) => error.pointer)).toContain(pointer);
     }
-    expect((await as(tokens.admin!).post('/structures', { name: 'Task', fields: {} }).expect(409)).body.code).toBe('structure_name_taken');
+    expect((await as(tokens.admin!).post('/structures', { name: 'Task', fields: {} }).expect(409)).body.code).toBe(
+      'structure_name_taken',
+    );
     await as(tokens.member!).post('/structures', { name: 'Sneaky', fields: {} }).expect(403);
   });
 });
 
 describe('second review', () => {
   it('answers a write by a principal that may not read the record without its data', async () => {
-    await as(tokens.admin!).post('/policies', { name: 'blind-updater', description: '', roles: ['blind'], rules: [{ action: 'update', subject: 'Task', fields: ['status'] }] }).expect(201);
+    await as(tokens.admin!)
+      .post('/policies', {
+        name: 'blind-updater',
+        description: '',
+        roles: ['blind'],
+        rules: [{ action: 'update', subject: 'Task', fields: ['status'] }],
+      })
+      .expect(201);
     const blind = await tenant.token('user_blind', 'blind');
     const task = await createTask(tokens.admin!, { title: 'Top secret', assignee: 'someone' });
     await as(blind).get(`/records/Task/${task.id}`).expect(403);
-    const updated = await as(blind).patch(`/records/Task/${task.id}`, { data: { status: 'doing' } }).expect(200);
+    const updated = await as(blind)
+      .patch(`/records/Task/${task.id}`, { data: { status: 'doing' } })
+      .expect(200);
     expect(updated.body).toMatchObject({ id: task.id, version: 2, data: {} });
   });
 
   it('finishes concurrent updates that check references, instead of exhausting the connection pool', async () => {
-    const project = (await as(tokens.admin!).post('/records/Project', { data: { name: 'Pool' } }).expect(201)).body;
-    const tasks = await Promise.all(Array.from({ length: 10 }, (_, index) => createTask(tokens.admin!, { title: `pool ${index}`, project: project.id })));
-    const responses = await Promise.all(tasks.map((task) => as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { project: project.id, priority: 2 } })));
+    const project = (
+      await as(tokens.admin!)
+        .post('/records/Project', { data: { name: 'Pool' } })
+        .expect(201)
+    ).body;
+    const tasks = await Promise.all(
+      Array.from({ length: 10 }, (_, index) =>
+        createTask(tokens.admin!, { title: `pool ${index}`, project: project.id }),
+      ),
+    );
+    const responses = await Promise.all(
+      tasks.map((task) =>
+        as(tokens.admin!).patch(`/records/Task/${task.id}`, { data: { project: project.id, priority: 2 } }),
+      ),
+    );
     expect(responses.map((response) => response.status)).toEqual(tasks.map(() => 200));
   }, 15_000);
 
@@ -465,30 +755,62 @@ describe('second review', () => {
   });
 
   it('refuses duplicate enum values, and counts records a new requirement breaks even with a default', async () => {
-    const duplicate = await as(tokens.admin!).post('/structures', { name: 'Dup', fields: { size: { type: 'number', enum: [0, -0] } } }).expect(400);
+    const duplicate = await as(tokens.admin!)
+      .post('/structures', { name: 'Dup', fields: { size: { type: 'number', enum: [0, -0] } } })
+      .expect(400);
     expect(duplicate.body.errors[0].pointer).toBe('/fields/size/enum');
-    await as(tokens.admin!).post('/structures', { name: 'Later', fields: { title: { type: 'text' }, rank: { type: 'integer' } } }).expect(201);
-    await as(tokens.admin!).post('/records/Later', { data: { title: 'no rank' } }).expect(201);
-    const refused = await as(tokens.admin!).put('/structures/Later', { fields: { title: { type: 'text' }, rank: { type: 'integer', required: true, default: 3 } } }).expect(409);
+    await as(tokens.admin!)
+      .post('/structures', { name: 'Later', fields: { title: { type: 'text' }, rank: { type: 'integer' } } })
+      .expect(201);
+    await as(tokens.admin!)
+      .post('/records/Later', { data: { title: 'no rank' } })
+      .expect(201);
+    const refused = await as(tokens.admin!)
+      .put('/structures/Later', {
+        fields: { title: { type: 'text' }, rank: { type: 'integer', required: true, default: 3 } },
+      })
+      .expect(409);
     expect(refused.body.detail).toMatch(/^1 stored record/);
     const deep = JSON.parse('['.repeat(40) + ']'.repeat(40));
-    expect((await as(tokens.admin!).post('/structures', { name: 'Deep', fields: { blob: { type: 'json', default: deep } } }).expect(400)).body.errors[0].pointer).toMatch(/^\/fields\/blob\/default/);
+    expect(
+      (
+        await as(tokens.admin!)
+          .post('/structures', { name: 'Deep', fields: { blob: { type: 'json', default: deep } } })
+          .expect(400)
+      ).body.errors[0].pointer,
+    ).toMatch(/^\/fields\/blob\/default/);
   });
 
   it('evaluates a policy regex in linear time, so one tenant’s pattern cannot stall the service', async () => {
-    await as(tokens.admin!).post('/policies', { name: 'slow-regex', description: '', roles: ['pattern'], rules: [{ action: 'read', subject: 'Task', conditions: { title: { $regex: '.*.*.*.*.*!' } } }] }).expect(201);
+    await as(tokens.admin!)
+      .post('/policies', {
+        name: 'slow-regex',
+        description: '',
+        roles: ['pattern'],
+        rules: [{ action: 'read', subject: 'Task', conditions: { title: { $regex: '.*.*.*.*.*!' } } }],
+      })
+      .expect(201);
     const task = await createTask(tokens.admin!, { title: 'a'.repeat(190) });
     const started = performance.now();
-    await as(await tenant.token('user_pattern', 'pattern')).get(`/records/Task/${task.id}`).expect(403);
-    const checked = await as(tokens.admin!).post('/check', {
-      principal: { id: 'user_pattern', roles: ['pattern'] },
-      checks: [{ action: 'read', subject: 'Task', resource: { title: 'x'.repeat(50_000) } }, { action: 'read', subject: 'Task', resource: { title: 'x'.repeat(50_000) + '!' } }],
-    }).expect(200);
+    await as(await tenant.token('user_pattern', 'pattern'))
+      .get(`/records/Task/${task.id}`)
+      .expect(403);
+    const checked = await as(tokens.admin!)
+      .post('/check', {
+        principal: { id: 'user_pattern', roles: ['pattern'] },
+        checks: [
+          { action: 'read', subject: 'Task', resource: { title: 'x'.repeat(50_000) } },
+          { action: 'read', subject: 'Task', resource: { title: 'x'.repeat(50_000) + '!' } },
+        ],
+      })
+      .expect(200);
     expect(checked.body.results.map((result: { allowed: boolean }) => result.allowed)).toEqual([false, true]);
     expect(performance.now() - started).toBeLessThan(3_000);
   });
 
   it('refuses a /check resource that names CASL’s internal subject key', async () => {
-    await as(tokens.admin!).post('/check', { checks: [{ action: 'read', subject: 'Task', resource: { __caslSubjectType__: 'Policy' } }] }).expect(400);
+    await as(tokens.admin!)
+      .post('/check', { checks: [{ action: 'read', subject: 'Task', resource: { __caslSubjectType__: 'Policy' } }] })
+      .expect(400);
   });
 });

@@ -18,7 +18,13 @@ describe('npm start with the embedded PostgreSQL', () => {
 
   it('keeps its data across a restart and stops cleanly on SIGTERM and SIGINT', async () => {
     const adminKey = randomBytes(32).toString('hex');
-    const env = { NODE_ENV: 'development', PORT: '0', DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), ADMIN_API_KEY: adminKey };
+    const env = {
+      NODE_ENV: 'development',
+      PORT: '0',
+      DATA_DIR: dataDir,
+      EMBEDDED_PG_PORT: String(await freePort()),
+      ADMIN_API_KEY: adminKey,
+    };
     const headers = { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' };
 
     const first = await startService(env);
@@ -49,7 +55,9 @@ describe('npm start with the embedded PostgreSQL', () => {
       expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
       expect(service.output()).toContain(keyFile);
       expect(service.output()).not.toContain(key);
-      const response = await fetch(`http://127.0.0.1:${service.port}/v1/workspaces`, { headers: { authorization: `Bearer ${key}` } });
+      const response = await fetch(`http://127.0.0.1:${service.port}/v1/workspaces`, {
+        headers: { authorization: `Bearer ${key}` },
+      });
       expect(response.status).toBe(200);
     } finally {
       await service.stop();

@@ -10,13 +10,26 @@ let workspaceB: string;
 beforeAll(async () => {
   cordon = await startTestApp();
   owner = await ownerClient();
-  const create = async () => (await cordon.admin().post('/v1/workspaces').send({ slug: uniqueSlug('rls'), name: 'RLS' }).expect(201)).body.id as string;
+  const create = async () =>
+    (
+      await cordon
+        .admin()
+        .post('/v1/workspaces')
+        .send({ slug: uniqueSlug('rls'), name: 'RLS' })
+        .expect(201)
+    ).body.id as string;
   workspaceA = await create();
   workspaceB = await create();
-  for (const [id, user] of [[workspaceA, 'alice'], [workspaceB, 'bob']]) {
+  for (const [id, user] of [
+    [workspaceA, 'alice'],
+    [workspaceB, 'bob'],
+  ]) {
     await owner.query("insert into members (workspace_id, user_id, roles) values ($1, $2, '{admin}')", [id, user]);
     await owner.query("insert into structures (workspace_id, name) values ($1, 'Task')", [id]);
-    await owner.query("insert into records (id, workspace_id, structure, data, created_by) values (gen_random_uuid(), $1, 'Task', '{}', $2)", [id, user]);
+    await owner.query(
+      "insert into records (id, workspace_id, structure, data, created_by) values (gen_random_uuid(), $1, 'Task', '{}', $2)",
+      [id, user],
+    );
   }
 });
 afterAll(async () => {
@@ -51,7 +64,9 @@ describe('row-level security for the serving role', () => {
 
   it('cannot move a row into another workspace, nor update or delete B’s rows from A’s scope', async () => {
     await expect(
-      withWorkspace(cordon.orm, workspaceA, (em) => em.execute('update members set workspace_id = ? where user_id = ?', [workspaceB, 'alice'])),
+      withWorkspace(cordon.orm, workspaceA, (em) =>
+        em.execute('update members set workspace_id = ? where user_id = ?', [workspaceB, 'alice']),
+      ),
     ).rejects.toThrow(/row-level security/);
     const touched = await withWorkspace(cordon.orm, workspaceA, async (em) => {
       const updated = await em.execute("update members set roles = '{owned}' where user_id = 'bob'", [], 'run');
@@ -59,7 +74,9 @@ describe('row-level security for the serving role', () => {
       return [updated, deleted].map((result) => (result as unknown as { affectedRows: number }).affectedRows);
     });
     expect(touched).toEqual([0, 0]);
-    const { rows } = await owner.query("select roles from members where user_id = 'bob' and workspace_id = $1", [workspaceB]);
+    const { rows } = await owner.query("select roles from members where user_id = 'bob' and workspace_id = $1", [
+      workspaceB,
+    ]);
     expect(rows).toEqual([{ roles: ['admin'] }]);
   });
 
@@ -70,12 +87,19 @@ describe('row-level security for the serving role', () => {
   });
 
   it('serves through a role that owns no table, is no superuser and cannot bypass RLS', async () => {
-    const [role] = await cordon.orm.em.fork().execute<{ rolname: string; rolsuper: boolean; rolbypassrls: boolean }[]>(
-      'select rolname, rolsuper, rolbypassrls from pg_roles where rolname = current_user',
-    );
+    const [role] = await cordon.orm.em
+      .fork()
+      .execute<{ rolname: string; rolsuper: boolean; rolbypassrls: boolean }[]>(
+        'select rolname, rolsuper, rolbypassrls from pg_roles where rolname = current_user',
+      );
     expect(role).toMatchObject({ rolsuper: false, rolbypassrls: false });
-    const { rows } = await owner.query("select tablename from pg_tables where schemaname = 'public' and tableowner = $1", [role!.rolname]);
+    const { rows } = await owner.query(
+      "select tablename from pg_tables where schemaname = 'public' and tableowner = $1",
+      [role!.rolname],
+    );
     expect(rows).toEqual([]);
-    await expect(cordon.orm.em.fork().execute('alter table members disable row level security')).rejects.toThrow(/owner/);
+    await expect(cordon.orm.em.fork().execute('alter table members disable row level security')).rejects.toThrow(
+      /owner/,
+    );
   });
 });

@@ -20,7 +20,11 @@ describe('SQL filter agreement', () => {
 
   beforeAll(async () => {
     client = await ownerClient();
-    await client.query('insert into workspaces (id, slug, name) values ($1, $2, $3)', [workspaceId, uniqueSlug('sqlfilter'), 'sql filter']);
+    await client.query('insert into workspaces (id, slug, name) values ($1, $2, $3)', [
+      workspaceId,
+      uniqueSlug('sqlfilter'),
+      'sql filter',
+    ]);
     await client.query(`insert into structures (workspace_id, name, fields) values ($1, 'Doc', '{}')`, [workspaceId]);
   });
   afterAll(async () => {
@@ -28,7 +32,10 @@ describe('SQL filter agreement', () => {
     await client.end();
   });
 
-  async function selected(condition: Parameters<typeof recordCondition>[0], batch: Record<string, unknown>[]): Promise<boolean[]> {
+  async function selected(
+    condition: Parameters<typeof recordCondition>[0],
+    batch: Record<string, unknown>[],
+  ): Promise<boolean[]> {
     await client.query('begin');
     try {
       const ids = batch.map(() => randomUUID());
@@ -39,7 +46,10 @@ describe('SQL filter agreement', () => {
       );
       const parameters = new SqlParameters();
       const where = parameters.bind(recordCondition(condition, parameters), 1);
-      const { rows } = await client.query<{ id: string }>(`select r.id from records r where r.workspace_id = $1 and ${where.text}`, [workspaceId, ...where.values]);
+      const { rows } = await client.query<{ id: string }>(
+        `select r.id from records r where r.workspace_id = $1 and ${where.text}`,
+        [workspaceId, ...where.values],
+      );
       const found = new Set(rows.map((row) => row.id));
       return ids.map((id) => found.has(id));
     } finally {
@@ -48,18 +58,31 @@ describe('SQL filter agreement', () => {
   }
 
   /** Stores the records (data and system columns) and returns which of them the compiled WHERE selects. */
-  async function selectedRecords(records: StoredRecord[], where: (parameters: SqlParameters) => string): Promise<boolean[]> {
+  async function selectedRecords(
+    records: StoredRecord[],
+    where: (parameters: SqlParameters) => string,
+  ): Promise<boolean[]> {
     await client.query('begin');
     try {
       await client.query(
         `insert into records (id, workspace_id, structure, data, created_by, created_at, updated_at)
          select id, $1, 'Doc', data, created_by, created_at, updated_at
          from unnest($2::uuid[], $3::jsonb[], $4::text[], $5::timestamptz[], $6::timestamptz[]) as batch(id, data, created_by, created_at, updated_at)`,
-        [workspaceId, records.map((record) => record.id), records.map((record) => JSON.stringify(record.data)), records.map((record) => record.createdBy), records.map((record) => record.createdAt), records.map((record) => record.updatedAt)],
+        [
+          workspaceId,
+          records.map((record) => record.id),
+          records.map((record) => JSON.stringify(record.data)),
+          records.map((record) => record.createdBy),
+          records.map((record) => record.createdAt),
+          records.map((record) => record.updatedAt),
+        ],
       );
       const parameters = new SqlParameters();
       const bound = parameters.bind(where(parameters), 1);
-      const { rows } = await client.query<{ id: string }>(`select r.id from records r where r.workspace_id = $1 and ${bound.text}`, [workspaceId, ...bound.values]);
+      const { rows } = await client.query<{ id: string }>(
+        `select r.id from records r where r.workspace_id = $1 and ${bound.text}`,
+        [workspaceId, ...bound.values],
+      );
       const found = new Set(rows.map((row) => row.id));
       return records.map((record) => found.has(record.id));
     } finally {
@@ -86,17 +109,28 @@ describe('SQL filter agreement', () => {
   it('agrees with CASL and the reference on whole rule sets: precedence, system fields, hostile values', async () => {
     let allowed = 0;
     await fc.assert(
-      fc.asyncProperty(ruleSets, fc.uniqueArray(storedRecords, { minLength: 1, maxLength: 8, selector: (record) => record.id }), async (rules, records) => {
-        const ability = buildAbility([{ id: randomUUID(), name: 'generated', version: 1, roles: ['r'], rules }], { principal: { id: 'u1', roles: ['r'], claims: {} }, workspaceId });
-        const documents = records.map(documentOf);
-        const expected = documents.map((document) => {
-          const matching = rules.filter((rule) => rule.conditions === undefined || referenceMatches(rule.conditions, document));
-          return matching.some((rule) => !rule.inverted) && !matching.some((rule) => rule.inverted);
-        });
-        expect(documents.map((document) => ability.can('read', asRecordSubject('Doc', document)))).toEqual(expected);
-        expect(await selectedRecords(records, (parameters) => rulesCondition(ability.rulesFor('read', 'Doc'), parameters))).toEqual(expected);
-        allowed += expected.filter(Boolean).length;
-      }),
+      fc.asyncProperty(
+        ruleSets,
+        fc.uniqueArray(storedRecords, { minLength: 1, maxLength: 8, selector: (record) => record.id }),
+        async (rules, records) => {
+          const ability = buildAbility([{ id: randomUUID(), name: 'generated', version: 1, roles: ['r'], rules }], {
+            principal: { id: 'u1', roles: ['r'], claims: {} },
+            workspaceId,
+          });
+          const documents = records.map(documentOf);
+          const expected = documents.map((document) => {
+            const matching = rules.filter(
+              (rule) => rule.conditions === undefined || referenceMatches(rule.conditions, document),
+            );
+            return matching.some((rule) => !rule.inverted) && !matching.some((rule) => rule.inverted);
+          });
+          expect(documents.map((document) => ability.can('read', asRecordSubject('Doc', document)))).toEqual(expected);
+          expect(
+            await selectedRecords(records, (parameters) => rulesCondition(ability.rulesFor('read', 'Doc'), parameters)),
+          ).toEqual(expected);
+          allowed += expected.filter(Boolean).length;
+        },
+      ),
       { numRuns: 1000 },
     );
     expect(allowed).toBeGreaterThan(300);
@@ -111,7 +145,13 @@ interface StoredRecord {
   updatedAt: string;
 }
 
-const documentOf = (record: StoredRecord) => ({ ...record.data, id: record.id, createdBy: record.createdBy, createdAt: record.createdAt, updatedAt: record.updatedAt });
+const documentOf = (record: StoredRecord) => ({
+  ...record.data,
+  id: record.id,
+  createdBy: record.createdBy,
+  createdAt: record.createdAt,
+  updatedAt: record.updatedAt,
+});
 
 const users = ['u1', 'u2', 'U1', 'é', ''];
 const instants = ['2026-01-01T00:00:00.000Z', '2026-06-15T12:30:00.123Z', '2025-12-31T23:59:59.999Z'];
@@ -125,15 +165,38 @@ const storedRecords: fc.Arbitrary<StoredRecord> = fc.record({
 });
 
 // Values a condition on a system field may meet: right and wrong types, prefixes, other cases.
-const systemValues = [...users, ...instants, ...fixedIds, '2026', '2026-06-15T12:30:00Z', 'FFFFFFFF-FFFF-4FFF-BFFF-FFFFFFFFFFFF', 1, true, null];
+const systemValues = [
+  ...users,
+  ...instants,
+  ...fixedIds,
+  '2026',
+  '2026-06-15T12:30:00Z',
+  'FFFFFFFF-FFFF-4FFF-BFFF-FFFFFFFFFFFF',
+  1,
+  true,
+  null,
+];
 const systemPatterns = ['^u', '1$', '^2026-0', '^.{36}$', 'F', '^$'];
 const systemQuery: fc.Arbitrary<Record<string, unknown>> = fc
   .tuple(
     fc.constantFrom('createdBy', 'createdAt', 'updatedAt', 'id', 'createdBy.x'),
     fc.oneof(
       fc.constantFrom(...systemValues).filter((value) => value !== null),
-      fc.tuple(fc.constantFrom('$eq', '$ne', '$lt', '$lte', '$gt', '$gte'), fc.constantFrom(...systemValues).filter((value) => typeof value !== 'boolean' && value !== null)).map(([operator, value]) => ({ [operator]: value })),
-      fc.tuple(fc.constantFrom('$in', '$nin'), fc.array(fc.constantFrom(...systemValues).filter((value) => value !== null), { maxLength: 3 })).map(([operator, values]) => ({ [operator]: values })),
+      fc
+        .tuple(
+          fc.constantFrom('$eq', '$ne', '$lt', '$lte', '$gt', '$gte'),
+          fc.constantFrom(...systemValues).filter((value) => typeof value !== 'boolean' && value !== null),
+        )
+        .map(([operator, value]) => ({ [operator]: value })),
+      fc
+        .tuple(
+          fc.constantFrom('$in', '$nin'),
+          fc.array(
+            fc.constantFrom(...systemValues).filter((value) => value !== null),
+            { maxLength: 3 },
+          ),
+        )
+        .map(([operator, values]) => ({ [operator]: values })),
       fc.record({ $regex: fc.constantFrom(...systemPatterns), $options: fc.constantFrom('', 'i') }),
       fc.boolean().map((exists) => ({ $exists: exists })),
       fc.constant({ $size: 0 }),
@@ -150,7 +213,10 @@ const ruleConditions = fc.oneof(
 );
 const ruleSets: fc.Arbitrary<PolicyRule[]> = fc.array(
   fc.record({ inverted: fc.boolean(), conditions: ruleConditions }).map(({ inverted, conditions }) => ({
-    action: 'read', subject: 'Doc', inverted, ...(conditions !== undefined && { conditions }),
+    action: 'read',
+    subject: 'Doc',
+    inverted,
+    ...(conditions !== undefined && { conditions }),
   })),
   { minLength: 1, maxLength: 4 },
 );

@@ -22,14 +22,25 @@ describe('workspace lifecycle', () => {
   it('creates, reads by slug and by id, updates and deletes a workspace', async () => {
     const slug = uniqueSlug('life');
     const created = await cordon.admin().post('/v1/workspaces').send({ slug, name: 'Acme Inc' }).expect(201);
-    expect(created.body).toMatchObject({ slug, name: 'Acme Inc', plan: 'free', status: 'active', memberCount: 0, recordCount: 0 });
+    expect(created.body).toMatchObject({
+      slug,
+      name: 'Acme Inc',
+      plan: 'free',
+      status: 'active',
+      memberCount: 0,
+      recordCount: 0,
+    });
     expect(created.headers.location).toBe(`/v1/workspaces/${created.body.id}`);
 
     const bySlug = await cordon.admin().get(`/v1/workspaces/${slug}`).expect(200);
     const byId = await cordon.admin().get(`/v1/workspaces/${created.body.id}`).expect(200);
     expect(bySlug.body).toEqual(byId.body);
 
-    const updated = await cordon.admin().patch(`/v1/workspaces/${slug}`).send({ name: 'Acme Corp', status: 'suspended' }).expect(200);
+    const updated = await cordon
+      .admin()
+      .patch(`/v1/workspaces/${slug}`)
+      .send({ name: 'Acme Corp', status: 'suspended' })
+      .expect(200);
     expect(updated.body).toMatchObject({ name: 'Acme Corp', status: 'suspended' });
 
     await cordon.admin().delete(`/v1/workspaces/${slug}`).expect(204);
@@ -39,7 +50,9 @@ describe('workspace lifecycle', () => {
 
   it('installs the default policies in the same transaction as the workspace', async () => {
     const workspace = await createWorkspace();
-    const { rows } = await owner.query('select name, roles from policies where workspace_id = $1 order by name', [workspace.id]);
+    const { rows } = await owner.query('select name, roles from policies where workspace_id = $1 order by name', [
+      workspace.id,
+    ]);
     expect(rows).toEqual([
       { name: 'admin', roles: ['admin'] },
       { name: 'auditor', roles: ['auditor'] },
@@ -64,7 +77,9 @@ describe('workspace lifecycle', () => {
 
     await cordon.admin().delete(`/v1/workspaces/${doomed.slug}`).expect(204);
     for (const table of ['policies', 'members', 'structures', 'records']) {
-      const doomedRows = await owner.query(`select count(*)::int as n from ${table} where workspace_id = $1`, [doomed.id]);
+      const doomedRows = await owner.query(`select count(*)::int as n from ${table} where workspace_id = $1`, [
+        doomed.id,
+      ]);
       const keptRows = await owner.query(`select count(*)::int as n from ${table} where workspace_id = $1`, [kept.id]);
       expect({ table, n: doomedRows.rows[0].n }).toEqual({ table, n: 0 });
       expect(keptRows.rows[0].n).toBeGreaterThan(0);
@@ -112,7 +127,11 @@ describe('slugs', () => {
   });
 
   it('refuses unknown fields and server-owned fields in the body', async () => {
-    const response = await cordon.admin().post('/v1/workspaces').send({ slug: uniqueSlug('x'), name: 'x', id: 'forged' }).expect(400);
+    const response = await cordon
+      .admin()
+      .post('/v1/workspaces')
+      .send({ slug: uniqueSlug('x'), name: 'x', id: 'forged' })
+      .expect(400);
     expect(response.body.code).toBe('validation_failed');
   });
 });
@@ -126,7 +145,9 @@ describe('listing', () => {
     let cursor: string | null = null;
     do {
       const query: Record<string, string | number> = cursor ? { limit: 2, cursor } : { limit: 2 };
-      const page: { data: { id: string }[]; nextCursor: string | null } = (await cordon.admin().get('/v1/workspaces').query(query).expect(200)).body;
+      const page: { data: { id: string }[]; nextCursor: string | null } = (
+        await cordon.admin().get('/v1/workspaces').query(query).expect(200)
+      ).body;
       expect(page.data.length).toBeLessThanOrEqual(2);
       seen.push(...page.data.map((workspace) => workspace.id));
       cursor = page.nextCursor;
@@ -138,7 +159,9 @@ describe('listing', () => {
 
   it('carries member and record counts', async () => {
     const workspace = await createWorkspace();
-    await owner.query("insert into members (workspace_id, user_id, roles) values ($1, 'a', '{}'), ($1, 'b', '{}')", [workspace.id]);
+    await owner.query("insert into members (workspace_id, user_id, roles) values ($1, 'a', '{}'), ($1, 'b', '{}')", [
+      workspace.id,
+    ]);
     type Page = { data: { id: string }[]; nextCursor: string | null };
     let page: Page = (await cordon.admin().get('/v1/workspaces').query({ limit: 200 }).expect(200)).body;
     let found = page.data.find((item) => item.id === workspace.id);
@@ -149,13 +172,14 @@ describe('listing', () => {
     expect(found).toMatchObject({ memberCount: 2, recordCount: 0 });
   });
 
-  it.each([['not-base64!'], [Buffer.from('{"after":"x"}').toString('base64url')], [Buffer.from('[]').toString('base64url')]])(
-    'answers 400 invalid_cursor for a forged cursor %s',
-    async (cursor) => {
-      const response = await cordon.admin().get('/v1/workspaces').query({ cursor }).expect(400);
-      expect(response.body.code).toBe('invalid_cursor');
-    },
-  );
+  it.each([
+    ['not-base64!'],
+    [Buffer.from('{"after":"x"}').toString('base64url')],
+    [Buffer.from('[]').toString('base64url')],
+  ])('answers 400 invalid_cursor for a forged cursor %s', async (cursor) => {
+    const response = await cordon.admin().get('/v1/workspaces').query({ cursor }).expect(400);
+    expect(response.body.code).toBe('invalid_cursor');
+  });
 
   it('refuses a limit outside 1–200', async () => {
     await cordon.admin().get('/v1/workspaces').query({ limit: 0 }).expect(400);
@@ -172,7 +196,12 @@ describe('platform admin key', () => {
 
   it('answers 401 admin_key_invalid with error="invalid_token" for a wrong key, and stores nothing', async () => {
     const slug = uniqueSlug('nokey');
-    const response = await cordon.http().post('/v1/workspaces').auth('wrong-key', { type: 'bearer' }).send({ slug, name: 'x' }).expect(401);
+    const response = await cordon
+      .http()
+      .post('/v1/workspaces')
+      .auth('wrong-key', { type: 'bearer' })
+      .send({ slug, name: 'x' })
+      .expect(401);
     expect(response.headers['www-authenticate']).toContain('error="invalid_token"');
     expect(response.body.code).toBe('admin_key_invalid');
     const { rowCount } = await owner.query('select 1 from workspaces where slug = $1', [slug]);
@@ -181,7 +210,12 @@ describe('platform admin key', () => {
 
   it('refuses a wrong key on every mutating route and leaves the row unchanged', async () => {
     const workspace = await createWorkspace(undefined, 'Unchanged');
-    await cordon.http().patch(`/v1/workspaces/${workspace.slug}`).auth('nope', { type: 'bearer' }).send({ name: 'Changed' }).expect(401);
+    await cordon
+      .http()
+      .patch(`/v1/workspaces/${workspace.slug}`)
+      .auth('nope', { type: 'bearer' })
+      .send({ name: 'Changed' })
+      .expect(401);
     await cordon.http().delete(`/v1/workspaces/${workspace.slug}`).expect(401);
     const { rows } = await owner.query('select name from workspaces where id = $1', [workspace.id]);
     expect(rows).toEqual([{ name: 'Unchanged' }]);

@@ -34,7 +34,10 @@ export class Authenticator {
    * The principal's email is the one the token itself asserts (never one from the members
    * table), and only if the token does not say it is unverified (`email_verified: false`).
    */
-  async authenticate(workspaceReference: string, token: string | undefined): Promise<{ principal: Principal; tenant: Tenant }> {
+  async authenticate(
+    workspaceReference: string,
+    token: string | undefined,
+  ): Promise<{ principal: Principal; tenant: Tenant }> {
     if (!token) throw tokenProblem('token_missing', 'Send the user token as a Bearer token');
     const cached = this.directory.cached(workspaceReference);
     const tenant = cached === null ? await this.directory.resolve(workspaceReference) : cached;
@@ -71,17 +74,22 @@ export class Authenticator {
    * planner from pulling the subquery up, so `members` is read only after `scope` set it.
    */
   private async member(workspaceId: string, userId: string): Promise<{ roles: string[] } | undefined> {
-    const rows = await this.orm.em.fork().execute<{ roles: string[] }[]>(
-      `with ${memberScope} select m.roles from scope cross join lateral (select roles from members where workspace_id = scope.workspace_id and user_id = ? offset 0) m`,
-      [workspaceId, userId],
-    );
+    const rows = await this.orm.em
+      .fork()
+      .execute<{ roles: string[] }[]>(
+        `with ${memberScope} select m.roles from scope cross join lateral (select roles from members where workspace_id = scope.workspace_id and user_id = ? offset 0) m`,
+        [workspaceId, userId],
+      );
     return rows[0];
   }
 
   /** Express guard for routes with a `:ws` parameter. */
   guard(): RequestHandler {
     return async (request, _response, next) => {
-      const { principal, tenant } = await this.authenticate(String(request.params.ws ?? ''), bearerToken(request.headers));
+      const { principal, tenant } = await this.authenticate(
+        String(request.params.ws ?? ''),
+        bearerToken(request.headers),
+      );
       request.principal = principal;
       request.workspace = tenant.workspace;
       next();

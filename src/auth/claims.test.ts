@@ -3,7 +3,12 @@ import { mapClaims, readClaim } from './claims.ts';
 
 type Provider = Parameters<typeof mapClaims>[0];
 
-const clerk = (overrides: Partial<Provider> = {}): Provider => ({ type: 'clerk', claims: {}, roleMap: {}, ...overrides });
+const clerk = (overrides: Partial<Provider> = {}): Provider => ({
+  type: 'clerk',
+  claims: {},
+  roleMap: {},
+  ...overrides,
+});
 const auth0 = (overrides: Partial<Provider> = {}): Provider => ({
   type: 'auth0',
   claims: { roles: 'https://example.com/roles' },
@@ -100,16 +105,36 @@ describe('readClaim', () => {
 describe('mapClaims with the clerk preset', () => {
   it('reads a v1 token: org_id, and org_role without the org: prefix', () => {
     const payload: JWTPayload = { sub: 'user_2x', org_id: 'org_2abc', org_role: 'org:admin', email: 'ada@example.com' };
-    expect(mapClaims(clerk(), payload)).toEqual({ subject: 'user_2x', orgId: 'org_2abc', roles: ['admin'], email: 'ada@example.com' });
+    expect(mapClaims(clerk(), payload)).toEqual({
+      subject: 'user_2x',
+      orgId: 'org_2abc',
+      roles: ['admin'],
+      email: 'ada@example.com',
+    });
   });
 
   it('reads a v2 token: o.id and o.rol', () => {
-    const payload: JWTPayload = { v: 2, sub: 'user_2x', o: { id: 'org_2abc', rol: 'admin', slg: 'acme', per: 'read,write' } };
-    expect(mapClaims(clerk(), payload)).toEqual({ subject: 'user_2x', orgId: 'org_2abc', roles: ['admin'], email: undefined });
+    const payload: JWTPayload = {
+      v: 2,
+      sub: 'user_2x',
+      o: { id: 'org_2abc', rol: 'admin', slg: 'acme', per: 'read,write' },
+    };
+    expect(mapClaims(clerk(), payload)).toEqual({
+      subject: 'user_2x',
+      orgId: 'org_2abc',
+      roles: ['admin'],
+      email: undefined,
+    });
   });
 
   it('ignores v1 claims in a v2 token', () => {
-    const payload: JWTPayload = { v: 2, sub: 'user_2x', org_id: 'org_v1', org_role: 'org:admin', o: { id: 'org_v2', rol: 'member' } };
+    const payload: JWTPayload = {
+      v: 2,
+      sub: 'user_2x',
+      org_id: 'org_v1',
+      org_role: 'org:admin',
+      o: { id: 'org_v2', rol: 'member' },
+    };
     expect(mapClaims(clerk(), payload)).toMatchObject({ orgId: 'org_v2', roles: ['member'] });
   });
 
@@ -129,11 +154,20 @@ describe('mapClaims with the clerk preset', () => {
   });
 
   it('has no org and no roles for a personal-account token', () => {
-    expect(mapClaims(clerk(), { sub: 'user_2x' })).toEqual({ subject: 'user_2x', orgId: undefined, roles: [], email: undefined });
+    expect(mapClaims(clerk(), { sub: 'user_2x' })).toEqual({
+      subject: 'user_2x',
+      orgId: undefined,
+      roles: [],
+      email: undefined,
+    });
   });
 
   it('lets configured claim paths override the preset', () => {
-    const payload: JWTPayload = { sub: 'user_2x', org_id: 'org_preset', custom: { org: 'org_custom', role: 'org:viewer' } };
+    const payload: JWTPayload = {
+      sub: 'user_2x',
+      org_id: 'org_preset',
+      custom: { org: 'org_custom', role: 'org:viewer' },
+    };
     const provider = clerk({ claims: { orgId: 'custom.org', roles: 'custom.role' } });
     expect(mapClaims(provider, payload)).toMatchObject({ orgId: 'org_custom', roles: ['viewer'] });
   });
@@ -147,7 +181,12 @@ describe('mapClaims with the auth0 preset', () => {
       'https://example.com/roles': ['admin', 'member'],
       email: 'grace@example.com',
     };
-    expect(mapClaims(auth0(), payload)).toEqual({ subject: 'auth0|abc123', orgId: 'org_9yb', roles: ['admin', 'member'], email: 'grace@example.com' });
+    expect(mapClaims(auth0(), payload)).toEqual({
+      subject: 'auth0|abc123',
+      orgId: 'org_9yb',
+      roles: ['admin', 'member'],
+      email: 'grace@example.com',
+    });
   });
 
   it('keeps an org: prefix, which only Clerk strips', () => {
@@ -164,12 +203,22 @@ describe('mapClaims with the auth0 preset', () => {
 describe('mapClaims with the oidc preset', () => {
   it('reads the organization and roles from the configured paths', () => {
     const payload: JWTPayload = { sub: 'f1c2', tenant: { id: 'acme', roles: ['editor'] }, email: 'linus@example.com' };
-    expect(mapClaims(oidc(), payload)).toEqual({ subject: 'f1c2', orgId: 'acme', roles: ['editor'], email: 'linus@example.com' });
+    expect(mapClaims(oidc(), payload)).toEqual({
+      subject: 'f1c2',
+      orgId: 'acme',
+      roles: ['editor'],
+      email: 'linus@example.com',
+    });
   });
 
   it('reads nothing from the Clerk or Auth0 claim names', () => {
     const payload: JWTPayload = { sub: 'f1c2', org_id: 'org_1', org_role: 'admin', o: { id: 'org_2', rol: 'admin' } };
-    expect(mapClaims(oidc({ claims: {} }), payload)).toEqual({ subject: 'f1c2', orgId: undefined, roles: [], email: undefined });
+    expect(mapClaims(oidc({ claims: {} }), payload)).toEqual({
+      subject: 'f1c2',
+      orgId: undefined,
+      roles: [],
+      email: undefined,
+    });
   });
 
   it('reads the subject and email from custom paths', () => {
@@ -180,8 +229,15 @@ describe('mapClaims with the oidc preset', () => {
       email: 'standard@example.com',
       tenant: { id: 'acme', roles: 'editor' },
     };
-    const provider = oidc({ claims: { subject: 'user.id', email: 'https://example.com/email', orgId: 'tenant.id', roles: 'tenant.roles' } });
-    expect(mapClaims(provider, payload)).toEqual({ subject: 'u-42', orgId: 'acme', roles: ['editor'], email: 'custom@example.com' });
+    const provider = oidc({
+      claims: { subject: 'user.id', email: 'https://example.com/email', orgId: 'tenant.id', roles: 'tenant.roles' },
+    });
+    expect(mapClaims(provider, payload)).toEqual({
+      subject: 'u-42',
+      orgId: 'acme',
+      roles: ['editor'],
+      email: 'custom@example.com',
+    });
   });
 });
 
@@ -193,7 +249,10 @@ describe('mapClaims roles', () => {
   });
 
   it('maps a role to several roles', () => {
-    expect(mapClaims(oidc({ roleMap: { owner: ['admin', 'auditor'] } }), payloadWith(['owner'])).roles).toEqual(['admin', 'auditor']);
+    expect(mapClaims(oidc({ roleMap: { owner: ['admin', 'auditor'] } }), payloadWith(['owner'])).roles).toEqual([
+      'admin',
+      'auditor',
+    ]);
   });
 
   it('passes unmapped roles through unchanged', () => {
@@ -203,7 +262,10 @@ describe('mapClaims roles', () => {
 
   it('removes duplicates produced by the mapping', () => {
     const provider = oidc({ roleMap: { editor: 'member', writer: ['member', 'viewer'] } });
-    expect(mapClaims(provider, payloadWith(['editor', 'writer', 'viewer', 'member'])).roles).toEqual(['member', 'viewer']);
+    expect(mapClaims(provider, payloadWith(['editor', 'writer', 'viewer', 'member'])).roles).toEqual([
+      'member',
+      'viewer',
+    ]);
   });
 
   it('removes duplicates in the token itself', () => {
@@ -215,11 +277,16 @@ describe('mapClaims roles', () => {
   });
 
   it('does not look role names up on the roleMap prototype', () => {
-    expect(mapClaims(oidc({ roleMap: {} }), payloadWith(['constructor', 'toString'])).roles).toEqual(['constructor', 'toString']);
+    expect(mapClaims(oidc({ roleMap: {} }), payloadWith(['constructor', 'toString'])).roles).toEqual([
+      'constructor',
+      'toString',
+    ]);
   });
 
   it('ignores non-string and empty role values', () => {
-    expect(mapClaims(oidc(), payloadWith(['admin', 7, null, { role: 'x' }, ['nested'], '', true, 'viewer'])).roles).toEqual(['admin', 'viewer']);
+    expect(
+      mapClaims(oidc(), payloadWith(['admin', 7, null, { role: 'x' }, ['nested'], '', true, 'viewer'])).roles,
+    ).toEqual(['admin', 'viewer']);
   });
 
   it('ignores a roles claim that is neither a string nor an array', () => {
@@ -242,13 +309,27 @@ describe('mapClaims scalar claims', () => {
 
 describe('mapClaims and text PostgreSQL cannot store', () => {
   it('treats a subject, organization or email containing NUL as absent, and drops such roles', () => {
-    const payload = { sub: 'user\u0000x', tenant: { id: 'acme\u0000', roles: ['admin\u0000', 'viewer'] }, email: 'a\u0000@example.com' } as unknown as JWTPayload;
-    expect(mapClaims(oidc(), payload)).toEqual({ subject: undefined, orgId: undefined, roles: ['viewer'], email: undefined });
-    expect(mapClaims(oidc(), { sub: 'u', tenant: { id: 'acme', roles: 'admin\u0000' } } as unknown as JWTPayload).roles).toEqual([]);
+    const payload = {
+      sub: 'user\u0000x',
+      tenant: { id: 'acme\u0000', roles: ['admin\u0000', 'viewer'] },
+      email: 'a\u0000@example.com',
+    } as unknown as JWTPayload;
+    expect(mapClaims(oidc(), payload)).toEqual({
+      subject: undefined,
+      orgId: undefined,
+      roles: ['viewer'],
+      email: undefined,
+    });
+    expect(
+      mapClaims(oidc(), { sub: 'u', tenant: { id: 'acme', roles: 'admin\u0000' } } as unknown as JWTPayload).roles,
+    ).toEqual([]);
   });
 
   it('treats a lone surrogate like NUL', () => {
-    const payload = { sub: 'user\ud800', tenant: { id: 'acme', roles: ['\udc00admin', 'viewer'] } } as unknown as JWTPayload;
+    const payload = {
+      sub: 'user\ud800',
+      tenant: { id: 'acme', roles: ['\udc00admin', 'viewer'] },
+    } as unknown as JWTPayload;
     expect(mapClaims(oidc(), payload)).toMatchObject({ subject: undefined, orgId: 'acme', roles: ['viewer'] });
   });
 });

@@ -22,7 +22,8 @@ export function readClaim(payload: Record<string, unknown>, path: string): unkno
   if (path.includes('/')) return undefined;
   let value: unknown = payload;
   for (const segment of path.split('.')) {
-    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, segment)) return undefined;
+    if (typeof value !== 'object' || value === null || Array.isArray(value) || !Object.hasOwn(value, segment))
+      return undefined;
     value = (value as Record<string, unknown>)[segment];
   }
   return value;
@@ -54,8 +55,12 @@ interface ClaimPaths {
 function pathsOf(provider: ProviderClaims, clerkVersion: 1 | 2): ClaimPaths {
   const preset =
     provider.type === 'clerk'
-      ? clerkVersion === 2 ? { orgId: 'o.id', roles: 'o.rol' } : { orgId: 'org_id', roles: 'org_role' }
-      : provider.type === 'auth0' ? { orgId: 'org_id', roles: undefined } : { orgId: undefined, roles: undefined };
+      ? clerkVersion === 2
+        ? { orgId: 'o.id', roles: 'o.rol' }
+        : { orgId: 'org_id', roles: 'org_role' }
+      : provider.type === 'auth0'
+        ? { orgId: 'org_id', roles: undefined }
+        : { orgId: undefined, roles: undefined };
   return {
     subject: provider.claims.subject ?? 'sub',
     orgId: provider.claims.orgId ?? preset.orgId,
@@ -75,7 +80,8 @@ function compileMapper(provider: ProviderClaims): Mapper {
     return (payload) => {
       let roles = paths.roles ? asRoles(readClaim(payload, paths.roles)) : [];
       if (provider.type === 'clerk') roles = roles.map((role) => (role.startsWith('org:') ? role.slice(4) : role));
-      if (mapsRoles) roles = roles.flatMap((role) => (Object.hasOwn(roleMap, role) ? [roleMap[role] ?? []].flat() : [role]));
+      if (mapsRoles)
+        roles = roles.flatMap((role) => (Object.hasOwn(roleMap, role) ? [roleMap[role] ?? []].flat() : [role]));
       return {
         subject: asString(readClaim(payload, paths.subject)),
         orgId: asString(paths.orgId ? readClaim(payload, paths.orgId) : undefined),

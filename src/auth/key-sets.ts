@@ -111,7 +111,10 @@ export class KeySets {
         let select = created.select;
         if (Date.now() < created.failedUntil) {
           const held = created.fresh() ? created.held() : undefined;
-          if (!held) return Promise.reject(new KeySetUnavailable("The identity provider's keys could not be fetched; retrying after a cooldown"));
+          if (!held)
+            return Promise.reject(
+              new KeySetUnavailable("The identity provider's keys could not be fetched; retrying after a cooldown"),
+            );
           select = held;
         }
         return Promise.resolve()
@@ -122,9 +125,12 @@ export class KeySets {
               return key;
             },
             (error: unknown) => {
-              if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) throw error;
+              if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys)
+                throw error;
               created.failedUntil = Date.now() + this.options.cooldownMs;
-              throw new KeySetUnavailable("The identity provider's keys could not be fetched or used", { cause: error });
+              throw new KeySetUnavailable("The identity provider's keys could not be fetched or used", {
+                cause: error,
+              });
             },
           );
       },

@@ -13,7 +13,8 @@ export interface SafeFetchOptions {
   maxBytes: number;
 }
 
-export type OutboundFetchReason = 'blocked_address' | 'redirect' | 'too_large' | 'timeout' | 'status' | 'network' | 'scheme';
+export type OutboundFetchReason =
+  'blocked_address' | 'redirect' | 'too_large' | 'timeout' | 'status' | 'network' | 'scheme';
 
 export class OutboundFetchError extends Error {
   override readonly name = 'OutboundFetchError';
@@ -129,12 +130,18 @@ function exchange(target: URL, host: string, init: SafeFetchInit, options: SafeF
     }
 
     request.on('error', (error) => {
-      fail(error instanceof OutboundFetchError ? error : new OutboundFetchError('network', `Request to ${target.host} failed: ${error.message}`, { cause: error }));
+      fail(
+        error instanceof OutboundFetchError
+          ? error
+          : new OutboundFetchError('network', `Request to ${target.host} failed: ${error.message}`, { cause: error }),
+      );
     });
     request.on('response', (incoming) => {
       const status = incoming.statusCode ?? 0;
       if (status >= 300 && status < 400) {
-        return fail(new OutboundFetchError('redirect', `${target.host} answered ${status}; redirects are not followed`));
+        return fail(
+          new OutboundFetchError('redirect', `${target.host} answered ${status}; redirects are not followed`),
+        );
       }
       if (status < 200 || status > 599) {
         return fail(new OutboundFetchError('status', `${target.host} answered with unusable status ${status}`));
@@ -148,17 +155,26 @@ function exchange(target: URL, host: string, init: SafeFetchInit, options: SafeF
         if (received > options.maxBytes) return fail(tooLarge(target, options));
         chunks.push(chunk);
       });
-      incoming.on('error', (error) => fail(new OutboundFetchError('network', `Response from ${target.host} failed`, { cause: error })));
+      incoming.on('error', (error) =>
+        fail(new OutboundFetchError('network', `Response from ${target.host} failed`, { cause: error })),
+      );
       incoming.on('close', () => {
-        if (!incoming.complete) fail(new OutboundFetchError('network', `${target.host} closed the connection mid-response`));
+        if (!incoming.complete)
+          fail(new OutboundFetchError('network', `${target.host} closed the connection mid-response`));
       });
       incoming.on('end', () => {
         let response: Response;
         try {
           const body = bodilessStatuses.has(status) ? null : Buffer.concat(chunks);
-          response = new Response(body, { status, statusText: incoming.statusMessage, headers: responseHeaders(incoming) });
+          response = new Response(body, {
+            status,
+            statusText: incoming.statusMessage,
+            headers: responseHeaders(incoming),
+          });
         } catch (cause) {
-          return fail(new OutboundFetchError('network', `Response from ${target.host} is not representable`, { cause }));
+          return fail(
+            new OutboundFetchError('network', `Response from ${target.host} is not representable`, { cause }),
+          );
         }
         if (finish()) settle(response);
       });

@@ -18,7 +18,13 @@ class CountingKeySets extends KeySets {
   }
 }
 
-const keySetOptions = { allowPrivateNetworks: true, timeoutMs: 1_000, cooldownMs: 0, maxAgeMs: 60_000, maxBytes: 65_536 };
+const keySetOptions = {
+  allowPrivateNetworks: true,
+  timeoutMs: 1_000,
+  cooldownMs: 0,
+  maxAgeMs: 60_000,
+  maxBytes: 65_536,
+};
 const issuerUrl = 'https://issuer.example.com';
 
 async function setup(cacheSize = 100) {
@@ -46,12 +52,22 @@ async function setup(cacheSize = 100) {
     createdAt: new Date(),
     updatedAt: new Date(),
   } as IdentityProvider;
-  const tenant: Tenant = { workspace: { id: provider.workspaceId, slug: 'unit', status: 'active', plan: 'free', policySetVersion: 1 }, providers: [provider] };
+  const tenant: Tenant = {
+    workspace: { id: provider.workspaceId, slug: 'unit', status: 'active', plan: 'free', policySetVersion: 1 },
+    providers: [provider],
+  };
   const keySets = new CountingKeySets(keySetOptions);
   const cache = new VerifiedTokenCache(cacheSize);
   let now = Math.floor(Date.now() / 1000);
   const verifier = new TokenVerifier(keySets, cache, () => now);
-  const issuer = { sign: (claims: Record<string, unknown>, expiresInSeconds = 60) => TestIssuer.prototype.sign.call({ url: issuerUrl, keys: [key] }, { sub: 'user', org: 'org', ...claims }, { expiresInSeconds }) };
+  const issuer = {
+    sign: (claims: Record<string, unknown>, expiresInSeconds = 60) =>
+      TestIssuer.prototype.sign.call(
+        { url: issuerUrl, keys: [key] },
+        { sub: 'user', org: 'org', ...claims },
+        { expiresInSeconds },
+      ),
+  };
   return { provider, tenant, keySets, cache, verifier, issuer, advance: (seconds: number) => (now += seconds) };
 }
 
@@ -78,7 +94,10 @@ describe('the verified-token cache', () => {
     const { tenant, provider, keySets, verifier, issuer } = await setup();
     const token = await issuer.sign({});
     await verifier.verify(tenant, token);
-    const changed: Tenant = { ...tenant, providers: [{ ...provider, version: 2, audiences: ['https://api'] } as IdentityProvider] };
+    const changed: Tenant = {
+      ...tenant,
+      providers: [{ ...provider, version: 2, audiences: ['https://api'] } as IdentityProvider],
+    };
     await expect(verifier.verify(changed, token)).rejects.toMatchObject({ code: 'token_audience' });
     expect(keySets.lookups).toBe(2);
   });
@@ -94,7 +113,8 @@ describe('the verified-token cache', () => {
 
   it('stays within its bound under a flood of distinct valid tokens', async () => {
     const { tenant, cache, verifier, issuer } = await setup(5);
-    for (let index = 0; index < 40; index += 1) await verifier.verify(tenant, await issuer.sign({ sub: `user-${index}` }));
+    for (let index = 0; index < 40; index += 1)
+      await verifier.verify(tenant, await issuer.sign({ sub: `user-${index}` }));
     expect(cache.size).toBe(5);
   });
 
@@ -111,8 +131,12 @@ describe('the verified-token cache', () => {
     const { tenant, cache, verifier, issuer } = await setup();
     const token = await issuer.sign({});
     const [header, payload] = token.split('.');
-    await expect(verifier.verify(tenant, `${header}.${payload}.AAAA`)).rejects.toMatchObject({ code: 'token_signature' });
-    await expect(verifier.verify(tenant, await issuer.sign({ exp: 1 }))).rejects.toMatchObject({ code: 'token_expired' });
+    await expect(verifier.verify(tenant, `${header}.${payload}.AAAA`)).rejects.toMatchObject({
+      code: 'token_signature',
+    });
+    await expect(verifier.verify(tenant, await issuer.sign({ exp: 1 }))).rejects.toMatchObject({
+      code: 'token_expired',
+    });
     expect(cache.size).toBe(0);
   });
 });

@@ -28,15 +28,20 @@ export function tokenProblem(code: ErrorCode, detail: string): ProblemError {
  * not implement, is the token's fault (a 401).
  */
 function fromJose(error: unknown): ProblemError {
-  if (error instanceof KeySetUnavailable) return new ProblemError('identity_provider_unavailable', error.message, { cause: error.cause });
-  if (error instanceof errors.JOSEAlgNotAllowed) return tokenProblem('token_algorithm', 'The token algorithm is not allowed');
-  if (error instanceof errors.JWSSignatureVerificationFailed) return tokenProblem('token_signature', 'The token signature is invalid');
+  if (error instanceof KeySetUnavailable)
+    return new ProblemError('identity_provider_unavailable', error.message, { cause: error.cause });
+  if (error instanceof errors.JOSEAlgNotAllowed)
+    return tokenProblem('token_algorithm', 'The token algorithm is not allowed');
+  if (error instanceof errors.JWSSignatureVerificationFailed)
+    return tokenProblem('token_signature', 'The token signature is invalid');
   if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) {
     return tokenProblem('token_unknown_key', 'The token was not signed by a key of this identity provider');
   }
   // Not jose's refusal: the key it was given could not be used (e.g. an RSA modulus below 2048 bits).
   if (!(error instanceof errors.JOSEError)) {
-    return new ProblemError('identity_provider_unavailable', "The identity provider's keys could not be used", { cause: error });
+    return new ProblemError('identity_provider_unavailable', "The identity provider's keys could not be used", {
+      cause: error,
+    });
   }
   return tokenProblem('token_malformed', 'The token could not be verified');
 }
@@ -47,12 +52,17 @@ function fromJose(error: unknown): ProblemError {
  */
 export function checkTimes(payload: JWTPayload, toleranceSeconds: number, now: number): void {
   if (typeof payload.exp !== 'number') throw tokenProblem('token_claims', 'The token has no numeric exp claim');
-  if ((payload.nbf !== undefined && typeof payload.nbf !== 'number') || (payload.iat !== undefined && typeof payload.iat !== 'number')) {
-    throw tokenProblem('token_claims', 'The token\'s nbf and iat claims must be numbers');
+  if (
+    (payload.nbf !== undefined && typeof payload.nbf !== 'number') ||
+    (payload.iat !== undefined && typeof payload.iat !== 'number')
+  ) {
+    throw tokenProblem('token_claims', "The token's nbf and iat claims must be numbers");
   }
   if (payload.exp <= now - toleranceSeconds) throw tokenProblem('token_expired', 'The token has expired');
-  if (payload.nbf !== undefined && payload.nbf > now + toleranceSeconds) throw tokenProblem('token_not_yet_valid', 'The token is not valid yet');
-  if (payload.iat !== undefined && payload.iat > now + toleranceSeconds) throw tokenProblem('token_issued_in_future', 'The token was issued in the future');
+  if (payload.nbf !== undefined && payload.nbf > now + toleranceSeconds)
+    throw tokenProblem('token_not_yet_valid', 'The token is not valid yet');
+  if (payload.iat !== undefined && payload.iat > now + toleranceSeconds)
+    throw tokenProblem('token_issued_in_future', 'The token was issued in the future');
 }
 
 /**
@@ -105,7 +115,11 @@ function chooseProvider(tenant: Tenant, payload: JWTPayload): IdentityProvider {
   }
   if (!chosen) throw tokenProblem('token_untrusted_issuer', 'The token issuer is not trusted by this workspace');
   if (!several) return chosen;
-  return tenant.providers.find((provider) => provider.issuer === payload.iss && mapClaims(provider, payload).orgId === provider.orgId) ?? chosen;
+  return (
+    tenant.providers.find(
+      (provider) => provider.issuer === payload.iss && mapClaims(provider, payload).orgId === provider.orgId,
+    ) ?? chosen
+  );
 }
 
 export class TokenVerifier {
@@ -129,7 +143,11 @@ export class TokenVerifier {
     const hit = this.cache.get(key);
     if (hit && tenant && hit.workspaceId === tenant.workspace.id) {
       const provider = tenant.providers.find((candidate) => candidate.id === hit.providerId);
-      if (provider && provider.version === hit.providerVersion && this.keySets.generation(provider) === hit.keyGeneration) {
+      if (
+        provider &&
+        provider.version === hit.providerVersion &&
+        this.keySets.generation(provider) === hit.keyGeneration
+      ) {
         checkTimes(hit.payload, provider.clockToleranceSeconds, now);
         return { tenant, provider, payload: hit.payload };
       }
@@ -144,7 +162,9 @@ export class TokenVerifier {
       // jose checks the header: `alg` against the provider's allow-list before any key is looked
       // up, `crit`, and the signature over exactly the segments decoded above. The claims are
       // checked below (iss already chose the provider), so jose need not decode them again.
-      const { protectedHeader } = await compactVerify(token, this.keySets.resolver(provider), { algorithms: provider.algorithms });
+      const { protectedHeader } = await compactVerify(token, this.keySets.resolver(provider), {
+        algorithms: provider.algorithms,
+      });
       // RFC 7797 unencoded payloads are not JWTs (jose.jwtVerify refuses them the same way).
       if (protectedHeader.b64 === false) throw tokenProblem('token_malformed', 'The token uses an unencoded payload');
     } catch (error) {
@@ -155,7 +175,13 @@ export class TokenVerifier {
     checkProviderRules(provider, payload);
     this.cache.set(
       key,
-      { workspaceId: tenant.workspace.id, providerId: provider.id, providerVersion: provider.version, keyGeneration, payload },
+      {
+        workspaceId: tenant.workspace.id,
+        providerId: provider.id,
+        providerVersion: provider.version,
+        keyGeneration,
+        payload,
+      },
       now,
     );
     return { tenant, provider, payload };

@@ -91,8 +91,18 @@ export class WorkspaceDirectory {
     );
     if (!row?.id) return undefined;
     return {
-      workspace: { id: row.id, slug: row.slug, status: row.status, plan: row.plan, policySetVersion: Number(row.policy_set_version) },
-      providers: row.providers.map((provider) => ({ ...provider, createdAt: new Date(provider.createdAt), updatedAt: new Date(provider.updatedAt) })),
+      workspace: {
+        id: row.id,
+        slug: row.slug,
+        status: row.status,
+        plan: row.plan,
+        policySetVersion: Number(row.policy_set_version),
+      },
+      providers: row.providers.map((provider) => ({
+        ...provider,
+        createdAt: new Date(provider.createdAt),
+        updatedAt: new Date(provider.updatedAt),
+      })),
     };
   }
 }

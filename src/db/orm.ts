@@ -31,7 +31,8 @@ export async function createOrm(options: { url: string; poolSize: number }, logg
  */
 export function createServingPool(orm: Orm, logger: Logger): pg.Pool {
   const pool = new pg.Pool({ connectionString: orm.config.get('clientUrl'), max: 6, connectionTimeoutMillis: 5_000 });
-  const dropped = (error: Error) => logger.warn({ code: (error as { code?: string }).code }, `PostgreSQL connection dropped: ${error.message}`);
+  const dropped = (error: Error) =>
+    logger.warn({ code: (error as { code?: string }).code }, `PostgreSQL connection dropped: ${error.message}`);
   pool.on('error', dropped);
   pool.on('connect', (client) => client.on('error', dropped));
   return pool;

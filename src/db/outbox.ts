@@ -7,9 +7,19 @@ import { v7 as uuidv7 } from 'uuid';
  * appended in the transaction of the change it announces, so it exists exactly when the change
  * does.
  */
-export async function appendEvent(em: EntityManager, workspaceId: string, topic: string, payload: Record<string, unknown>): Promise<string> {
+export async function appendEvent(
+  em: EntityManager,
+  workspaceId: string,
+  topic: string,
+  payload: Record<string, unknown>,
+): Promise<string> {
   const id = uuidv7();
-  await em.execute('insert into outbox_events (id, workspace_id, topic, payload) values (?, ?, ?, ?::jsonb)', [id, workspaceId, topic, JSON.stringify(payload)]);
+  await em.execute('insert into outbox_events (id, workspace_id, topic, payload) values (?, ?, ?, ?::jsonb)', [
+    id,
+    workspaceId,
+    topic,
+    JSON.stringify(payload),
+  ]);
   return id;
 }
 

@@ -19,7 +19,10 @@ export function scopeCteFor(placeholder: string): string {
 
 /** Several statements in one transaction inside the workspace's scope (updates, deletes, streamed reads). */
 export async function scopedTransaction<T>(
-  pool: pg.Pool, workspaceId: string, work: (client: pg.PoolClient) => Promise<T>, options: { readOnly?: boolean } = {},
+  pool: pg.Pool,
+  workspaceId: string,
+  work: (client: pg.PoolClient) => Promise<T>,
+  options: { readOnly?: boolean } = {},
 ): Promise<T> {
   const client = await pool.connect();
   try {
@@ -31,7 +34,10 @@ export async function scopedTransaction<T>(
     return result;
   } catch (error) {
     // A connection that cannot even roll back is not returned to the pool.
-    const broken = await client.query('rollback').then(() => false, () => true);
+    const broken = await client.query('rollback').then(
+      () => false,
+      () => true,
+    );
     client.release(broken);
     throw error;
   }

@@ -18,7 +18,11 @@ export abstract class WorkspaceConfiguration {
     this.topic = topic;
   }
 
-  protected change<T>(workspaceId: string, actor: { audit(em: EntityManager): Promise<void> }, work: (em: EntityManager) => Promise<T>): Promise<T> {
+  protected change<T>(
+    workspaceId: string,
+    actor: { audit(em: EntityManager): Promise<void> },
+    work: (em: EntityManager) => Promise<T>,
+  ): Promise<T> {
     return this.changes.inWorkspace(this.orm, { topic: this.topic, workspaceId }, async (em) => {
       const value = await work(em);
       await actor.audit(em);

@@ -48,7 +48,6 @@ export type Handler<Params, Query, Body> = (
   response: Response,
 ) => unknown;
 
-
 export function fieldErrors(issues: z.core.$ZodIssue[], location: FieldError['in']): FieldError[] {
   return issues.map((issue) => ({
     pointer: issue.path.length ? '/' + issue.path.map(escapePointer).join('/') : '',
@@ -101,6 +100,12 @@ export class Api {
       await handler(input as Input<Parsed<Params>, Parsed<Query>, Parsed<Body>>, request, response);
     };
     const authorization = definition.authorize ? [this.authorizer(definition.authorize, definition.method)] : [];
-    this.app[definition.method](definition.path, refuseUnstorableInput, ...this.guards[definition.security], ...authorization, run);
+    this.app[definition.method](
+      definition.path,
+      refuseUnstorableInput,
+      ...this.guards[definition.security],
+      ...authorization,
+      run,
+    );
   }
 }

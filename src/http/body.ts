@@ -5,7 +5,8 @@ const jsonTypes = ['application/json', 'application/*+json'];
 
 /** A request that carries a body must say it is JSON; anything else is a 415, not a guess. */
 export const requireJsonBody: RequestHandler = (request, _response, next) => {
-  const hasBody = Number(request.headers['content-length'] ?? 0) > 0 || request.headers['transfer-encoding'] !== undefined;
+  const hasBody =
+    Number(request.headers['content-length'] ?? 0) > 0 || request.headers['transfer-encoding'] !== undefined;
   if (hasBody && !request.is(jsonTypes)) {
     throw new ProblemError('unsupported_media_type', 'Send the body as application/json');
   }

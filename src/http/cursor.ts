@@ -20,7 +20,11 @@ export function decodeCursor<Schema extends z.ZodType>(cursor: string, schema: S
  * One page of a keyset list read with `limit + 1` rows: the extra row only says that there is
  * more, and the last row shown gives the next cursor.
  */
-export function keysetPage<Row>(rows: Row[], limit: number, cursorOf: (last: Row) => string): { shown: Row[]; nextCursor: string | null } {
+export function keysetPage<Row>(
+  rows: Row[],
+  limit: number,
+  cursorOf: (last: Row) => string,
+): { shown: Row[]; nextCursor: string | null } {
   if (rows.length <= limit) return { shown: rows, nextCursor: null };
   const shown = rows.slice(0, limit);
   return { shown, nextCursor: cursorOf(shown.at(-1)!) };
@@ -30,6 +34,9 @@ export function keysetPage<Row>(rows: Row[], limit: number, cursorOf: (last: Row
 export const pageQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(1_000).optional(),
-  count: z.enum(['true', 'false']).default('false').transform((value) => value === 'true'),
+  count: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((value) => value === 'true'),
 });
 export type PageQuery = z.output<typeof pageQuery>;

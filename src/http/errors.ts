@@ -40,7 +40,10 @@ export const errorCatalogue = {
   // 409
   slug_taken: { status: 409, title: 'Workspace slug is already taken' },
   identity_provider_taken: { status: 409, title: 'This issuer is already trusted for this organization' },
-  identity_provider_name_taken: { status: 409, title: 'This workspace already has an identity provider with that name' },
+  identity_provider_name_taken: {
+    status: 409,
+    title: 'This workspace already has an identity provider with that name',
+  },
   conflict: { status: 409, title: 'Conflicting change' },
   policy_name_taken: { status: 409, title: 'This workspace already has a policy with that name' },
   structure_name_taken: { status: 409, title: 'This workspace already has a structure with that name' },

@@ -8,7 +8,14 @@ const status = z.object({ status: z.literal('ok') });
 
 export function healthRoutes(api: Api, orm: Orm, metrics: Metrics, openApi: () => unknown): void {
   api.route(
-    { method: 'get', path: '/healthz', summary: 'Liveness: the process is up', tag: 'Operations', security: 'none', responses: { 200: { description: 'Up', schema: status } } },
+    {
+      method: 'get',
+      path: '/healthz',
+      summary: 'Liveness: the process is up',
+      tag: 'Operations',
+      security: 'none',
+      responses: { 200: { description: 'Up', schema: status } },
+    },
     (_input, _request, response) => {
       response.json({ status: 'ok' });
     },
@@ -25,7 +32,13 @@ export function healthRoutes(api: Api, orm: Orm, metrics: Metrics, openApi: () =
     },
     async (_input, _request, response) => {
       const reachable = await Promise.race([
-        orm.em.fork().execute('select 1').then(() => true, () => false),
+        orm.em
+          .fork()
+          .execute('select 1')
+          .then(
+            () => true,
+            () => false,
+          ),
         new Promise<boolean>((resolve) => setTimeout(resolve, 2_000, false).unref()),
       ]);
       if (!reachable) throw new ProblemError('database_unavailable', 'The database did not answer');
@@ -48,7 +61,14 @@ export function healthRoutes(api: Api, orm: Orm, metrics: Metrics, openApi: () =
   );
 
   api.route(
-    { method: 'get', path: '/openapi.json', summary: 'This API, described in OpenAPI 3.1', tag: 'Operations', security: 'none', responses: { 200: { description: 'The document' } } },
+    {
+      method: 'get',
+      path: '/openapi.json',
+      summary: 'This API, described in OpenAPI 3.1',
+      tag: 'Operations',
+      security: 'none',
+      responses: { 200: { description: 'The document' } },
+    },
     (_input, _request, response) => {
       response.json(openApi());
     },

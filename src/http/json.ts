@@ -4,7 +4,8 @@
 export const escapePointer = (token: PropertyKey): string => String(token).replaceAll('~', '~0').replaceAll('/', '~1');
 
 /** A JSON object: neither null nor an array. */
-export const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+export const isPlainObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** PostgreSQL's text and JSON hold neither NUL nor lone surrogates, so no stored value could equal them. */
 export const storable = (text: string): boolean => text.isWellFormed() && !text.includes('\u0000');

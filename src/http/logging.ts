@@ -7,13 +7,22 @@ import type { Config } from '../config.ts';
 const acceptableRequestId = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export function createLogger(config: Pick<Config, 'logLevel'>, destination?: DestinationStream): Logger {
-  return pino({
-    level: config.logLevel,
-    redact: {
-      paths: ['req.headers.authorization', 'req.headers.cookie', 'res.headers["set-cookie"]', '*.token', '*.adminApiKey'],
-      censor: '[redacted]',
+  return pino(
+    {
+      level: config.logLevel,
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'req.headers.cookie',
+          'res.headers["set-cookie"]',
+          '*.token',
+          '*.adminApiKey',
+        ],
+        censor: '[redacted]',
+      },
     },
-  }, destination);
+    destination,
+  );
 }
 
 /** The route template, never the raw URL: paths can carry ids and invitation tokens. */

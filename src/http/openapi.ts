@@ -56,7 +56,11 @@ function operation(route: RouteDefinition) {
       {
         description: response.description,
         ...(response.schema
-          ? { content: { [response.contentType ?? 'application/json']: { schema: toSchema(response.schema, 'output') } } }
+          ? {
+              content: {
+                [response.contentType ?? 'application/json']: { schema: toSchema(response.schema, 'output') },
+              },
+            }
           : {}),
       },
     ]),
@@ -71,7 +75,10 @@ function operation(route: RouteDefinition) {
       : {}),
     responses: {
       ...responses,
-      default: { description: 'Problem', content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } } },
+      default: {
+        description: 'Problem',
+        content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+      },
     },
   };
 }
@@ -90,7 +97,12 @@ export function openApiDocument(routes: readonly RouteDefinition[], version: str
       schemas: { Problem: problemSchema },
       securitySchemes: {
         adminKey: { type: 'http', scheme: 'bearer', description: 'The platform admin key (ADMIN_API_KEY).' },
-        bearerToken: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT', description: 'A token from the workspace identity provider.' },
+        bearerToken: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT',
+          description: 'A token from the workspace identity provider.',
+        },
       },
     },
   };

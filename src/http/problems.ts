@@ -43,7 +43,11 @@ function fromDatabase(error: { code?: unknown; sqlState?: unknown; constraint?: 
   return undefined;
 }
 
-const droppedConnectionMessages = new Set(['timeout exceeded when trying to connect', 'Connection terminated unexpectedly', 'Connection terminated']);
+const droppedConnectionMessages = new Set([
+  'timeout exceeded when trying to connect',
+  'Connection terminated unexpectedly',
+  'Connection terminated',
+]);
 
 function toProblem(error: unknown): ProblemError | undefined {
   if (error instanceof ProblemError) return error;
@@ -60,7 +64,8 @@ function toProblem(error: unknown): ProblemError | undefined {
   }
   // pg's pool gave up waiting for a free connection (connectionTimeoutMillis), or the server
   // closed the connection under a query without saying why.
-  if (error instanceof Error && droppedConnectionMessages.has(error.message)) return new ProblemError('database_unavailable');
+  if (error instanceof Error && droppedConnectionMessages.has(error.message))
+    return new ProblemError('database_unavailable');
   if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT'].includes(String(candidate.code))) {
     return new ProblemError('database_unavailable');
   }

@@ -8,10 +8,18 @@ import { escapePointer, storable, unstorableText } from './json.ts';
  * connection. At most 20 findings. The walk keeps the path as tokens and spells a pointer only
  * for a finding: it runs on every request body.
  */
-export function unstorableValues(value: unknown, options: { pointer: string; in: FieldError['in']; maxDepth: number }): FieldError[] {
+export function unstorableValues(
+  value: unknown,
+  options: { pointer: string; in: FieldError['in']; maxDepth: number },
+): FieldError[] {
   const errors: FieldError[] = [];
   const path: (string | number)[] = [];
-  const found = (detail: string) => errors.push({ pointer: options.pointer + path.map((token) => `/${escapePointer(token)}`).join(''), in: options.in, detail });
+  const found = (detail: string) =>
+    errors.push({
+      pointer: options.pointer + path.map((token) => `/${escapePointer(token)}`).join(''),
+      in: options.in,
+      detail,
+    });
   const visit = (node: unknown, depth: number): void => {
     if (errors.length >= 20) return;
     if (depth > options.maxDepth) {
@@ -44,6 +52,11 @@ export const refuseUnstorableInput: RequestHandler = (request, _response, next) 
     ...unstorableValues(request.query, { pointer: '', in: 'query', maxDepth: 4 }),
     ...unstorableValues(request.body ?? {}, { pointer: '', in: 'body', maxDepth: 64 }),
   ];
-  if (errors.length) throw new ProblemError('validation_failed', 'The request contains text that cannot be stored, or nests too deeply', { errors });
+  if (errors.length)
+    throw new ProblemError(
+      'validation_failed',
+      'The request contains text that cannot be stored, or nests too deeply',
+      { errors },
+    );
   next();
 };

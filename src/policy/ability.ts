@@ -1,7 +1,8 @@
 import { Ability, fieldPatternMatcher, subject as asSubject, type RawRuleFrom, type AbilityTuple } from '@casl/ability';
 
 /** A record (or anything with fields) tagged with its subject type for CASL, built once per check. */
-export const asRecordSubject = (subjectType: string, document: Record<string, unknown>): object => asSubject(subjectType, document);
+export const asRecordSubject = (subjectType: string, document: Record<string, unknown>): object =>
+  asSubject(subjectType, document);
 import { acceptsConditions, conditionsMatcher, type Condition } from './conditions.ts';
 import { substitutePlaceholders, type PlaceholderContext } from './placeholders.ts';
 import { isSystemSubject, type Action } from './vocabulary.ts';
@@ -40,7 +41,13 @@ interface RuleSource {
 
 type CaslRule = RawRuleFrom<AbilityTuple, unknown>;
 
-const defaultDeny: Decision = { allowed: false, policyId: null, policyVersion: null, ruleIndex: null, reason: 'default deny' };
+const defaultDeny: Decision = {
+  allowed: false,
+  policyId: null,
+  policyVersion: null,
+  ruleIndex: null,
+  reason: 'default deny',
+};
 
 /**
  * A principal's ability. CASL lets later rules override earlier ones; Cordon's contract is that
@@ -62,7 +69,8 @@ export class PrincipalAbility {
    * subject, whose routes have no record to test conditions on, unconditional rules only.
    */
   decide(action: Action, subjectType: string, resource?: Record<string, unknown>, field?: string): Decision {
-    if (!resource && field === undefined && isSystemSubject(subjectType)) return this.decideUnconditionally(action, subjectType);
+    if (!resource && field === undefined && isSystemSubject(subjectType))
+      return this.decideUnconditionally(action, subjectType);
     return this.decideOn(action, resource ? asSubject(subjectType, { ...resource }) : subjectType, field);
   }
 
@@ -93,7 +101,8 @@ export class PrincipalAbility {
       policyId: source.policy.id,
       policyVersion: source.policy.version,
       ruleIndex: source.ruleIndex,
-      reason: rule.reason ?? `${allowed ? 'allowed' : 'denied'} by policy "${source.policy.name}" rule ${source.ruleIndex}`,
+      reason:
+        rule.reason ?? `${allowed ? 'allowed' : 'denied'} by policy "${source.policy.name}" rule ${source.ruleIndex}`,
     };
   }
 
@@ -107,7 +116,15 @@ export class PrincipalAbility {
       const source = this.sources.get(rule.origin);
       if (!source) return [];
       const condition = rule.conditions === undefined ? undefined : (rule.ast as unknown as Condition);
-      return [{ inverted: rule.inverted, condition, policyId: source.policy.id, policyName: source.policy.name, ruleIndex: source.ruleIndex }];
+      return [
+        {
+          inverted: rule.inverted,
+          condition,
+          policyId: source.policy.id,
+          policyName: source.policy.name,
+          ruleIndex: source.ruleIndex,
+        },
+      ];
     });
   }
 
@@ -127,9 +144,13 @@ export class PrincipalAbility {
    * reveal values hidden from the principal.
    */
   fieldAlwaysPermitted(action: Action, subjectType: string, field: string): boolean {
-    return this.ability.possibleRulesFor(action, subjectType).every((rule) =>
-      rule.inverted ? rule.fields === undefined || !rule.matchesField(field) : rule.fields === undefined || rule.matchesField(field),
-    );
+    return this.ability
+      .possibleRulesFor(action, subjectType)
+      .every((rule) =>
+        rule.inverted
+          ? rule.fields === undefined || !rule.matchesField(field)
+          : rule.fields === undefined || rule.matchesField(field),
+      );
   }
 }
 

@@ -3,7 +3,13 @@ import type { Request, RequestHandler } from 'express';
 import type { Principal } from '../auth/principal.ts';
 import type pg from 'pg';
 import { DecisionWriter } from '../features/decisions/decision-writer.ts';
-import { decisionContext, type DecisionContext, type DecisionEntry, type DecisionLog, type Operation } from '../features/decisions/decision-log.ts';
+import {
+  decisionContext,
+  type DecisionContext,
+  type DecisionEntry,
+  type DecisionLog,
+  type Operation,
+} from '../features/decisions/decision-log.ts';
 import { ProblemError } from '../http/errors.ts';
 import type { PrincipalAbility } from './ability.ts';
 import type { PolicyStore } from './policy-store.ts';
@@ -50,7 +56,10 @@ export class AccessControl {
   async abilityOf(request: Request): Promise<PrincipalAbility> {
     const { principal, workspace } = request;
     if (!principal || !workspace) throw new Error('abilityOf needs an authenticated principal');
-    return this.policies.abilityFor(principal, { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion });
+    return this.policies.abilityFor(principal, {
+      workspaceId: workspace.id,
+      policySetVersion: workspace.policySetVersion,
+    });
   }
 
   async callerOf(request: Request): Promise<Caller> {
@@ -73,7 +82,11 @@ export class AccessControl {
   }
 
   /** The same, for decisions taken for another principal (a named `/check`). */
-  async recordNowAs(request: Request, principal: Pick<Principal, 'id' | 'roles' | 'provider'>, entries: readonly DecisionEntry[]): Promise<void> {
+  async recordNowAs(
+    request: Request,
+    principal: Pick<Principal, 'id' | 'roles' | 'provider'>,
+    entries: readonly DecisionEntry[],
+  ): Promise<void> {
     if (!request.principal) return;
     await this.writer.append({ ...decisionContext(request, request.principal), principal }, entries);
   }
@@ -88,7 +101,12 @@ export class AccessControl {
   async require(request: Request, requirement: Requirement): Promise<DecisionEntry> {
     const ability = await this.abilityOf(request);
     const decision = ability.decide(requirement.action, requirement.subject);
-    const entry: DecisionEntry = { action: requirement.action, operation: requirement.operation, subject: requirement.subject, decision };
+    const entry: DecisionEntry = {
+      action: requirement.action,
+      operation: requirement.operation,
+      subject: requirement.subject,
+      decision,
+    };
     if (!decision.allowed) {
       await this.recordNow(request, [entry]);
       throw new ProblemError('forbidden', decision.reason);

@@ -1,4 +1,11 @@
-import { Ability, createMongoAbility, fieldPatternMatcher, type AbilityTuple, type MongoQuery, type RawRuleFrom } from '@casl/ability';
+import {
+  Ability,
+  createMongoAbility,
+  fieldPatternMatcher,
+  type AbilityTuple,
+  type MongoQuery,
+  type RawRuleFrom,
+} from '@casl/ability';
 import fc from 'fast-check';
 import { referenceMatches } from '../../test/support/mongo-reference.ts';
 import { documents, operatorEntries, queries, value } from '../../test/support/query-arbitraries.ts';
@@ -36,14 +43,59 @@ describe('conditions follow MongoDB semantics', () => {
     ['$gt and $lt may be met by different elements', { a: { $gt: 5, $lt: 8 } }, { a: [1, 10] }, true],
     ['$gt and $lt on one scalar must both hold', { a: { $gt: 5, $lt: 8 } }, { a: 10 }, false],
     ['$elemMatch needs one element to meet both', { a: { $elemMatch: { $gt: 5, $lt: 8 } } }, { a: [1, 10] }, false],
-    ['$elemMatch operator form matches an element', { scores: { $elemMatch: { $gte: 80, $lt: 85 } } }, { scores: [79, 82] }, true],
+    [
+      '$elemMatch operator form matches an element',
+      { scores: { $elemMatch: { $gte: 80, $lt: 85 } } },
+      { scores: [79, 82] },
+      true,
+    ],
     ['$elemMatch operator form does not enter nested arrays', { a: { $elemMatch: { $eq: 5 } } }, { a: [[5]] }, false],
     ['$elemMatch needs an array', { a: { $elemMatch: { $eq: 5 } } }, { a: 5 }, false],
-    ['$elemMatch object form needs one element to meet the whole query', { items: { $elemMatch: { qty: { $gt: 5 }, sku: 'x' } } }, { items: [{ qty: 10, sku: 'y' }, { qty: 1, sku: 'x' }] }, false],
-    ['$elemMatch object form matches an element', { items: { $elemMatch: { qty: { $gt: 5 }, sku: 'x' } } }, { items: [{ qty: 1, sku: 'y' }, { qty: 9, sku: 'x' }] }, true],
-    ['$elemMatch object form skips non-object elements', { items: { $elemMatch: { sku: null } } }, { items: [1, 'x', null] }, false],
-    ['$elemMatch object form does not treat an array element as a document', { items: { $elemMatch: { sku: 'x' } } }, { items: [[{ sku: 'x' }]] }, false],
-    ['dotted paths without $elemMatch may use different elements', { 'items.qty': { $gt: 5 }, 'items.sku': 'x' }, { items: [{ qty: 10, sku: 'y' }, { qty: 1, sku: 'x' }] }, true],
+    [
+      '$elemMatch object form needs one element to meet the whole query',
+      { items: { $elemMatch: { qty: { $gt: 5 }, sku: 'x' } } },
+      {
+        items: [
+          { qty: 10, sku: 'y' },
+          { qty: 1, sku: 'x' },
+        ],
+      },
+      false,
+    ],
+    [
+      '$elemMatch object form matches an element',
+      { items: { $elemMatch: { qty: { $gt: 5 }, sku: 'x' } } },
+      {
+        items: [
+          { qty: 1, sku: 'y' },
+          { qty: 9, sku: 'x' },
+        ],
+      },
+      true,
+    ],
+    [
+      '$elemMatch object form skips non-object elements',
+      { items: { $elemMatch: { sku: null } } },
+      { items: [1, 'x', null] },
+      false,
+    ],
+    [
+      '$elemMatch object form does not treat an array element as a document',
+      { items: { $elemMatch: { sku: 'x' } } },
+      { items: [[{ sku: 'x' }]] },
+      false,
+    ],
+    [
+      'dotted paths without $elemMatch may use different elements',
+      { 'items.qty': { $gt: 5 }, 'items.sku': 'x' },
+      {
+        items: [
+          { qty: 10, sku: 'y' },
+          { qty: 1, sku: 'x' },
+        ],
+      },
+      true,
+    ],
     ['a dotted path reaches through an array of objects', { 'a.b': 2 }, { a: [{ b: 1 }, { b: 2 }] }, true],
     ['a dotted path then matches inside the reached array', { 'a.b': 3 }, { a: [{ b: [3] }] }, true],
     ['a dotted path does not enter arrays nested in arrays', { 'a.b': 1 }, { a: [[{ b: 1 }]] }, false],
@@ -61,11 +113,31 @@ describe('conditions follow MongoDB semantics', () => {
     ['$exists reaches through arrays, null counts', { 'a.b': { $exists: true } }, { a: [{ c: 1 }, { b: null }] }, true],
     ['$exists is false when no element has the field', { 'a.b': { $exists: true } }, { a: [{ c: 1 }] }, false],
     ['$exists false on a path through a scalar', { 'a.b': { $exists: false } }, { a: 5 }, true],
-    ['$regex with $options i ignores case', { title: { $regex: '^hello', $options: 'i' } }, { title: 'HELLO world' }, true],
-    ['$options i folds ASCII only: s is not the long s', { title: { $regex: '^s', $options: 'i' } }, { title: 'ſecret' }, false],
-    ['$options i folds ASCII only: k is not the Kelvin sign', { title: { $regex: 'k', $options: 'i' } }, { title: '\u212A' }, false],
+    [
+      '$regex with $options i ignores case',
+      { title: { $regex: '^hello', $options: 'i' } },
+      { title: 'HELLO world' },
+      true,
+    ],
+    [
+      '$options i folds ASCII only: s is not the long s',
+      { title: { $regex: '^s', $options: 'i' } },
+      { title: 'ſecret' },
+      false,
+    ],
+    [
+      '$options i folds ASCII only: k is not the Kelvin sign',
+      { title: { $regex: 'k', $options: 'i' } },
+      { title: '\u212A' },
+      false,
+    ],
     ['$options i folds class ranges', { title: { $regex: '^[a-c]+$', $options: 'i' } }, { title: 'AbC' }, true],
-    ['$options i keeps negated classes negated in both cases', { title: { $regex: '^[^s]$', $options: 'i' } }, { title: 'S' }, false],
+    [
+      '$options i keeps negated classes negated in both cases',
+      { title: { $regex: '^[^s]$', $options: 'i' } },
+      { title: 'S' },
+      false,
+    ],
     ['$regex without options is case sensitive', { title: { $regex: '^hello' } }, { title: 'HELLO world' }, false],
     ['$regex . matches a newline', { title: { $regex: '^a.b$' } }, { title: 'a\nb' }, true],
     ['$regex . matches one whole character', { title: { $regex: '^.$' } }, { title: '\u{1F600}' }, true],
@@ -79,7 +151,12 @@ describe('conditions follow MongoDB semantics', () => {
     ['$nor needs no query to match', { $nor: [{ a: 1 }, { b: 2 }] }, { a: 0, b: 3 }, true],
     ['{} matches everything', {}, { a: 1 }, true],
     ['inherited properties are never read', { toString: { $exists: true } }, {}, false],
-    ['an own __proto__ key is data, not a prototype', { admin: true }, JSON.parse('{"__proto__": {"admin": true}}'), false],
+    [
+      'an own __proto__ key is data, not a prototype',
+      { admin: true },
+      JSON.parse('{"__proto__": {"admin": true}}'),
+      false,
+    ],
     ['a hostile operator-like string matches only itself', { owner: '{"$ne":null}' }, { owner: 'u1' }, false],
     ['a hostile operator-like string matches itself', { owner: '{"$ne":null}' }, { owner: '{"$ne":null}' }, true],
     ['an SQL-like string matches only literally', { name: "' OR 1=1 --" }, { name: 'alice' }, false],
@@ -100,11 +177,15 @@ describe('conditions follow MongoDB semantics', () => {
 
   it('never reads a prototype property, even through a hand-built AST', () => {
     expect(matches({ kind: 'exists', path: ['constructor'], exists: true }, {})).toBe(false);
-    expect(matches({ kind: 'compare', path: ['a', 'constructor'], operator: 'eq', value: null }, { a: [{}] })).toBe(true);
+    expect(matches({ kind: 'compare', path: ['a', 'constructor'], operator: 'eq', value: null }, { a: [{}] })).toBe(
+      true,
+    );
   });
 
   it('parses into an explicit AST', () => {
-    expect(parse({ a: 1, 'b.c': { $gt: 2, $regex: '\\d', $options: 'i' }, tags: { $elemMatch: { $in: ['x'] } } })).toEqual({
+    expect(
+      parse({ a: 1, 'b.c': { $gt: 2, $regex: '\\d', $options: 'i' }, tags: { $elemMatch: { $in: ['x'] } } }),
+    ).toEqual({
       kind: 'and',
       conditions: [
         { kind: 'compare', path: ['a'], operator: 'eq', value: 1 },
@@ -115,7 +196,12 @@ describe('conditions follow MongoDB semantics', () => {
             { kind: 'regex', path: ['b', 'c'], pattern: '[0-9]' },
           ],
         },
-        { kind: 'elemMatch', path: ['tags'], onElement: true, condition: { kind: 'in', path: [], negated: false, values: ['x'] } },
+        {
+          kind: 'elemMatch',
+          path: ['tags'],
+          onElement: true,
+          condition: { kind: 'in', path: [], negated: false, values: ['x'] },
+        },
       ],
     });
     expect(parse({})).toEqual({ kind: 'and', conditions: [] });
@@ -132,7 +218,12 @@ describe('conditions refuse what they cannot answer like MongoDB and PostgreSQL'
     ['a pattern over 200 characters', { title: { $regex: 'a'.repeat(201) } }, '/title/$regex', /200/],
     ['$options g', { title: { $regex: 'a', $options: 'g' } }, '/title/$options', /"g"/],
     ['a non-ASCII letter with $options i', { title: { $regex: 'école', $options: 'i' } }, '/title/$regex', /ASCII/],
-    ['a class range beyond ASCII with $options i', { title: { $regex: '[a-ÿ]', $options: 'i' } }, '/title/$regex', /ASCII/],
+    [
+      'a class range beyond ASCII with $options i',
+      { title: { $regex: '[a-ÿ]', $options: 'i' } },
+      '/title/$regex',
+      /ASCII/,
+    ],
     ['$options without $regex', { title: { $options: 'i' } }, '/title/$options', /\$regex/],
     ['a non-string $regex', { title: { $regex: 1 } }, '/title/$regex', /string/],
     ['an unknown operator', { a: { $foo: 1 } }, '/a/$foo', /\$foo is not supported/],
@@ -180,7 +271,16 @@ describe('conditions refuse what they cannot answer like MongoDB and PostgreSQL'
     ['a non-object in $nor', { $nor: [1] }, '/$nor/0', /must be an object/],
     ['an error deep in $or', { $or: [{ a: 1 }, { b: { $regex: '\\1' } }] }, '/$or/1/b/$regex', /backreference/],
     ['a key with / and ~', { 'a/b~c': { $foo: 1 } }, '/a~1b~0c/$foo', /\$foo/],
-    ['more than 200 conditions', { $and: Array.from({ length: 20 }, () => Object.fromEntries(Array.from({ length: 11 }, (_, index) => [`f${index}`, 1]))) }, '', /200/],
+    [
+      'more than 200 conditions',
+      {
+        $and: Array.from({ length: 20 }, () =>
+          Object.fromEntries(Array.from({ length: 11 }, (_, index) => [`f${index}`, 1])),
+        ),
+      },
+      '',
+      /200/,
+    ],
     ['a query that is not an object', [], '', /must be an object/],
   ];
 
@@ -192,7 +292,11 @@ describe('conditions refuse what they cannot answer like MongoDB and PostgreSQL'
 
   it('reports every error, not only the first', () => {
     const parsed = parseConditions({ a: { $foo: 1 }, 'b.c': null, $or: [{ d: { $regex: '(' } }] }, root);
-    expect(parsed.errors.map((error) => error.pointer)).toEqual([`${root}/a/$foo`, `${root}/b.c`, `${root}/$or/0/d/$regex`]);
+    expect(parsed.errors.map((error) => error.pointer)).toEqual([
+      `${root}/a/$foo`,
+      `${root}/b.c`,
+      `${root}/$or/0/d/$regex`,
+    ]);
   });
 
   it('stops a deeply nested query without exhausting the stack', () => {
@@ -218,15 +322,71 @@ describe('the $regex subset', () => {
   });
 
   it.each([
-    ['(a*)*'], ['(a|a)*'], ['(?:a)'], ['(?<n>a)'], ['a(?!b)'], ['\\B'], ['\\p{L}'], ['\\u0041'], ['\\x41'], ['\\cA'], ['\\0'],
-    ['a{256}'], ['a{3,2}'], ['a{'], ['a}'], [']'], ['[]'], ['[a'], ['(a'], ['a)'], ['*'], ['^*'], ['a**'], ['a{2}?'],
-    ['[[:alpha:]]'], ['[\\D]'], ['[a-c-e]'], ['[z-a]'], ['[\\d-z]'], ['\\'], ['\ud800'],
+    ['(a*)*'],
+    ['(a|a)*'],
+    ['(?:a)'],
+    ['(?<n>a)'],
+    ['a(?!b)'],
+    ['\\B'],
+    ['\\p{L}'],
+    ['\\u0041'],
+    ['\\x41'],
+    ['\\cA'],
+    ['\\0'],
+    ['a{256}'],
+    ['a{3,2}'],
+    ['a{'],
+    ['a}'],
+    [']'],
+    ['[]'],
+    ['[a'],
+    ['(a'],
+    ['a)'],
+    ['*'],
+    ['^*'],
+    ['a**'],
+    ['a{2}?'],
+    ['[[:alpha:]]'],
+    ['[\\D]'],
+    ['[a-c-e]'],
+    ['[z-a]'],
+    ['[\\d-z]'],
+    ['\\'],
+    ['\ud800'],
   ])('refuses %j', (pattern) => {
     expect(normaliseRegex(pattern)).toEqual({ error: expect.any(String) });
   });
 
   it('only produces patterns JavaScript compiles, and normalising twice changes nothing', () => {
-    const pieces = ['a', 'b', 'é', '😀', '.', '^', '$', '|', '(', ')', '[', ']', '^', '-', '*', '+', '?', '{', '}', '{2}', '{1,3}', '\\', '\\d', '\\W', '\\-', '\\.', ','];
+    const pieces = [
+      'a',
+      'b',
+      'é',
+      '😀',
+      '.',
+      '^',
+      '$',
+      '|',
+      '(',
+      ')',
+      '[',
+      ']',
+      '^',
+      '-',
+      '*',
+      '+',
+      '?',
+      '{',
+      '}',
+      '{2}',
+      '{1,3}',
+      '\\',
+      '\\d',
+      '\\W',
+      '\\-',
+      '\\.',
+      ',',
+    ];
     fc.assert(
       fc.property(fc.array(fc.constantFrom(...pieces), { maxLength: 12 }), (parts) => {
         const result = normaliseRegex(parts.join(''));
@@ -266,11 +426,20 @@ describe('conditions agree with the reference matcher', () => {
   it('matches exactly when the reference does, for one field and its operators', () => {
     const focused = fc
       .constantFrom('a', 'a.b')
-      .chain((path) => operatorEntries(path.split('.').length, 1).map((entries) => ({ [path]: Object.fromEntries(entries) })));
+      .chain((path) =>
+        operatorEntries(path.split('.').length, 1).map((entries) => ({ [path]: Object.fromEntries(entries) })),
+      );
     fc.assert(
-      fc.property(focused, fc.array(value(3).map((a) => ({ a })), { minLength: 1, maxLength: 6 }), (generated, batch) => {
-        agree(generated, batch);
-      }),
+      fc.property(
+        focused,
+        fc.array(
+          value(3).map((a) => ({ a })),
+          { minLength: 1, maxLength: 6 },
+        ),
+        (generated, batch) => {
+          agree(generated, batch);
+        },
+      ),
       { numRuns: 5_000 },
     );
   });
@@ -279,11 +448,15 @@ describe('conditions agree with the reference matcher', () => {
 describe('conditionsMatcher in a CASL ability', () => {
   type Rule = RawRuleFrom<AbilityTuple, unknown>;
   const detectSubjectType = (object: Record<PropertyKey, unknown>) => object.__type as string;
-  const cordon = (rules: Rule[]) => new Ability(rules, { conditionsMatcher, fieldMatcher: fieldPatternMatcher, detectSubjectType });
+  const cordon = (rules: Rule[]) =>
+    new Ability(rules, { conditionsMatcher, fieldMatcher: fieldPatternMatcher, detectSubjectType });
   // What @casl/ability 7.0.1 does without our matcher.
-  const caslDefault = (rules: Rule[]) => createMongoAbility(rules as RawRuleFrom<AbilityTuple, MongoQuery>[], { detectSubjectType });
+  const caslDefault = (rules: Rule[]) =>
+    createMongoAbility(rules as RawRuleFrom<AbilityTuple, MongoQuery>[], { detectSubjectType });
   const capped: Rule[] = [{ action: 'read', subject: 'Invoice', conditions: { amount: { $lte: 1000 } } }];
-  const either: Rule[] = [{ action: 'read', subject: 'Task', conditions: { $or: [{ status: 'open' }, { owner: 'u1' }] } }];
+  const either: Rule[] = [
+    { action: 'read', subject: 'Task', conditions: { $or: [{ status: 'open' }, { owner: 'u1' }] } },
+  ];
 
   it('does not let $lte match a record without the field', () => {
     expect(cordon(capped).can('read', { __type: 'Invoice' })).toBe(false);
@@ -299,12 +472,17 @@ describe('conditionsMatcher in a CASL ability', () => {
   });
 
   it('applies an inverted rule with {} conditions at the type level', () => {
-    const ability = cordon([{ action: 'read', subject: 'Task' }, { action: 'read', subject: 'Task', inverted: true, conditions: {} }]);
+    const ability = cordon([
+      { action: 'read', subject: 'Task' },
+      { action: 'read', subject: 'Task', inverted: true, conditions: {} },
+    ]);
     expect(ability.can('read', 'Task')).toBe(false);
   });
 
   it('exposes the AST and throws on conditions it cannot match', () => {
     expect(conditionsMatcher({ a: 1 }).ast).toEqual({ kind: 'compare', path: ['a'], operator: 'eq', value: 1 });
-    expect(() => cordon([{ action: 'read', subject: 'Task', conditions: { a: { $where: 'x' } } }]).can('read', { __type: 'Task' })).toThrow(/\$where/);
+    expect(() =>
+      cordon([{ action: 'read', subject: 'Task', conditions: { a: { $where: 'x' } } }]).can('read', { __type: 'Task' }),
+    ).toThrow(/\$where/);
   });
 });

@@ -30,11 +30,21 @@ export interface ConditionError {
 const conditionLimits = { items: 20, values: 100, segments: 10, stringLength: 1000, nodes: 200 } as const;
 
 // Maps, not object literals: a key like "constructor" must not find anything inherited.
-const logical = new Map<string, 'and' | 'or' | 'nor'>([['$and', 'and'], ['$or', 'or'], ['$nor', 'nor']]);
-const comparisons = new Map<string, CompareOperator>([['$eq', 'eq'], ['$ne', 'ne'], ['$lt', 'lt'], ['$lte', 'lte'], ['$gt', 'gt'], ['$gte', 'gte']]);
+const logical = new Map<string, 'and' | 'or' | 'nor'>([
+  ['$and', 'and'],
+  ['$or', 'or'],
+  ['$nor', 'nor'],
+]);
+const comparisons = new Map<string, CompareOperator>([
+  ['$eq', 'eq'],
+  ['$ne', 'ne'],
+  ['$lt', 'lt'],
+  ['$lte', 'lte'],
+  ['$gt', 'gt'],
+  ['$gte', 'gte'],
+]);
 const forbiddenSegments = new Set(['__proto__', 'constructor', 'prototype']);
 const supported = '$eq $ne $in $nin $lt $lte $gt $gte $exists $regex $options $all $size $elemMatch';
-
 
 class QueryParser {
   readonly errors: ConditionError[] = [];
@@ -59,7 +69,8 @@ class QueryParser {
       const kind = logical.get(key);
       let part: Condition | undefined;
       if (kind) part = this.logical(kind, item, at);
-      else if (key.startsWith('$')) part = this.fail(at, `${key} is not supported here; use $and, $or, $nor or a field name`);
+      else if (key.startsWith('$'))
+        part = this.fail(at, `${key} is not supported here; use $and, $or, $nor or a field name`);
       else part = this.field(key, item, at);
       if (part) parts.push(part);
     }
@@ -76,8 +87,10 @@ class QueryParser {
 
   path(key: string, pointer: string): string[] | undefined {
     const segments = key.split('.');
-    if (key.length > conditionLimits.stringLength) return this.fail(pointer, `a field path is limited to ${conditionLimits.stringLength} characters`);
-    if (segments.length > conditionLimits.segments) return this.fail(pointer, `a field path has at most ${conditionLimits.segments} segments`);
+    if (key.length > conditionLimits.stringLength)
+      return this.fail(pointer, `a field path is limited to ${conditionLimits.stringLength} characters`);
+    if (segments.length > conditionLimits.segments)
+      return this.fail(pointer, `a field path has at most ${conditionLimits.segments} segments`);
     if (!storable(key)) return this.fail(pointer, unstorable);
     for (const segment of segments) {
       if (segment === '') return this.fail(pointer, 'a field path cannot have an empty segment');
@@ -97,8 +110,10 @@ class QueryParser {
     }
     const keys = Object.keys(value);
     const operators = keys.filter((name) => name.startsWith('$'));
-    if (operators.length === 0) return this.fail(pointer, 'comparing whole objects is not supported; compare its fields with dotted paths');
-    if (operators.length !== keys.length) return this.fail(pointer, 'an operator object cannot mix operators and field names');
+    if (operators.length === 0)
+      return this.fail(pointer, 'comparing whole objects is not supported; compare its fields with dotted paths');
+    if (operators.length !== keys.length)
+      return this.fail(pointer, 'an operator object cannot mix operators and field names');
     return this.operators(path, value, pointer);
   }
 
@@ -114,7 +129,13 @@ class QueryParser {
     return parts.length === 1 ? parts[0] : { kind: 'and', conditions: parts };
   }
 
-  operator(path: string[], operator: string, argument: unknown, spec: Record<string, unknown>, parent: string): Condition | undefined {
+  operator(
+    path: string[],
+    operator: string,
+    argument: unknown,
+    spec: Record<string, unknown>,
+    parent: string,
+  ): Condition | undefined {
     const pointer = `${parent}/${escapePointer(operator)}`;
     const comparison = comparisons.get(operator);
     if (comparison) {
@@ -136,9 +157,13 @@ class QueryParser {
         return values && { kind: 'all', path, values };
       }
       case '$exists':
-        return typeof argument === 'boolean' ? { kind: 'exists', path, exists: argument } : this.fail(pointer, '$exists takes true or false');
+        return typeof argument === 'boolean'
+          ? { kind: 'exists', path, exists: argument }
+          : this.fail(pointer, '$exists takes true or false');
       case '$size':
-        return Number.isSafeInteger(argument) && (argument as number) >= 0 ? { kind: 'size', path, size: argument as number } : this.fail(pointer, '$size takes a non-negative integer');
+        return Number.isSafeInteger(argument) && (argument as number) >= 0
+          ? { kind: 'size', path, size: argument as number }
+          : this.fail(pointer, '$size takes a non-negative integer');
       case '$regex':
         return this.regex(path, argument, spec.$options, pointer, `${parent}/$options`);
       case '$options':
@@ -146,7 +171,12 @@ class QueryParser {
       case '$elemMatch':
         return this.elemMatch(path, argument, pointer);
       default:
-        return this.fail(pointer, logical.has(operator) ? `${operator} cannot be used inside a field's operators` : `${operator} is not supported; use one of ${supported}`);
+        return this.fail(
+          pointer,
+          logical.has(operator)
+            ? `${operator} cannot be used inside a field's operators`
+            : `${operator} is not supported; use one of ${supported}`,
+        );
     }
   }
 
@@ -157,10 +187,13 @@ class QueryParser {
       return path.length > 1 ? this.fail(pointer, 'null comparisons on nested paths are not supported') : { value };
     }
     if (Array.isArray(value)) return this.fail(pointer, 'comparing whole arrays is not supported; use $all and $size');
-    if (isPlainObject(value)) return this.fail(pointer, 'comparing whole objects is not supported; compare its fields with dotted paths');
-    if (typeof value === 'number') return Number.isFinite(value) ? { value } : this.fail(pointer, 'numbers must be finite');
+    if (isPlainObject(value))
+      return this.fail(pointer, 'comparing whole objects is not supported; compare its fields with dotted paths');
+    if (typeof value === 'number')
+      return Number.isFinite(value) ? { value } : this.fail(pointer, 'numbers must be finite');
     if (typeof value === 'string') {
-      if (value.length > conditionLimits.stringLength) return this.fail(pointer, `strings are limited to ${conditionLimits.stringLength} characters`);
+      if (value.length > conditionLimits.stringLength)
+        return this.fail(pointer, `strings are limited to ${conditionLimits.stringLength} characters`);
       return storable(value) ? { value } : this.fail(pointer, unstorable);
     }
     if (typeof value === 'boolean') return { value };
@@ -175,9 +208,16 @@ class QueryParser {
     return items.every((item) => item !== undefined) ? items.map((item) => item.value) : undefined;
   }
 
-  regex(path: string[], pattern: unknown, options: unknown, pointer: string, optionsPointer: string): Condition | undefined {
+  regex(
+    path: string[],
+    pattern: unknown,
+    options: unknown,
+    pointer: string,
+    optionsPointer: string,
+  ): Condition | undefined {
     if (typeof pattern !== 'string') return this.fail(pointer, '$regex takes a string');
-    if (options !== undefined && options !== '' && options !== 'i') return this.fail(optionsPointer, `$options may only be "" or "i", not ${JSON.stringify(options)}`);
+    if (options !== undefined && options !== '' && options !== 'i')
+      return this.fail(optionsPointer, `$options may only be "" or "i", not ${JSON.stringify(options)}`);
     const normalised = normaliseRegex(pattern, options === 'i');
     if ('error' in normalised) return this.fail(pointer, normalised.error);
     try {
@@ -190,20 +230,31 @@ class QueryParser {
   }
 
   elemMatch(path: string[], value: unknown, pointer: string): Condition | undefined {
-    if (!isPlainObject(value) || Object.keys(value).length === 0) return this.fail(pointer, '$elemMatch takes a non-empty object');
+    if (!isPlainObject(value) || Object.keys(value).length === 0)
+      return this.fail(pointer, '$elemMatch takes a non-empty object');
     const keys = Object.keys(value);
     const onElement = keys.some((key) => key.startsWith('$') && !logical.has(key));
-    if (onElement && !keys.every((key) => key.startsWith('$'))) return this.fail(pointer, '$elemMatch takes either operators (for the element itself) or a query (for object elements), not both');
+    if (onElement && !keys.every((key) => key.startsWith('$')))
+      return this.fail(
+        pointer,
+        '$elemMatch takes either operators (for the element itself) or a query (for object elements), not both',
+      );
     const condition = onElement ? this.operators([], value, pointer) : this.query(value, pointer);
     return condition && { kind: 'elemMatch', path, condition, onElement };
   }
 }
 
-export function parseConditions(query: unknown, pointer: string): { condition: Condition; errors: [] } | { condition: undefined; errors: ConditionError[] } {
+export function parseConditions(
+  query: unknown,
+  pointer: string,
+): { condition: Condition; errors: [] } | { condition: undefined; errors: ConditionError[] } {
   const parser = new QueryParser();
   const condition = parser.query(query, pointer);
   if (parser.nodes > conditionLimits.nodes) {
-    return { condition: undefined, errors: [{ pointer, detail: `the query has more than ${conditionLimits.nodes} conditions` }] };
+    return {
+      condition: undefined,
+      errors: [{ pointer, detail: `the query has more than ${conditionLimits.nodes} conditions` }],
+    };
   }
   if (condition === undefined || parser.errors.length) return { condition: undefined, errors: parser.errors };
   return { condition, errors: [] };
@@ -241,7 +292,8 @@ export function compareCodePoints(left: string, right: string): number {
 
 function ordered(value: unknown, operator: CompareOperator, bound: Scalar): boolean {
   if (typeof value === 'number' && typeof bound === 'number') return holds(operator, value, bound);
-  if (typeof value === 'string' && typeof bound === 'string') return holds(operator, compareCodePoints(value, bound), 0);
+  if (typeof value === 'string' && typeof bound === 'string')
+    return holds(operator, compareCodePoints(value, bound), 0);
   return false; // never across types: "5" is not greater than 4
 }
 
@@ -302,7 +354,7 @@ export function matches(condition: Condition, document: unknown): boolean {
     case 'all':
       return condition.values.every((value) => equals(values, expand, value));
     case 'exists':
-      return (values.length > 0) === condition.exists;
+      return values.length > 0 === condition.exists;
     case 'size':
       return values.some((value) => Array.isArray(value) && value.length === condition.size);
     case 'regex': {
@@ -311,7 +363,11 @@ export function matches(condition: Condition, document: unknown): boolean {
     }
     case 'elemMatch':
       return values.some(
-        (value) => Array.isArray(value) && value.some((element) => (condition.onElement || isPlainObject(element)) && matches(condition.condition, element)),
+        (value) =>
+          Array.isArray(value) &&
+          value.some(
+            (element) => (condition.onElement || isPlainObject(element)) && matches(condition.condition, element),
+          ),
       );
   }
 }
@@ -329,7 +385,9 @@ export function acceptsConditions(conditions: unknown): boolean {
 function parsedOrThrow(conditions: unknown): Condition {
   const parsed = parseConditions(conditions, '');
   if (!parsed.condition) {
-    throw new Error(`invalid conditions: ${parsed.errors.map((error) => `${error.pointer || '/'} ${error.detail}`).join('; ')}`);
+    throw new Error(
+      `invalid conditions: ${parsed.errors.map((error) => `${error.pointer || '/'} ${error.detail}`).join('; ')}`,
+    );
   }
   return parsed.condition;
 }
@@ -342,6 +400,11 @@ export type ConditionsPredicate = ((object: unknown) => boolean) & { ast: Condit
  * reads it only in `rulesToAST` (extra), which Cordon does not use: SQL is compiled from our AST.
  */
 export const conditionsMatcher = ((conditions: unknown): ConditionsPredicate => {
-  const ast = isPlainObject(conditions) ? checked.get(conditions) ?? parsedOrThrow(conditions) : parsedOrThrow(conditions);
-  return Object.assign((object: unknown) => matches(ast, object), { ast, matchesAll: ast.kind === 'and' && ast.conditions.length === 0 });
+  const ast = isPlainObject(conditions)
+    ? (checked.get(conditions) ?? parsedOrThrow(conditions))
+    : parsedOrThrow(conditions);
+  return Object.assign((object: unknown) => matches(ast, object), {
+    ast,
+    matchesAll: ast.kind === 'and' && ast.conditions.length === 0,
+  });
 }) as ((conditions: unknown) => ConditionsPredicate) & ConditionsMatcher<unknown>;

@@ -41,7 +41,8 @@ class Compiler {
   }
 
   private patch(fragment: Fragment, target: number): void {
-    for (const hole of fragment.holes) (this.program[hole.at] as unknown as Record<string, number>)[hole.field] = target;
+    for (const hole of fragment.holes)
+      (this.program[hole.at] as unknown as Record<string, number>)[hole.field] = target;
   }
 
   private peek(): number | undefined {

@@ -6,7 +6,8 @@ import { escapePointer, isPlainObject } from '../http/json.ts';
  * are replaced by the typed value after the conditions were parsed as JSON, so a hostile value
  * (`{"$ne":null}`, `' OR 1=1`) is only ever a literal string.
  */
-const placeholderPattern = /^\$\{(principal\.id|principal\.email|principal\.roles|principal\.claims\.([A-Za-z0-9_:/.-]{1,200})|workspace\.id)\}$/;
+const placeholderPattern =
+  /^\$\{(principal\.id|principal\.email|principal\.roles|principal\.claims\.([A-Za-z0-9_:/.-]{1,200})|workspace\.id)\}$/;
 
 /** Operators whose value is a whole list: the only places a list placeholder may stand. */
 const listOperators = new Set(['$in', '$nin', '$all']);
@@ -23,11 +24,16 @@ export interface PlaceholderError {
 
 type Position = 'scalar' | 'list';
 
-
 /** Visits every string value with its pointer and whether it stands where a list is expected. */
-function visitStrings(value: unknown, pointer: string, position: Position, visit: (text: string, pointer: string, position: Position) => unknown): unknown {
+function visitStrings(
+  value: unknown,
+  pointer: string,
+  position: Position,
+  visit: (text: string, pointer: string, position: Position) => unknown,
+): unknown {
   if (typeof value === 'string') return visit(value, pointer, position);
-  if (Array.isArray(value)) return value.map((item, index) => visitStrings(item, `${pointer}/${index}`, 'scalar', visit));
+  if (Array.isArray(value))
+    return value.map((item, index) => visitStrings(item, `${pointer}/${index}`, 'scalar', visit));
   if (isPlainObject(value)) {
     return Object.fromEntries(
       Object.entries(value).map(([key, item]) => [
@@ -48,7 +54,11 @@ export function placeholderErrors(conditions: unknown, pointer: string): Placeho
     if (!text.includes('${')) return;
     const match = placeholderPattern.exec(text);
     if (!match) {
-      errors.push({ pointer: at, detail: 'a placeholder must be the whole value and one of ${principal.id}, ${principal.email}, ${principal.roles}, ${principal.claims.<path>}, ${workspace.id}' });
+      errors.push({
+        pointer: at,
+        detail:
+          'a placeholder must be the whole value and one of ${principal.id}, ${principal.email}, ${principal.roles}, ${principal.claims.<path>}, ${workspace.id}',
+      });
       return;
     }
     const root = rootOf(match);
@@ -56,7 +66,10 @@ export function placeholderErrors(conditions: unknown, pointer: string): Placeho
       // A substituted value would be read as a pattern, not as text: "${principal.claims.team}" = ".*" matches all.
       errors.push({ pointer: at, detail: 'placeholders cannot be used as a $regex pattern or its $options' });
     } else if (root === 'principal.roles' && position !== 'list') {
-      errors.push({ pointer: at, detail: '${principal.roles} is a list: use it as the whole value of $in, $nin or $all' });
+      errors.push({
+        pointer: at,
+        detail: '${principal.roles} is a list: use it as the whole value of $in, $nin or $all',
+      });
     } else if (root !== 'principal.roles' && root !== 'principal.claims' && position === 'list') {
       errors.push({ pointer: at, detail: `\${${root}} is a single value: put it inside the list` });
     }
@@ -71,7 +84,8 @@ export function withSampleValues(conditions: unknown): unknown {
   );
 }
 
-const isScalar = (value: unknown) => typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean';
+const isScalar = (value: unknown) =>
+  typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean';
 
 function resolve(match: RegExpExecArray, context: PlaceholderContext): unknown {
   switch (rootOf(match)) {
@@ -95,7 +109,10 @@ const unresolved = Symbol('unresolved');
  * the wrong shape (an object, a list where one value belongs), makes the whole conditions
  * unresolvable: the caller then fails closed.
  */
-export function substitutePlaceholders(conditions: unknown, context: PlaceholderContext): { conditions: unknown } | undefined {
+export function substitutePlaceholders(
+  conditions: unknown,
+  context: PlaceholderContext,
+): { conditions: unknown } | undefined {
   let failed = false;
   const substituted = visitStrings(conditions, '', 'scalar', (text, _pointer, position) => {
     const match = placeholderPattern.exec(text);
@@ -120,7 +137,7 @@ export function placeholderValues(placeholders: Iterable<string>, context: Place
   const values: unknown[] = [];
   for (const text of placeholders) {
     const match = placeholderPattern.exec(text);
-    values.push(match ? resolve(match, context) ?? null : null);
+    values.push(match ? (resolve(match, context) ?? null) : null);
   }
   return JSON.stringify(values);
 }

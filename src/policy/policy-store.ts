@@ -13,7 +13,10 @@ interface PolicySet {
 
 /** A workspace's policies in evaluation order, as the caller's transaction (in its scope) sees them. */
 export function loadPolicies(em: EntityManager, workspaceId: string): Promise<StoredPolicy[]> {
-  return em.execute<StoredPolicy[]>('select id, name, version, roles, rules from policies where workspace_id = ? order by created_at, id', [workspaceId]);
+  return em.execute<StoredPolicy[]>(
+    'select id, name, version, roles, rules from policies where workspace_id = ? order by created_at, id',
+    [workspaceId],
+  );
 }
 
 export interface PolicyScope {
@@ -36,7 +39,10 @@ export class PolicyStore {
     this.orm = orm;
   }
 
-  async abilityFor(principal: Pick<Principal, 'id' | 'email' | 'roles' | 'claims'>, scope: PolicyScope): Promise<PrincipalAbility> {
+  async abilityFor(
+    principal: Pick<Principal, 'id' | 'email' | 'roles' | 'claims'>,
+    scope: PolicyScope,
+  ): Promise<PrincipalAbility> {
     const set = await this.policySet(scope);
     const context: PlaceholderContext = { principal, workspaceId: scope.workspaceId };
     const roles = [...new Set(principal.roles)].sort();

@@ -41,7 +41,8 @@ interface Piece {
 
 const isAsciiLetter = (character: string) => /^[A-Za-z]$/.test(character);
 const hasCase = (character: string) => character.toLowerCase() !== character.toUpperCase();
-const foldRefusal = 'with $options "i", letters in the pattern must be ASCII (case-insensitive matching covers A–Z only)';
+const foldRefusal =
+  'with $options "i", letters in the pattern must be ASCII (case-insensitive matching covers A–Z only)';
 
 /**
  * `$options: "i"` is folded into the pattern as explicit ASCII case classes (`a` → `[aA]`) and
@@ -76,7 +77,9 @@ class PatternReader {
       const start = Math.max(from, lowest);
       const end = Math.min(to, highest);
       if (start > end) return '';
-      return start === end ? String.fromCharCode(start + offset) : `${String.fromCharCode(start + offset)}-${String.fromCharCode(end + offset)}`;
+      return start === end
+        ? String.fromCharCode(start + offset)
+        : `${String.fromCharCode(start + offset)}-${String.fromCharCode(end + offset)}`;
     };
     return shifted(0x41, 0x5a, 0x20) + shifted(0x61, 0x7a, -0x20);
   }
@@ -106,7 +109,11 @@ class PatternReader {
 
   sequence(): Piece {
     const piece: Piece = { text: '', quantified: false, alternated: false };
-    for (let character = this.peek(); character !== undefined && character !== '|' && character !== ')'; character = this.peek()) {
+    for (
+      let character = this.peek();
+      character !== undefined && character !== '|' && character !== ')';
+      character = this.peek()
+    ) {
       const atom = this.atom();
       const quantifier = this.quantifier();
       if (quantifier) {
@@ -114,11 +121,14 @@ class PatternReader {
         // A repeated group that can match the same text in several ways makes a backtracking
         // engine (V8's) take exponential time, e.g. (a+)+ or (a|a)* on "aaaa…!".
         if (atom.group && quantifier !== '?' && (atom.piece.quantified || atom.piece.alternated)) {
-          throw new RegexError(`a repeated group may not contain a quantifier or | (catastrophic backtracking): ${atom.piece.text}${quantifier}`);
+          throw new RegexError(
+            `a repeated group may not contain a quantifier or | (catastrophic backtracking): ${atom.piece.text}${quantifier}`,
+          );
         }
         const following = this.peek();
         if (following === '?') throw new RegexError('lazy quantifiers (*?, +?, ??, {n,m}?) are not supported');
-        if (following === '*' || following === '+' || following === '{') throw new RegexError('a quantifier cannot follow another quantifier');
+        if (following === '*' || following === '+' || following === '{')
+          throw new RegexError('a quantifier cannot follow another quantifier');
       }
       piece.text += atom.piece.text + (quantifier ?? '');
       piece.quantified ||= atom.piece.quantified || quantifier !== undefined;
@@ -147,7 +157,11 @@ class PatternReader {
 
   atom(): { piece: Piece; repeatable: boolean; group: boolean } {
     const character = this.next();
-    const plain = (text: string, repeatable = true) => ({ piece: { text, quantified: false, alternated: false }, repeatable, group: false });
+    const plain = (text: string, repeatable = true) => ({
+      piece: { text, quantified: false, alternated: false },
+      repeatable,
+      group: false,
+    });
     switch (character) {
       case '^':
       case '$':
@@ -157,7 +171,8 @@ class PatternReader {
       case '[':
         return plain(this.bracket());
       case '(': {
-        if (this.peek() === '?') throw new RegexError('(?…) groups (lookarounds, named and non-capturing groups) are not supported');
+        if (this.peek() === '?')
+          throw new RegexError('(?…) groups (lookarounds, named and non-capturing groups) are not supported');
         const inner = this.alternation();
         if (this.peek() !== ')') throw new RegexError('a group is not closed with )');
         this.position++;
@@ -169,7 +184,9 @@ class PatternReader {
         const escaped = this.escape();
         if (escaped.shorthand) return plain(`[${escaped.shorthand.negated ? '^' : ''}${escaped.shorthand.set}]`);
         // `u` mode refuses \- outside a class, and \/ means the same as / everywhere.
-        return plain(escaped.character === '-' || escaped.character === '/' ? escaped.character : `\\${escaped.character}`);
+        return plain(
+          escaped.character === '-' || escaped.character === '/' ? escaped.character : `\\${escaped.character}`,
+        );
       }
       case '*':
       case '+':
@@ -192,8 +209,12 @@ class PatternReader {
     const shorthand = shorthands[character];
     if (shorthand) return { character, shorthand };
     if (escapable.has(character)) return { character };
-    if (/^[0-9]$/.test(character)) throw new RegexError('backreferences and octal escapes (\\1, \\0…) are not supported');
-    throw new RegexError(refusedEscapes[character] ?? `the escape \\${character} is not supported; escape only the metacharacters .*+?()[]{}|^$\\/-`);
+    if (/^[0-9]$/.test(character))
+      throw new RegexError('backreferences and octal escapes (\\1, \\0…) are not supported');
+    throw new RegexError(
+      refusedEscapes[character] ??
+        `the escape \\${character} is not supported; escape only the metacharacters .*+?()[]{}|^$\\/-`,
+    );
   }
 
   bracket(): string {
@@ -212,7 +233,8 @@ class PatternReader {
         continue;
       }
       const isRange = this.peek() === '-' && this.peek(1) !== ']' && this.peek(1) !== undefined;
-      if (item.kind === 'dash' && !first && this.peek() !== ']') throw new RegexError('a literal - inside [ ] must be first, last or escaped as \\-');
+      if (item.kind === 'dash' && !first && this.peek() !== ']')
+        throw new RegexError('a literal - inside [ ] must be first, last or escaped as \\-');
       if (!isRange) {
         text += item.text + (item.kind === 'single' ? this.counterparts(item.character, item.character) : '');
         continue;
@@ -221,7 +243,8 @@ class PatternReader {
       this.position++;
       const end = this.classCharacter();
       if (end.kind !== 'single') throw new RegexError('a range must end with a single character (escape - as \\-)');
-      if ((item.character.codePointAt(0) ?? 0) > (end.character.codePointAt(0) ?? 0)) throw new RegexError(`the range ${item.character}-${end.character} is out of order`);
+      if ((item.character.codePointAt(0) ?? 0) > (end.character.codePointAt(0) ?? 0))
+        throw new RegexError(`the range ${item.character}-${end.character} is out of order`);
       text += `${item.text}-${end.text}${this.counterparts(item.character, end.character)}`;
     }
     if (this.position === start) throw new RegexError('an empty class [] is not supported; escape a literal ] as \\]');
@@ -231,13 +254,15 @@ class PatternReader {
 
   classCharacter(): { kind: 'single' | 'dash'; character: string; text: string } | { kind: 'set'; text: string } {
     const character = this.next();
-    if (character === '[') throw new RegexError('a [ inside a class (nested or POSIX [:alpha:] classes) must be escaped as \\[');
+    if (character === '[')
+      throw new RegexError('a [ inside a class (nested or POSIX [:alpha:] classes) must be escaped as \\[');
     if (character === '-') return { kind: 'dash', character, text: '\\-' };
     if (character === '^') return { kind: 'single', character, text: '\\^' };
     if (character !== '\\') return { kind: 'single', character, text: character };
     const escaped = this.escape();
     if (!escaped.shorthand) return { kind: 'single', character: escaped.character, text: `\\${escaped.character}` };
-    if (escaped.shorthand.negated) throw new RegexError(`\\${escaped.character} cannot be used inside [ ]; use a negated class [^…]`);
+    if (escaped.shorthand.negated)
+      throw new RegexError(`\\${escaped.character} cannot be used inside [ ]; use a negated class [^…]`);
     return { kind: 'set', text: escaped.shorthand.set };
   }
 }

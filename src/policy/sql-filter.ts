@@ -52,8 +52,16 @@ const negate = (part: Predicate, not: string): Predicate => (typeof part === 'bo
 
 const literal = (value: Scalar) => (value === null ? 'null' : JSON.stringify(value));
 const typeOf = (value: Scalar) => (value === null ? 'null' : typeof value);
-const accessor = (item: string, path: readonly string[]) => item + path.map((segment) => `.${JSON.stringify(segment)}`).join('');
-const jsonPathOperators: Record<CompareOperator, string> = { eq: '==', ne: '!=', lt: '<', lte: '<=', gt: '>', gte: '>=' };
+const accessor = (item: string, path: readonly string[]) =>
+  item + path.map((segment) => `.${JSON.stringify(segment)}`).join('');
+const jsonPathOperators: Record<CompareOperator, string> = {
+  eq: '==',
+  ne: '!=',
+  lt: '<',
+  lte: '<=',
+  gt: '>',
+  gte: '>=',
+};
 
 /** The test on one scalar reached value or array element, `@`; the type guard keeps arrays (and other types) out. */
 function scalarTest(operator: CompareOperator, value: Scalar): string {
@@ -88,33 +96,59 @@ function equalsPath(item: string, path: readonly string[], value: Scalar): Predi
 function jsonPathPredicate(condition: Condition, item: string): Predicate {
   switch (condition.kind) {
     case 'and':
-      return all(condition.conditions.map((part) => jsonPathPredicate(part, item)), '&&');
+      return all(
+        condition.conditions.map((part) => jsonPathPredicate(part, item)),
+        '&&',
+      );
     case 'or':
-      return all(condition.conditions.map((part) => jsonPathPredicate(part, item)), '||');
+      return all(
+        condition.conditions.map((part) => jsonPathPredicate(part, item)),
+        '||',
+      );
     case 'nor':
-      return negate(all(condition.conditions.map((part) => jsonPathPredicate(part, item)), '||'), '!');
+      return negate(
+        all(
+          condition.conditions.map((part) => jsonPathPredicate(part, item)),
+          '||',
+        ),
+        '!',
+      );
     case 'compare':
       if (condition.operator === 'eq') return equalsPath(item, condition.path, condition.value);
       if (condition.operator === 'ne') return negate(equalsPath(item, condition.path, condition.value), '!');
       return reached(item, condition.path, scalarTest(condition.operator, condition.value));
     case 'in': {
-      const any = all(condition.values.map((value) => equalsPath(item, condition.path, value)), '||');
+      const any = all(
+        condition.values.map((value) => equalsPath(item, condition.path, value)),
+        '||',
+      );
       return condition.negated ? negate(any, '!') : any;
     }
     case 'all':
-      return all(condition.values.map((value) => equalsPath(item, condition.path, value)), '&&');
+      return all(
+        condition.values.map((value) => equalsPath(item, condition.path, value)),
+        '&&',
+      );
     case 'exists':
       if (condition.path.length === 0) return condition.exists;
-      return condition.exists ? `exists(${accessor(item, condition.path)})` : `!(exists(${accessor(item, condition.path)}))`;
+      return condition.exists
+        ? `exists(${accessor(item, condition.path)})`
+        : `!(exists(${accessor(item, condition.path)}))`;
     case 'size':
       return reachedArray(item, condition.path, (array) => `${array}.size() == ${condition.size}`);
     case 'regex':
-      return reached(item, condition.path, `@.type() == "string" && @ like_regex ${JSON.stringify(condition.pattern)} flag "s"`);
+      return reached(
+        item,
+        condition.path,
+        `@.type() == "string" && @ like_regex ${JSON.stringify(condition.pattern)} flag "s"`,
+      );
     case 'elemMatch': {
       let inner = jsonPathPredicate(condition.condition, '@');
       if (!condition.onElement) inner = all(['@.type() == "object"', inner], '&&');
       if (inner === false) return false;
-      return reachedArray(item, condition.path, (array) => (inner === true ? `${array}.size() > 0` : `exists(${array} ? (${inner}))`));
+      return reachedArray(item, condition.path, (array) =>
+        inner === true ? `${array}.size() > 0` : `exists(${array} ? (${inner}))`,
+      );
     }
   }
 }
@@ -124,7 +158,11 @@ function jsonPathPredicate(condition: Condition, item: string): Predicate {
 const isoFormat = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 const canonicalIso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 /** `YYYY-MM-DDTHH:mm:ss.sssZ` for a real instant from year 1 on (PostgreSQL has no year 0). */
-export const isCanonicalIso = (value: string) => canonicalIso.test(value) && !value.startsWith('0000') && !Number.isNaN(Date.parse(value)) && new Date(value).toISOString() === value;
+export const isCanonicalIso = (value: string) =>
+  canonicalIso.test(value) &&
+  !value.startsWith('0000') &&
+  !Number.isNaN(Date.parse(value)) &&
+  new Date(value).toISOString() === value;
 const sqlOperators: Record<CompareOperator, string> = { eq: '=', ne: '<>', lt: '<', lte: '<=', gt: '>', gte: '>=' };
 
 interface SystemColumn {
@@ -139,13 +177,16 @@ const timestampColumn = (column: string): SystemColumn => ({
   // Stored timestamps have millisecond precision and fixed-width ISO text, so on canonical ISO
   // values text order and time order agree.
   native: (alias, operator, value, parameters) =>
-    isCanonicalIso(value) ? `${alias}.${column} ${sqlOperators[operator]} ${parameters.add(value, 'timestamptz')}` : undefined,
+    isCanonicalIso(value)
+      ? `${alias}.${column} ${sqlOperators[operator]} ${parameters.add(value, 'timestamptz')}`
+      : undefined,
 });
 
 const systemColumns: Record<string, SystemColumn> = {
   id: {
     text: (alias) => `${alias}.id::text`,
-    native: (alias, operator, value, parameters) => (operator === 'eq' && canonicalUuid.test(value) ? `${alias}.id = ${parameters.add(value, 'uuid')}` : undefined),
+    native: (alias, operator, value, parameters) =>
+      operator === 'eq' && canonicalUuid.test(value) ? `${alias}.id = ${parameters.add(value, 'uuid')}` : undefined,
   },
   createdBy: { text: (alias) => `${alias}.created_by` },
   createdAt: timestampColumn('created_at'),
@@ -153,7 +194,12 @@ const systemColumns: Record<string, SystemColumn> = {
 };
 
 /** A system field always holds one non-null string, which settles most operators at compile time. */
-function systemLeaf(condition: Exclude<Condition, { kind: 'and' | 'or' | 'nor' }>, column: SystemColumn, alias: string, parameters: SqlParameters): Predicate {
+function systemLeaf(
+  condition: Exclude<Condition, { kind: 'and' | 'or' | 'nor' }>,
+  column: SystemColumn,
+  alias: string,
+  parameters: SqlParameters,
+): Predicate {
   const compare = (operator: CompareOperator, value: Scalar): Predicate => {
     if (typeof value !== 'string') return false; // never across types; never null
     const native = column.native?.(alias, operator, value, parameters);
@@ -166,11 +212,17 @@ function systemLeaf(condition: Exclude<Condition, { kind: 'and' | 'or' | 'nor' }
       if (condition.operator === 'ne') return negate(compare('eq', condition.value), 'not ');
       return compare(condition.operator, condition.value);
     case 'in': {
-      const any = all(condition.values.map((value) => compare('eq', value)), 'or');
+      const any = all(
+        condition.values.map((value) => compare('eq', value)),
+        'or',
+      );
       return condition.negated ? negate(any, 'not ') : any;
     }
     case 'all':
-      return all(condition.values.map((value) => compare('eq', value)), 'and');
+      return all(
+        condition.values.map((value) => compare('eq', value)),
+        'and',
+      );
     case 'exists':
       return condition.exists;
     case 'regex':
@@ -192,12 +244,20 @@ function containment(field: string, value: Scalar, alias: string, parameters: Sq
 }
 
 function dataLeaf(condition: Condition, alias: string, parameters: SqlParameters): Predicate {
-  if (condition.kind === 'compare' && condition.path.length === 1 && condition.value !== null && (condition.operator === 'eq' || condition.operator === 'ne')) {
+  if (
+    condition.kind === 'compare' &&
+    condition.path.length === 1 &&
+    condition.value !== null &&
+    (condition.operator === 'eq' || condition.operator === 'ne')
+  ) {
     const equal = containment(condition.path[0]!, condition.value, alias, parameters);
     return condition.operator === 'eq' ? equal : negate(equal, 'not ');
   }
   if (condition.kind === 'in' && condition.path.length === 1 && !condition.values.includes(null)) {
-    const any = all(condition.values.map((value) => containment(condition.path[0]!, value, alias, parameters)), 'or');
+    const any = all(
+      condition.values.map((value) => containment(condition.path[0]!, value, alias, parameters)),
+      'or',
+    );
     return condition.negated ? negate(any, 'not ') : any;
   }
   const predicate = jsonPathPredicate(condition, '$');
@@ -208,11 +268,23 @@ function dataLeaf(condition: Condition, alias: string, parameters: SqlParameters
 function predicate(condition: Condition, alias: string, parameters: SqlParameters): Predicate {
   switch (condition.kind) {
     case 'and':
-      return all(condition.conditions.map((part) => predicate(part, alias, parameters)), 'and');
+      return all(
+        condition.conditions.map((part) => predicate(part, alias, parameters)),
+        'and',
+      );
     case 'or':
-      return all(condition.conditions.map((part) => predicate(part, alias, parameters)), 'or');
+      return all(
+        condition.conditions.map((part) => predicate(part, alias, parameters)),
+        'or',
+      );
     case 'nor':
-      return negate(all(condition.conditions.map((part) => predicate(part, alias, parameters)), 'or'), 'not ');
+      return negate(
+        all(
+          condition.conditions.map((part) => predicate(part, alias, parameters)),
+          'or',
+        ),
+        'not ',
+      );
   }
   const column = Object.hasOwn(systemColumns, condition.path[0]!) ? systemColumns[condition.path[0]!] : undefined;
   if (!column) return dataLeaf(condition, alias, parameters);

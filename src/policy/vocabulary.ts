@@ -17,7 +17,8 @@ export type SystemSubject = (typeof systemSubjects)[number];
 
 export const anySubject = 'all';
 
-export const isSystemSubject = (subject: string): subject is SystemSubject => (systemSubjects as readonly string[]).includes(subject);
+export const isSystemSubject = (subject: string): subject is SystemSubject =>
+  (systemSubjects as readonly string[]).includes(subject);
 
 /** Fields every record has besides its data. */
 export const systemFields = ['id', 'createdBy', 'createdAt', 'updatedAt'] as const;

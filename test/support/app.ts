@@ -56,7 +56,13 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const adminKey = randomBytes(32).toString('base64url');
   const signingKey = options.signingKey ?? generateSigningKey();
   const signingKeyPem = signingKey.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const config = parseConfig({ NODE_ENV: 'test', BODY_LIMIT: '100kb', JWKS_COOLDOWN_SECONDS: '0', DECISION_SIGNING_KEY: signingKeyPem, ...options.env });
+  const config = parseConfig({
+    NODE_ENV: 'test',
+    BODY_LIMIT: '100kb',
+    JWKS_COOLDOWN_SECONDS: '0',
+    DECISION_SIGNING_KEY: signingKeyPem,
+    ...options.env,
+  });
   const url = options.databaseUrl ?? testDatabase.appUrl();
   const orm = await createOrm({ url, poolSize: 5 }, logger);
   const changes = new ChangeBus(url, logger);

@@ -80,7 +80,8 @@ export class TestIssuer {
   }
 
   async sign(claims: JWTPayload, options: SignOptions = {}): Promise<string> {
-    const key = options.key ?? this.keys.find((candidate) => !options.kid || candidate.kid === options.kid) ?? this.keys[0]!;
+    const key =
+      options.key ?? this.keys.find((candidate) => !options.kid || candidate.kid === options.kid) ?? this.keys[0]!;
     const now = Math.floor(Date.now() / 1000);
     return new SignJWT({ iss: this.url, iat: now, exp: now + (options.expiresInSeconds ?? 60), ...claims })
       .setProtectedHeader({ alg: key.alg, kid: options.kid ?? key.kid, typ: 'JWT', ...options.header })

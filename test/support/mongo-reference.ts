@@ -83,7 +83,8 @@ function asciiShorthands(pattern: string): string {
     if (character === '\\') {
       const next = pattern[++index]!;
       const set = sets[next.toLowerCase()];
-      if (set === undefined) result += !inClass && (next === '-' || next === '/') ? next : character + next; // `u` mode refuses \- outside [ ]
+      if (set === undefined)
+        result += !inClass && (next === '-' || next === '/') ? next : character + next; // `u` mode refuses \- outside [ ]
       else if (inClass) result += set;
       else result += next === next.toLowerCase() ? `[${set}]` : `[^${set}]`;
       continue;
@@ -125,7 +126,14 @@ function operatorHolds(operator: string, argument: unknown, spec: Query, values:
       // Cordon's "i" folds ASCII letters only: lower-case the ASCII letters of both sides (not
       // the letter after a backslash, which names an escape) and match case-sensitively.
       const caseless = spec.$options === 'i';
-      const source = asciiShorthands(caseless ? (argument as string).replace(/(\\.)|[A-Z]/g, (match, escape: string | undefined) => escape ?? match.toLowerCase()) : (argument as string));
+      const source = asciiShorthands(
+        caseless
+          ? (argument as string).replace(
+              /(\\.)|[A-Z]/g,
+              (match, escape: string | undefined) => escape ?? match.toLowerCase(),
+            )
+          : (argument as string),
+      );
       const regex = new RegExp(source, 'su');
       const text = (value: string) => (caseless ? value.replace(/[A-Z]/g, (letter) => letter.toLowerCase()) : value);
       return someCandidate(values, nested, (value) => typeof value === 'string' && regex.test(text(value)));
@@ -157,6 +165,8 @@ export function referenceMatches(query: Query, document: unknown): boolean {
     if (key === '$nor') return !(value as Query[]).some((item) => referenceMatches(item, document));
     const values = valuesAt(document, key.split('.'));
     if (!isOperatorObject(value)) return isEqual(values, true, value);
-    return Object.entries(value).every(([operator, argument]) => operatorHolds(operator, argument, value, values, true));
+    return Object.entries(value).every(([operator, argument]) =>
+      operatorHolds(operator, argument, value, values, true),
+    );
   });
 }

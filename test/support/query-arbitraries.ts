@@ -11,10 +11,77 @@ export const keys = ['a', 'b', 'c', 'tags', 'q"\\k\''];
 const singlePaths = keys;
 const dottedPaths = ['a.b', 'b.c', 'tags.a', 'a.b.c'];
 // Few, overlapping values, so generated queries often meet generated documents.
-const pool = [null, true, false, 0, -0, 1, 2, 1.5, -3, 10, '1', '', 'a', 'b', 'x', 'A', 'ab', 'X', 'AB', '\u{1F600}', '\uFFFF', '\uE000', '\u{10000}', 'é', 'É', 'a\nb', '"', '\\', "' or 1=1 --", '$.a ? (@ == 1)', '%_*', 'ſ', '\u212A', 'k', 'σ', 'ς', 'Σ', 's'];
+const pool = [
+  null,
+  true,
+  false,
+  0,
+  -0,
+  1,
+  2,
+  1.5,
+  -3,
+  10,
+  '1',
+  '',
+  'a',
+  'b',
+  'x',
+  'A',
+  'ab',
+  'X',
+  'AB',
+  '\u{1F600}',
+  '\uFFFF',
+  '\uE000',
+  '\u{10000}',
+  'é',
+  'É',
+  'a\nb',
+  '"',
+  '\\',
+  "' or 1=1 --",
+  '$.a ? (@ == 1)',
+  '%_*',
+  'ſ',
+  '\u212A',
+  'k',
+  'σ',
+  'ς',
+  'Σ',
+  's',
+];
 const nonNull = pool.filter((value) => value !== null);
 const ranged = pool.filter((value) => typeof value === 'number' || typeof value === 'string') as (string | number)[];
-const patterns = ['', 'a', '^a', 'b$', '^$', '.', '^a.b$', '[0-9]', '^[a-z]+$', 'x|y', '\\d', '\\w\\W', '\\s', '^.$', 'é', 'A', '\u{1F600}', '[^a]', 'a{2}', '(ab)+', '\\.', '\\-', 's', '^[a-z]$', '[A-F]', '[^s]', 'ς'];
+const patterns = [
+  '',
+  'a',
+  '^a',
+  'b$',
+  '^$',
+  '.',
+  '^a.b$',
+  '[0-9]',
+  '^[a-z]+$',
+  'x|y',
+  '\\d',
+  '\\w\\W',
+  '\\s',
+  '^.$',
+  'é',
+  'A',
+  '\u{1F600}',
+  '[^a]',
+  'a{2}',
+  '(ab)+',
+  '\\.',
+  '\\-',
+  's',
+  '^[a-z]$',
+  '[A-F]',
+  '[^s]',
+  'ς',
+];
 
 const scalar = fc.oneof(
   { weight: 8, arbitrary: fc.constantFrom(...pool) },
@@ -50,11 +117,25 @@ export const operatorEntries = (segments: number, depth: number): fc.Arbitrary<[
     // "i" refuses letters beyond ASCII in the pattern, so those patterns come without it.
     $regex: fc
       .constantFrom(...patterns)
-      .chain((pattern) => fc.tuple(fc.constant(pattern), [...pattern].some((character) => character.codePointAt(0)! > 0x7f) ? fc.constantFrom(undefined, '') : fc.constantFrom(undefined, '', 'i')))
+      .chain((pattern) =>
+        fc.tuple(
+          fc.constant(pattern),
+          [...pattern].some((character) => character.codePointAt(0)! > 0x7f)
+            ? fc.constantFrom(undefined, '')
+            : fc.constantFrom(undefined, '', 'i'),
+        ),
+      )
       .map(([pattern, options]) =>
-      options === undefined ? [['$regex', pattern]] : [['$regex', pattern], ['$options', options]],
-    ),
-    ...(depth > 0 ? { $elemMatch: elemMatch(depth - 1).map((item): [string, unknown][] => [['$elemMatch', item]]) } : {}),
+        options === undefined
+          ? [['$regex', pattern]]
+          : [
+              ['$regex', pattern],
+              ['$options', options],
+            ],
+      ),
+    ...(depth > 0
+      ? { $elemMatch: elemMatch(depth - 1).map((item): [string, unknown][] => [['$elemMatch', item]]) }
+      : {}),
   };
   return fc
     .uniqueArray(fc.constantFrom(...Object.keys(choices)), { minLength: 1, maxLength: 2 })
@@ -62,12 +143,18 @@ export const operatorEntries = (segments: number, depth: number): fc.Arbitrary<[
     .map((groups) => groups.flat());
 };
 const elemMatch = (depth: number): fc.Arbitrary<Query> =>
-  fc.oneof(operatorEntries(0, depth).map((entries) => Object.fromEntries(entries)), query(depth, 1));
+  fc.oneof(
+    operatorEntries(0, depth).map((entries) => Object.fromEntries(entries)),
+    query(depth, 1),
+  );
 const field = (depth: number): fc.Arbitrary<[string, unknown]> =>
   fc.oneof(fc.constantFrom(...singlePaths), fc.constantFrom(...dottedPaths)).chain((path) => {
     const segments = path.split('.').length;
     return fc.oneof(
-      (segments > 1 ? fc.constantFrom(...nonNull) : fc.constantFrom(...pool)).map((item): [string, unknown] => [path, item]),
+      (segments > 1 ? fc.constantFrom(...nonNull) : fc.constantFrom(...pool)).map((item): [string, unknown] => [
+        path,
+        item,
+      ]),
       operatorEntries(segments, depth).map((entries): [string, unknown] => [path, Object.fromEntries(entries)]),
     );
   });
@@ -75,7 +162,16 @@ const query = (depth: number, minLength = 0): fc.Arbitrary<Query> => {
   const entry: fc.Arbitrary<[string, unknown]> =
     depth === 0
       ? field(0)
-      : fc.oneof({ weight: 3, arbitrary: field(depth) }, { weight: 1, arbitrary: fc.tuple(fc.constantFrom('$and', '$or', '$nor'), fc.array(query(depth - 1), { minLength: 1, maxLength: 3 })) });
+      : fc.oneof(
+          { weight: 3, arbitrary: field(depth) },
+          {
+            weight: 1,
+            arbitrary: fc.tuple(
+              fc.constantFrom('$and', '$or', '$nor'),
+              fc.array(query(depth - 1), { minLength: 1, maxLength: 3 }),
+            ),
+          },
+        );
   return fc.array(entry, { minLength, maxLength: 2 }).map((entries) => Object.fromEntries(entries));
 };
 
@@ -86,4 +182,3 @@ export const queries = fc.oneof(
   { weight: 8, arbitrary: query(1, 1) },
   { weight: 4, arbitrary: query(2, 1) },
 );
-

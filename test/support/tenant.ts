@@ -15,10 +15,25 @@ export interface TestTenant {
 
 /** A workspace trusting the issuer as a Clerk provider bound to a fresh org. */
 export async function createTenant(cordon: TestApp, issuer: TestIssuer, prefix = 'tenant'): Promise<TestTenant> {
-  const workspace = (await cordon.admin().post('/v1/workspaces').send({ slug: uniqueSlug(prefix), name: prefix }).expect(201)).body;
+  const workspace = (
+    await cordon
+      .admin()
+      .post('/v1/workspaces')
+      .send({ slug: uniqueSlug(prefix), name: prefix })
+      .expect(201)
+  ).body;
   const orgId = `org_${randomUUID().slice(0, 12)}`;
-  await cordon.admin().post(`/v1/workspaces/${workspace.slug}/identity-providers`)
-    .send({ name: 'clerk', type: 'clerk', issuer: issuer.url, jwksUri: issuer.jwksUri, orgId, authorizedParties: [appOrigin] })
+  await cordon
+    .admin()
+    .post(`/v1/workspaces/${workspace.slug}/identity-providers`)
+    .send({
+      name: 'clerk',
+      type: 'clerk',
+      issuer: issuer.url,
+      jwksUri: issuer.jwksUri,
+      orgId,
+      authorizedParties: [appOrigin],
+    })
     .expect(201);
   return {
     id: workspace.id,

@@ -115,7 +115,9 @@ export class Migration20261125020000Decisions extends Migration {
       this.addSql(`
         create trigger ${table}_append_only before update or delete on ${table}
           for each row execute function cordon_append_only()`);
-      this.addSql(`create trigger ${table}_no_truncate before truncate on ${table} execute function cordon_append_only()`);
+      this.addSql(
+        `create trigger ${table}_no_truncate before truncate on ${table} execute function cordon_append_only()`,
+      );
     }
 
     // The sealer runs for every workspace; RLS rightly hides decisions outside a scope, so the

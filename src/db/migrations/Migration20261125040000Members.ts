@@ -28,7 +28,9 @@ export class Migration20261125040000Members extends Migration {
         accepted_by text,
         revoked_at timestamptz
       )`);
-    this.addSql(`create unique index invitations_pending_email_key on invitations (workspace_id, lower(email)) where status = 'pending'`);
+    this.addSql(
+      `create unique index invitations_pending_email_key on invitations (workspace_id, lower(email)) where status = 'pending'`,
+    );
     this.addSql('create index invitations_workspace_idx on invitations (workspace_id, created_at, id)');
 
     this.addSql(`

@@ -5,4 +5,10 @@ import { Migration20261125030000Records } from './Migration20261125030000Records
 import { Migration20261125040000Members } from './Migration20261125040000Members.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
-export const migrations = [Migration20261125000000Foundation, Migration20261125010000IdentityProviders, Migration20261125020000Decisions, Migration20261125030000Records, Migration20261125040000Members];
+export const migrations = [
+  Migration20261125000000Foundation,
+  Migration20261125010000IdentityProviders,
+  Migration20261125020000Decisions,
+  Migration20261125030000Records,
+  Migration20261125040000Members,
+];

@@ -24,7 +24,12 @@ const checkBody = z.strictObject({
       z.strictObject({
         action: z.enum(actions),
         subject: z.string().min(1).max(64),
-        resource: z.record(z.string().refine((key) => key !== '__caslSubjectType__', 'is reserved'), z.unknown()).optional(),
+        resource: z
+          .record(
+            z.string().refine((key) => key !== '__caslSubjectType__', 'is reserved'),
+            z.unknown(),
+          )
+          .optional(),
         field: z.string().min(1).max(200).optional(),
       }),
     )
@@ -67,12 +72,17 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
         // Naming another principal reveals what it may do: only those who manage policies may.
         const authority = ability.decide('manage', 'Policy');
         if (!authority.allowed) {
-          await access.recordNow(request, [{ action: 'manage', operation: 'check', subject: 'Policy', decision: authority }]);
+          await access.recordNow(request, [
+            { action: 'manage', operation: 'check', subject: 'Policy', decision: authority },
+          ]);
           throw new ProblemError('forbidden', 'Only principals who manage policies may check for another principal');
         }
         const named = { ...body.principal, provider: `named by ${principal.id}` };
         const workspace = request.workspace!;
-        ability = await policies.abilityFor(named, { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion });
+        ability = await policies.abilityFor(named, {
+          workspaceId: workspace.id,
+          policySetVersion: workspace.policySetVersion,
+        });
         principal = named;
       }
       const entries: DecisionEntry[] = body.checks.map((check) => {

@@ -76,7 +76,10 @@ export function chained(row: DecisionRow, seq: number): ChainedDecision {
 
 /** hash = SHA-256(prevHash ‖ canonical JSON (RFC 8785) of the row), hex. */
 export function linkHash(prevHash: string, decision: ChainedDecision): string {
-  return createHash('sha256').update(prevHash).update(canonicalize(decision) ?? '').digest('hex');
+  return createHash('sha256')
+    .update(prevHash)
+    .update(canonicalize(decision) ?? '')
+    .digest('hex');
 }
 
 export interface Checkpoint {
@@ -89,7 +92,8 @@ export interface Checkpoint {
 /** What an Ed25519 checkpoint signature covers: the canonical JSON of the checkpoint. */
 export const checkpointBytes = (checkpoint: Checkpoint) => Buffer.from(canonicalize(checkpoint) ?? '');
 
-export const signCheckpoint = (checkpoint: Checkpoint, privateKey: KeyObject) => sign(null, checkpointBytes(checkpoint), privateKey).toString('base64url');
+export const signCheckpoint = (checkpoint: Checkpoint, privateKey: KeyObject) =>
+  sign(null, checkpointBytes(checkpoint), privateKey).toString('base64url');
 
 export function checkpointVerifies(checkpoint: Checkpoint, signature: string, publicKey: KeyObject): boolean {
   try {

@@ -28,7 +28,10 @@ export interface DecisionContext {
   startedAt: bigint;
 }
 
-export function decisionContext(request: Request, principal: Pick<Principal, 'id' | 'roles' | 'provider' | 'workspaceId'>): DecisionContext {
+export function decisionContext(
+  request: Request,
+  principal: Pick<Principal, 'id' | 'roles' | 'provider' | 'workspaceId'>,
+): DecisionContext {
   return {
     workspaceId: principal.workspaceId,
     requestId: String(request.id),
@@ -40,14 +43,50 @@ export function decisionContext(request: Request, principal: Pick<Principal, 'id
 }
 
 const columns = [
-  'id', 'workspace_id', 'at', 'request_id', 'principal_id', 'principal_roles', 'principal_provider', 'action', 'operation',
-  'subject', 'resource_id', 'fields', 'allowed', 'policy_id', 'policy_version', 'rule_index', 'reason', 'latency_micros', 'ip', 'user_agent',
+  'id',
+  'workspace_id',
+  'at',
+  'request_id',
+  'principal_id',
+  'principal_roles',
+  'principal_provider',
+  'action',
+  'operation',
+  'subject',
+  'resource_id',
+  'fields',
+  'allowed',
+  'policy_id',
+  'policy_version',
+  'rule_index',
+  'reason',
+  'latency_micros',
+  'ip',
+  'user_agent',
 ];
 const placeholders = `(${columns.map(() => '?').join(', ')})`;
 
 const columnTypes = [
-  'uuid', 'uuid', 'timestamptz', 'text', 'text', 'text', 'text', 'text', 'text',
-  'text', 'text', 'text', 'boolean', 'uuid', 'integer', 'integer', 'text', 'integer', 'text', 'text',
+  'uuid',
+  'uuid',
+  'timestamptz',
+  'text',
+  'text',
+  'text',
+  'text',
+  'text',
+  'text',
+  'text',
+  'text',
+  'text',
+  'boolean',
+  'uuid',
+  'integer',
+  'integer',
+  'text',
+  'integer',
+  'text',
+  'text',
 ];
 
 /**
@@ -55,7 +94,9 @@ const columnTypes = [
  * changes with the batch size and PostgreSQL plans it once (a named prepared statement).
  * Array-typed columns travel as their text literals and are cast back.
  */
-const selected = columns.map((column, index) => (column === 'principal_roles' || column === 'fields' ? `c${index}::text[]` : `c${index}`));
+const selected = columns.map((column, index) =>
+  column === 'principal_roles' || column === 'fields' ? `c${index}::text[]` : `c${index}`,
+);
 
 /**
  * The insert as one part of a statement that has a `scope` CTE (see db/scoped.ts): one array
@@ -63,7 +104,11 @@ const selected = columns.map((column, index) => (column === 'principal_roles' ||
  * and PostgreSQL plans it once. Joining `scope` puts the workspace setting in force before any
  * row reaches the RLS check.
  */
-export function decisionInsert(batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[], offset: number, condition = ''): { text: string; values: unknown[] } {
+export function decisionInsert(
+  batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[],
+  offset: number,
+  condition = '',
+): { text: string; values: unknown[] } {
   const rows = batches.flatMap(({ context, entries }) => rowValues(context, entries));
   return { text: insertText(offset, condition), values: columns.map((_, column) => rows.map((row) => row[column])) };
 }
@@ -83,9 +128,16 @@ function insertText(offset: number, condition: string): string {
 }
 
 /** A whole statement appending decisions of one workspace: one round trip, one implicit transaction. */
-export function insertStatement(workspaceId: string, batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[]): { name: string; text: string; values: unknown[] } {
+export function insertStatement(
+  workspaceId: string,
+  batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[],
+): { name: string; text: string; values: unknown[] } {
   const insert = decisionInsert(batches, 1);
-  return { name: 'cordon_insert_decisions', text: `with ${scopeCte} ${insert.text}`, values: [workspaceId, ...insert.values] };
+  return {
+    name: 'cordon_insert_decisions',
+    text: `with ${scopeCte} ${insert.text}`,
+    values: [workspaceId, ...insert.values],
+  };
 }
 
 /**
@@ -106,7 +158,10 @@ export class DecisionLog {
   }
 
   /** Several requests' decisions in one statement (all of one workspace: the caller's scope). */
-  async recordMany(em: EntityManager, batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[]): Promise<void> {
+  async recordMany(
+    em: EntityManager,
+    batches: readonly { context: DecisionContext; entries: readonly DecisionEntry[] }[],
+  ): Promise<void> {
     const rows = batches.flatMap(({ context, entries }) => rowValues(context, entries));
     if (!this.enabled || rows.length === 0) return;
     await em.execute(

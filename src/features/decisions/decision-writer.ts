@@ -51,7 +51,10 @@ export class DecisionWriter {
   private take(): Waiting[] {
     let rows = 0;
     let count = 0;
-    while (count < this.waiting.length && (count === 0 || rows + this.waiting[count]!.entries.length <= maxRowsPerFlush)) {
+    while (
+      count < this.waiting.length &&
+      (count === 0 || rows + this.waiting[count]!.entries.length <= maxRowsPerFlush)
+    ) {
       rows += this.waiting[count]!.entries.length;
       count += 1;
     }

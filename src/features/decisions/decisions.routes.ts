@@ -17,20 +17,66 @@ import type { SigningKey } from './signing.ts';
 const tag = 'Decision log';
 const authorize = { action: 'read', subject: 'DecisionLog', operation: 'admin' } as const;
 
-const csvColumns = ['id', 'at', 'seq', 'hash', 'requestId', 'principalId', 'principalRoles', 'principalProvider', 'action', 'operation', 'subject', 'resourceId', 'fields', 'allowed', 'policyId', 'policyVersion', 'ruleIndex', 'reason', 'latencyMicros', 'ip', 'userAgent'];
+const csvColumns = [
+  'id',
+  'at',
+  'seq',
+  'hash',
+  'requestId',
+  'principalId',
+  'principalRoles',
+  'principalProvider',
+  'action',
+  'operation',
+  'subject',
+  'resourceId',
+  'fields',
+  'allowed',
+  'policyId',
+  'policyVersion',
+  'ruleIndex',
+  'reason',
+  'latencyMicros',
+  'ip',
+  'userAgent',
+];
 
 const csvRecord = (decision: DecisionResponse) => [
-  decision.id, decision.at, decision.seq, decision.hash, decision.requestId, decision.principal.id, decision.principal.roles.join(' '),
-  decision.principal.provider, decision.action, decision.operation, decision.subject, decision.resourceId, decision.fields?.join(' ') ?? null,
-  decision.allowed, decision.policyId, decision.policyVersion, decision.ruleIndex, decision.reason, decision.latencyMicros, decision.ip, decision.userAgent,
+  decision.id,
+  decision.at,
+  decision.seq,
+  decision.hash,
+  decision.requestId,
+  decision.principal.id,
+  decision.principal.roles.join(' '),
+  decision.principal.provider,
+  decision.action,
+  decision.operation,
+  decision.subject,
+  decision.resourceId,
+  decision.fields?.join(' ') ?? null,
+  decision.allowed,
+  decision.policyId,
+  decision.policyVersion,
+  decision.ruleIndex,
+  decision.reason,
+  decision.latencyMicros,
+  decision.ip,
+  decision.userAgent,
 ];
 
 /** Writes and waits for the client when the socket buffer is full: memory stays flat. */
 function writeWithBackpressure(response: Response, chunk: string): Promise<void> {
   if (response.write(chunk)) return Promise.resolve();
   return new Promise((resolve, reject) => {
-    const onDrain = () => { response.off('close', onClose); resolve(); };
-    const onClose = () => { response.off('drain', onDrain); reject(new Error('client went away')); };
+    const onDrain = () => {
+      response.off('close', onClose);
+      resolve();
+    };
+    const onClose = () => {
+      response.off('drain', onDrain);
+      reject(new Error('client went away'));
+    };
     response.once('drain', onDrain).once('close', onClose);
   });
 }
@@ -38,8 +84,14 @@ function writeWithBackpressure(response: Response, chunk: string): Promise<void>
 export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: WorkspacesService, key: SigningKey): void {
   api.route(
     {
-      method: 'get', path: '/v1/workspaces/:ws/decisions', summary: 'Query the decision log, newest first', tag,
-      security: 'adminOrBearer', authorize, params: workspaceParams, query: listDecisionsQuery,
+      method: 'get',
+      path: '/v1/workspaces/:ws/decisions',
+      summary: 'Query the decision log, newest first',
+      tag,
+      security: 'adminOrBearer',
+      authorize,
+      params: workspaceParams,
+      query: listDecisionsQuery,
       responses: { 200: { description: 'A page of decisions', schema: decisionListResponse } },
     },
     async ({ params, query: { limit, cursor, ...filters } }, request, response) => {
@@ -49,19 +101,30 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
 
   api.route(
     {
-      method: 'get', path: '/v1/workspaces/:ws/decisions/export', summary: 'Stream the decision log out (NDJSON or CSV), oldest first', tag,
-      security: 'adminOrBearer', authorize, params: workspaceParams, query: exportDecisionsQuery,
+      method: 'get',
+      path: '/v1/workspaces/:ws/decisions/export',
+      summary: 'Stream the decision log out (NDJSON or CSV), oldest first',
+      tag,
+      security: 'adminOrBearer',
+      authorize,
+      params: workspaceParams,
+      query: exportDecisionsQuery,
       responses: { 200: { description: 'The decisions', contentType: 'application/x-ndjson' } },
     },
     async ({ params, query: { format, ...filters } }, request, response) => {
       const id = await workspaces.idOf(params.ws, request.workspace);
       response.status(200).type(format === 'csv' ? 'text/csv' : 'application/x-ndjson');
-      response.setHeader('Content-Disposition', `attachment; filename="decisions.${format === 'csv' ? 'csv' : 'ndjson'}"`);
+      response.setHeader(
+        'Content-Disposition',
+        `attachment; filename="decisions.${format === 'csv' ? 'csv' : 'ndjson'}"`,
+      );
       if (format === 'csv') response.write(stringify([csvColumns]));
       await reader.export(id, filters, (rows) =>
         writeWithBackpressure(
           response,
-          format === 'csv' ? stringify(rows.map(csvRecord), { cast: { boolean: String } }) : rows.map((row) => JSON.stringify(row)).join('\n') + '\n',
+          format === 'csv'
+            ? stringify(rows.map(csvRecord), { cast: { boolean: String } })
+            : rows.map((row) => JSON.stringify(row)).join('\n') + '\n',
         ),
       );
       response.end();
@@ -70,8 +133,13 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
 
   api.route(
     {
-      method: 'get', path: '/v1/workspaces/:ws/decisions/verify', summary: 'Recompute the hash chain and check the signed checkpoints', tag,
-      security: 'adminOrBearer', authorize, params: workspaceParams,
+      method: 'get',
+      path: '/v1/workspaces/:ws/decisions/verify',
+      summary: 'Recompute the hash chain and check the signed checkpoints',
+      tag,
+      security: 'adminOrBearer',
+      authorize,
+      params: workspaceParams,
       responses: { 200: { description: 'The verdict', schema: verifyResponse } },
     },
     async ({ params }, request, response) => {
@@ -88,8 +156,13 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
   };
   api.route(
     {
-      method: 'get', path: '/v1/workspaces/:ws/decisions/public-key', summary: 'The Ed25519 key that signs checkpoints, to verify offline', tag,
-      security: 'adminOrBearer', authorize, params: workspaceParams,
+      method: 'get',
+      path: '/v1/workspaces/:ws/decisions/public-key',
+      summary: 'The Ed25519 key that signs checkpoints, to verify offline',
+      tag,
+      security: 'adminOrBearer',
+      authorize,
+      params: workspaceParams,
       responses: { 200: { description: 'The public key', schema: publicKeyResponse } },
     },
     (_input, _request, response) => {

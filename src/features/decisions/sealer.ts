@@ -40,7 +40,9 @@ export class Sealer {
 
   start(): void {
     this.timer ??= setInterval(() => {
-      this.running = this.running.then(() => this.sealAll()).catch((error: unknown) => this.logger.warn({ err: error }, 'sealing failed; will retry'));
+      this.running = this.running
+        .then(() => this.sealAll())
+        .catch((error: unknown) => this.logger.warn({ err: error }, 'sealing failed; will retry'));
     }, this.options.intervalMs).unref();
   }
 
@@ -52,7 +54,11 @@ export class Sealer {
 
   /** Seals everything pending in every workspace; returns how many decisions it linked. */
   async sealAll(): Promise<number> {
-    const workspaces = await this.orm.em.fork().execute<{ workspace_id: string }[]>('select workspace_id from cordon_workspaces_to_seal(?)', [this.options.window]);
+    const workspaces = await this.orm.em
+      .fork()
+      .execute<{ workspace_id: string }[]>('select workspace_id from cordon_workspaces_to_seal(?)', [
+        this.options.window,
+      ]);
     let sealed = 0;
     for (const { workspace_id: workspaceId } of workspaces) sealed += await this.sealWorkspace(workspaceId);
     return sealed;
@@ -68,10 +74,19 @@ export class Sealer {
   }
 
   private async sealBatch(em: EntityManager, workspaceId: string): Promise<number> {
-    const [lock] = await em.execute<{ locked: boolean }[]>("select pg_try_advisory_xact_lock(hashtextextended('cordon:seal:' || ?, 0)) as locked", [workspaceId]);
+    const [lock] = await em.execute<{ locked: boolean }[]>(
+      "select pg_try_advisory_xact_lock(hashtextextended('cordon:seal:' || ?, 0)) as locked",
+      [workspaceId],
+    );
     if (!lock?.locked) return 0;
-    const [last] = await em.execute<{ seq: string; hash: string }[]>('select seq, hash from decision_seals where workspace_id = ? order by seq desc limit 1', [workspaceId]);
-    const [high] = await em.execute<{ position: string }[]>('select coalesce(max(decision_position), 0) as position from decision_seals where workspace_id = ?', [workspaceId]);
+    const [last] = await em.execute<{ seq: string; hash: string }[]>(
+      'select seq, hash from decision_seals where workspace_id = ? order by seq desc limit 1',
+      [workspaceId],
+    );
+    const [high] = await em.execute<{ position: string }[]>(
+      'select coalesce(max(decision_position), 0) as position from decision_seals where workspace_id = ?',
+      [workspaceId],
+    );
     const rows = await em.execute<(DecisionRow & { position: string })[]>(
       `select d.* from decisions d
        where d.workspace_id = ? and d.position > ? and not exists (select 1 from decision_seals s where s.decision_id = d.id)
@@ -94,9 +109,10 @@ export class Sealer {
       values,
     );
     const checkpoint = { workspaceId, seq, hash: prevHash, at: new Date().toISOString() };
-    await em.execute('insert into decision_checkpoints (workspace_id, seq, hash, at, key_id, signature) values (?, ?, ?, ?, ?, ?)', [
-      workspaceId, seq, prevHash, checkpoint.at, this.key.keyId, signCheckpoint(checkpoint, this.key.privateKey),
-    ]);
+    await em.execute(
+      'insert into decision_checkpoints (workspace_id, seq, hash, at, key_id, signature) values (?, ?, ?, ?, ?, ?)',
+      [workspaceId, seq, prevHash, checkpoint.at, this.key.keyId, signCheckpoint(checkpoint, this.key.privateKey)],
+    );
     return rows.length;
   }
 }

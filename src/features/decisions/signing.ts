@@ -12,9 +12,14 @@ export interface SigningKey {
 
 export function signingKeyFromPem(pem: string): SigningKey {
   const privateKey = createPrivateKey(pem);
-  if (privateKey.asymmetricKeyType !== 'ed25519') throw new Error('DECISION_SIGNING_KEY must be an Ed25519 private key (PKCS#8 PEM)');
+  if (privateKey.asymmetricKeyType !== 'ed25519')
+    throw new Error('DECISION_SIGNING_KEY must be an Ed25519 private key (PKCS#8 PEM)');
   const publicKey = createPublicKey(privateKey);
-  const keyId = createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest().subarray(0, 16).toString('base64url');
+  const keyId = createHash('sha256')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest()
+    .subarray(0, 16)
+    .toString('base64url');
   return { privateKey, publicKey, keyId };
 }
 
@@ -24,7 +29,9 @@ export function generateSigningKey(): SigningKey {
 }
 
 /** Development: generated once into `<dataDir>/decision-signing-key.pem` (0600) and reused. */
-export async function developmentSigningKey(dataDir: string): Promise<{ key: SigningKey; file: string; created: boolean }> {
+export async function developmentSigningKey(
+  dataDir: string,
+): Promise<{ key: SigningKey; file: string; created: boolean }> {
   const file = path.resolve(dataDir, 'decision-signing-key.pem');
   if (existsSync(file)) return { key: signingKeyFromPem(await readFile(file, 'utf8')), file, created: false };
   await mkdir(path.dirname(file), { recursive: true });

@@ -13,7 +13,13 @@ import {
 const tag = 'Identity providers';
 const subject = 'IdentityProvider';
 
-export function identityProviderRoutes(api: Api, providers: IdentityProvidersService, workspaces: WorkspacesService, access: AccessControl, production: boolean): void {
+export function identityProviderRoutes(
+  api: Api,
+  providers: IdentityProvidersService,
+  workspaces: WorkspacesService,
+  access: AccessControl,
+  production: boolean,
+): void {
   const body = identityProviderBody(production);
 
   api.route(
@@ -28,7 +34,10 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       responses: { 200: { description: 'Providers', schema: identityProviderListResponse } },
     },
     async ({ params }, request, response) => {
-      response.json({ data: await providers.list(await workspaces.idOf(params.ws, request.workspace)), nextCursor: null });
+      response.json({
+        data: await providers.list(await workspaces.idOf(params.ws, request.workspace)),
+        nextCursor: null,
+      });
     },
   );
 
@@ -45,7 +54,11 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       responses: { 201: { description: 'Created', schema: identityProviderResponse } },
     },
     async ({ params, body: input }, request, response) => {
-      const provider = await providers.create(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), input);
+      const provider = await providers.create(
+        actorOf(request, access),
+        await workspaces.idOf(params.ws, request.workspace),
+        input,
+      );
       response.status(201).location(`/v1/workspaces/${params.ws}/identity-providers/${provider.id}`).json(provider);
     },
   );
@@ -79,7 +92,14 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       responses: { 200: { description: 'The provider', schema: identityProviderResponse } },
     },
     async ({ params, body: input }, request, response) => {
-      response.json(await providers.replace(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id, input));
+      response.json(
+        await providers.replace(
+          actorOf(request, access),
+          await workspaces.idOf(params.ws, request.workspace),
+          params.id,
+          input,
+        ),
+      );
     },
   );
 

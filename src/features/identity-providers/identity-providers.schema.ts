@@ -5,17 +5,23 @@ const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
 /** https everywhere; plain http only for loopback, and only outside production. */
 const endpointUrl = (production: boolean) =>
-  z.url().refine((value) => {
-    // zod runs refinements even after z.url() failed: never let a non-URL reach `new URL`.
-    if (!URL.canParse(value)) return false;
-    const url = new URL(value);
-    if (url.protocol === 'https:') return true;
-    return !production && url.protocol === 'http:' && loopbackHosts.has(url.hostname);
-  }, production ? 'must be an https URL' : 'must be an https URL (http only for loopback outside production)');
+  z.url().refine(
+    (value) => {
+      // zod runs refinements even after z.url() failed: never let a non-URL reach `new URL`.
+      if (!URL.canParse(value)) return false;
+      const url = new URL(value);
+      if (url.protocol === 'https:') return true;
+      return !production && url.protocol === 'http:' && loopbackHosts.has(url.hostname);
+    },
+    production ? 'must be an https URL' : 'must be an https URL (http only for loopback outside production)',
+  );
 
 /** A dotted path (`o.rol`) or a whole claim name containing dots or slashes (`https://x.com/roles`). */
 /** zod drops a `__proto__` key from a record without a word: refuse it instead of losing it. */
-const refuseProtoKey = (value: unknown, context: { addIssue: (issue: { code: 'custom'; path: string[]; message: string; input: unknown }) => void }) => {
+const refuseProtoKey = (
+  value: unknown,
+  context: { addIssue: (issue: { code: 'custom'; path: string[]; message: string; input: unknown }) => void },
+) => {
   if (typeof value === 'object' && value !== null && Object.hasOwn(value, '__proto__')) {
     context.addIssue({ code: 'custom', path: ['__proto__'], message: 'this role name is reserved', input: value });
   }
@@ -50,9 +56,22 @@ export function identityProviderBody(production: boolean) {
       clockToleranceSeconds: z.int().min(0).max(300).default(5),
       orgId: z.string().min(1).max(200),
       claims: z
-        .strictObject({ subject: claimPath.optional(), orgId: claimPath.optional(), roles: claimPath.optional(), email: claimPath.optional() })
+        .strictObject({
+          subject: claimPath.optional(),
+          orgId: claimPath.optional(),
+          roles: claimPath.optional(),
+          email: claimPath.optional(),
+        })
         .default({}),
-      roleMap: z.preprocess(refuseProtoKey, z.record(z.string().min(1).max(200), z.union([z.string().min(1).max(100), z.array(z.string().min(1).max(100))]))).default({}),
+      roleMap: z
+        .preprocess(
+          refuseProtoKey,
+          z.record(
+            z.string().min(1).max(200),
+            z.union([z.string().min(1).max(100), z.array(z.string().min(1).max(100))]),
+          ),
+        )
+        .default({}),
       roleSource: z.enum(['claims', 'members', 'both']).default('claims'),
       allowPendingSessions: z.boolean().default(false),
     })
@@ -62,13 +81,16 @@ export function identityProviderBody(production: boolean) {
       const rolesFromClaims = provider.roleSource !== 'members';
       if (provider.type === 'auth0') {
         if (!provider.audiences.length) issue(['audiences'], 'Auth0 tokens must be checked against an audience');
-        if (rolesFromClaims && !provider.claims.roles) issue(['claims', 'roles'], 'name the namespaced roles claim, e.g. https://example.com/roles');
+        if (rolesFromClaims && !provider.claims.roles)
+          issue(['claims', 'roles'], 'name the namespaced roles claim, e.g. https://example.com/roles');
       }
       if (provider.type === 'oidc') {
         if (!provider.claims.orgId) issue(['claims', 'orgId'], 'name the claim that carries the organization');
-        if (rolesFromClaims && !provider.claims.roles) issue(['claims', 'roles'], 'name the claim that carries the roles');
+        if (rolesFromClaims && !provider.claims.roles)
+          issue(['claims', 'roles'], 'name the claim that carries the roles');
       }
-      if (provider.allowPendingSessions && provider.type !== 'clerk') issue(['allowPendingSessions'], 'only Clerk has pending sessions');
+      if (provider.allowPendingSessions && provider.type !== 'clerk')
+        issue(['allowPendingSessions'], 'only Clerk has pending sessions');
     });
 }
 
@@ -92,7 +114,12 @@ export const identityProviderResponse = z.object({
   algorithms: z.array(z.string()),
   clockToleranceSeconds: z.number().int(),
   orgId: z.string(),
-  claims: z.object({ subject: z.string().optional(), orgId: z.string().optional(), roles: z.string().optional(), email: z.string().optional() }),
+  claims: z.object({
+    subject: z.string().optional(),
+    orgId: z.string().optional(),
+    roles: z.string().optional(),
+    email: z.string().optional(),
+  }),
   roleMap: z.record(z.string(), z.union([z.string(), z.array(z.string())])),
   roleSource: z.enum(['claims', 'members', 'both']),
   allowPendingSessions: z.boolean(),

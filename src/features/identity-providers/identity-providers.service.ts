@@ -34,7 +34,11 @@ export function toResponse(provider: IdentityProvider): IdentityProviderResponse
   };
 }
 
-const columns = (input: IdentityProviderInput) => ({ ...input, jwksUri: input.jwksUri ?? null, jwks: input.jwks ?? null });
+const columns = (input: IdentityProviderInput) => ({
+  ...input,
+  jwksUri: input.jwksUri ?? null,
+  jwks: input.jwks ?? null,
+});
 
 export class IdentityProvidersService extends WorkspaceConfiguration {
   constructor(orm: Orm, changes: ChangeBus) {
@@ -42,8 +46,11 @@ export class IdentityProvidersService extends WorkspaceConfiguration {
   }
 
   private async load(em: EntityManager, workspaceId: string, id: string): Promise<IdentityProvider> {
-    const provider = isUuid(id) ? await em.findOne(IdentityProviderEntity, { id: id.toLowerCase(), workspaceId }) : null;
-    if (!provider) throw new ProblemError('identity_provider_not_found', `No identity provider "${id}" in this workspace`);
+    const provider = isUuid(id)
+      ? await em.findOne(IdentityProviderEntity, { id: id.toLowerCase(), workspaceId })
+      : null;
+    if (!provider)
+      throw new ProblemError('identity_provider_not_found', `No identity provider "${id}" in this workspace`);
     return provider;
   }
 
@@ -66,7 +73,12 @@ export class IdentityProvidersService extends WorkspaceConfiguration {
   }
 
   /** PUT replaces the whole configuration; the version moves on so cached tokens are re-verified. */
-  replace(actor: Actor, workspaceId: string, id: string, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
+  replace(
+    actor: Actor,
+    workspaceId: string,
+    id: string,
+    input: IdentityProviderInput,
+  ): Promise<IdentityProviderResponse> {
     return this.change(workspaceId, actor, async (em) => {
       const provider = await this.load(em, workspaceId, id);
       em.assign(provider, { ...columns(input), version: provider.version + 1 });

@@ -4,7 +4,13 @@ import { roles } from '../members/members.schema.ts';
 export const createInvitationBody = z.strictObject({
   email: z.email().max(320),
   roles: roles.refine((items) => items.length > 0, 'name at least one role'),
-  expiresInHours: z.number().int().min(1).max(24 * 90).optional().describe('Default: INVITATION_TTL_HOURS (7 days)'),
+  expiresInHours: z
+    .number()
+    .int()
+    .min(1)
+    .max(24 * 90)
+    .optional()
+    .describe('Default: INVITATION_TTL_HOURS (7 days)'),
 });
 export type CreateInvitation = z.output<typeof createInvitationBody>;
 
@@ -29,7 +35,11 @@ export const createdInvitationResponse = invitationResponse.extend({
   token: z.string().describe('256 random bits, shown this once; only its SHA-256 is stored'),
   acceptUrl: z.string(),
 });
-export const invitationListResponse = z.object({ data: z.array(invitationResponse), nextCursor: z.string().nullable(), count: z.number().int().optional() });
+export const invitationListResponse = z.object({
+  data: z.array(invitationResponse),
+  nextCursor: z.string().nullable(),
+  count: z.number().int().optional(),
+});
 
 export interface InvitationRow {
   id: string;
@@ -49,7 +59,8 @@ export interface InvitationRow {
 const iso = (value: Date | string) => new Date(value).toISOString();
 
 /** `expired` is not stored: a pending invitation past its time is expired. */
-export const statusOf = (row: InvitationRow, now = Date.now()) => (row.status === 'pending' && new Date(row.expires_at).getTime() <= now ? 'expired' : row.status);
+export const statusOf = (row: InvitationRow, now = Date.now()) =>
+  row.status === 'pending' && new Date(row.expires_at).getTime() <= now ? 'expired' : row.status;
 
 export const toResponse = (row: InvitationRow): InvitationResponse => ({
   id: row.id,

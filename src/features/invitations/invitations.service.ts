@@ -12,9 +12,20 @@ import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
 import { checkGrant, type Grantor } from '../members/grants.ts';
-import { exactTime, toResponse as memberResponse, type MemberResponse, type MemberRow } from '../members/members.schema.ts';
+import {
+  exactTime,
+  toResponse as memberResponse,
+  type MemberResponse,
+  type MemberRow,
+} from '../members/members.schema.ts';
 import { isUuid } from '../workspaces/workspaces.schema.ts';
-import { statusOf, toResponse, type CreateInvitation, type InvitationResponse, type InvitationRow } from './invitations.schema.ts';
+import {
+  statusOf,
+  toResponse,
+  type CreateInvitation,
+  type InvitationResponse,
+  type InvitationRow,
+} from './invitations.schema.ts';
 
 const columns = 'id, workspace_id, email, roles, invited_by, status, expires_at, created_at, accepted_at, accepted_by';
 const tokenShape = /^[A-Za-z0-9_-]{43}$/;
@@ -36,7 +47,12 @@ export interface AuditAcceptance {
 }
 
 /** Answers to an authenticated invitee that are decisions about it, and logged as denials. */
-const refusals = new Set<string>(['invitation_used', 'invitation_revoked', 'invitation_expired', 'invitation_email_mismatch']);
+const refusals = new Set<string>([
+  'invitation_used',
+  'invitation_revoked',
+  'invitation_expired',
+  'invitation_email_mismatch',
+]);
 
 export class InvitationsService {
   private readonly orm: Orm;
@@ -51,7 +67,10 @@ export class InvitationsService {
     this.settings = settings;
   }
 
-  async list(workspaceId: string, query: PageQuery): Promise<{ data: InvitationResponse[]; nextCursor: string | null; count?: number }> {
+  async list(
+    workspaceId: string,
+    query: PageQuery,
+  ): Promise<{ data: InvitationResponse[]; nextCursor: string | null; count?: number }> {
     const after = query.cursor ? decodeCursor(query.cursor, position) : undefined;
     const { rows, count } = await withWorkspace(this.orm, workspaceId, async (em) => ({
       rows: await em.execute<InvitationRow[]>(
@@ -59,9 +78,19 @@ export class InvitationsService {
          where workspace_id = ? ${after ? `and (created_at, id) < (${exactTime.parameter}, ?::uuid)` : ''} order by created_at desc, id desc limit ?`,
         [workspaceId, ...(after ? [after.at, after.id] : []), query.limit + 1],
       ),
-      count: query.count ? Number((await em.execute<{ count: string }[]>('select count(*) from invitations where workspace_id = ?', [workspaceId]))[0]?.count ?? 0) : undefined,
+      count: query.count
+        ? Number(
+            (
+              await em.execute<{ count: string }[]>('select count(*) from invitations where workspace_id = ?', [
+                workspaceId,
+              ])
+            )[0]?.count ?? 0,
+          )
+        : undefined,
     }));
-    const { shown, nextCursor } = keysetPage(rows, query.limit, (last) => encodeCursor({ at: last.position, id: last.id }));
+    const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
+      encodeCursor({ at: last.position, id: last.id }),
+    );
     return {
       data: shown.map(toResponse),
       nextCursor,
@@ -73,7 +102,12 @@ export class InvitationsService {
    * A new invitation replaces a pending one for the same email. Its token is returned once; the
    * `invitation.created` event for the app to email carries the accept URL, sealed.
    */
-  async create(actor: Actor, grantor: Grantor, workspaceId: string, input: CreateInvitation): Promise<InvitationResponse & { token: string; acceptUrl: string }> {
+  async create(
+    actor: Actor,
+    grantor: Grantor,
+    workspaceId: string,
+    input: CreateInvitation,
+  ): Promise<InvitationResponse & { token: string; acceptUrl: string }> {
     await checkGrant(grantor, input.roles);
     const token = randomBytes(32).toString('base64url');
     const acceptUrl = this.settings.acceptUrl.replace(/\{token\}|%7Btoken%7D/, token);
@@ -81,17 +115,36 @@ export class InvitationsService {
     return withWorkspace(this.orm, workspaceId, async (em) => {
       // Concurrent invitations of one email queue here: each replaces the one before it, instead
       // of all but one failing on the one-pending-invitation-per-email index.
-      await em.execute("select pg_advisory_xact_lock(hashtextextended('cordon.invitations:' || ? || ':' || lower(?), 0))", [workspaceId, input.email]);
-      await em.execute("update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and lower(email) = lower(?) and status = 'pending'", [workspaceId, input.email]);
+      await em.execute(
+        "select pg_advisory_xact_lock(hashtextextended('cordon.invitations:' || ? || ':' || lower(?), 0))",
+        [workspaceId, input.email],
+      );
+      await em.execute(
+        "update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and lower(email) = lower(?) and status = 'pending'",
+        [workspaceId, input.email],
+      );
       const [row] = await em.execute<InvitationRow[]>(
         `insert into invitations (id, workspace_id, email, roles, invited_by, token_hash, expires_at)
          values (?, ?, ?, ?::text[], ?, decode(?, 'hex'), ?) returning ${columns}`,
-        [uuidv7(), workspaceId, input.email, toArrayLiteral(input.roles), actor.id, hashOf(token).toString('hex'), expiresAt],
+        [
+          uuidv7(),
+          workspaceId,
+          input.email,
+          toArrayLiteral(input.roles),
+          actor.id,
+          hashOf(token).toString('hex'),
+          expiresAt,
+        ],
       );
       const invitation = toResponse(row!);
       await appendEvent(em, workspaceId, 'invitation.created', {
-        invitationId: invitation.id, workspaceId, email: invitation.email, roles: invitation.roles,
-        invitedBy: invitation.invitedBy, expiresAt: invitation.expiresAt, acceptUrl: { sealed: this.secrets.seal(acceptUrl) },
+        invitationId: invitation.id,
+        workspaceId,
+        email: invitation.email,
+        roles: invitation.roles,
+        invitedBy: invitation.invitedBy,
+        expiresAt: invitation.expiresAt,
+        acceptUrl: { sealed: this.secrets.seal(acceptUrl) },
       });
       await actor.audit(em);
       return { ...invitation, token, acceptUrl };
@@ -100,7 +153,12 @@ export class InvitationsService {
 
   async get(workspaceId: string, id: string): Promise<InvitationResponse> {
     const [row] = isUuid(id)
-      ? await withWorkspace(this.orm, workspaceId, (em) => em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and id = ?`, [workspaceId, id.toLowerCase()]))
+      ? await withWorkspace(this.orm, workspaceId, (em) =>
+          em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and id = ?`, [
+            workspaceId,
+            id.toLowerCase(),
+          ]),
+        )
       : [];
     if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
     return toResponse(row);
@@ -108,11 +166,20 @@ export class InvitationsService {
 
   async revoke(actor: Actor, workspaceId: string, id: string): Promise<void> {
     await withWorkspace(this.orm, workspaceId, async (em) => {
-      const [row] = isUuid(id) ? await em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and id = ? for update`, [workspaceId, id.toLowerCase()]) : [];
+      const [row] = isUuid(id)
+        ? await em.execute<InvitationRow[]>(
+            `select ${columns} from invitations where workspace_id = ? and id = ? for update`,
+            [workspaceId, id.toLowerCase()],
+          )
+        : [];
       if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
       // An expired invitation is no longer pending either: revoking it would only rewrite its history.
-      if (statusOf(row) !== 'pending') throw new ProblemError('invitation_not_pending', `The invitation is ${statusOf(row)}`);
-      await em.execute("update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and id = ?", [workspaceId, row.id]);
+      if (statusOf(row) !== 'pending')
+        throw new ProblemError('invitation_not_pending', `The invitation is ${statusOf(row)}`);
+      await em.execute(
+        "update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and id = ?",
+        [workspaceId, row.id],
+      );
       await actor.audit(em);
     });
   }
@@ -126,7 +193,12 @@ export class InvitationsService {
     const missing = () => new ProblemError('invitation_not_found', 'No such invitation');
     if (!tokenShape.test(token)) throw missing();
     const hash = hashOf(token).toString('hex');
-    const [found] = await this.orm.em.fork().execute<{ workspace_id: string | null }[]>("select cordon_invitation_workspace(decode(?, 'hex')) as workspace_id", [hash]);
+    const [found] = await this.orm.em
+      .fork()
+      .execute<{ workspace_id: string | null }[]>(
+        "select cordon_invitation_workspace(decode(?, 'hex')) as workspace_id",
+        [hash],
+      );
     const workspaceId = found?.workspace_id;
     if (!workspaceId) throw missing();
     const principal = await authenticate(workspaceId);
@@ -141,9 +213,18 @@ export class InvitationsService {
     }
   }
 
-  private acceptAs(principal: Principal, workspaceId: string, hash: string, audit: AuditAcceptance, found: (id: string) => void): Promise<MemberResponse> {
+  private acceptAs(
+    principal: Principal,
+    workspaceId: string,
+    hash: string,
+    audit: AuditAcceptance,
+    found: (id: string) => void,
+  ): Promise<MemberResponse> {
     return this.changes.inWorkspace(this.orm, { topic: 'member', workspaceId }, async (em) => {
-      const [invitation] = await em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and token_hash = decode(?, 'hex') for update`, [workspaceId, hash]);
+      const [invitation] = await em.execute<InvitationRow[]>(
+        `select ${columns} from invitations where workspace_id = ? and token_hash = decode(?, 'hex') for update`,
+        [workspaceId, hash],
+      );
       if (!invitation) throw new ProblemError('invitation_not_found', 'No such invitation');
       found(invitation.id);
       const status = statusOf(invitation);
@@ -152,7 +233,10 @@ export class InvitationsService {
       if (status === 'expired') throw new ProblemError('invitation_expired');
       const tokenEmail = principal.email;
       if (!tokenEmail || tokenEmail.toLowerCase() !== invitation.email.toLowerCase()) {
-        throw new ProblemError('invitation_email_mismatch', 'Sign in with the account of the invited email address: the token must carry it in its email claim, not marked unverified');
+        throw new ProblemError(
+          'invitation_email_mismatch',
+          'Sign in with the account of the invited email address: the token must carry it in its email claim, not marked unverified',
+        );
       }
       const [member] = await em.execute<MemberRow[]>(
         `insert into members (workspace_id, user_id, email, roles, invited_by, joined_at, updated_at)
@@ -162,7 +246,10 @@ export class InvitationsService {
          returning user_id, email, roles, invited_by, joined_at, updated_at`,
         [workspaceId, principal.id, tokenEmail, toArrayLiteral(invitation.roles), invitation.invited_by],
       );
-      await em.execute("update invitations set status = 'accepted', accepted_at = now(), accepted_by = ? where workspace_id = ? and id = ?", [principal.id, workspaceId, invitation.id]);
+      await em.execute(
+        "update invitations set status = 'accepted', accepted_at = now(), accepted_by = ? where workspace_id = ? and id = ?",
+        [principal.id, workspaceId, invitation.id],
+      );
       await audit.accepted(em, principal, invitation.id);
       return memberResponse(member!);
     });

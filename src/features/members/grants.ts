@@ -36,17 +36,35 @@ async function managesMembers(em: EntityManager, workspaceId: string): Promise<(
   await em.execute("select pg_advisory_xact_lock(hashtextextended('cordon.members:' || ?, 0))", [workspaceId]);
   const policies = await loadPolicies(em, workspaceId);
   return (roles) =>
-    roles.length > 0 && buildAbility(policies, { principal: { id: 'last-admin-check', roles: [...roles], claims: {} }, workspaceId }).decide('manage', 'Member').allowed;
+    roles.length > 0 &&
+    buildAbility(policies, {
+      principal: { id: 'last-admin-check', roles: [...roles], claims: {} },
+      workspaceId,
+    }).decide('manage', 'Member').allowed;
 }
 
 /** Refuses a change that would leave no member able to manage members, where one could before. */
-export async function keepAManager(em: EntityManager, workspaceId: string, userId: string, rolesAfter: readonly string[] | undefined): Promise<void> {
+export async function keepAManager(
+  em: EntityManager,
+  workspaceId: string,
+  userId: string,
+  rolesAfter: readonly string[] | undefined,
+): Promise<void> {
   const manages = await managesMembers(em, workspaceId);
-  const [current] = await em.execute<{ roles: string[] }[]>('select roles from members where workspace_id = ? and user_id = ?', [workspaceId, userId]);
+  const [current] = await em.execute<{ roles: string[] }[]>(
+    'select roles from members where workspace_id = ? and user_id = ?',
+    [workspaceId, userId],
+  );
   if (!current || !manages(current.roles) || (rolesAfter && manages(rolesAfter))) return;
-  const others = await em.execute<{ roles: string[] }[]>('select roles from members where workspace_id = ? and user_id <> ?', [workspaceId, userId]);
+  const others = await em.execute<{ roles: string[] }[]>(
+    'select roles from members where workspace_id = ? and user_id <> ?',
+    [workspaceId, userId],
+  );
   if (!others.some((other) => manages(other.roles))) {
-    throw new ProblemError('last_admin', `"${userId}" is the last member who can manage members; make someone else one first`);
+    throw new ProblemError(
+      'last_admin',
+      `"${userId}" is the last member who can manage members; make someone else one first`,
+    );
   }
 }
 
@@ -56,7 +74,8 @@ export async function keepAManager(em: EntityManager, workspaceId: string, userI
  * rule that withheld `manage` on `Member`.
  */
 export async function grantorOf(request: Request, access: AccessControl, resourceId?: string): Promise<Grantor> {
-  if (request.platformAdmin || !request.principal) return { unrestricted: true, roles: [], refused: async () => undefined };
+  if (request.platformAdmin || !request.principal)
+    return { unrestricted: true, roles: [], refused: async () => undefined };
   const requested = request.pendingDecision;
   if (!requested) throw new Error('grantorOf needs the route’s pending decision');
   const ability = await access.abilityOf(request);
@@ -65,9 +84,20 @@ export async function grantorOf(request: Request, access: AccessControl, resourc
     unrestricted: decision.allowed,
     roles: request.principal.roles,
     refused: (reason) =>
-      access.recordNow(request, [{
-        action: requested.action, operation: requested.operation, subject: requested.subject, resourceId: resourceId ?? null,
-        decision: { allowed: false, policyId: decision.policyId, policyVersion: decision.policyVersion, ruleIndex: decision.ruleIndex, reason },
-      }]),
+      access.recordNow(request, [
+        {
+          action: requested.action,
+          operation: requested.operation,
+          subject: requested.subject,
+          resourceId: resourceId ?? null,
+          decision: {
+            allowed: false,
+            policyId: decision.policyId,
+            policyVersion: decision.policyVersion,
+            ruleIndex: decision.ruleIndex,
+            reason,
+          },
+        },
+      ]),
   };
 }

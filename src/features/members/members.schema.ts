@@ -5,7 +5,10 @@ import { z } from 'zod';
  * character is safe (text PostgreSQL cannot hold is refused before any route, see http/storable.ts).
  */
 export const role = z.string().min(1).max(100);
-export const roles = z.array(role).max(50).transform((items) => [...new Set(items)]);
+export const roles = z
+  .array(role)
+  .max(50)
+  .transform((items) => [...new Set(items)]);
 
 /** The identity provider's `sub`: any string, never assumed to be a uuid. */
 export const userId = z.string().min(1).max(500);
@@ -27,7 +30,6 @@ export const updateMemberBody = z
   .refine((patch) => Object.keys(patch).length > 0, 'name at least one field to change');
 export type UpdateMember = z.output<typeof updateMemberBody>;
 
-
 export const memberResponse = z.object({
   userId: z.string(),
   email: z.string().nullable(),
@@ -37,7 +39,11 @@ export const memberResponse = z.object({
   updatedAt: z.iso.datetime(),
 });
 export type MemberResponse = z.output<typeof memberResponse>;
-export const memberListResponse = z.object({ data: z.array(memberResponse), nextCursor: z.string().nullable(), count: z.number().int().optional() });
+export const memberListResponse = z.object({
+  data: z.array(memberResponse),
+  nextCursor: z.string().nullable(),
+  count: z.number().int().optional(),
+});
 
 /**
  * Keyset cursors carry timestamps as microseconds since the epoch: PostgreSQL keeps microseconds,

@@ -9,7 +9,14 @@ import { ProblemError } from '../../http/errors.ts';
 import type { Actor } from '../../policy/access.ts';
 import { toArrayLiteral } from '../decisions/decision-log.ts';
 import { checkGrant, keepAManager, type Grantor } from './grants.ts';
-import { exactTime, toResponse, type CreateMember, type MemberResponse, type MemberRow, type UpdateMember } from './members.schema.ts';
+import {
+  exactTime,
+  toResponse,
+  type CreateMember,
+  type MemberResponse,
+  type MemberRow,
+  type UpdateMember,
+} from './members.schema.ts';
 
 const columns = 'user_id, email, roles, invited_by, joined_at, updated_at';
 const position = z.object({ at: exactTime.schema, user: z.string() });
@@ -21,12 +28,18 @@ export class MembersService extends WorkspaceConfiguration {
   }
 
   private async load(em: EntityManager, workspaceId: string, userId: string, lock = false): Promise<MemberRow> {
-    const [row] = await em.execute<MemberRow[]>(`select ${columns} from members where workspace_id = ? and user_id = ?${lock ? ' for update' : ''}`, [workspaceId, userId]);
+    const [row] = await em.execute<MemberRow[]>(
+      `select ${columns} from members where workspace_id = ? and user_id = ?${lock ? ' for update' : ''}`,
+      [workspaceId, userId],
+    );
     if (!row) throw new ProblemError('member_not_found', `No member "${userId}" in this workspace`);
     return row;
   }
 
-  async list(workspaceId: string, query: PageQuery): Promise<{ data: MemberResponse[]; nextCursor: string | null; count?: number }> {
+  async list(
+    workspaceId: string,
+    query: PageQuery,
+  ): Promise<{ data: MemberResponse[]; nextCursor: string | null; count?: number }> {
     const after = query.cursor ? decodeCursor(query.cursor, position) : undefined;
     const { rows, count } = await withWorkspace(this.orm, workspaceId, async (em) => ({
       rows: await em.execute<MemberRow[]>(
@@ -34,9 +47,19 @@ export class MembersService extends WorkspaceConfiguration {
          where workspace_id = ? ${after ? `and (joined_at, user_id) > (${exactTime.parameter}, ?)` : ''} order by joined_at, user_id limit ?`,
         [workspaceId, ...(after ? [after.at, after.user] : []), query.limit + 1],
       ),
-      count: query.count ? Number((await em.execute<{ count: string }[]>('select count(*) from members where workspace_id = ?', [workspaceId]))[0]?.count ?? 0) : undefined,
+      count: query.count
+        ? Number(
+            (
+              await em.execute<{ count: string }[]>('select count(*) from members where workspace_id = ?', [
+                workspaceId,
+              ])
+            )[0]?.count ?? 0,
+          )
+        : undefined,
     }));
-    const { shown, nextCursor } = keysetPage(rows, query.limit, (last) => encodeCursor({ at: last.position, user: last.user_id }));
+    const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
+      encodeCursor({ at: last.position, user: last.user_id }),
+    );
     return {
       data: shown.map(toResponse),
       nextCursor,
@@ -60,7 +83,13 @@ export class MembersService extends WorkspaceConfiguration {
     });
   }
 
-  async update(actor: Actor, grantor: Grantor, workspaceId: string, userId: string, patch: UpdateMember): Promise<MemberResponse> {
+  async update(
+    actor: Actor,
+    grantor: Grantor,
+    workspaceId: string,
+    userId: string,
+    patch: UpdateMember,
+  ): Promise<MemberResponse> {
     return this.change(workspaceId, actor, async (em) => {
       const current = await this.load(em, workspaceId, userId, true);
       if (patch.roles) {
@@ -71,7 +100,12 @@ export class MembersService extends WorkspaceConfiguration {
       }
       const [row] = await em.execute<MemberRow[]>(
         `update members set email = ?, roles = ?::text[], updated_at = now() where workspace_id = ? and user_id = ? returning ${columns}`,
-        [patch.email === undefined ? current.email : patch.email, toArrayLiteral(patch.roles ?? current.roles), workspaceId, userId],
+        [
+          patch.email === undefined ? current.email : patch.email,
+          toArrayLiteral(patch.roles ?? current.roles),
+          workspaceId,
+          userId,
+        ],
       );
       return toResponse(row!);
     });

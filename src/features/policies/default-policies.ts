@@ -34,7 +34,9 @@ export const defaultPolicies: readonly DefaultPolicy[] = loadDefaultPolicies();
 
 /** Installs the defaults; the caller's transaction must already be scoped to the workspace. */
 export async function installDefaultPolicies(em: EntityManager, workspaceId: string): Promise<void> {
-  const created = defaultPolicies.map((policy) => em.create(PolicyEntity, { id: uuidv7(), workspaceId, ...policy, updatedBy: 'system' }));
+  const created = defaultPolicies.map((policy) =>
+    em.create(PolicyEntity, { id: uuidv7(), workspaceId, ...policy, updatedBy: 'system' }),
+  );
   await em.flush();
   for (const policy of created) await recordVersion(em, policy);
 }

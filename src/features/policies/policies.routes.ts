@@ -3,40 +3,74 @@ import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { PoliciesService } from './policies.service.ts';
-import { policyBody, policyListResponse, policyParams, policyResponse, policyVersionListResponse } from './policies.schema.ts';
+import {
+  policyBody,
+  policyListResponse,
+  policyParams,
+  policyResponse,
+  policyVersionListResponse,
+} from './policies.schema.ts';
 
 const tag = 'Policies';
 const subject = 'Policy';
 
-export function policyRoutes(api: Api, policies: PoliciesService, workspaces: WorkspacesService, access: AccessControl): void {
+export function policyRoutes(
+  api: Api,
+  policies: PoliciesService,
+  workspaces: WorkspacesService,
+  access: AccessControl,
+): void {
   api.route(
     {
-      method: 'get', path: '/v1/workspaces/:ws/policies', summary: "List the workspace's policies", tag,
-      security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'admin' },
-      params: workspaceParams, responses: { 200: { description: 'Policies', schema: policyListResponse } },
+      method: 'get',
+      path: '/v1/workspaces/:ws/policies',
+      summary: "List the workspace's policies",
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'read', subject, operation: 'admin' },
+      params: workspaceParams,
+      responses: { 200: { description: 'Policies', schema: policyListResponse } },
     },
     async ({ params }, request, response) => {
-      response.json({ data: await policies.list(await workspaces.idOf(params.ws, request.workspace)), nextCursor: null });
+      response.json({
+        data: await policies.list(await workspaces.idOf(params.ws, request.workspace)),
+        nextCursor: null,
+      });
     },
   );
 
   api.route(
     {
-      method: 'post', path: '/v1/workspaces/:ws/policies', summary: 'Create a policy (validated)', tag,
-      security: 'adminOrBearer', authorize: { action: 'create', subject, operation: 'admin' },
-      params: workspaceParams, body: policyBody, responses: { 201: { description: 'Created', schema: policyResponse } },
+      method: 'post',
+      path: '/v1/workspaces/:ws/policies',
+      summary: 'Create a policy (validated)',
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'create', subject, operation: 'admin' },
+      params: workspaceParams,
+      body: policyBody,
+      responses: { 201: { description: 'Created', schema: policyResponse } },
     },
     async ({ params, body }, request, response) => {
-      const policy = await policies.create(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), body);
+      const policy = await policies.create(
+        actorOf(request, access),
+        await workspaces.idOf(params.ws, request.workspace),
+        body,
+      );
       response.status(201).location(`/v1/workspaces/${params.ws}/policies/${policy.id}`).json(policy);
     },
   );
 
   api.route(
     {
-      method: 'get', path: '/v1/workspaces/:ws/policies/:id', summary: 'Get a policy', tag,
-      security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'admin' },
-      params: policyParams, responses: { 200: { description: 'The policy', schema: policyResponse } },
+      method: 'get',
+      path: '/v1/workspaces/:ws/policies/:id',
+      summary: 'Get a policy',
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'read', subject, operation: 'admin' },
+      params: policyParams,
+      responses: { 200: { description: 'The policy', schema: policyResponse } },
     },
     async ({ params }, request, response) => {
       response.json(await policies.get(await workspaces.idOf(params.ws, request.workspace), params.id));
@@ -45,20 +79,38 @@ export function policyRoutes(api: Api, policies: PoliciesService, workspaces: Wo
 
   api.route(
     {
-      method: 'put', path: '/v1/workspaces/:ws/policies/:id', summary: 'Replace a policy; the old version is kept', tag,
-      security: 'adminOrBearer', authorize: { action: 'update', subject, operation: 'admin' },
-      params: policyParams, body: policyBody, responses: { 200: { description: 'The new version', schema: policyResponse } },
+      method: 'put',
+      path: '/v1/workspaces/:ws/policies/:id',
+      summary: 'Replace a policy; the old version is kept',
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'update', subject, operation: 'admin' },
+      params: policyParams,
+      body: policyBody,
+      responses: { 200: { description: 'The new version', schema: policyResponse } },
     },
     async ({ params, body }, request, response) => {
-      response.json(await policies.replace(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id, body));
+      response.json(
+        await policies.replace(
+          actorOf(request, access),
+          await workspaces.idOf(params.ws, request.workspace),
+          params.id,
+          body,
+        ),
+      );
     },
   );
 
   api.route(
     {
-      method: 'delete', path: '/v1/workspaces/:ws/policies/:id', summary: 'Delete a policy; its versions are kept', tag,
-      security: 'adminOrBearer', authorize: { action: 'delete', subject, operation: 'admin' },
-      params: policyParams, responses: { 204: { description: 'Deleted' } },
+      method: 'delete',
+      path: '/v1/workspaces/:ws/policies/:id',
+      summary: 'Delete a policy; its versions are kept',
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'delete', subject, operation: 'admin' },
+      params: policyParams,
+      responses: { 204: { description: 'Deleted' } },
     },
     async ({ params }, request, response) => {
       await policies.remove(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id);
@@ -68,12 +120,20 @@ export function policyRoutes(api: Api, policies: PoliciesService, workspaces: Wo
 
   api.route(
     {
-      method: 'get', path: '/v1/workspaces/:ws/policies/:id/versions', summary: 'Every version of a policy, oldest first', tag,
-      security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'admin' },
-      params: policyParams, responses: { 200: { description: 'Versions', schema: policyVersionListResponse } },
+      method: 'get',
+      path: '/v1/workspaces/:ws/policies/:id/versions',
+      summary: 'Every version of a policy, oldest first',
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'read', subject, operation: 'admin' },
+      params: policyParams,
+      responses: { 200: { description: 'Versions', schema: policyVersionListResponse } },
     },
     async ({ params }, request, response) => {
-      response.json({ data: await policies.versions(await workspaces.idOf(params.ws, request.workspace), params.id), nextCursor: null });
+      response.json({
+        data: await policies.versions(await workspaces.idOf(params.ws, request.workspace), params.id),
+        nextCursor: null,
+      });
     },
   );
 }

@@ -31,7 +31,18 @@ export async function recordVersion(em: EntityManager, policy: Policy, deleted =
   await em.execute(
     `insert into policy_versions (policy_id, workspace_id, version, name, description, roles, rules, updated_at, updated_by, deleted)
      values (?, ?, ?, ?, ?, ?::text[], ?::jsonb, ?, ?, ?)`,
-    [policy.id, policy.workspaceId, policy.version, policy.name, policy.description, toArrayLiteral(policy.roles), JSON.stringify(policy.rules), policy.updatedAt, policy.updatedBy, deleted],
+    [
+      policy.id,
+      policy.workspaceId,
+      policy.version,
+      policy.name,
+      policy.description,
+      toArrayLiteral(policy.roles),
+      JSON.stringify(policy.rules),
+      policy.updatedAt,
+      policy.updatedBy,
+      deleted,
+    ],
   );
 }
 
@@ -56,7 +67,10 @@ export class PoliciesService extends WorkspaceConfiguration {
   }
 
   private async validate(em: EntityManager, workspaceId: string, input: PolicyInput): Promise<void> {
-    const rows = await em.execute<{ name: string; fields: Record<string, unknown> }[]>('select name, fields from structures where workspace_id = ?', [workspaceId]);
+    const rows = await em.execute<{ name: string; fields: Record<string, unknown> }[]>(
+      'select name, fields from structures where workspace_id = ?',
+      [workspaceId],
+    );
     const structures = new Map(rows.map((row) => [row.name, Object.keys(row.fields)]));
     const errors = validateRules(input.rules, structures);
     if (errors.length) {
@@ -101,17 +115,33 @@ export class PoliciesService extends WorkspaceConfiguration {
     await this.change(workspaceId, actor, async (em) => {
       const policy = await this.load(em, workspaceId, id);
       await em.nativeDelete(PolicyEntity, { id: policy.id, workspaceId });
-      await recordVersion(em, { ...policy, version: policy.version + 1, updatedBy: actor.id, updatedAt: new Date() }, true);
+      await recordVersion(
+        em,
+        { ...policy, version: policy.version + 1, updatedBy: actor.id, updatedAt: new Date() },
+        true,
+      );
     });
   }
 
   /** Every version, oldest first, including the deletion; readable after the policy is gone. */
   async versions(workspaceId: string, id: string): Promise<PolicyVersionResponse[]> {
     const rows = await withWorkspace(this.orm, workspaceId, (em) =>
-      em.execute<{ policy_id: string; version: number; name: string; description: string; roles: string[]; rules: PolicyResponse['rules']; updated_at: Date; updated_by: string; deleted: boolean }[]>(
-        'select * from policy_versions where workspace_id = ? and policy_id = ? order by version',
-        [workspaceId, isUuid(id) ? id.toLowerCase() : '00000000-0000-0000-0000-000000000000'],
-      ),
+      em.execute<
+        {
+          policy_id: string;
+          version: number;
+          name: string;
+          description: string;
+          roles: string[];
+          rules: PolicyResponse['rules'];
+          updated_at: Date;
+          updated_by: string;
+          deleted: boolean;
+        }[]
+      >('select * from policy_versions where workspace_id = ? and policy_id = ? order by version', [
+        workspaceId,
+        isUuid(id) ? id.toLowerCase() : '00000000-0000-0000-0000-000000000000',
+      ]),
     );
     if (!rows.length) throw new ProblemError('policy_not_found', `No policy "${id}" in this workspace`);
     return rows.map((row) => ({

@@ -12,7 +12,10 @@ export const PolicyEntity = defineEntity({
     rules: p.json<unknown[]>(),
     version: p.integer().default(1),
     createdAt: p.datetime().onCreate(() => new Date()),
-    updatedAt: p.datetime().onCreate(() => new Date()).onUpdate(() => new Date()),
+    updatedAt: p
+      .datetime()
+      .onCreate(() => new Date())
+      .onUpdate(() => new Date()),
     updatedBy: p.text(),
   },
 });

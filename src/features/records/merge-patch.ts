@@ -12,7 +12,12 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
       Reflect.deleteProperty(result, key);
     } else {
       const current = Object.hasOwn(result, key) ? result[key] : undefined;
-      Object.defineProperty(result, key, { value: mergePatch(current, value), enumerable: true, writable: true, configurable: true });
+      Object.defineProperty(result, key, {
+        value: mergePatch(current, value),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
     }
   }
   return result;

@@ -1,6 +1,11 @@
 import type pg from 'pg';
 import { scopeCte, scopedTransaction } from '../../db/scoped.ts';
-import { decisionInsert, insertStatement, type DecisionContext, type DecisionEntry } from '../decisions/decision-log.ts';
+import {
+  decisionInsert,
+  insertStatement,
+  type DecisionContext,
+  type DecisionEntry,
+} from '../decisions/decision-log.ts';
 
 /**
  * Every SQL statement of the record path, as plain `pg` with bound parameters: a read is one
@@ -38,7 +43,12 @@ export interface AuditedDecision {
  * Run on the caller's own connection when it holds one: a transaction that waited for a second
  * pool connection could wait for ever once every connection is held by such a transaction.
  */
-async function existingIds(via: pg.Pool | pg.PoolClient, workspaceId: string, structure: string, ids: readonly string[]): Promise<Set<string>> {
+async function existingIds(
+  via: pg.Pool | pg.PoolClient,
+  workspaceId: string,
+  structure: string,
+  ids: readonly string[],
+): Promise<Set<string>> {
   const { rows } = await via.query<{ id: string }>(
     `with ${scopeCte}
      select found.id from scope cross join lateral (
@@ -50,7 +60,13 @@ async function existingIds(via: pg.Pool | pg.PoolClient, workspaceId: string, st
 }
 
 /** The statement behind a list page (exported for the benchmark's explain plans). */
-export function pageStatement(workspaceId: string, structure: string, where: { text: string; values: unknown[] }, order: { columns: string; orderBy: string }, limit: number): { text: string; values: unknown[] } {
+export function pageStatement(
+  workspaceId: string,
+  structure: string,
+  where: { text: string; values: unknown[] },
+  order: { columns: string; orderBy: string },
+  limit: number,
+): { text: string; values: unknown[] } {
   return {
     text: `with ${scopeCte}
            select page.* from scope cross join lateral (
@@ -121,13 +137,27 @@ export class RecordStore {
                returning id),
              logged as (${decision.text} returning 1)
              select count(*)::int as inserted from inserted`,
-      values: [workspaceId, record.structure, record.id, JSON.stringify(record.data), record.createdBy, record.at, record.structureVersion, ...decision.values],
+      values: [
+        workspaceId,
+        record.structure,
+        record.id,
+        JSON.stringify(record.data),
+        record.createdBy,
+        record.at,
+        record.structureVersion,
+        ...decision.values,
+      ],
     });
     return rows[0]!.inserted === 1;
   }
 
   /** Runs `work` on the row locked for update, in one transaction inside the scope. */
-  async withLockedRow<T>(workspaceId: string, structure: string, id: string, work: (row: RecordRow | undefined, session: RecordSession) => Promise<T>): Promise<T> {
+  async withLockedRow<T>(
+    workspaceId: string,
+    structure: string,
+    id: string,
+    work: (row: RecordRow | undefined, session: RecordSession) => Promise<T>,
+  ): Promise<T> {
     return scopedTransaction(this.pool, workspaceId, async (client) => {
       const { rows } = await client.query<RecordRow>({
         name: 'cordon_lock_record',
@@ -149,7 +179,13 @@ export class RecordSession {
     this.workspaceId = workspaceId;
   }
 
-  async update(id: string, data: Record<string, unknown>, at: Date, structureVersion: number, structure: string): Promise<RecordRow | undefined> {
+  async update(
+    id: string,
+    data: Record<string, unknown>,
+    at: Date,
+    structureVersion: number,
+    structure: string,
+  ): Promise<RecordRow | undefined> {
     const { rows } = await this.client.query<RecordRow>({
       name: 'cordon_update_record',
       text: `update records r set data = $3::jsonb, updated_at = $4, version = r.version + 1
@@ -166,11 +202,14 @@ export class RecordSession {
   }
 
   async delete(id: string): Promise<void> {
-    await this.client.query({ name: 'cordon_delete_record', text: 'delete from records r where r.workspace_id = $1 and r.id = $2', values: [this.workspaceId, id] });
+    await this.client.query({
+      name: 'cordon_delete_record',
+      text: 'delete from records r where r.workspace_id = $1 and r.id = $2',
+      values: [this.workspaceId, id],
+    });
   }
 
   async audit(audit: AuditedDecision): Promise<void> {
     await this.client.query(insertStatement(this.workspaceId, [audit]));
   }
 }
-

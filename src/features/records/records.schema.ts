@@ -16,7 +16,9 @@ const recordBody = (data: z.ZodType) =>
         context.addIssue({
           code: 'custom',
           path: [key],
-          message: serverOwned.has(key) ? `"${key}" is set by the server and cannot be sent` : `unknown property "${key}"; the record's fields go in "data"`,
+          message: serverOwned.has(key)
+            ? `"${key}" is set by the server and cannot be sent`
+            : `unknown property "${key}"; the record's fields go in "data"`,
         });
       }
     })

@@ -18,7 +18,11 @@ const ajv = new Ajv({ allErrors: true, strict: true, formats: { 'date-time': isD
 function fieldSchema(field: FieldDefinition): SchemaObject {
   switch (field.type) {
     case 'text':
-      return { type: 'string', ...(field.maxLength !== undefined && { maxLength: field.maxLength }), ...(field.enum && { enum: field.enum }) };
+      return {
+        type: 'string',
+        ...(field.maxLength !== undefined && { maxLength: field.maxLength }),
+        ...(field.enum && { enum: field.enum }),
+      };
     case 'number':
     case 'integer':
       return {
@@ -50,11 +54,17 @@ function jsonSchemaOf(fields: Fields): SchemaObject {
 
 const describe = (error: ErrorObject): FieldError => {
   const base = `/data${error.instancePath}`;
-  if (error.keyword === 'required') return { pointer: `${base}/${error.params.missingProperty as string}`, in: 'body', detail: 'is required' };
+  if (error.keyword === 'required')
+    return { pointer: `${base}/${error.params.missingProperty as string}`, in: 'body', detail: 'is required' };
   if (error.keyword === 'additionalProperties') {
-    return { pointer: `${base}/${error.params.additionalProperty as string}`, in: 'body', detail: 'is not a field of this structure' };
+    return {
+      pointer: `${base}/${error.params.additionalProperty as string}`,
+      in: 'body',
+      detail: 'is not a field of this structure',
+    };
   }
-  if (error.keyword === 'enum') return { pointer: base, in: 'body', detail: `must be one of ${JSON.stringify(error.params.allowedValues)}` };
+  if (error.keyword === 'enum')
+    return { pointer: base, in: 'body', detail: `must be one of ${JSON.stringify(error.params.allowedValues)}` };
   return { pointer: base, in: 'body', detail: error.message ?? 'is invalid' };
 };
 
@@ -89,7 +99,8 @@ function compile(fields: Fields): CompiledSchema {
     normalise(data, options) {
       const result = { ...data };
       if (options.defaults) {
-        for (const [name, field] of defaults) if (!Object.hasOwn(result, name)) result[name] = structuredClone((field as { default: unknown }).default);
+        for (const [name, field] of defaults)
+          if (!Object.hasOwn(result, name)) result[name] = structuredClone((field as { default: unknown }).default);
       }
       for (const name of datetimes) {
         const value = result[name];
@@ -101,10 +112,16 @@ function compile(fields: Fields): CompiledSchema {
 }
 
 // ajv keeps every compiled schema until told otherwise: evicted versions are removed from it too.
-const compiled = new LRUCache<string, CompiledSchema>({ max: 5_000, dispose: (schema) => ajv.removeSchema(schema.source) });
+const compiled = new LRUCache<string, CompiledSchema>({
+  max: 5_000,
+  dispose: (schema) => ajv.removeSchema(schema.source),
+});
 
 /** One compiled schema per saved (workspace, structure, version); a new version is a new key. */
-export function recordSchema(key: { workspaceId: string; name: string; version: number }, fields: Fields): RecordSchema {
+export function recordSchema(
+  key: { workspaceId: string; name: string; version: number },
+  fields: Fields,
+): RecordSchema {
   const cacheKey = `${key.workspaceId}:${key.name}:${key.version}`;
   let schema = compiled.get(cacheKey);
   if (!schema) {
@@ -131,7 +148,12 @@ export function defaultErrors(fields: Fields): FieldError[] {
     if (!('default' in field) || field.default === undefined) continue;
     const source = fieldSchema(field);
     const check = ajv.compile(source);
-    if (!check(field.default)) errors.push({ pointer: `/fields/${name}/default`, in: 'body', detail: `does not satisfy the field: ${check.errors?.[0]?.message ?? 'invalid'}` });
+    if (!check(field.default))
+      errors.push({
+        pointer: `/fields/${name}/default`,
+        in: 'body',
+        detail: `does not satisfy the field: ${check.errors?.[0]?.message ?? 'invalid'}`,
+      });
     ajv.removeSchema(source);
   }
   return errors;

@@ -3,40 +3,75 @@ import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { StructuresService } from './structures.service.ts';
-import { forceQuery, replaceStructureBody, structureBody, structureListResponse, structureParams, structureResponse } from './structures.schema.ts';
+import {
+  forceQuery,
+  replaceStructureBody,
+  structureBody,
+  structureListResponse,
+  structureParams,
+  structureResponse,
+} from './structures.schema.ts';
 
 const tag = 'Structures';
 const subject = 'Structure';
 
-export function structureRoutes(api: Api, structures: StructuresService, workspaces: WorkspacesService, access: AccessControl): void {
+export function structureRoutes(
+  api: Api,
+  structures: StructuresService,
+  workspaces: WorkspacesService,
+  access: AccessControl,
+): void {
   api.route(
     {
-      method: 'get', path: '/v1/workspaces/:ws/structures', summary: "List the workspace's structures (record types)", tag,
-      security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'admin' },
-      params: workspaceParams, responses: { 200: { description: 'Structures', schema: structureListResponse } },
+      method: 'get',
+      path: '/v1/workspaces/:ws/structures',
+      summary: "List the workspace's structures (record types)",
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'read', subject, operation: 'admin' },
+      params: workspaceParams,
+      responses: { 200: { description: 'Structures', schema: structureListResponse } },
     },
     async ({ params }, request, response) => {
-      response.json({ data: await structures.list(await workspaces.idOf(params.ws, request.workspace)), nextCursor: null });
+      response.json({
+        data: await structures.list(await workspaces.idOf(params.ws, request.workspace)),
+        nextCursor: null,
+      });
     },
   );
 
   api.route(
     {
-      method: 'post', path: '/v1/workspaces/:ws/structures', summary: 'Create a structure', tag,
-      security: 'adminOrBearer', authorize: { action: 'create', subject, operation: 'admin' },
-      params: workspaceParams, body: structureBody, responses: { 201: { description: 'Created', schema: structureResponse } },
+      method: 'post',
+      path: '/v1/workspaces/:ws/structures',
+      summary: 'Create a structure',
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'create', subject, operation: 'admin' },
+      params: workspaceParams,
+      body: structureBody,
+      responses: { 201: { description: 'Created', schema: structureResponse } },
     },
     async ({ params, body }, request, response) => {
-      const structure = await structures.create(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), body);
+      const structure = await structures.create(
+        actorOf(request, access),
+        await workspaces.idOf(params.ws, request.workspace),
+        body,
+      );
       response.status(201).location(`/v1/workspaces/${params.ws}/structures/${structure.name}`).json(structure);
     },
   );
 
   api.route(
     {
-      method: 'get', path: '/v1/workspaces/:ws/structures/:name', summary: 'Get a structure', tag,
-      security: 'adminOrBearer', authorize: { action: 'read', subject, operation: 'admin' },
-      params: structureParams, responses: { 200: { description: 'The structure', schema: structureResponse } },
+      method: 'get',
+      path: '/v1/workspaces/:ws/structures/:name',
+      summary: 'Get a structure',
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'read', subject, operation: 'admin' },
+      params: structureParams,
+      responses: { 200: { description: 'The structure', schema: structureResponse } },
     },
     async ({ params }, request, response) => {
       response.json(await structures.get(await workspaces.idOf(params.ws, request.workspace), params.name));
@@ -45,24 +80,49 @@ export function structureRoutes(api: Api, structures: StructuresService, workspa
 
   api.route(
     {
-      method: 'put', path: '/v1/workspaces/:ws/structures/:name',
-      summary: 'Replace the fields; refused with 409 if stored records would break, unless ?force=true', tag,
-      security: 'adminOrBearer', authorize: { action: 'update', subject, operation: 'admin' },
-      params: structureParams, query: forceQuery, body: replaceStructureBody, responses: { 200: { description: 'The new version', schema: structureResponse } },
+      method: 'put',
+      path: '/v1/workspaces/:ws/structures/:name',
+      summary: 'Replace the fields; refused with 409 if stored records would break, unless ?force=true',
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'update', subject, operation: 'admin' },
+      params: structureParams,
+      query: forceQuery,
+      body: replaceStructureBody,
+      responses: { 200: { description: 'The new version', schema: structureResponse } },
     },
     async ({ params, query, body }, request, response) => {
-      response.json(await structures.replace(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.name, body, query.force));
+      response.json(
+        await structures.replace(
+          actorOf(request, access),
+          await workspaces.idOf(params.ws, request.workspace),
+          params.name,
+          body,
+          query.force,
+        ),
+      );
     },
   );
 
   api.route(
     {
-      method: 'delete', path: '/v1/workspaces/:ws/structures/:name', summary: 'Delete a structure; with records only with ?force=true', tag,
-      security: 'adminOrBearer', authorize: { action: 'delete', subject, operation: 'admin' },
-      params: structureParams, query: forceQuery, responses: { 204: { description: 'Deleted' } },
+      method: 'delete',
+      path: '/v1/workspaces/:ws/structures/:name',
+      summary: 'Delete a structure; with records only with ?force=true',
+      tag,
+      security: 'adminOrBearer',
+      authorize: { action: 'delete', subject, operation: 'admin' },
+      params: structureParams,
+      query: forceQuery,
+      responses: { 204: { description: 'Deleted' } },
     },
     async ({ params, query }, request, response) => {
-      await structures.remove(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.name, query.force);
+      await structures.remove(
+        actorOf(request, access),
+        await workspaces.idOf(params.ws, request.workspace),
+        params.name,
+        query.force,
+      );
       response.status(204).end();
     },
   );

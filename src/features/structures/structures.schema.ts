@@ -18,7 +18,14 @@ const common = { required: z.boolean().optional(), description: z.string().max(5
 const isoDateTime = z.iso.datetime({ offset: true });
 /** Enum values, each once (0 and -0 are one value to JSON). */
 const enumOf = <T extends z.ZodType<string | number>>(item: T) =>
-  z.array(item).min(1).max(100).refine((values) => new Set(values.map((value) => (Object.is(value, -0) ? 0 : value))).size === values.length, 'lists a value twice');
+  z
+    .array(item)
+    .min(1)
+    .max(100)
+    .refine(
+      (values) => new Set(values.map((value) => (Object.is(value, -0) ? 0 : value))).size === values.length,
+      'lists a value twice',
+    );
 
 export const fieldDefinition = z.discriminatedUnion('type', [
   z.strictObject({
@@ -68,7 +75,11 @@ export type StructureReplacement = z.output<typeof replaceStructureBody>;
 
 export const structureParams = z.object({ ws: z.string().min(1).max(100), name: z.string().min(1).max(100) });
 export const forceQuery = z.strictObject({
-  force: z.enum(['true', 'false']).default('false').transform((value) => value === 'true').describe('Apply even if stored records break'),
+  force: z
+    .enum(['true', 'false'])
+    .default('false')
+    .transform((value) => value === 'true')
+    .describe('Apply even if stored records break'),
 });
 
 export const structureResponse = z.object({

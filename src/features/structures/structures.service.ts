@@ -29,7 +29,11 @@ export class StructuresService extends WorkspaceConfiguration {
   }
 
   private async load(em: EntityManager, workspaceId: string, name: string, lock = false): Promise<Structure> {
-    const structure = await em.findOne(StructureEntity, { workspaceId, name }, lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {});
+    const structure = await em.findOne(
+      StructureEntity,
+      { workspaceId, name },
+      lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {},
+    );
     if (!structure) throw new ProblemError('structure_not_found', `No structure "${name}" in this workspace`);
     return structure;
   }
@@ -40,22 +44,42 @@ export class StructuresService extends WorkspaceConfiguration {
     for (const [field, definition] of Object.entries(fields)) {
       // A default that record data could not hold would make every create fail.
       if ('default' in definition && definition.default !== undefined) {
-        errors.push(...unstorableData(definition.default).map((error) => ({ ...error, pointer: `/fields/${field}/default${error.pointer.slice('/data'.length)}` })));
+        errors.push(
+          ...unstorableData(definition.default).map((error) => ({
+            ...error,
+            pointer: `/fields/${field}/default${error.pointer.slice('/data'.length)}`,
+          })),
+        );
       }
     }
     for (const [field, definition] of Object.entries(fields)) {
-      if ((definition.type === 'number' || definition.type === 'integer') && definition.min !== undefined && definition.max !== undefined && definition.min > definition.max) {
+      if (
+        (definition.type === 'number' || definition.type === 'integer') &&
+        definition.min !== undefined &&
+        definition.max !== undefined &&
+        definition.min > definition.max
+      ) {
         errors.push({ pointer: `/fields/${field}/min`, in: 'body', detail: 'must not be greater than max' });
       }
-      if (definition.type === 'reference' && definition.structure !== name && !(await em.count(StructureEntity, { workspaceId, name: definition.structure }))) {
-        errors.push({ pointer: `/fields/${field}/structure`, in: 'body', detail: `there is no structure "${definition.structure}" in this workspace` });
+      if (
+        definition.type === 'reference' &&
+        definition.structure !== name &&
+        !(await em.count(StructureEntity, { workspaceId, name: definition.structure }))
+      ) {
+        errors.push({
+          pointer: `/fields/${field}/structure`,
+          in: 'body',
+          detail: `there is no structure "${definition.structure}" in this workspace`,
+        });
       }
     }
     if (errors.length) throw new ProblemError('validation_failed', 'The structure is invalid', { errors });
   }
 
   async list(workspaceId: string): Promise<StructureResponse[]> {
-    return withWorkspace(this.orm, workspaceId, async (em) => (await em.find(StructureEntity, { workspaceId }, { orderBy: { name: 'asc' } })).map(toResponse));
+    return withWorkspace(this.orm, workspaceId, async (em) =>
+      (await em.find(StructureEntity, { workspaceId }, { orderBy: { name: 'asc' } })).map(toResponse),
+    );
   }
 
   async get(workspaceId: string, name: string): Promise<StructureResponse> {
@@ -65,7 +89,12 @@ export class StructuresService extends WorkspaceConfiguration {
   async create(actor: Actor, workspaceId: string, input: StructureInput): Promise<StructureResponse> {
     return this.change(workspaceId, actor, async (em) => {
       await this.check(em, workspaceId, input.name, input.fields);
-      const structure = em.create(StructureEntity, { workspaceId, name: input.name, description: input.description, fields: input.fields });
+      const structure = em.create(StructureEntity, {
+        workspaceId,
+        name: input.name,
+        description: input.description,
+        fields: input.fields,
+      });
       await em.flush();
       return toResponse(structure);
     });
@@ -76,12 +105,21 @@ export class StructuresService extends WorkspaceConfiguration {
    * it; a change that leaves stored records invalid is refused with their count unless forced.
    * Forcing never rewrites or drops stored data: such records must be fixed on their next update.
    */
-  async replace(actor: Actor, workspaceId: string, name: string, input: StructureReplacement, force: boolean): Promise<StructureResponse> {
+  async replace(
+    actor: Actor,
+    workspaceId: string,
+    name: string,
+    input: StructureReplacement,
+    force: boolean,
+  ): Promise<StructureResponse> {
     return this.change(workspaceId, actor, async (em) => {
       const structure = await this.load(em, workspaceId, name, true);
       await this.check(em, workspaceId, name, input.fields);
       const version = structure.version + 1;
-      const added = Object.entries(input.fields).filter(([field, definition]) => !Object.hasOwn(structure.fields, field) && 'default' in definition && definition.default !== undefined);
+      const added = Object.entries(input.fields).filter(
+        ([field, definition]) =>
+          !Object.hasOwn(structure.fields, field) && 'default' in definition && definition.default !== undefined,
+      );
       const { breaking, defaults } = await withCandidateSchema(input.fields, async (schema) => {
         const all = schema.normalise({}, { defaults: true });
         // Only newly added fields are filled in stored records, so only theirs count here.
@@ -89,7 +127,10 @@ export class StructuresService extends WorkspaceConfiguration {
         return { breaking: await this.countBreaking(em, workspaceId, name, schema, filled), defaults: all };
       });
       if (breaking > 0 && !force) {
-        throw new ProblemError('structure_change_breaks_records', `${breaking} stored record${breaking === 1 ? '' : 's'} would not match the new fields; fix them first or repeat with ?force=true`);
+        throw new ProblemError(
+          'structure_change_breaks_records',
+          `${breaking} stored record${breaking === 1 ? '' : 's'} would not match the new fields; fix them first or repeat with ?force=true`,
+        );
       }
       const now = new Date();
       for (const [field] of added) {
@@ -107,7 +148,13 @@ export class StructuresService extends WorkspaceConfiguration {
   }
 
   /** Records that would fail the new schema once the `filled` defaults of new fields are in. */
-  private async countBreaking(em: EntityManager, workspaceId: string, name: string, schema: RecordSchema, filled: Record<string, unknown>): Promise<number> {
+  private async countBreaking(
+    em: EntityManager,
+    workspaceId: string,
+    name: string,
+    schema: RecordSchema,
+    filled: Record<string, unknown>,
+  ): Promise<number> {
     let breaking = 0;
     let after = '00000000-0000-0000-0000-000000000000';
     for (;;) {
@@ -115,7 +162,8 @@ export class StructuresService extends WorkspaceConfiguration {
         'select id, data from records where workspace_id = ? and structure = ? and id > ? order by id limit ?',
         [workspaceId, name, after, scanBatch],
       );
-      for (const row of rows) if (schema.validate(schema.normalise({ ...filled, ...row.data }, { defaults: false })).length) breaking += 1;
+      for (const row of rows)
+        if (schema.validate(schema.normalise({ ...filled, ...row.data }, { defaults: false })).length) breaking += 1;
       if (rows.length < scanBatch) return breaking;
       after = rows.at(-1)!.id;
     }
@@ -125,14 +173,25 @@ export class StructuresService extends WorkspaceConfiguration {
     await this.change(workspaceId, actor, async (em) => {
       await this.load(em, workspaceId, name, true);
       const referencing = (await em.find(StructureEntity, { workspaceId })).filter(
-        (other) => other.name !== name && Object.values(other.fields).some((field) => field.type === 'reference' && field.structure === name),
+        (other) =>
+          other.name !== name &&
+          Object.values(other.fields).some((field) => field.type === 'reference' && field.structure === name),
       );
       if (referencing.length) {
-        throw new ProblemError('structure_in_use', `Structures ${referencing.map((other) => `"${other.name}"`).join(', ')} reference "${name}"; change them first`);
+        throw new ProblemError(
+          'structure_in_use',
+          `Structures ${referencing.map((other) => `"${other.name}"`).join(', ')} reference "${name}"; change them first`,
+        );
       }
-      const [{ count }] = await em.execute<[{ count: string }]>('select count(*) from records where workspace_id = ? and structure = ?', [workspaceId, name]);
+      const [{ count }] = await em.execute<[{ count: string }]>(
+        'select count(*) from records where workspace_id = ? and structure = ?',
+        [workspaceId, name],
+      );
       if (Number(count) > 0 && !force) {
-        throw new ProblemError('structure_has_records', `"${name}" has ${count} record${count === '1' ? '' : 's'}; repeat with ?force=true to delete them with it`);
+        throw new ProblemError(
+          'structure_has_records',
+          `"${name}" has ${count} record${count === '1' ? '' : 's'}; repeat with ?force=true to delete them with it`,
+        );
       }
       // The records go with it (foreign key, on delete cascade).
       await em.nativeDelete(StructureEntity, { workspaceId, name });

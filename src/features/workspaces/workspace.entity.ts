@@ -11,7 +11,10 @@ export const WorkspaceEntity = defineEntity({
     status: p.text().default('active'),
     policySetVersion: p.bigint('number').default(1),
     createdAt: p.datetime().onCreate(() => new Date()),
-    updatedAt: p.datetime().onCreate(() => new Date()).onUpdate(() => new Date()),
+    updatedAt: p
+      .datetime()
+      .onCreate(() => new Date())
+      .onUpdate(() => new Date()),
   },
 });
 

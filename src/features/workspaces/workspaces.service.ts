@@ -7,12 +7,7 @@ import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { installDefaultPolicies } from '../policies/default-policies.ts';
 import { WorkspaceEntity, type Workspace } from './workspace.entity.ts';
-import {
-  isUuid,
-  type CreateWorkspace,
-  type UpdateWorkspace,
-  type WorkspaceResponse,
-} from './workspaces.schema.ts';
+import { isUuid, type CreateWorkspace, type UpdateWorkspace, type WorkspaceResponse } from './workspaces.schema.ts';
 
 interface Counts {
   memberCount: number;
@@ -42,7 +37,10 @@ async function countsFor(em: EntityManager, ids: string[]): Promise<Map<string, 
     [`{${ids.join(',')}}`],
   );
   return new Map(
-    rows.map((row) => [row.workspace_id, { memberCount: Number(row.member_count), recordCount: Number(row.record_count) }]),
+    rows.map((row) => [
+      row.workspace_id,
+      { memberCount: Number(row.member_count), recordCount: Number(row.record_count) },
+    ]),
   );
 }
 
@@ -59,7 +57,11 @@ export class WorkspacesService {
 
   /** Workspace rows are few and rarely change: any change drops every cached tenant. */
   private async announced<T>(work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.changes.committing({ topic: 'workspace', workspaceId: '*' }, (transaction) => this.orm.em.fork().transactional(transaction), work);
+    return this.changes.committing(
+      { topic: 'workspace', workspaceId: '*' },
+      (transaction) => this.orm.em.fork().transactional(transaction),
+      work,
+    );
   }
 
   /** The workspace of a tenant route: a principal is already bound to it; the platform admin names it. */
@@ -69,7 +71,10 @@ export class WorkspacesService {
 
   /** Finds a workspace by id or slug; unknown and malformed references are the same 404. */
   async find(em: EntityManager, reference: string): Promise<Workspace> {
-    const workspace = await em.findOne(WorkspaceEntity, isUuid(reference) ? { id: reference.toLowerCase() } : { slug: reference });
+    const workspace = await em.findOne(
+      WorkspaceEntity,
+      isUuid(reference) ? { id: reference.toLowerCase() } : { slug: reference },
+    );
     if (!workspace) throw new ProblemError('workspace_not_found', `No workspace "${reference}"`);
     return workspace;
   }
@@ -86,7 +91,10 @@ export class WorkspacesService {
     return toResponse(workspace, noCounts);
   }
 
-  async list(options: { limit: number; cursor?: string | undefined }): Promise<{ data: WorkspaceResponse[]; nextCursor: string | null }> {
+  async list(options: {
+    limit: number;
+    cursor?: string | undefined;
+  }): Promise<{ data: WorkspaceResponse[]; nextCursor: string | null }> {
     const em = this.orm.em.fork();
     const after = options.cursor ? decodeCursor(options.cursor, cursorPosition).after : undefined;
     const page = await em.find(WorkspaceEntity, after ? { id: { $gt: after } } : {}, {
@@ -94,7 +102,10 @@ export class WorkspacesService {
       limit: options.limit + 1,
     });
     const { shown, nextCursor } = keysetPage(page, options.limit, (last) => encodeCursor({ after: last.id }));
-    const counts = await countsFor(em, shown.map((workspace) => workspace.id));
+    const counts = await countsFor(
+      em,
+      shown.map((workspace) => workspace.id),
+    );
     return { data: shown.map((workspace) => toResponse(workspace, counts.get(workspace.id) ?? noCounts)), nextCursor };
   }
 
