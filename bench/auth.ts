@@ -2,7 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { importJWK, jwtVerify } from 'jose';
 import { pino } from 'pino';
 import supertest from 'supertest';
-import { createApp, createAuthenticator, keySetOptions } from '../src/app.ts';
+import { createApp, entities, createAuthenticator, keySetOptions } from '../src/app.ts';
 import { Authenticator } from '../src/auth/authenticate.ts';
 import { KeySets } from '../src/auth/key-sets.ts';
 import { VerifiedTokenCache } from '../src/auth/token-cache.ts';
@@ -11,7 +11,7 @@ import { WorkspaceDirectory } from '../src/auth/workspace-directory.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { parseConfig } from '../src/config.ts';
 import { ChangeBus } from '../src/db/changes.ts';
-import { createOrm } from '../src/db/orm.ts';
+import { Database } from '../src/db/database.ts';
 import { TestIssuer, type SigningAlgorithm } from '../test/support/issuer.ts';
 import { measurement, opsPerSecond, type Measurement } from './report.ts';
 
@@ -25,9 +25,9 @@ const poolSize: Record<SigningAlgorithm, number> = { RS256: 20_000, ES256: 8_000
 export async function authBench(appUrl: string, millis: number): Promise<Measurement[]> {
   const logger = pino({ level: 'silent' });
   const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
-  const orm = await createOrm({ url: appUrl, poolSize: 4 }, logger);
+  const database = await Database.open({ url: appUrl, poolSize: 4, entities }, logger);
   const changes = new ChangeBus(undefined, logger);
-  const { app, close } = createApp({ config, orm, changes, logger, signingKey: generateSigningKey() });
+  const { app } = createApp({ config, database, changes, logger, signingKey: generateSigningKey() });
   const admin = () => supertest.agent(app).auth(config.adminApiKey, { type: 'bearer' });
   const results: Measurement[] = [];
 
@@ -64,13 +64,13 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
     // Warm JWKS, every token seen for the first time: keys already fetched. Each round gets a
     // fresh authenticator (an empty verified-token cache) and goes through the whole pool, so
     // rounds last long enough to measure and no token is ever a cache hit.
-    const directory = new WorkspaceDirectory(orm, changes);
+    const directory = new WorkspaceDirectory(database, changes);
     const firstSight = { subject: 0, baseline: 0 };
     const perRound = { maxIterations: pool.length - 200, millis: 60_000, warmup: 20, concurrency: 8 };
     // The side that goes first alternates and each side keeps its best round: a burst of noise
     // on this shared 2-core machine lands on either side alike.
     for (let round = 0; round < 12; round++) {
-      const fresh = createAuthenticator({ config, orm, changes });
+      const fresh = createAuthenticator({ config, database, changes });
       await fresh.authenticate(slug, await sign());
       const measureBaseline = async () => {
         firstSight.baseline = Math.max(firstSight.baseline, await opsPerSecond(bareVerify, perRound));
@@ -84,7 +84,7 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
       for (const measure of round % 2 ? [measureSubject, measureBaseline] : [measureBaseline, measureSubject])
         await measure();
     }
-    const warm = createAuthenticator({ config, orm, changes });
+    const warm = createAuthenticator({ config, database, changes });
     await warm.authenticate(slug, await sign());
     const baseline = { name: `bare jose.jwtVerify ${algorithm}`, value: firstSight.baseline };
 
@@ -96,10 +96,11 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
     const cold = await opsPerSecond(
       (iteration) => {
         const keySets = new KeySets({ ...keySetOptions(config), allowPrivateNetworks: true });
-        return new Authenticator(directory, new TokenVerifier(keySets, new VerifiedTokenCache(16)), orm).authenticate(
-          slug,
-          token(iteration),
-        );
+        return new Authenticator(
+          directory,
+          new TokenVerifier(keySets, new VerifiedTokenCache(16)),
+          database,
+        ).authenticate(slug, token(iteration));
       },
       { millis, maxIterations: 500, warmup: 5 },
     );
@@ -117,7 +118,6 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
     );
     await issuer.close();
   }
-  await close();
-  await orm.close();
+  await database.close();
   return results;
 }

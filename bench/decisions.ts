@@ -2,11 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { createMongoAbility, subject } from '@casl/ability';
 import { pino } from 'pino';
 import supertest from 'supertest';
-import { createApp } from '../src/app.ts';
+import { createApp, entities } from '../src/app.ts';
 import { parseConfig } from '../src/config.ts';
 import { ChangeBus } from '../src/db/changes.ts';
-import { createOrm } from '../src/db/orm.ts';
-import { DecisionLog } from '../src/features/decisions/decision-log.ts';
+import { Database } from '../src/db/database.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { buildAbility, type PolicyRule } from '../src/policy/ability.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
@@ -56,18 +55,18 @@ async function evaluationBench(millis: number): Promise<Measurement[]> {
 async function checkBench(appUrl: string, seconds: number): Promise<Measurement[]> {
   const logger = pino({ level: 'silent' });
   const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
-  const orm = await createOrm({ url: appUrl, poolSize: 10 }, logger);
+  const database = await Database.open({ url: appUrl, poolSize: 10, entities }, logger);
   const changes = new ChangeBus(undefined, logger);
   const issuer = await TestIssuer.start('ES256');
   const results: Measurement[] = [];
   const apps = [true, false].map((enabled) =>
     createApp({
       config,
-      orm,
+      database,
       changes,
       logger,
       signingKey: generateSigningKey(),
-      decisionLog: new DecisionLog({ enabled }),
+      logDecisions: enabled,
     }),
   );
   try {
@@ -122,9 +121,8 @@ async function checkBench(appUrl: string, seconds: number): Promise<Measurement[
       ),
     );
   } finally {
-    for (const app of apps) await app.close();
     await issuer.close();
-    await orm.close();
+    await database.close();
   }
   return results;
 }

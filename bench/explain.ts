@@ -1,9 +1,13 @@
+import { sql } from 'kysely';
 import pg from 'pg';
+import { entities } from '../src/app.ts';
+import { Database } from '../src/db/database.ts';
 import { buildAbility, type PolicyRule } from '../src/policy/ability.ts';
 import { parseConditions } from '../src/policy/conditions.ts';
-import { recordCondition, rulesCondition, SqlParameters } from '../src/policy/sql-filter.ts';
+import { recordCondition, rulesCondition } from '../src/policy/sql-filter.ts';
 import { afterCursor, listFingerprint, orderBy, parseSort, sortColumns } from '../src/features/records/list-query.ts';
 import { pageStatement } from '../src/features/records/record-store.ts';
+import { pino } from 'pino';
 import { encodeCursor } from '../src/http/cursor.ts';
 import { benchDatabase } from './database.ts';
 import { benchRecordCount, seedTasks } from './records.ts';
@@ -26,8 +30,7 @@ for (const [index, id] of workspaces.entries()) {
   await seedTasks(database.ownerUrl, id, benchRecordCount);
 }
 await owner.end();
-const serving = new pg.Client({ connectionString: database.appUrl });
-await serving.connect();
+const serving = await Database.open({ url: database.appUrl, poolSize: 1, entities }, pino({ level: 'warn' }));
 const workspaceId = workspaces[0]!;
 const fieldNames = ['title', 'status', 'priority', 'assignee'];
 
@@ -71,25 +74,18 @@ for (const shape of shapes) {
     { principal: { id: 'user_7', roles: ['r'], claims: {} }, workspaceId },
   );
   const keys = parseSort(shape.sort ?? '-createdAt', fieldNames);
-  const parameters = new SqlParameters();
-  let where = `(${rulesCondition(ability.rulesFor('read', 'Task'), parameters)})`;
-  if (shape.filter) where += ` and (${recordCondition(parseConditions(shape.filter, '').condition!, parameters)})`;
+  let where = rulesCondition(ability.rulesFor('read', 'Task'));
+  if (shape.filter) where = sql`${where} and ${recordCondition(parseConditions(shape.filter, '').condition!)}`;
   if (shape.cursorAt) {
     const fingerprint = listFingerprint(workspaceId, 'Task', shape.sort ?? '-createdAt', undefined);
-    where += ` and ${afterCursor(encodeCursor({ q: fingerprint, k: shape.cursorAt }), fingerprint, keys, parameters)}`;
+    where = sql`${where} and ${afterCursor(encodeCursor({ q: fingerprint, k: shape.cursorAt }), fingerprint, keys)}`;
   }
-  const statement = pageStatement(
+  const statement = pageStatement('Task', { where, columns: sortColumns(keys), orderBy: orderBy(keys), limit: 51 });
+  const rows = await serving.inWorkspace(
     workspaceId,
-    'Task',
-    parameters.bind(where, 2),
-    { columns: sortColumns(keys), orderBy: orderBy(keys) },
-    51,
-  );
-  const { rows } = await serving.query<{ 'QUERY PLAN': string }>(
-    `explain (analyze, costs off, summary on) ${statement.text}`,
-    statement.values,
+    (scope) => sql<{ 'QUERY PLAN': string }>`explain (analyze, costs off, summary on) ${statement(scope)}`,
   );
   console.log(`\n### ${shape.name}\n${rows.map((row) => row['QUERY PLAN']).join('\n')}`);
 }
-await serving.end();
+await serving.close();
 await database.stop();

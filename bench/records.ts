@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { pino } from 'pino';
 import supertest from 'supertest';
-import { createApp } from '../src/app.ts';
+import { createApp, entities } from '../src/app.ts';
 import { parseConfig } from '../src/config.ts';
 import { ChangeBus } from '../src/db/changes.ts';
-import { createOrm } from '../src/db/orm.ts';
+import { Database } from '../src/db/database.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
 import { baselineRecordsApp } from './baseline-records.ts';
@@ -52,10 +52,10 @@ export async function recordsBench(
 ): Promise<Measurement[]> {
   const logger = pino({ level: 'silent' });
   const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
-  const orm = await createOrm({ url: database.appUrl, poolSize: 5 }, logger);
+  const served = await Database.open({ url: database.appUrl, poolSize: 5, entities }, logger);
   const changes = new ChangeBus(undefined, logger);
   const issuer = await TestIssuer.start('ES256');
-  const cordon = createApp({ config, orm, changes, logger, signingKey: generateSigningKey() });
+  const cordon = createApp({ config, database: served, changes, logger, signingKey: generateSigningKey() });
   const admin = supertest.agent(cordon.app).auth(config.adminApiKey, { type: 'bearer' });
   const slug = `bench-records-${randomBytes(3).toString('hex')}`;
   const workspace = (await admin.post('/v1/workspaces').send({ slug, name: 'Bench' }).expect(201)).body as {
@@ -148,9 +148,8 @@ export async function recordsBench(
     }
   } finally {
     await baseline.close();
-    await cordon.close();
     await issuer.close();
-    await orm.close();
+    await served.close();
   }
   return results;
 }

@@ -8,15 +8,18 @@ import { TokenVerifier } from './auth/tokens.ts';
 import { WorkspaceDirectory } from './auth/workspace-directory.ts';
 import type { Config } from './config.ts';
 import type { ChangeBus } from './db/changes.ts';
-import { createServingPool, type Orm } from './db/orm.ts';
+import type { Database } from './db/database.ts';
 import { checkRoutes } from './features/check/check.routes.ts';
-import { DecisionLog } from './features/decisions/decision-log.ts';
 import { DecisionReader } from './features/decisions/decision-reader.ts';
 import { decisionRoutes } from './features/decisions/decisions.routes.ts';
 import type { SigningKey } from './features/decisions/signing.ts';
 import { identityProviderRoutes } from './features/identity-providers/identity-providers.routes.ts';
 import { IdentityProvidersService } from './features/identity-providers/identity-providers.service.ts';
 import { policyRoutes } from './features/policies/policies.routes.ts';
+import { PolicyEntity } from './features/policies/policy.entity.ts';
+import { IdentityProviderEntity } from './features/identity-providers/identity-provider.entity.ts';
+import { StructureEntity } from './features/structures/structure.entity.ts';
+import { WorkspaceEntity } from './features/workspaces/workspace.entity.ts';
 import { EventSecrets } from './db/outbox.ts';
 import { invitationRoutes } from './features/invitations/invitations.routes.ts';
 import { InvitationsService } from './features/invitations/invitations.service.ts';
@@ -44,13 +47,16 @@ import { PolicyStore } from './policy/policy-store.ts';
 
 export interface AppDependencies {
   config: Pick<Config, 'env' | 'bodyLimit' | 'trustProxy' | 'auth' | 'invitations'> & { adminApiKey: string };
-  orm: Orm;
+  database: Database;
   changes: ChangeBus;
   logger: Logger;
   signingKey: SigningKey;
   /** Only the benchmark turns the decision log off, to measure what it costs. */
-  decisionLog?: DecisionLog;
+  logDecisions?: boolean;
 }
+
+/** Every entity, handed to the ORM once (MikroORM refuses a module it sees twice). */
+export const entities = [WorkspaceEntity, PolicyEntity, IdentityProviderEntity, StructureEntity];
 
 export const apiVersion = '0.1.0';
 
@@ -63,15 +69,13 @@ export const keySetOptions = (config: Pick<Config, 'auth'>) => ({
 });
 
 /** The shared pieces of the front door, built once per app. */
-export function createAuthenticator({
-  config,
-  orm,
-  changes,
-}: Pick<AppDependencies, 'config' | 'orm' | 'changes'>): Authenticator {
+export function createAuthenticator(
+  { config, database, changes }: Pick<AppDependencies, 'config' | 'database' | 'changes'>,
+  directory = new WorkspaceDirectory(database, changes),
+): Authenticator {
   const keySets = new KeySets(keySetOptions(config));
-  const directory = new WorkspaceDirectory(orm, changes);
   const verifier = new TokenVerifier(keySets, new VerifiedTokenCache(config.auth.tokenCacheSize));
-  return new Authenticator(directory, verifier, orm);
+  return new Authenticator(directory, verifier, database);
 }
 
 /** The platform admin key, or else a workspace user's token. */
@@ -85,8 +89,8 @@ function adminOrBearer(adminApiKey: string, bearer: RequestHandler): RequestHand
 }
 
 /** Builds the Express app; never listens, so tests and main.ts share it. */
-export function createApp(dependencies: AppDependencies): { app: Express; api: Api; close: () => Promise<void> } {
-  const { config, orm, changes, logger, signingKey } = dependencies;
+export function createApp(dependencies: AppDependencies): { app: Express; api: Api } {
+  const { config, database, changes, logger, signingKey } = dependencies;
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', config.trustProxy);
@@ -106,11 +110,16 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   });
   app.use(requireJsonBody, parseJsonBody(config.bodyLimit));
 
-  const authenticator = createAuthenticator(dependencies);
+  const directory = new WorkspaceDirectory(database, changes);
+  const authenticator = createAuthenticator(dependencies, directory);
   const bearer = authenticator.guard();
-  const policyStore = new PolicyStore(orm);
-  const pool = createServingPool(orm, logger);
-  const access = new AccessControl(policyStore, dependencies.decisionLog ?? new DecisionLog(), pool);
+  const policyStore = new PolicyStore(database);
+  const access = new AccessControl({
+    policies: policyStore,
+    database,
+    directory,
+    logDecisions: dependencies.logDecisions ?? true,
+  });
   const api = new Api(
     app,
     {
@@ -119,36 +128,25 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
       adminOrBearer: [adminOrBearer(config.adminApiKey, bearer)],
       none: [],
     },
-    (authorization, method) => access.guard(authorization, method),
+    (request, requirement, work) => access.authorized(request, requirement, work),
   );
-  const workspaces = new WorkspacesService(orm, changes);
-  const reader = new DecisionReader(pool);
+  const services = { database, access, changes };
   let document: unknown;
-  healthRoutes(api, orm, metrics, () => (document ??= openApiDocument(api.routes, apiVersion)));
-  workspaceRoutes(api, workspaces);
-  identityProviderRoutes(
-    api,
-    new IdentityProvidersService(orm, changes),
-    workspaces,
-    access,
-    config.env === 'production',
-  );
+  healthRoutes(api, database, metrics, () => (document ??= openApiDocument(api.routes, apiVersion)));
+  workspaceRoutes(api, new WorkspacesService(services), access);
+  identityProviderRoutes(api, new IdentityProvidersService(services), config.env === 'production');
   whoamiRoutes(api);
-  policyRoutes(api, new PoliciesService(orm, changes), workspaces, access);
+  policyRoutes(api, new PoliciesService(services));
   checkRoutes(api, policyStore, access);
-  structureRoutes(api, new StructuresService(orm, changes), workspaces, access);
-  recordRoutes(api, new RecordsService(new RecordStore(pool), new StructureCatalog(pool, changes)), access);
-  memberRoutes(api, new MembersService(orm, changes), workspaces, access);
-  const invitationsService = new InvitationsService(
-    orm,
-    changes,
-    new EventSecrets(config.adminApiKey),
-    config.invitations,
-  );
-  invitationRoutes(api, invitationsService, workspaces, access, authenticator);
-  decisionRoutes(api, reader, workspaces, signingKey);
+  structureRoutes(api, new StructuresService(services));
+  const records = new RecordsService(new RecordStore(database), new StructureCatalog(database, changes), access);
+  recordRoutes(api, records, access);
+  memberRoutes(api, new MembersService(services));
+  const secrets = new EventSecrets(config.adminApiKey);
+  invitationRoutes(api, new InvitationsService(services, secrets, config.invitations), access, authenticator);
+  decisionRoutes(api, new DecisionReader(database), access, signingKey);
 
   app.use(notFound);
   app.use(problemHandler);
-  return { app, api, close: () => pool.end() };
+  return { app, api };
 }

@@ -1,11 +1,11 @@
 import type { Server } from 'node:http';
-import { createApp } from './app.ts';
+import { createApp, entities } from './app.ts';
 import { developmentAdminKey } from './auth/admin-key.ts';
 import { ConfigError, parseConfig, type Config } from './config.ts';
 import { prepareDatabase } from './db/bootstrap.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
 import { ChangeBus } from './db/changes.ts';
-import { createOrm, type Orm } from './db/orm.ts';
+import { Database } from './db/database.ts';
 import { Sealer } from './features/decisions/sealer.ts';
 import { developmentSigningKey, signingKeyFromPem, type SigningKey } from './features/decisions/signing.ts';
 import { createLogger } from './http/logging.ts';
@@ -21,10 +21,9 @@ try {
 
 const logger = createLogger(config);
 let embedded: EmbeddedDatabase | undefined;
-let orm: Orm | undefined;
+let database: Database | undefined;
 let changes: ChangeBus | undefined;
 let sealer: Sealer | undefined;
-let closeApp: (() => Promise<void>) | undefined;
 
 async function decisionSigningKey(): Promise<SigningKey> {
   if (config.decisions.signingKeyPem) return signingKeyFromPem(config.decisions.signingKeyPem);
@@ -59,15 +58,13 @@ async function start(): Promise<void> {
   }
 
   const { appUrl } = await prepareDatabase({ ownerUrl, appUrl: config.database.appUrl }, logger);
-  orm = await createOrm({ url: appUrl, poolSize: config.database.poolSize }, logger);
+  database = await Database.open({ url: appUrl, poolSize: config.database.poolSize, entities }, logger);
   changes = new ChangeBus(appUrl, logger);
   await changes.listen();
   const signingKey = await decisionSigningKey();
-  sealer = new Sealer(orm, signingKey, logger, { intervalMs: config.decisions.sealIntervalMs });
+  sealer = new Sealer(database, signingKey, logger, { intervalMs: config.decisions.sealIntervalMs });
   sealer.start();
-  const built = createApp({ config: { ...config, adminApiKey }, orm, changes, logger, signingKey });
-  closeApp = built.close;
-  const { app } = built;
+  const { app } = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey });
   const listening = app.listen(config.port, config.host);
   server = listening;
   await new Promise<void>((resolve, reject) => listening.once('listening', resolve).once('error', reject));
@@ -84,9 +81,8 @@ async function stop(signal: string): Promise<void> {
   await sealer?.stop();
   // One last pass, so a clean stop leaves nothing unsealed that this instance could seal.
   await sealer?.sealAll().catch(() => undefined);
-  await closeApp?.();
   await changes?.close();
-  await orm?.close();
+  await database?.close();
   await embedded?.stop();
   logger.info('stopped');
 }

@@ -6,8 +6,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { jest } from '@jest/globals';
 import pg from 'pg';
-import { insertStatement } from '../src/features/decisions/decision-log.ts';
-import { createScratchDatabase, ownerClient, startTestApp, testDatabase, type TestApp } from './support/app.ts';
+import { sql } from 'kysely';
+import { appendDecisions } from '../src/policy/decision-log.ts';
+import { createScratchDatabase, ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { startService } from './support/process.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
@@ -70,7 +71,8 @@ describe('the hash chain', () => {
     expect(await verify(tenant, auditor)).toMatchObject({ verified: true, sealed: 0 });
     await cordon.sealer.sealWorkspace(tenant.id);
     const verdict = await verify(tenant, auditor);
-    expect(verdict).toMatchObject({ verified: true, unsealed: 1 }); // the verify call's own decision
+    // The verify call's own decision is written once its answer is known, just before it leaves.
+    expect(verdict).toMatchObject({ verified: true, unsealed: 0 });
     expect(verdict.sealed).toBeGreaterThanOrEqual(31);
 
     const page = await cordon
@@ -140,10 +142,11 @@ describe('the hash chain', () => {
         'select count(*)::int as seals, max(seq)::int as last, count(distinct decision_id)::int as decisions from decision_seals where workspace_id = $1',
         [tenant.id],
       );
-      expect(rows[0]).toEqual({ seals: 100, last: 100, decisions: 100 });
+      // 100 checks, and the platform admin's two changes: creating the workspace and its provider.
+      expect(rows[0]).toEqual({ seals: 102, last: 102, decisions: 102 });
       expect(await verify(tenant, await tenant.token('user_a', 'auditor'))).toMatchObject({
         verified: true,
-        sealed: 100,
+        sealed: 102,
       });
       const { rows: checkpoints } = await owner.query(
         'select count(*)::int as count from decision_checkpoints where workspace_id = $1',
@@ -163,7 +166,8 @@ describe('the hash chain', () => {
       await stranger.sealer.sealWorkspace(tenant.id);
       expect(await verify(tenant, await tenant.token('user_a', 'auditor'))).toMatchObject({
         verified: false,
-        firstBreak: { seq: 3, reason: expect.stringContaining('unknown key') },
+        // Seqs 1–2 are the platform admin's workspace and provider creation, 3–5 the checks.
+        firstBreak: { seq: 5, reason: expect.stringContaining('unknown key') },
       });
     } finally {
       await stranger.close();
@@ -175,10 +179,11 @@ describe('append-only, by grants and by trigger', () => {
   it('refuses UPDATE and DELETE to the serving role, and to the owner too', async () => {
     const tenant = await createTenant(cordon, issuer, 'grants');
     await decide(cordon, tenant, await tenant.token('user_v', 'viewer'), 1);
-    const serving = cordon.orm.em.fork();
-    await expect(serving.execute("update decisions set reason = 'x'")).rejects.toThrow(/permission denied/);
-    await expect(serving.execute('delete from decisions')).rejects.toThrow(/permission denied/);
-    await expect(serving.execute('delete from decision_seals')).rejects.toThrow(/permission denied/);
+    const serving = (statement: ReturnType<typeof sql>) =>
+      cordon.database.withWorkspace(tenant.id, (scope) => scope.query(statement));
+    await expect(serving(sql`update decisions set reason = 'x'`)).rejects.toThrow(/permission denied/);
+    await expect(serving(sql`delete from decisions`)).rejects.toThrow(/permission denied/);
+    await expect(serving(sql`delete from decision_seals`)).rejects.toThrow(/permission denied/);
     await expect(owner.query("update decisions set reason = 'x' where workspace_id = $1", [tenant.id])).rejects.toThrow(
       /append-only/,
     );
@@ -190,9 +195,7 @@ describe('append-only, by grants and by trigger', () => {
   it('scopes the one-statement append: rows of another workspace are refused by RLS', async () => {
     const mine = await createTenant(cordon, issuer, 'scope-a');
     const theirs = await createTenant(cordon, issuer, 'scope-b');
-    const serving = new pg.Client({ connectionString: testDatabase.appUrl() });
-    await serving.connect();
-    try {
+    {
       const context = {
         workspaceId: theirs.id,
         requestId: 'forged',
@@ -209,14 +212,15 @@ describe('append-only, by grants and by trigger', () => {
           decision: { allowed: true, policyId: null, policyVersion: null, ruleIndex: null, reason: 'forged' },
         },
       ];
-      await expect(serving.query(insertStatement(mine.id, [{ context, entries }]))).rejects.toThrow(
-        /row-level security/,
-      );
-      await serving.query(insertStatement(theirs.id, [{ context, entries }]));
+      const append = (workspaceId: string) =>
+        cordon.database.inWorkspace(
+          workspaceId,
+          (scope) => sql`with ${scope} ${appendDecisions([{ context, entries }])}`,
+        );
+      await expect(append(mine.id)).rejects.toThrow(/row-level security/);
+      await append(theirs.id);
       const { rows } = await owner.query("select workspace_id from decisions where request_id = 'forged'");
       expect(rows).toEqual([{ workspace_id: theirs.id }]);
-    } finally {
-      await serving.end();
     }
   });
 

@@ -685,6 +685,8 @@ describe('workspace principals, by policy', () => {
         [tenant.id],
       );
       expect(rows).toEqual([
+        // The platform admin's own change (the tenant's first provider) is in the tenant's log too.
+        { principal_id: 'platform-admin', action: 'create', allowed: true },
         { principal_id: 'user_admin', action: 'read', allowed: true },
         { principal_id: 'user_admin', action: 'create', allowed: true },
         { principal_id: 'user_member', action: 'update', allowed: false },

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type pg from 'pg';
-import { withWorkspace } from '../src/db/scope.ts';
+import { sql } from 'kysely';
 import { EventSecrets } from '../src/db/outbox.ts';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
@@ -602,23 +602,24 @@ describe('row-level security', () => {
         .post(`/v1/workspaces/${other.slug}/invitations`)
         .send({ email: 'rls@example.com', roles: ['viewer'] })
         .expect(201);
-      const scoped = await withWorkspace(cordon.orm, other.id, (em) =>
-        em.execute<{ workspace_id: string }[]>(`select distinct workspace_id from ${table}`),
+      const scoped = await cordon.database.withWorkspace(other.id, (scope) =>
+        scope.query(sql`select distinct workspace_id from ${sql.table(table)}`),
       );
       expect(scoped).toEqual([{ workspace_id: other.id }]);
-      expect(await cordon.orm.em.fork().execute(`select * from ${table}`)).toEqual([]);
+      expect(await cordon.database.query(sql`select * from ${sql.table(table)}`)).toEqual([]);
       await expect(
-        withWorkspace(cordon.orm, other.id, (em) => em.execute(`update ${table} set workspace_id = ?`, [acme.id])),
+        cordon.database.withWorkspace(other.id, (scope) =>
+          scope.query(sql`update ${sql.table(table)} set workspace_id = ${acme.id}::uuid`),
+        ),
       ).rejects.toThrow(/row-level security/);
     },
   );
 
   it('the serving role can neither delete invitations nor outbox events', async () => {
-    await expect(withWorkspace(cordon.orm, acme.id, (em) => em.execute('delete from invitations'))).rejects.toThrow(
-      /permission denied/,
-    );
-    await expect(withWorkspace(cordon.orm, acme.id, (em) => em.execute('delete from outbox_events'))).rejects.toThrow(
-      /permission denied/,
-    );
+    for (const table of ['invitations', 'outbox_events']) {
+      await expect(
+        cordon.database.withWorkspace(acme.id, (scope) => scope.query(sql`delete from ${sql.table(table)}`)),
+      ).rejects.toThrow(/permission denied/);
+    }
   });
 });

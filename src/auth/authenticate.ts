@@ -1,14 +1,12 @@
 import type { RequestHandler } from 'express';
-import type { Orm } from '../db/orm.ts';
-import { scopeCteFor } from '../db/scoped.ts';
+import { sql } from 'kysely';
+import { prepared, type Database } from '../db/database.ts';
 import { ProblemError } from '../http/errors.ts';
 import { bearerToken } from './admin.ts';
 import { mapClaims } from './claims.ts';
 import type { Principal } from './principal.ts';
 import { tokenProblem, type TokenVerifier } from './tokens.ts';
 import type { Tenant, TenantWorkspace, WorkspaceDirectory } from './workspace-directory.ts';
-
-const memberScope = scopeCteFor('?');
 
 declare module 'express-serve-static-core' {
   interface Request {
@@ -22,12 +20,12 @@ declare module 'express-serve-static-core' {
 export class Authenticator {
   private readonly directory: WorkspaceDirectory;
   private readonly verifier: TokenVerifier;
-  private readonly orm: Orm;
+  private readonly database: Database;
 
-  constructor(directory: WorkspaceDirectory, verifier: TokenVerifier, orm: Orm) {
+  constructor(directory: WorkspaceDirectory, verifier: TokenVerifier, database: Database) {
     this.directory = directory;
     this.verifier = verifier;
-    this.orm = orm;
+    this.database = database;
   }
 
   /**
@@ -74,13 +72,15 @@ export class Authenticator {
    * planner from pulling the subquery up, so `members` is read only after `scope` set it.
    */
   private async member(workspaceId: string, userId: string): Promise<{ roles: string[] } | undefined> {
-    const rows = await this.orm.em
-      .fork()
-      .execute<{ roles: string[] }[]>(
-        `with ${memberScope} select m.roles from scope cross join lateral (select roles from members where workspace_id = scope.workspace_id and user_id = ? offset 0) m`,
-        [workspaceId, userId],
-      );
-    return rows[0];
+    const [row] = await this.database.inWorkspace(workspaceId, (scope) =>
+      prepared(
+        'cordon_member_roles',
+        sql<{ roles: string[] }>`with ${scope}
+          select m.roles from scope cross join lateral (
+            select roles from members where workspace_id = scope.workspace_id and user_id = ${userId} offset 0) m`,
+      ),
+    );
+    return row;
   }
 
   /** Express guard for routes with a `:ws` parameter. */

@@ -1,6 +1,6 @@
 import type { JWTPayload } from 'jose';
-import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
-import { storable } from '../http/json.ts';
+import type { IdentityProvider } from './identity-provider.ts';
+import { storable } from '../json.ts';
 
 type ProviderClaims = Pick<IdentityProvider, 'type' | 'claims' | 'roleMap'>;
 

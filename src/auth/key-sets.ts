@@ -10,7 +10,7 @@ import {
   type JWTVerifyGetKey,
   type KeyObject,
 } from 'jose';
-import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
+import type { IdentityProvider } from './identity-provider.ts';
 import { createSafeFetch } from './safe-fetch.ts';
 
 export interface KeySetOptions {

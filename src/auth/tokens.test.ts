@@ -1,6 +1,6 @@
 import type { CompactVerifyGetKey } from 'jose';
 import { createKey, TestIssuer } from '../../test/support/issuer.ts';
-import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
+import type { IdentityProvider } from './identity-provider.ts';
 import { KeySets } from './key-sets.ts';
 import { VerifiedTokenCache } from './token-cache.ts';
 import { TokenVerifier } from './tokens.ts';

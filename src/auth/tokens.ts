@@ -1,7 +1,7 @@
 import { compactVerify, errors, type JWTPayload } from 'jose';
-import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
+import type { IdentityProvider } from './identity-provider.ts';
 import { ProblemError, type ErrorCode } from '../http/errors.ts';
-import { isPlainObject } from '../http/json.ts';
+import { isPlainObject } from '../json.ts';
 import { mapClaims } from './claims.ts';
 import { KeySetUnavailable, type KeySets } from './key-sets.ts';
 import { VerifiedTokenCache } from './token-cache.ts';

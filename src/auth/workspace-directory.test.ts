@@ -1,6 +1,6 @@
 import { pino } from 'pino';
 import { ChangeBus } from '../db/changes.ts';
-import type { Orm } from '../db/orm.ts';
+import type { Database } from '../db/database.ts';
 import { WorkspaceDirectory } from './workspace-directory.ts';
 
 /** An ORM whose lookups wait for the test to let them answer, and answer "no such workspace". */
@@ -8,16 +8,12 @@ function pausedOrm() {
   const pending: (() => void)[] = [];
   let lookups = 0;
   const orm = {
-    em: {
-      fork: () => ({
-        execute: async () => {
-          lookups += 1;
-          await new Promise<void>((resolve) => pending.push(resolve));
-          return [{ id: null, providers: [] }];
-        },
-      }),
+    inWorkspace: async () => {
+      lookups += 1;
+      await new Promise<void>((resolve) => pending.push(resolve));
+      return [{ id: null, providers: [] }];
     },
-  } as unknown as Orm;
+  } as unknown as Database;
   return { orm, release: () => pending.splice(0).forEach((resolve) => resolve()), lookups: () => lookups };
 }
 

@@ -1,8 +1,9 @@
+import { sql } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import type { ChangeBus } from '../db/changes.ts';
-import type { Orm } from '../db/orm.ts';
-import type { IdentityProvider } from '../features/identity-providers/identity-provider.entity.ts';
-import { isUuid } from '../features/workspaces/workspaces.schema.ts';
+import type { Database } from '../db/database.ts';
+import type { IdentityProvider } from './identity-provider.ts';
+import { isUuid } from '../json.ts';
 
 export interface TenantWorkspace {
   id: string;
@@ -27,12 +28,12 @@ const cacheMillis = 60_000;
  */
 export class WorkspaceDirectory {
   private readonly cache = new LRUCache<string, Tenant | 'missing'>({ max: 10_000, ttl: cacheMillis });
-  private readonly orm: Orm;
+  private readonly database: Database;
   /** Counts the changes seen: a lookup that a change overtook answers, but is not cached. */
   private changesSeen = 0;
 
-  constructor(orm: Orm, changes: ChangeBus) {
-    this.orm = orm;
+  constructor(database: Database, changes: ChangeBus) {
+    this.database = database;
     changes.subscribe((change) => {
       if (change.topic === 'workspace' || change.workspaceId === '*') {
         this.changesSeen += 1;
@@ -78,16 +79,19 @@ export class WorkspaceDirectory {
    * and row-level security shows nothing.
    */
   private async load(reference: string): Promise<Tenant | undefined> {
-    const [row] = await this.orm.em.fork().execute<LoadedRow[]>(
-      `with target as (select id, slug, status, plan, policy_set_version from workspaces where ${isUuid(reference) ? 'id = ?::uuid' : 'slug = ?'}),
-       scope as materialized (select nullif(set_config('cordon.workspace_id', coalesce((select id::text from target), ''), true), '')::uuid as workspace_id)
-       select target.id, target.slug, target.status, target.plan, target.policy_set_version, coalesce(providers.list, '[]'::json) as providers
-       from scope
-       left join target on true
-       left join lateral (
-         select json_agg(${providerJson} order by p.created_at, p.id) as list from identity_providers p where p.workspace_id = scope.workspace_id
-       ) providers on true`,
-      [reference],
+    const target = isUuid(reference)
+      ? sql`select id from workspaces where id = ${reference}::uuid`
+      : sql`select id from workspaces where slug = ${reference}`;
+    const [row] = await this.database.inWorkspace(
+      target,
+      (scope) => sql<LoadedRow>`with ${scope}
+        select w.id, w.slug, w.status, w.plan, w.policy_set_version, coalesce(providers.list, '[]'::json) as providers
+        from scope
+        left join workspaces w on w.id = scope.workspace_id
+        left join lateral (
+          select json_agg(${providerJson} order by p.created_at, p.id) as list
+          from identity_providers p where p.workspace_id = scope.workspace_id
+        ) providers on true`,
     );
     if (!row?.id) return undefined;
     return {
@@ -108,7 +112,7 @@ export class WorkspaceDirectory {
 }
 
 /** An identity provider as `IdentityProvider` names its properties (timestamps as JSON text). */
-const providerJson = `json_build_object(
+const providerJson = sql`json_build_object(
   'id', p.id, 'workspaceId', p.workspace_id, 'name', p.name, 'type', p.type, 'issuer', p.issuer, 'jwksUri', p.jwks_uri,
   'jwks', p.jwks, 'audiences', p.audiences, 'authorizedParties', p.authorized_parties, 'algorithms', p.algorithms,
   'clockToleranceSeconds', p.clock_tolerance_seconds, 'orgId', p.org_id, 'claims', p.claims, 'roleMap', p.role_map,

@@ -1,8 +1,7 @@
+import { sql } from 'kysely';
 import pg from 'pg';
 import type { Logger } from 'pino';
-import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Orm } from './orm.ts';
-import { withWorkspace } from './scope.ts';
+import type { Transaction } from './database.ts';
 
 /** What changed, so caches on every instance drop exactly what they hold of it. */
 /** `workspaceId: '*'` means every workspace. */
@@ -36,32 +35,12 @@ export class ChangeBus {
     this.listeners.add(listener);
   }
 
-  /** Announces a change as part of the caller's transaction. */
-  private async announce(em: EntityManager, change: Change): Promise<void> {
-    await em.execute('select pg_notify(?, ?)', [channel, JSON.stringify(change)]);
-  }
-
   /**
-   * Runs `work` in the transaction `begin` opens, announces `change` in it, and once committed
-   * applies it here at once: the one way a change reaches every instance's caches.
+   * Announces a change as part of the transaction that makes it: other instances hear of it when
+   * it commits, never before. The caller applies it here once committed (`apply`).
    */
-  async committing<T>(
-    change: Change,
-    begin: (work: (em: EntityManager) => Promise<T>) => Promise<T>,
-    work: (em: EntityManager) => Promise<T>,
-  ): Promise<T> {
-    const result = await begin(async (em) => {
-      const value = await work(em);
-      await this.announce(em, change);
-      return value;
-    });
-    this.apply(change);
-    return result;
-  }
-
-  /** A change to one workspace: `work` runs in the workspace's RLS scope, announced on commit. */
-  inWorkspace<T>(orm: Orm, change: Change, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return this.committing(change, (scoped) => withWorkspace(orm, change.workspaceId, scoped), work);
+  async announce(transaction: Transaction, change: Change): Promise<void> {
+    await transaction.query(sql`select pg_notify(${channel}::text, ${JSON.stringify(change)}::text)`);
   }
 
   /** Applies a committed change to this instance's caches without waiting for the echo. */

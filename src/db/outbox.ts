@@ -1,25 +1,19 @@
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
+import type { Scope } from './database.ts';
 
 /**
  * Events wait in `outbox_events` for delivery (the record-event webhooks will send them); one is
  * appended in the transaction of the change it announces, so it exists exactly when the change
  * does.
  */
-export async function appendEvent(
-  em: EntityManager,
-  workspaceId: string,
-  topic: string,
-  payload: Record<string, unknown>,
-): Promise<string> {
+export async function appendEvent(scope: Scope, topic: string, payload: Record<string, unknown>): Promise<string> {
   const id = uuidv7();
-  await em.execute('insert into outbox_events (id, workspace_id, topic, payload) values (?, ?, ?, ?::jsonb)', [
-    id,
-    workspaceId,
-    topic,
-    JSON.stringify(payload),
-  ]);
+  await scope.query(
+    sql`insert into outbox_events (id, workspace_id, topic, payload)
+      values (${id}::uuid, ${scope.workspaceId}::uuid, ${topic}, ${JSON.stringify(payload)}::jsonb)`,
+  );
   return id;
 }
 

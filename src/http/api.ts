@@ -1,8 +1,8 @@
 import type { Express, Request, RequestHandler, Response } from 'express';
 import type { z } from 'zod';
-import type { Requirement } from '../policy/access.ts';
+import type { Caller, Requirement } from '../policy/access.ts';
 import { ProblemError, type FieldError } from './errors.ts';
-import { escapePointer } from './json.ts';
+import { escapePointer } from '../json.ts';
 import { refuseUnstorableInput } from './storable.ts';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
@@ -34,16 +34,18 @@ export interface RouteDefinition<
   authorize?: Requirement;
 }
 
-export interface Input<Params, Query, Body> {
+export interface Input<Params, Query, Body, Authorized = undefined> {
   params: Params;
   query: Query;
   body: Body;
+  /** On routes with `authorize`: who acts, and the route's allow still waiting for its outcome. */
+  caller: Authorized;
 }
 
 type Parsed<Schema> = Schema extends z.ZodType ? z.output<Schema> : undefined;
 
-export type Handler<Params, Query, Body> = (
-  input: Input<Params, Query, Body>,
+export type Handler<Params, Query, Body, Authorized = undefined> = (
+  input: Input<Params, Query, Body, Authorized>,
   request: Request,
   response: Response,
 ) => unknown;
@@ -66,6 +68,16 @@ function parse(schema: z.ZodType | undefined, value: unknown, location: FieldErr
 }
 
 /**
+ * Runs an authorized route: the type-level check (a denial is logged, then 403), then `work` with
+ * the caller, whose one decision is written whatever the outcome — parsing the input included.
+ */
+export type Authorizer = (
+  request: Request,
+  requirement: Requirement,
+  work: (caller: Caller) => Promise<void>,
+) => Promise<void>;
+
+/**
  * Declares routes once, with their schemas: Express gets the handler, the OpenAPI document gets
  * the description. Routes are mounted on the app with their full path, so the mounted stack and
  * the document can be compared.
@@ -74,38 +86,41 @@ export class Api {
   readonly routes: RouteDefinition[] = [];
   private readonly app: Express;
   private readonly guards: Record<Security, RequestHandler[]>;
-  private readonly authorizer: (authorization: Requirement, method: Method) => RequestHandler;
+  private readonly authorizer: Authorizer;
 
-  constructor(
-    app: Express,
-    guards: Record<Security, RequestHandler[]>,
-    authorizer: (authorization: Requirement, method: Method) => RequestHandler,
-  ) {
+  constructor(app: Express, guards: Record<Security, RequestHandler[]>, authorizer: Authorizer) {
     this.app = app;
     this.guards = guards;
     this.authorizer = authorizer;
   }
 
-  route<Params extends z.ZodType | undefined, Query extends z.ZodType | undefined, Body extends z.ZodType | undefined>(
-    definition: RouteDefinition & { params?: Params; query?: Query; body?: Body },
-    handler: Handler<Parsed<Params>, Parsed<Query>, Parsed<Body>>,
+  route<
+    Params extends z.ZodType | undefined,
+    Query extends z.ZodType | undefined,
+    Body extends z.ZodType | undefined,
+    Authorize extends Requirement | undefined = undefined,
+  >(
+    definition: RouteDefinition & { params?: Params; query?: Query; body?: Body; authorize?: Authorize },
+    handler: Handler<Parsed<Params>, Parsed<Query>, Parsed<Body>, Authorize extends Requirement ? Caller : undefined>,
   ): void {
     this.routes.push(definition);
-    const run: RequestHandler = async (request, response) => {
-      const input = {
+    type HandlerInput = Parameters<typeof handler>[0];
+    const input = (request: Request, caller: Caller | undefined) =>
+      ({
         params: parse(definition.params, request.params, 'params'),
         query: parse(definition.query, request.query, 'query'),
         body: parse(definition.body, request.body ?? {}, 'body'),
-      };
-      await handler(input as Input<Parsed<Params>, Parsed<Query>, Parsed<Body>>, request, response);
-    };
-    const authorization = definition.authorize ? [this.authorizer(definition.authorize, definition.method)] : [];
-    this.app[definition.method](
-      definition.path,
-      refuseUnstorableInput,
-      ...this.guards[definition.security],
-      ...authorization,
-      run,
-    );
+        caller,
+      }) as HandlerInput;
+    const requirement = definition.authorize;
+    const run: RequestHandler = requirement
+      ? (request, response) =>
+          this.authorizer(request, requirement, async (caller) => {
+            await handler(input(request, caller), request, response);
+          })
+      : async (request, response) => {
+          await handler(input(request, undefined), request, response);
+        };
+    this.app[definition.method](definition.path, refuseUnstorableInput, ...this.guards[definition.security], run);
   }
 }

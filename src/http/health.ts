@@ -1,4 +1,5 @@
-import type { Orm } from '../db/orm.ts';
+import { sql } from 'kysely';
+import type { Database } from '../db/database.ts';
 import type { Api } from './api.ts';
 import { ProblemError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
@@ -6,7 +7,7 @@ import { z } from 'zod';
 
 const status = z.object({ status: z.literal('ok') });
 
-export function healthRoutes(api: Api, orm: Orm, metrics: Metrics, openApi: () => unknown): void {
+export function healthRoutes(api: Api, database: Database, metrics: Metrics, openApi: () => unknown): void {
   api.route(
     {
       method: 'get',
@@ -32,13 +33,10 @@ export function healthRoutes(api: Api, orm: Orm, metrics: Metrics, openApi: () =
     },
     async (_input, _request, response) => {
       const reachable = await Promise.race([
-        orm.em
-          .fork()
-          .execute('select 1')
-          .then(
-            () => true,
-            () => false,
-          ),
+        database.query(sql`select 1`).then(
+          () => true,
+          () => false,
+        ),
         new Promise<boolean>((resolve) => setTimeout(resolve, 2_000, false).unref()),
       ]);
       if (!reachable) throw new ProblemError('database_unavailable', 'The database did not answer');

@@ -49,7 +49,7 @@ const droppedConnectionMessages = new Set([
   'Connection terminated',
 ]);
 
-function toProblem(error: unknown): ProblemError | undefined {
+export function toProblem(error: unknown): ProblemError | undefined {
   if (error instanceof ProblemError) return error;
   // Express could not percent-decode a path parameter (`/members/%C3%28`): the client's input.
   if (error instanceof URIError && (error as URIError & { status?: unknown }).status === 400) {

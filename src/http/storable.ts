@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import { ProblemError, type FieldError } from './errors.ts';
-import { escapePointer, storable, unstorableText } from './json.ts';
+import { escapePointer, storable, unstorableText } from '../json.ts';
 
 /**
  * Text PostgreSQL cannot take (NUL, lone surrogates) and nesting deeper than `maxDepth`, found

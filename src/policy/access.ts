@@ -1,20 +1,17 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
-import type { Request, RequestHandler } from 'express';
+import type { Request } from 'express';
 import type { Principal } from '../auth/principal.ts';
-import type pg from 'pg';
-import { DecisionWriter } from '../features/decisions/decision-writer.ts';
-import {
-  decisionContext,
-  type DecisionContext,
-  type DecisionEntry,
-  type DecisionLog,
-  type Operation,
-} from '../features/decisions/decision-log.ts';
+import type { WorkspaceDirectory } from '../auth/workspace-directory.ts';
+import { sql } from 'kysely';
+import { prepared, type Database, type Scope } from '../db/database.ts';
 import { ProblemError } from '../http/errors.ts';
-import type { PrincipalAbility } from './ability.ts';
+import type { Decision, PrincipalAbility } from './ability.ts';
+import { appendDecisions, type DecisionContext, type DecisionEntry, type Operation } from './decision-log.ts';
+import { DecisionWriter } from './decision-writer.ts';
 import type { PolicyStore } from './policy-store.ts';
+import { Ruling } from './ruling.ts';
 import type { Action } from './vocabulary.ts';
 
+/** What a route needs before its handler runs: the type-level check on its subject. */
 export interface Requirement {
   action: Action;
   subject: string;
@@ -23,126 +20,185 @@ export interface Requirement {
 
 declare module 'express-serve-static-core' {
   interface Request {
-    /** An allowed decision a mutation must record in its own transaction. */
-    pendingDecision?: DecisionEntry;
     /** Set once the platform admin key authenticated the request. */
     platformAdmin?: boolean;
     startedAt?: bigint;
   }
 }
 
-/** Everything a service needs to decide and log for the principal of one request. */
+/** Who acts in one request, where, and the route's allow that still waits for its outcome. */
 export interface Caller {
-  principal: Principal;
+  principal: Pick<Principal, 'id' | 'roles' | 'provider'>;
   workspaceId: string;
-  ability: PrincipalAbility;
   context: DecisionContext;
-  /** Logs decisions that have no transaction of their own; resolves once they are durable. */
-  log(entries: readonly DecisionEntry[]): Promise<void>;
+  /** The principal's ability; the platform admin is outside tenant policy and has none. */
+  ability: PrincipalAbility | undefined;
+  /** On routes with a requirement: the route's allow, still waiting for its outcome. */
+  ruling?: Ruling;
 }
 
-/** Decides for the principal of a request, and makes sure every decision is logged. */
+/** A workspace principal (never the platform admin): records, `/check`. */
+export interface PrincipalCaller extends Caller {
+  principal: Principal;
+  ability: PrincipalAbility;
+}
+
+const platformAdmin = { id: 'platform-admin', roles: [], provider: 'admin-key' };
+const adminDecision: Decision = {
+  allowed: true,
+  policyId: null,
+  policyVersion: null,
+  ruleIndex: null,
+  reason: 'platform admin key (outside tenant policy)',
+};
+
+/**
+ * The one door for decisions. A service asks, gets a decision, and the decision is written
+ * exactly once: in the transaction of the change it allowed (`change`), durable before the answer
+ * for reads and refusals (`decided`), and after the rollback for a change refused after its allow
+ * (validation, conflict, precondition), with the refusal as its outcome.
+ */
 export class AccessControl {
-  private readonly log: DecisionLog;
   private readonly policies: PolicyStore;
-  private readonly writer: DecisionWriter;
+  private readonly database: Database;
+  private readonly directory: WorkspaceDirectory;
+  private readonly writer: DecisionWriter | undefined;
 
-  constructor(policies: PolicyStore, log: DecisionLog, pool: pg.Pool) {
-    this.policies = policies;
-    this.log = log;
-    this.writer = new DecisionWriter(pool, log);
-  }
-
-  async abilityOf(request: Request): Promise<PrincipalAbility> {
-    const { principal, workspace } = request;
-    if (!principal || !workspace) throw new Error('abilityOf needs an authenticated principal');
-    return this.policies.abilityFor(principal, {
-      workspaceId: workspace.id,
-      policySetVersion: workspace.policySetVersion,
-    });
-  }
-
-  async callerOf(request: Request): Promise<Caller> {
-    const principal = request.principal;
-    if (!principal || !request.workspace) throw new Error('callerOf needs an authenticated principal');
-    const context = decisionContext(request, principal);
-    return {
-      principal,
-      workspaceId: request.workspace.id,
-      ability: await this.abilityOf(request),
-      context,
-      log: (entries) => this.writer.append(context, entries),
-    };
-  }
-
-  /** Appends decisions that have no transaction of their own (reads, denials, checks); resolves once committed. */
-  async recordNow(request: Request, entries: readonly DecisionEntry[]): Promise<void> {
-    if (!request.principal) return;
-    await this.writer.append(decisionContext(request, request.principal), entries);
-  }
-
-  /** The same, for decisions taken for another principal (a named `/check`). */
-  async recordNowAs(
-    request: Request,
-    principal: Pick<Principal, 'id' | 'roles' | 'provider'>,
-    entries: readonly DecisionEntry[],
-  ): Promise<void> {
-    if (!request.principal) return;
-    await this.writer.append({ ...decisionContext(request, request.principal), principal }, entries);
-  }
-
-  /** Appends decisions inside the caller's transaction (mutations). */
-  async recordIn(em: EntityManager, request: Request, entries: readonly DecisionEntry[]): Promise<void> {
-    if (!request.principal) return;
-    await this.log.record(em, decisionContext(request, request.principal), entries);
-  }
-
-  /** Type-level check. A denial is logged, then answered with 403 and the deciding rule's reason. */
-  async require(request: Request, requirement: Requirement): Promise<DecisionEntry> {
-    const ability = await this.abilityOf(request);
-    const decision = ability.decide(requirement.action, requirement.subject);
-    const entry: DecisionEntry = {
-      action: requirement.action,
-      operation: requirement.operation,
-      subject: requirement.subject,
-      decision,
-    };
-    if (!decision.allowed) {
-      await this.recordNow(request, [entry]);
-      throw new ProblemError('forbidden', decision.reason);
-    }
-    return entry;
+  /** `logDecisions: false` exists only so the benchmark can measure what logging costs. */
+  constructor(options: {
+    policies: PolicyStore;
+    database: Database;
+    directory: WorkspaceDirectory;
+    logDecisions?: boolean;
+  }) {
+    this.policies = options.policies;
+    this.database = options.database;
+    this.directory = options.directory;
+    this.writer = options.logDecisions === false ? undefined : new DecisionWriter(options.database);
   }
 
   /**
-   * Route guard: reads record their decision before the handler runs; mutations get it as
-   * `request.pendingDecision` and record it in their transaction. The platform admin is outside
-   * tenant policy and is not a principal: nothing to decide.
+   * Runs an authorized route: the type-level check (a denial is logged, then 403), then `work`
+   * with the caller, whose one decision is written whatever the outcome.
    */
-  guard(requirement: Requirement, method: string): RequestHandler {
-    return async (request, _response, next) => {
-      if (request.platformAdmin) return next();
-      const entry = await this.require(request, requirement);
-      if (method === 'get') await this.recordNow(request, [entry]);
-      else request.pendingDecision = entry;
-      next();
+  async authorized(request: Request, requirement: Requirement, work: (caller: Caller) => Promise<void>): Promise<void> {
+    const caller = request.platformAdmin ? await this.platformAdminOf(request) : await this.principalOf(request);
+    const decision = caller.ability ? caller.ability.decide(requirement.action, requirement.subject) : adminDecision;
+    const ruling = new Ruling({ ...requirement, decision });
+    await this.decide(caller, ruling, async () => {
+      ruling.require(decision);
+      await work({ ...caller, ruling });
+    });
+  }
+
+  async principalOf(request: Request): Promise<PrincipalCaller> {
+    const { principal, workspace } = request;
+    if (!principal || !workspace) throw new Error('principalOf needs an authenticated principal');
+    const ability = await this.policies.abilityFor(principal, {
+      workspaceId: workspace.id,
+      policySetVersion: workspace.policySetVersion,
+    });
+    return {
+      principal,
+      workspaceId: workspace.id,
+      context: contextOf(request, principal, workspace.id),
+      ability,
     };
+  }
+
+  /** The platform admin names the workspace in the URL; an unknown one is a plain 404. */
+  private async platformAdminOf(request: Request): Promise<Caller> {
+    const reference = String(request.params.ws ?? '');
+    const tenant = await this.directory.resolve(reference);
+    if (!tenant) throw new ProblemError('workspace_not_found', `No workspace "${reference}"`);
+    return this.platformAdminIn(request, tenant.workspace.id);
+  }
+
+  /** The platform admin acting on one tenant (outside its policies): its decisions go into that tenant's log. */
+  platformAdminIn(request: Request, workspaceId: string): Caller {
+    return {
+      principal: platformAdmin,
+      workspaceId,
+      context: contextOf(request, platformAdmin, workspaceId),
+      ability: undefined,
+    };
+  }
+
+  /** Decisions with no transaction of their own (reads, denials, checks): durable when this resolves. */
+  async decided(caller: Pick<Caller, 'context'>, entries: readonly DecisionEntry[]): Promise<void> {
+    await this.writer?.append({ context: caller.context, entries });
+  }
+
+  /** Decisions inside the transaction of the change they allowed or refused. */
+  async decidedIn(scope: Scope, caller: Pick<Caller, 'context'>, entries: readonly DecisionEntry[]): Promise<void> {
+    if (!this.writer || !entries.length) return;
+    await scope.query(
+      prepared(
+        'cordon_append_decisions_in_change',
+        sql`with ${scope.cte} ${appendDecisions([{ context: caller.context, entries }])}`,
+      ),
+    );
+  }
+
+  /**
+   * Runs a request whose decision is still being taken, and writes that decision exactly once: as
+   * `work` left it when it succeeds (unless a committed statement already carried it), or with
+   * the outcome that undid it when it fails.
+   */
+  async decide<T>(caller: Pick<Caller, 'context'>, ruling: Ruling, work: (ruling: Ruling) => Promise<T>): Promise<T> {
+    let value: T;
+    try {
+      value = await work(ruling);
+    } catch (error) {
+      if (!ruling.written) await this.decided(caller, [ruling.outcome(error)]);
+      throw error;
+    }
+    if (!ruling.written) await this.decided(caller, [ruling.entry]);
+    ruling.written = true;
+    return value;
+  }
+
+  /** A read on an authorized route: its decision is durable before the answer leaves. */
+  async read<T>(caller: Caller, work: (ruling: Ruling) => Promise<T>): Promise<T> {
+    const ruling = rulingOf(caller);
+    const value = await work(ruling);
+    await this.decided(caller, [ruling.entry]);
+    ruling.written = true;
+    return value;
+  }
+
+  /**
+   * A change on an authorized route: `work` runs in one transaction inside the caller's workspace,
+   * and the route's decision commits with it.
+   */
+  async change<T>(caller: Caller, work: (scope: Scope, ruling: Ruling) => Promise<T>): Promise<T> {
+    const ruling = rulingOf(caller);
+    const value = await this.database.withWorkspace(caller.workspaceId, async (scope) => {
+      const result = await work(scope, ruling);
+      await this.decidedIn(scope, caller, [ruling.entry]);
+      return result;
+    });
+    ruling.written = true;
+    return value;
   }
 }
 
-/** Who makes a change, and how its decision gets into the change's transaction. */
-export interface Actor {
-  id: string;
-  audit(em: EntityManager): Promise<void>;
+function rulingOf(caller: Caller): Ruling {
+  if (!caller.ruling) throw new Error('a read or change needs the route’s requirement (authorize)');
+  return caller.ruling;
 }
 
-export function actorOf(request: Request, access: AccessControl): Actor {
-  if (request.platformAdmin || !request.principal) return { id: 'platform-admin', audit: async () => undefined };
-  const entry = request.pendingDecision;
+function contextOf(
+  request: Request,
+  principal: Pick<Principal, 'id' | 'roles' | 'provider'>,
+  workspaceId: string,
+): DecisionContext {
   return {
-    id: request.principal.id,
-    audit: async (em) => {
-      if (entry) await access.recordIn(em, request, [entry]);
-    },
+    workspaceId,
+    requestId: String(request.id),
+    principal,
+    ip: request.ip ?? null,
+    userAgent: request.get('user-agent')?.slice(0, 500) ?? null,
+    startedAt: request.startedAt ?? process.hrtime.bigint(),
   };
 }

@@ -1,5 +1,5 @@
 import type { ConditionsMatcher } from '@casl/ability';
-import { escapePointer, isPlainObject, storable, unstorableText as unstorable } from '../http/json.ts';
+import { escapePointer, isPlainObject, storable, unstorableText as unstorable } from '../json.ts';
 import { compileLinear, type LinearRegex } from './linear-regex.ts';
 import { normaliseRegex } from './regex.ts';
 

@@ -1,5 +1,5 @@
 import { readClaim } from '../auth/claims.ts';
-import { escapePointer, isPlainObject } from '../http/json.ts';
+import { escapePointer, isPlainObject } from '../json.ts';
 
 /**
  * `${…}` placeholders in policy conditions. They are allowed only as a whole JSON string value and

@@ -1,8 +1,7 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { sql } from 'kysely';
 import { LRUCache } from 'lru-cache';
 import type { Principal } from '../auth/principal.ts';
-import type { Orm } from '../db/orm.ts';
-import { withWorkspace } from '../db/scope.ts';
+import type { Database, Scope } from '../db/database.ts';
 import { buildAbility, type PrincipalAbility, type StoredPolicy } from './ability.ts';
 import { placeholdersUsed, placeholderValues, type PlaceholderContext } from './placeholders.ts';
 
@@ -12,10 +11,10 @@ interface PolicySet {
 }
 
 /** A workspace's policies in evaluation order, as the caller's transaction (in its scope) sees them. */
-export function loadPolicies(em: EntityManager, workspaceId: string): Promise<StoredPolicy[]> {
-  return em.execute<StoredPolicy[]>(
-    'select id, name, version, roles, rules from policies where workspace_id = ? order by created_at, id',
-    [workspaceId],
+export function loadPolicies(scope: Scope): Promise<StoredPolicy[]> {
+  return scope.query(
+    sql<StoredPolicy>`select id, name, version, roles, rules from policies
+      where workspace_id = ${scope.workspaceId}::uuid order by created_at, id`,
   );
 }
 
@@ -33,10 +32,10 @@ export interface PolicyScope {
 export class PolicyStore {
   private readonly sets = new LRUCache<string, PolicySet>({ max: 1_000 });
   private readonly abilities = new LRUCache<string, PrincipalAbility>({ max: 10_000 });
-  private readonly orm: Orm;
+  private readonly database: Database;
 
-  constructor(orm: Orm) {
-    this.orm = orm;
+  constructor(database: Database) {
+    this.database = database;
   }
 
   async abilityFor(
@@ -59,7 +58,7 @@ export class PolicyStore {
     const key = `${scope.workspaceId}:${scope.policySetVersion}`;
     const cached = this.sets.get(key);
     if (cached) return cached;
-    const rows = await withWorkspace(this.orm, scope.workspaceId, (em) => loadPolicies(em, scope.workspaceId));
+    const rows = await this.database.withWorkspace(scope.workspaceId, loadPolicies, { readOnly: true });
     const placeholders = new Set<string>();
     for (const row of rows) for (const rule of row.rules) placeholdersUsed(rule.conditions, placeholders);
     const set: PolicySet = { policies: rows, placeholders };

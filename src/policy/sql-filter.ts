@@ -1,4 +1,5 @@
-import { canonicalUuid } from '../http/json.ts';
+import { sql, type RawBuilder } from 'kysely';
+import { canonicalUuid } from '../json.ts';
 import { matches, type CompareOperator, type Condition, type Scalar } from './conditions.ts';
 
 /**
@@ -12,41 +13,32 @@ import { matches, type CompareOperator, type Condition, type Scalar } from './co
  * literals inside a bound jsonpath, never spliced into the SQL text.
  */
 
-/**
- * Collects bound values. Compilation folds constants, so a part that added a value may be dropped
- * afterwards: `bind` numbers only the placeholders the final text still holds, in order.
- */
-export class SqlParameters {
-  private readonly pending: unknown[] = [];
+type Fragment = RawBuilder<unknown>;
 
-  add(value: unknown, cast: string): string {
-    this.pending.push(value);
-    return `⟦${this.pending.length - 1}⟧::${cast}`;
-  }
+/** A predicate folded to a constant where compilation can already tell, else an SQL fragment. */
+type Predicate = Fragment | boolean;
+/** Boolean jsonpath text (it travels inside a bound jsonpath parameter, never in the SQL text). */
+type PathPredicate = string | boolean;
 
-  /** The text with `$n` placeholders numbered after `offset` existing ones, and their values. */
-  bind(text: string, offset = 0): { text: string; values: unknown[] } {
-    const values: unknown[] = [];
-    const bound = text.replace(/⟦(\d+)⟧/g, (_, index: string) => {
-      values.push(this.pending[Number(index)]);
-      return `$${offset + values.length}`;
-    });
-    return { text: bound, values };
-  }
+const sqlConstant = (value: Predicate): Fragment => (value === true ? sql`true` : value === false ? sql`false` : value);
+
+function combine(parts: Predicate[], joiner: 'and' | 'or'): Predicate {
+  const absorbing = joiner === 'or';
+  if (parts.includes(absorbing)) return absorbing;
+  const open = parts.filter((part): part is Fragment => typeof part !== 'boolean');
+  if (open.length === 0) return !absorbing;
+  return open.length === 1 ? open[0]! : sql`(${sql.join(open, joiner === 'and' ? sql` and ` : sql` or `)})`;
 }
+const not = (part: Predicate): Predicate => (typeof part === 'boolean' ? !part : sql`not (${part})`);
 
-type Predicate = string | boolean;
-
-const sqlConstant = (value: Predicate) => (value === true ? 'true' : value === false ? 'false' : value);
-
-function all(parts: Predicate[], joiner: string): Predicate {
-  const absorbing = joiner === 'and' || joiner === '&&' ? false : true;
+function all(parts: PathPredicate[], joiner: '&&' | '||'): PathPredicate {
+  const absorbing = joiner === '||';
   if (parts.includes(absorbing)) return absorbing;
   const open = parts.filter((part): part is string => typeof part === 'string');
   if (open.length === 0) return !absorbing;
   return open.length === 1 ? open[0]! : `(${open.join(` ${joiner} `)})`;
 }
-const negate = (part: Predicate, not: string): Predicate => (typeof part === 'boolean' ? !part : `${not}(${part})`);
+const negate = (part: PathPredicate): PathPredicate => (typeof part === 'boolean' ? !part : `!(${part})`);
 
 // ---------- SQL/JSON path predicates over data ----------
 
@@ -85,7 +77,7 @@ function reachedArray(item: string, path: readonly string[], test: (array: strin
   return `exists(${accessor(item, path.slice(0, -1))} ? (@.type() == "object" && @.${last}.type() == "array" && ${test(`@.${last}`)}))`;
 }
 
-function equalsPath(item: string, path: readonly string[], value: Scalar): Predicate {
+function equalsPath(item: string, path: readonly string[], value: Scalar): PathPredicate {
   const test = reached(item, path, scalarTest('eq', value));
   // A missing field equals null (the parser allows null on single-segment paths only).
   if (value === null && path.length > 0) return `(!exists(${accessor(item, path)}) || ${test})`;
@@ -93,7 +85,7 @@ function equalsPath(item: string, path: readonly string[], value: Scalar): Predi
 }
 
 /** A jsonpath predicate, relative to `item` (`$` at the top, `@` for an element in $elemMatch). */
-function jsonPathPredicate(condition: Condition, item: string): Predicate {
+function jsonPathPredicate(condition: Condition, item: string): PathPredicate {
   switch (condition.kind) {
     case 'and':
       return all(
@@ -111,18 +103,17 @@ function jsonPathPredicate(condition: Condition, item: string): Predicate {
           condition.conditions.map((part) => jsonPathPredicate(part, item)),
           '||',
         ),
-        '!',
       );
     case 'compare':
       if (condition.operator === 'eq') return equalsPath(item, condition.path, condition.value);
-      if (condition.operator === 'ne') return negate(equalsPath(item, condition.path, condition.value), '!');
+      if (condition.operator === 'ne') return negate(equalsPath(item, condition.path, condition.value));
       return reached(item, condition.path, scalarTest(condition.operator, condition.value));
     case 'in': {
       const any = all(
         condition.values.map((value) => equalsPath(item, condition.path, value)),
         '||',
       );
-      return condition.negated ? negate(any, '!') : any;
+      return condition.negated ? negate(any) : any;
     }
     case 'all':
       return all(
@@ -153,9 +144,8 @@ function jsonPathPredicate(condition: Condition, item: string): Predicate {
   }
 }
 
-// ---------- SQL over a records row ----------
+// ---------- SQL over a records row (alias `r`) ----------
 
-const isoFormat = `'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'`;
 const canonicalIso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
 /** `YYYY-MM-DDTHH:mm:ss.sssZ` for a real instant from year 1 on (PostgreSQL has no year 0). */
 export const isCanonicalIso = (value: string) =>
@@ -163,70 +153,76 @@ export const isCanonicalIso = (value: string) =>
   !value.startsWith('0000') &&
   !Number.isNaN(Date.parse(value)) &&
   new Date(value).toISOString() === value;
-const sqlOperators: Record<CompareOperator, string> = { eq: '=', ne: '<>', lt: '<', lte: '<=', gt: '>', gte: '>=' };
+const sqlOperators: Record<CompareOperator, Fragment> = {
+  eq: sql`=`,
+  ne: sql`<>`,
+  lt: sql`<`,
+  lte: sql`<=`,
+  gt: sql`>`,
+  gte: sql`>=`,
+};
 
 interface SystemColumn {
   /** The field as the text the in-memory document holds. */
-  text: (alias: string) => string;
+  text: Fragment;
   /** An equivalent comparison on the column itself, when the value allows one (index-friendly). */
-  native?: (alias: string, operator: CompareOperator, value: string, parameters: SqlParameters) => string | undefined;
+  native?: (operator: CompareOperator, value: string) => Fragment | undefined;
 }
 
-const timestampColumn = (column: string): SystemColumn => ({
-  text: (alias) => `to_char(${alias}.${column} at time zone 'UTC', ${isoFormat})`,
+const timestampColumn = (column: Fragment, text: Fragment): SystemColumn => ({
+  text,
   // Stored timestamps have millisecond precision and fixed-width ISO text, so on canonical ISO
   // values text order and time order agree.
-  native: (alias, operator, value, parameters) =>
-    isCanonicalIso(value)
-      ? `${alias}.${column} ${sqlOperators[operator]} ${parameters.add(value, 'timestamptz')}`
-      : undefined,
+  native: (operator, value) =>
+    isCanonicalIso(value) ? sql`${column} ${sqlOperators[operator]} ${value}::timestamptz` : undefined,
 });
 
 const systemColumns: Record<string, SystemColumn> = {
   id: {
-    text: (alias) => `${alias}.id::text`,
-    native: (alias, operator, value, parameters) =>
-      operator === 'eq' && canonicalUuid.test(value) ? `${alias}.id = ${parameters.add(value, 'uuid')}` : undefined,
+    text: sql`r.id::text`,
+    native: (operator, value) =>
+      operator === 'eq' && canonicalUuid.test(value) ? sql`r.id = ${value}::uuid` : undefined,
   },
-  createdBy: { text: (alias) => `${alias}.created_by` },
-  createdAt: timestampColumn('created_at'),
-  updatedAt: timestampColumn('updated_at'),
+  createdBy: { text: sql`r.created_by` },
+  createdAt: timestampColumn(
+    sql`r.created_at`,
+    sql`to_char(r.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
+  ),
+  updatedAt: timestampColumn(
+    sql`r.updated_at`,
+    sql`to_char(r.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
+  ),
 };
 
 /** A system field always holds one non-null string, which settles most operators at compile time. */
-function systemLeaf(
-  condition: Exclude<Condition, { kind: 'and' | 'or' | 'nor' }>,
-  column: SystemColumn,
-  alias: string,
-  parameters: SqlParameters,
-): Predicate {
+function systemLeaf(condition: Exclude<Condition, { kind: 'and' | 'or' | 'nor' }>, column: SystemColumn): Predicate {
   const compare = (operator: CompareOperator, value: Scalar): Predicate => {
     if (typeof value !== 'string') return false; // never across types; never null
-    const native = column.native?.(alias, operator, value, parameters);
+    const native = column.native?.(operator, value);
     if (native) return native;
-    const collation = operator === 'eq' ? '' : ' collate "C"';
-    return `${column.text(alias)}${collation} ${sqlOperators[operator]} ${parameters.add(value, 'text')}`;
+    const collation = operator === 'eq' ? sql`` : sql` collate "C"`;
+    return sql`${column.text}${collation} ${sqlOperators[operator]} ${value}::text`;
   };
   switch (condition.kind) {
     case 'compare':
-      if (condition.operator === 'ne') return negate(compare('eq', condition.value), 'not ');
+      if (condition.operator === 'ne') return not(compare('eq', condition.value));
       return compare(condition.operator, condition.value);
     case 'in': {
-      const any = all(
+      const any = combine(
         condition.values.map((value) => compare('eq', value)),
         'or',
       );
-      return condition.negated ? negate(any, 'not ') : any;
+      return condition.negated ? not(any) : any;
     }
     case 'all':
-      return all(
+      return combine(
         condition.values.map((value) => compare('eq', value)),
         'and',
       );
     case 'exists':
       return condition.exists;
     case 'regex':
-      return `${column.text(alias)} ~ ${parameters.add(condition.pattern, 'text')}`;
+      return sql`${column.text} ~ ${condition.pattern}::text`;
     case 'size':
     case 'elemMatch':
       return false;
@@ -238,64 +234,52 @@ function systemLeaf(
  * array holding it (JSONB containment does not look into nested arrays, as MongoDB does not).
  * Both can use the GIN index.
  */
-function containment(field: string, value: Scalar, alias: string, parameters: SqlParameters): string {
-  const holds = (document: unknown) => `${alias}.data @> ${parameters.add(JSON.stringify(document), 'jsonb')}`;
-  return `(${holds({ [field]: value })} or ${holds({ [field]: [value] })})`;
+function containment(field: string, value: Scalar): Fragment {
+  const holds = (document: unknown) => sql`r.data @> ${JSON.stringify(document)}::jsonb`;
+  return sql`(${holds({ [field]: value })} or ${holds({ [field]: [value] })})`;
 }
 
-function dataLeaf(condition: Condition, alias: string, parameters: SqlParameters): Predicate {
+function dataLeaf(condition: Condition): Predicate {
   if (
     condition.kind === 'compare' &&
     condition.path.length === 1 &&
     condition.value !== null &&
     (condition.operator === 'eq' || condition.operator === 'ne')
   ) {
-    const equal = containment(condition.path[0]!, condition.value, alias, parameters);
-    return condition.operator === 'eq' ? equal : negate(equal, 'not ');
+    const equal = containment(condition.path[0]!, condition.value);
+    return condition.operator === 'eq' ? equal : not(equal);
   }
   if (condition.kind === 'in' && condition.path.length === 1 && !condition.values.includes(null)) {
-    const any = all(
-      condition.values.map((value) => containment(condition.path[0]!, value, alias, parameters)),
+    const any = combine(
+      condition.values.map((value) => containment(condition.path[0]!, value)),
       'or',
     );
-    return condition.negated ? negate(any, 'not ') : any;
+    return condition.negated ? not(any) : any;
   }
-  const predicate = jsonPathPredicate(condition, '$');
-  if (typeof predicate === 'boolean') return predicate;
-  return `${alias}.data @@ ${parameters.add(`lax ${predicate}`, 'jsonpath')}`;
+  const path = jsonPathPredicate(condition, '$');
+  if (typeof path === 'boolean') return path;
+  return sql`r.data @@ ${`lax ${path}`}::jsonpath`;
 }
 
-function predicate(condition: Condition, alias: string, parameters: SqlParameters): Predicate {
+function predicate(condition: Condition): Predicate {
   switch (condition.kind) {
     case 'and':
-      return all(
-        condition.conditions.map((part) => predicate(part, alias, parameters)),
-        'and',
-      );
+      return combine(condition.conditions.map(predicate), 'and');
     case 'or':
-      return all(
-        condition.conditions.map((part) => predicate(part, alias, parameters)),
-        'or',
-      );
+      return combine(condition.conditions.map(predicate), 'or');
     case 'nor':
-      return negate(
-        all(
-          condition.conditions.map((part) => predicate(part, alias, parameters)),
-          'or',
-        ),
-        'not ',
-      );
+      return not(combine(condition.conditions.map(predicate), 'or'));
   }
   const column = Object.hasOwn(systemColumns, condition.path[0]!) ? systemColumns[condition.path[0]!] : undefined;
-  if (!column) return dataLeaf(condition, alias, parameters);
+  if (!column) return dataLeaf(condition);
   // Below a system field there is nothing to reach: the answer is the one for an empty document.
   if (condition.path.length > 1) return matches(condition, {});
-  return systemLeaf(condition, column, alias, parameters);
+  return systemLeaf(condition, column);
 }
 
-/** SQL that holds for a records row (`alias`) exactly when the condition matches the record's document. */
-export function recordCondition(condition: Condition, parameters: SqlParameters, alias = 'r'): string {
-  return sqlConstant(predicate(condition, alias, parameters));
+/** SQL that holds for a records row `r` exactly when the condition matches the record's document. */
+export function recordCondition(condition: Condition): Fragment {
+  return sqlConstant(predicate(condition));
 }
 
 export interface OrderedRule {
@@ -309,11 +293,11 @@ export interface OrderedRule {
  * Rule i holds as `cᵢ or rest` when it allows and `not cᵢ and rest` when it denies; no rule left
  * means deny.
  */
-export function rulesCondition(rules: readonly OrderedRule[], parameters: SqlParameters, alias = 'r'): string {
+export function rulesCondition(rules: readonly OrderedRule[]): Fragment {
   let result: Predicate = false;
   for (const rule of [...rules].reverse()) {
-    const condition = rule.condition ? predicate(rule.condition, alias, parameters) : true;
-    result = rule.inverted ? all([negate(condition, 'not '), result], 'and') : all([condition, result], 'or');
+    const condition = rule.condition ? predicate(rule.condition) : true;
+    result = rule.inverted ? combine([not(condition), result], 'and') : combine([condition, result], 'or');
   }
   return sqlConstant(result);
 }

@@ -3,17 +3,17 @@ import type { Express } from 'express';
 import pg from 'pg';
 import { pino } from 'pino';
 import supertest from 'supertest';
-import { createApp } from '../../src/app.ts';
+import { createApp, entities } from '../../src/app.ts';
 import { parseConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/http/logging.ts';
 import { ChangeBus } from '../../src/db/changes.ts';
-import { createOrm, type Orm } from '../../src/db/orm.ts';
+import { Database } from '../../src/db/database.ts';
 import { Sealer } from '../../src/features/decisions/sealer.ts';
 import { generateSigningKey, type SigningKey } from '../../src/features/decisions/signing.ts';
 
 export interface TestApp {
   app: Express;
-  orm: Orm;
+  database: Database;
   adminKey: string;
   /** supertest over real HTTP, with the platform admin key already set. */
   admin: () => ReturnType<typeof adminAgent>;
@@ -64,23 +64,22 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ...options.env,
   });
   const url = options.databaseUrl ?? testDatabase.appUrl();
-  const orm = await createOrm({ url, poolSize: 5 }, logger);
+  const database = await Database.open({ url, poolSize: 5, entities }, logger);
   const changes = new ChangeBus(url, logger);
   if (options.listen) await changes.listen();
-  const { app, close } = createApp({ config: { ...config, adminApiKey: adminKey }, orm, changes, logger, signingKey });
-  const sealer = new Sealer(orm, signingKey, logger);
+  const { app } = createApp({ config: { ...config, adminApiKey: adminKey }, database, changes, logger, signingKey });
+  const sealer = new Sealer(database, signingKey, logger);
   return {
     app,
-    orm,
+    database,
     adminKey,
     admin: () => adminAgent(app, adminKey),
     http: () => supertest.agent(app),
     signingKey,
     sealer,
     close: async () => {
-      await close();
       await changes.close();
-      await orm.close();
+      await database.close();
     },
   };
 }

@@ -1,11 +1,10 @@
 import { z } from 'zod';
 import type { Api } from '../../http/api.ts';
 import { ProblemError } from '../../http/errors.ts';
-import type { Principal } from '../../auth/principal.ts';
 import type { AccessControl } from '../../policy/access.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
 import { actions } from '../../policy/vocabulary.ts';
-import type { DecisionEntry } from '../decisions/decision-log.ts';
+import type { DecisionEntry } from '../../policy/decision-log.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 
 const maxChecks = 100;
@@ -66,24 +65,24 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
       responses: { 200: { description: 'One result per check, in order', schema: checkResponse } },
     },
     async ({ body }, request, response) => {
-      let principal: Pick<Principal, 'id' | 'roles' | 'provider'> = request.principal!;
-      let ability = await access.abilityOf(request);
+      const caller = await access.principalOf(request);
+      let { ability, context } = caller;
       if (body.principal) {
         // Naming another principal reveals what it may do: only those who manage policies may.
         const authority = ability.decide('manage', 'Policy');
         if (!authority.allowed) {
-          await access.recordNow(request, [
+          await access.decided(caller, [
             { action: 'manage', operation: 'check', subject: 'Policy', decision: authority },
           ]);
           throw new ProblemError('forbidden', 'Only principals who manage policies may check for another principal');
         }
-        const named = { ...body.principal, provider: `named by ${principal.id}` };
+        const named = { ...body.principal, provider: `named by ${caller.principal.id}` };
         const workspace = request.workspace!;
         ability = await policies.abilityFor(named, {
           workspaceId: workspace.id,
           policySetVersion: workspace.policySetVersion,
         });
-        principal = named;
+        context = { ...context, principal: named };
       }
       const entries: DecisionEntry[] = body.checks.map((check) => {
         const resourceId = check.resource && typeof check.resource.id === 'string' ? check.resource.id : null;
@@ -96,7 +95,7 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
           decision: ability.decide(check.action, check.subject, check.resource, check.field),
         };
       });
-      await access.recordNowAs(request, principal, entries);
+      await access.decided({ context }, entries);
       response.json({ results: entries.map((entry) => entry.decision) });
     },
   );

@@ -1,8 +1,7 @@
-import type pg from 'pg';
-import Cursor from 'pg-cursor';
-import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
-import { scopedTransaction } from '../../db/scoped.ts';
+import { sql, type RawBuilder } from 'kysely';
 import { z } from 'zod';
+import type { Database, Scope } from '../../db/database.ts';
+import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
 import { chained, checkpointVerifies, genesisHash, linkHash, type DecisionRow } from './chain.ts';
 import type { DecisionFilters, DecisionResponse, VerifyResponse } from './decisions.schema.ts';
 import type { KeyObject } from 'node:crypto';
@@ -19,44 +18,37 @@ export function toResponse(row: SealedRow): DecisionResponse {
   };
 }
 
-/** The WHERE clause of the auditor filters, as parameterised SQL. */
-function where(workspaceId: string, filters: DecisionFilters): { sql: string; values: unknown[] } {
-  const clauses: string[] = [];
-  const values: unknown[] = [];
-  const add = (clause: string, value: unknown) => {
-    values.push(value);
-    clauses.push(clause.replace('$', `$${values.length}`));
-  };
-  add('d.workspace_id = $', workspaceId);
-  if (filters.from) add('d.at >= $', filters.from);
-  if (filters.to) add('d.at < $', filters.to);
-  if (filters.principalId) add('d.principal_id = $', filters.principalId);
-  if (filters.role) add('$ = any (d.principal_roles)', filters.role);
-  if (filters.action) add('d.action = $', filters.action);
-  if (filters.subject) add('d.subject = $', filters.subject);
-  if (filters.allowed !== undefined) add('d.allowed = $', filters.allowed);
-  if (filters.resourceId) add('d.resource_id = $', filters.resourceId);
-  if (filters.policyId) add('d.policy_id = $', filters.policyId);
-  return { sql: clauses.join(' and '), values };
+/** The auditor filters as SQL over `d`, every value bound. */
+function where(workspaceId: string, filters: DecisionFilters): RawBuilder<unknown> {
+  const clauses: RawBuilder<unknown>[] = [sql`d.workspace_id = ${workspaceId}::uuid`];
+  if (filters.from) clauses.push(sql`d.at >= ${filters.from}::timestamptz`);
+  if (filters.to) clauses.push(sql`d.at < ${filters.to}::timestamptz`);
+  if (filters.principalId) clauses.push(sql`d.principal_id = ${filters.principalId}`);
+  if (filters.role) clauses.push(sql`${filters.role}::text = any (d.principal_roles)`);
+  if (filters.action) clauses.push(sql`d.action = ${filters.action}`);
+  if (filters.subject) clauses.push(sql`d.subject = ${filters.subject}`);
+  if (filters.allowed !== undefined) clauses.push(sql`d.allowed = ${filters.allowed}`);
+  if (filters.resourceId) clauses.push(sql`d.resource_id = ${filters.resourceId}`);
+  if (filters.policyId) clauses.push(sql`d.policy_id = ${filters.policyId}::uuid`);
+  return sql.join(clauses, sql` and `);
 }
 
-const selectSealed =
-  'select d.*, s.seq, s.prev_hash, s.hash from decisions d left join decision_seals s on s.decision_id = d.id';
+const selectSealed = sql`select d.*, s.seq, s.prev_hash, s.hash from decisions d left join decision_seals s on s.decision_id = d.id`;
 const listPosition = z.object({ before: z.string().regex(/^\d{1,19}$/) });
 
 /**
- * Reads the decision log with plain `pg` and server-side cursors, so exports and verification
- * run in constant memory however long the log is. Every read runs in the workspace's RLS scope.
+ * Reads the decision log with server-side cursors, so exports and verification run in constant
+ * memory however long the log is. Every read runs in the workspace's RLS scope, read-only.
  */
 export class DecisionReader {
-  private readonly pool: pg.Pool;
+  private readonly database: Database;
 
-  constructor(pool: pg.Pool) {
-    this.pool = pool;
+  constructor(database: Database) {
+    this.database = database;
   }
 
-  private scoped<T>(workspaceId: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    return scopedTransaction(this.pool, workspaceId, work, { readOnly: true });
+  private scoped<T>(workspaceId: string, work: (scope: Scope) => Promise<T>): Promise<T> {
+    return this.database.withWorkspace(workspaceId, work, { readOnly: true });
   }
 
   /** Newest first, keyset-paginated on the append position. */
@@ -66,17 +58,13 @@ export class DecisionReader {
     limit: number,
     cursor?: string,
   ): Promise<{ data: DecisionResponse[]; nextCursor: string | null }> {
-    const { sql, values } = where(workspaceId, filters);
     const before = cursor ? decodeCursor(cursor, listPosition).before : undefined;
-    const rows = await this.scoped(
-      workspaceId,
-      async (client) =>
-        (
-          await client.query<SealedRow>(
-            `${selectSealed} where ${sql} ${before ? `and d.position < $${values.length + 1}` : ''} order by d.position desc limit ${limit + 1}`,
-            before ? [...values, before] : values,
-          )
-        ).rows,
+    const rows = await this.scoped(workspaceId, (scope) =>
+      scope.query(
+        sql<SealedRow>`${selectSealed} where ${where(workspaceId, filters)}
+          ${before ? sql`and d.position < ${before}::bigint` : sql``}
+          order by d.position desc limit ${limit + 1}::integer`,
+      ),
     );
     const { shown, nextCursor } = keysetPage(rows, limit, (last) => encodeCursor({ before: String(last.position) }));
     return { data: shown.map(toResponse), nextCursor };
@@ -88,15 +76,11 @@ export class DecisionReader {
     filters: DecisionFilters,
     write: (rows: DecisionResponse[]) => Promise<void>,
   ): Promise<void> {
-    const { sql, values } = where(workspaceId, filters);
-    await this.scoped(workspaceId, async (client) => {
-      const cursor = client.query(new Cursor<SealedRow>(`${selectSealed} where ${sql} order by d.position`, values));
-      try {
-        for (let rows = await cursor.read(1_000); rows.length; rows = await cursor.read(1_000))
-          await write(rows.map(toResponse));
-      } finally {
-        await cursor.close();
-      }
+    await this.scoped(workspaceId, async (scope) => {
+      const rows = scope.stream(
+        sql<SealedRow>`${selectSealed} where ${where(workspaceId, filters)} order by d.position`,
+      );
+      for await (const chunk of rows) await write(chunk.map(toResponse));
     });
   }
 
@@ -105,13 +89,17 @@ export class DecisionReader {
    * row, a removed link or a deleted tail (behind the last checkpoint) is the first break.
    */
   async verify(workspaceId: string, key: { keyId: string; publicKey: KeyObject }): Promise<VerifyResponse> {
-    return this.scoped(workspaceId, async (client) => {
-      const checkpoints = (
-        await client.query<{ seq: string; hash: string; at: Date; signature: string; key_id: string }>(
-          'select seq, hash, at, signature, key_id from decision_checkpoints where workspace_id = $1 order by seq',
-          [workspaceId],
-        )
-      ).rows;
+    return this.scoped(workspaceId, async (scope) => {
+      const checkpoints = await scope.query(
+        sql<{
+          seq: string;
+          hash: string;
+          at: Date;
+          signature: string;
+          key_id: string;
+        }>`select seq, hash, at, signature, key_id
+          from decision_checkpoints where workspace_id = ${workspaceId}::uuid order by seq`,
+      );
       const bySeq = new Map(checkpoints.map((checkpoint) => [Number(checkpoint.seq), checkpoint]));
       const breaks: { seq: number; reason: string }[] = [];
       for (const checkpoint of checkpoints) {
@@ -126,16 +114,16 @@ export class DecisionReader {
       let expected = 1;
       let prevHash = genesisHash;
       let broken = false;
-      const cursor = client.query(
-        new Cursor<SealedRow & { decision_id: string }>(
-          `select s.seq, s.prev_hash, s.hash, s.decision_id, d.* from decision_seals s
-         left join decisions d on d.id = s.decision_id and d.workspace_id = s.workspace_id
-         where s.workspace_id = $1 order by s.seq`,
-          [workspaceId],
-        ),
+      const links = scope.stream(
+        sql<
+          SealedRow & { decision_id: string }
+        >`select s.seq, s.prev_hash, s.hash, s.decision_id, d.* from decision_seals s
+          left join decisions d on d.id = s.decision_id and d.workspace_id = s.workspace_id
+          where s.workspace_id = ${workspaceId}::uuid order by s.seq`,
       );
-      try {
-        for (let rows = await cursor.read(1_000); rows.length && !broken; rows = await cursor.read(1_000)) {
+      {
+        for await (const rows of links) {
+          if (broken) break;
           for (const row of rows) {
             const seq = Number(row.seq);
             let reason: string | undefined;
@@ -155,16 +143,15 @@ export class DecisionReader {
             expected += 1;
           }
         }
-      } finally {
-        await cursor.close();
       }
-      const counts = (
-        await client.query<{ sealed: string; last: string | null; unsealed: string }>(
-          `select (select count(*) from decision_seals where workspace_id = $1) as sealed, (select max(seq) from decision_seals where workspace_id = $1) as last,
-                (select count(*) from decisions d where d.workspace_id = $1 and not exists (select 1 from decision_seals s where s.decision_id = d.id)) as unsealed`,
-          [workspaceId],
-        )
-      ).rows[0]!;
+      const [counts] = await scope.query(
+        sql<{ sealed: string; last: string | null; unsealed: string }>`select
+          (select count(*) from decision_seals where workspace_id = ${workspaceId}::uuid) as sealed,
+          (select max(seq) from decision_seals where workspace_id = ${workspaceId}::uuid) as last,
+          (select count(*) from decisions d where d.workspace_id = ${workspaceId}::uuid
+             and not exists (select 1 from decision_seals s where s.decision_id = d.id)) as unsealed`,
+      );
+      if (!counts) throw new Error('counts query returned no row');
       const lastCheckpoint = checkpoints.at(-1);
       const lastSeq = Number(counts.last ?? 0);
       if (lastCheckpoint && Number(lastCheckpoint.seq) > lastSeq) {

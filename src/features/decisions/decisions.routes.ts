@@ -1,8 +1,8 @@
 import { stringify } from 'csv-stringify/sync';
 import type { Response } from 'express';
 import type { Api } from '../../http/api.ts';
+import type { AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
-import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { DecisionReader } from './decision-reader.ts';
 import {
   decisionListResponse,
@@ -41,7 +41,17 @@ const csvColumns = [
   'userAgent',
 ];
 
-const csvRecord = (decision: DecisionResponse) => [
+/**
+ * A spreadsheet runs a cell that starts with = + - @ (or a tab or carriage return) as a formula,
+ * and `resourceId`, user agents and subjects are attacker-chosen text: such a cell is prefixed
+ * with an apostrophe, which spreadsheets show as text (OWASP's CSV injection advice).
+ */
+export const neutralised = (cell: unknown): unknown =>
+  typeof cell === 'string' && /^[=+\-@\t\r]/.test(cell) ? `'${cell}` : cell;
+
+const csvRecord = (decision: DecisionResponse) => csvCells(decision).map(neutralised);
+
+const csvCells = (decision: DecisionResponse) => [
   decision.id,
   decision.at,
   decision.seq,
@@ -81,7 +91,7 @@ function writeWithBackpressure(response: Response, chunk: string): Promise<void>
   });
 }
 
-export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: WorkspacesService, key: SigningKey): void {
+export function decisionRoutes(api: Api, reader: DecisionReader, access: AccessControl, key: SigningKey): void {
   api.route(
     {
       method: 'get',
@@ -94,8 +104,8 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
       query: listDecisionsQuery,
       responses: { 200: { description: 'A page of decisions', schema: decisionListResponse } },
     },
-    async ({ params, query: { limit, cursor, ...filters } }, request, response) => {
-      response.json(await reader.list(await workspaces.idOf(params.ws, request.workspace), filters, limit, cursor));
+    async ({ query: { limit, cursor, ...filters }, caller }, _request, response) => {
+      response.json(await access.read(caller, () => reader.list(caller.workspaceId, filters, limit, cursor)));
     },
   );
 
@@ -111,15 +121,16 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
       query: exportDecisionsQuery,
       responses: { 200: { description: 'The decisions', contentType: 'application/x-ndjson' } },
     },
-    async ({ params, query: { format, ...filters } }, request, response) => {
-      const id = await workspaces.idOf(params.ws, request.workspace);
+    async ({ query: { format, ...filters }, caller }, _request, response) => {
+      // The export's decision is durable before its first byte leaves.
+      await access.read(caller, async () => undefined);
       response.status(200).type(format === 'csv' ? 'text/csv' : 'application/x-ndjson');
       response.setHeader(
         'Content-Disposition',
         `attachment; filename="decisions.${format === 'csv' ? 'csv' : 'ndjson'}"`,
       );
       if (format === 'csv') response.write(stringify([csvColumns]));
-      await reader.export(id, filters, (rows) =>
+      await reader.export(caller.workspaceId, filters, (rows) =>
         writeWithBackpressure(
           response,
           format === 'csv'
@@ -142,8 +153,8 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
       params: workspaceParams,
       responses: { 200: { description: 'The verdict', schema: verifyResponse } },
     },
-    async ({ params }, request, response) => {
-      response.json(await reader.verify(await workspaces.idOf(params.ws, request.workspace), key));
+    async ({ caller }, _request, response) => {
+      response.json(await access.read(caller, () => reader.verify(caller.workspaceId, key)));
     },
   );
 
@@ -165,8 +176,8 @@ export function decisionRoutes(api: Api, reader: DecisionReader, workspaces: Wor
       params: workspaceParams,
       responses: { 200: { description: 'The public key', schema: publicKeyResponse } },
     },
-    (_input, _request, response) => {
-      response.json(publicKey);
+    async ({ caller }, _request, response) => {
+      response.json(await access.read(caller, async () => publicKey));
     },
   );
 }

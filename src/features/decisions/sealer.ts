@@ -1,7 +1,6 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { sql } from 'kysely';
 import type { Logger } from 'pino';
-import type { Orm } from '../../db/orm.ts';
-import { withWorkspace } from '../../db/scope.ts';
+import type { Database, Scope } from '../../db/database.ts';
 import { chained, genesisHash, linkHash, signCheckpoint, type DecisionRow } from './chain.ts';
 import type { SigningKey } from './signing.ts';
 
@@ -24,15 +23,15 @@ const defaults: SealerOptions = { intervalMs: 1_000, batchSize: 2_000, window: 1
  * forking a chain; appending decisions never waits for it.
  */
 export class Sealer {
-  private readonly orm: Orm;
+  private readonly database: Database;
   private readonly key: SigningKey;
   private readonly logger: Logger;
   private readonly options: SealerOptions;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> = Promise.resolve();
 
-  constructor(orm: Orm, key: SigningKey, logger: Logger, options: Partial<SealerOptions> = {}) {
-    this.orm = orm;
+  constructor(database: Database, key: SigningKey, logger: Logger, options: Partial<SealerOptions> = {}) {
+    this.database = database;
     this.key = key;
     this.logger = logger;
     this.options = { ...defaults, ...options };
@@ -54,11 +53,9 @@ export class Sealer {
 
   /** Seals everything pending in every workspace; returns how many decisions it linked. */
   async sealAll(): Promise<number> {
-    const workspaces = await this.orm.em
-      .fork()
-      .execute<{ workspace_id: string }[]>('select workspace_id from cordon_workspaces_to_seal(?)', [
-        this.options.window,
-      ]);
+    const workspaces = await this.database.query(
+      sql<{ workspace_id: string }>`select workspace_id from cordon_workspaces_to_seal(${this.options.window}::bigint)`,
+    );
     let sealed = 0;
     for (const { workspace_id: workspaceId } of workspaces) sealed += await this.sealWorkspace(workspaceId);
     return sealed;
@@ -67,51 +64,55 @@ export class Sealer {
   async sealWorkspace(workspaceId: string): Promise<number> {
     let total = 0;
     for (;;) {
-      const sealed = await withWorkspace(this.orm, workspaceId, (em) => this.sealBatch(em, workspaceId));
+      const sealed = await this.database.withWorkspace(workspaceId, (scope) => this.sealBatch(scope));
       total += sealed;
       if (sealed < this.options.batchSize) return total;
     }
   }
 
-  private async sealBatch(em: EntityManager, workspaceId: string): Promise<number> {
-    const [lock] = await em.execute<{ locked: boolean }[]>(
-      "select pg_try_advisory_xact_lock(hashtextextended('cordon:seal:' || ?, 0)) as locked",
-      [workspaceId],
+  private async sealBatch(scope: Scope): Promise<number> {
+    const workspaceId = scope.workspaceId;
+    const [lock] = await scope.query(
+      sql<{
+        locked: boolean;
+      }>`select pg_try_advisory_xact_lock(hashtextextended('cordon:seal:' || ${workspaceId}::text, 0)) as locked`,
     );
     if (!lock?.locked) return 0;
-    const [last] = await em.execute<{ seq: string; hash: string }[]>(
-      'select seq, hash from decision_seals where workspace_id = ? order by seq desc limit 1',
-      [workspaceId],
+    const [last] = await scope.query(
+      sql<{ seq: string; hash: string }>`select seq, hash from decision_seals
+        where workspace_id = ${workspaceId}::uuid order by seq desc limit 1`,
     );
-    const [high] = await em.execute<{ position: string }[]>(
-      'select coalesce(max(decision_position), 0) as position from decision_seals where workspace_id = ?',
-      [workspaceId],
+    const [high] = await scope.query(
+      sql<{ position: string }>`select coalesce(max(decision_position), 0) as position from decision_seals
+        where workspace_id = ${workspaceId}::uuid`,
     );
-    const rows = await em.execute<(DecisionRow & { position: string })[]>(
-      `select d.* from decisions d
-       where d.workspace_id = ? and d.position > ? and not exists (select 1 from decision_seals s where s.decision_id = d.id)
-       order by d.position limit ?`,
-      [workspaceId, Number(high?.position ?? 0) - this.options.window, this.options.batchSize],
+    const rows = await scope.query(
+      sql<DecisionRow & { position: string }>`select d.* from decisions d
+        where d.workspace_id = ${workspaceId}::uuid and d.position > ${Number(high?.position ?? 0) - this.options.window}::bigint
+          and not exists (select 1 from decision_seals s where s.decision_id = d.id)
+        order by d.position limit ${this.options.batchSize}::integer`,
     );
     if (!rows.length) return 0;
 
     let seq = Number(last?.seq ?? 0);
     let prevHash = last?.hash ?? genesisHash;
-    const values: unknown[] = [];
-    for (const row of rows) {
+    const links = rows.map((row) => {
       seq += 1;
       const hash = linkHash(prevHash, chained(row, seq));
-      values.push(workspaceId, seq, row.id, row.position, prevHash, hash);
+      const link = { seq, decision_id: row.id, decision_position: row.position, prev_hash: prevHash, hash };
       prevHash = hash;
-    }
-    await em.execute(
-      `insert into decision_seals (workspace_id, seq, decision_id, decision_position, prev_hash, hash) values ${rows.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}`,
-      values,
+      return link;
+    });
+    await scope.query(
+      sql`insert into decision_seals (workspace_id, seq, decision_id, decision_position, prev_hash, hash)
+        select ${workspaceId}::uuid, link.* from jsonb_to_recordset(${JSON.stringify(links)}::jsonb)
+          as link(seq bigint, decision_id uuid, decision_position bigint, prev_hash text, hash text)`,
     );
     const checkpoint = { workspaceId, seq, hash: prevHash, at: new Date().toISOString() };
-    await em.execute(
-      'insert into decision_checkpoints (workspace_id, seq, hash, at, key_id, signature) values (?, ?, ?, ?, ?, ?)',
-      [workspaceId, seq, prevHash, checkpoint.at, this.key.keyId, signCheckpoint(checkpoint, this.key.privateKey)],
+    await scope.query(
+      sql`insert into decision_checkpoints (workspace_id, seq, hash, at, key_id, signature)
+        values (${workspaceId}::uuid, ${seq}::bigint, ${prevHash}, ${checkpoint.at}::timestamptz, ${this.key.keyId},
+                ${signCheckpoint(checkpoint, this.key.privateKey)})`,
     );
     return rows.length;
   }

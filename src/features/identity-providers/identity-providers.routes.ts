@@ -1,7 +1,5 @@
 import type { Api } from '../../http/api.ts';
-import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
-import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { IdentityProvidersService } from './identity-providers.service.ts';
 import {
   identityProviderBody,
@@ -13,13 +11,7 @@ import {
 const tag = 'Identity providers';
 const subject = 'IdentityProvider';
 
-export function identityProviderRoutes(
-  api: Api,
-  providers: IdentityProvidersService,
-  workspaces: WorkspacesService,
-  access: AccessControl,
-  production: boolean,
-): void {
+export function identityProviderRoutes(api: Api, providers: IdentityProvidersService, production: boolean): void {
   const body = identityProviderBody(production);
 
   api.route(
@@ -33,9 +25,9 @@ export function identityProviderRoutes(
       params: workspaceParams,
       responses: { 200: { description: 'Providers', schema: identityProviderListResponse } },
     },
-    async ({ params }, request, response) => {
+    async ({ caller }, _request, response) => {
       response.json({
-        data: await providers.list(await workspaces.idOf(params.ws, request.workspace)),
+        data: await providers.list(caller),
         nextCursor: null,
       });
     },
@@ -53,12 +45,8 @@ export function identityProviderRoutes(
       body,
       responses: { 201: { description: 'Created', schema: identityProviderResponse } },
     },
-    async ({ params, body: input }, request, response) => {
-      const provider = await providers.create(
-        actorOf(request, access),
-        await workspaces.idOf(params.ws, request.workspace),
-        input,
-      );
+    async ({ params, body: input, caller }, request, response) => {
+      const provider = await providers.create(caller, input);
       response.status(201).location(`/v1/workspaces/${params.ws}/identity-providers/${provider.id}`).json(provider);
     },
   );
@@ -74,8 +62,8 @@ export function identityProviderRoutes(
       params: identityProviderParams,
       responses: { 200: { description: 'The provider', schema: identityProviderResponse } },
     },
-    async ({ params }, request, response) => {
-      response.json(await providers.get(await workspaces.idOf(params.ws, request.workspace), params.id));
+    async ({ params, caller }, request, response) => {
+      response.json(await providers.get(caller, params.id));
     },
   );
 
@@ -91,15 +79,8 @@ export function identityProviderRoutes(
       body,
       responses: { 200: { description: 'The provider', schema: identityProviderResponse } },
     },
-    async ({ params, body: input }, request, response) => {
-      response.json(
-        await providers.replace(
-          actorOf(request, access),
-          await workspaces.idOf(params.ws, request.workspace),
-          params.id,
-          input,
-        ),
-      );
+    async ({ params, body: input, caller }, request, response) => {
+      response.json(await providers.replace(caller, params.id, input));
     },
   );
 
@@ -114,8 +95,8 @@ export function identityProviderRoutes(
       params: identityProviderParams,
       responses: { 204: { description: 'Deleted' } },
     },
-    async ({ params }, request, response) => {
-      await providers.remove(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id);
+    async ({ params, caller }, request, response) => {
+      await providers.remove(caller, params.id);
       response.status(204).end();
     },
   );

@@ -1,12 +1,9 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
 import { v7 as uuidv7 } from 'uuid';
-import type { ChangeBus } from '../../db/changes.ts';
-import type { Actor } from '../../policy/access.ts';
-import type { Orm } from '../../db/orm.ts';
-import { withWorkspace } from '../../db/scope.ts';
-import { WorkspaceConfiguration } from '../../db/workspace-configuration.ts';
+import type { Scope } from '../../db/database.ts';
 import { ProblemError } from '../../http/errors.ts';
-import { isUuid } from '../workspaces/workspaces.schema.ts';
+import { isUuid } from '../../json.ts';
+import type { Caller } from '../../policy/access.ts';
+import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
 import { IdentityProviderEntity, type IdentityProvider } from './identity-provider.entity.ts';
 import type { IdentityProviderInput, IdentityProviderResponse } from './identity-providers.schema.ts';
 
@@ -41,56 +38,67 @@ const columns = (input: IdentityProviderInput) => ({
 });
 
 export class IdentityProvidersService extends WorkspaceConfiguration {
-  constructor(orm: Orm, changes: ChangeBus) {
-    super(orm, changes, 'identity-provider');
+  constructor(options: ConstructorParameters<typeof WorkspaceConfiguration>[0]) {
+    super(options, 'identity-provider');
   }
 
-  private async load(em: EntityManager, workspaceId: string, id: string): Promise<IdentityProvider> {
+  private async load(scope: Scope, id: string): Promise<IdentityProvider> {
     const provider = isUuid(id)
-      ? await em.findOne(IdentityProviderEntity, { id: id.toLowerCase(), workspaceId })
+      ? await scope.em.findOne(IdentityProviderEntity, { id: id.toLowerCase(), workspaceId: scope.workspaceId })
       : null;
     if (!provider)
       throw new ProblemError('identity_provider_not_found', `No identity provider "${id}" in this workspace`);
     return provider;
   }
 
-  list(workspaceId: string): Promise<IdentityProviderResponse[]> {
-    return withWorkspace(this.orm, workspaceId, async (em) =>
-      (await em.find(IdentityProviderEntity, { workspaceId }, { orderBy: { createdAt: 'asc' } })).map(toResponse),
+  list(caller: Caller): Promise<IdentityProviderResponse[]> {
+    return this.read(caller, async (scope) =>
+      (
+        await scope.em.find(
+          IdentityProviderEntity,
+          { workspaceId: scope.workspaceId },
+          { orderBy: { createdAt: 'asc' } },
+        )
+      ).map(toResponse),
     );
   }
 
-  get(workspaceId: string, id: string): Promise<IdentityProviderResponse> {
-    return withWorkspace(this.orm, workspaceId, async (em) => toResponse(await this.load(em, workspaceId, id)));
+  get(caller: Caller, id: string): Promise<IdentityProviderResponse> {
+    return this.read(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: id });
+      return toResponse(await this.load(scope, id));
+    });
   }
 
-  create(actor: Actor, workspaceId: string, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
-    return this.change(workspaceId, actor, async (em) => {
-      const provider = em.create(IdentityProviderEntity, { id: uuidv7(), workspaceId, ...columns(input) });
-      await em.flush();
+  create(caller: Caller, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
+    return this.change(caller, async (scope, ruling) => {
+      const provider = scope.em.create(IdentityProviderEntity, {
+        id: uuidv7(),
+        workspaceId: scope.workspaceId,
+        ...columns(input),
+      });
+      ruling.refine({ resourceId: provider.id });
+      await scope.em.flush();
       return toResponse(provider);
     });
   }
 
   /** PUT replaces the whole configuration; the version moves on so cached tokens are re-verified. */
-  replace(
-    actor: Actor,
-    workspaceId: string,
-    id: string,
-    input: IdentityProviderInput,
-  ): Promise<IdentityProviderResponse> {
-    return this.change(workspaceId, actor, async (em) => {
-      const provider = await this.load(em, workspaceId, id);
-      em.assign(provider, { ...columns(input), version: provider.version + 1 });
-      await em.flush();
+  replace(caller: Caller, id: string, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
+    return this.change(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: id });
+      const provider = await this.load(scope, id);
+      scope.em.assign(provider, { ...columns(input), version: provider.version + 1 });
+      await scope.em.flush();
       return toResponse(provider);
     });
   }
 
-  remove(actor: Actor, workspaceId: string, id: string): Promise<void> {
-    return this.change(workspaceId, actor, async (em) => {
-      const provider = await this.load(em, workspaceId, id);
-      await em.nativeDelete(IdentityProviderEntity, { id: provider.id, workspaceId });
+  remove(caller: Caller, id: string): Promise<void> {
+    return this.change(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: id });
+      const provider = await this.load(scope, id);
+      await scope.em.nativeDelete(IdentityProviderEntity, { id: provider.id, workspaceId: scope.workspaceId });
     });
   }
 }

@@ -1,13 +1,10 @@
 import { bearerToken } from '../../auth/admin.ts';
 import type { Authenticator } from '../../auth/authenticate.ts';
 import type { Api } from '../../http/api.ts';
-import { actorOf, type AccessControl } from '../../policy/access.ts';
-import type { DecisionEntry } from '../decisions/decision-log.ts';
-import { grantorOf } from '../members/grants.ts';
+import type { AccessControl } from '../../policy/access.ts';
 import { pageQuery } from '../../http/cursor.ts';
 import { memberResponse } from '../members/members.schema.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
-import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { InvitationsService } from './invitations.service.ts';
 import {
   acceptParams,
@@ -20,19 +17,11 @@ import {
 
 const tag = 'Invitations';
 
-const acceptance = (userId: string, allowed: boolean, reason: string): DecisionEntry => ({
-  action: 'create',
-  operation: 'create',
-  subject: 'Member',
-  resourceId: userId,
-  decision: { allowed, policyId: null, policyVersion: null, ruleIndex: null, reason },
-});
 const subject = 'Invitation';
 
 export function invitationRoutes(
   api: Api,
   invitations: InvitationsService,
-  workspaces: WorkspacesService,
   access: AccessControl,
   authenticator: Authenticator,
 ): void {
@@ -48,8 +37,8 @@ export function invitationRoutes(
       query: pageQuery,
       responses: { 200: { description: 'Invitations', schema: invitationListResponse } },
     },
-    async ({ params, query }, request, response) => {
-      response.json(await invitations.list(await workspaces.idOf(params.ws, request.workspace), query));
+    async ({ query, caller }, _request, response) => {
+      response.json(await invitations.list(caller, query));
     },
   );
 
@@ -65,13 +54,8 @@ export function invitationRoutes(
       body: createInvitationBody,
       responses: { 201: { description: 'Created, with its token', schema: createdInvitationResponse } },
     },
-    async ({ params, body }, request, response) => {
-      const invitation = await invitations.create(
-        actorOf(request, access),
-        await grantorOf(request, access),
-        await workspaces.idOf(params.ws, request.workspace),
-        body,
-      );
+    async ({ params, body, caller }, request, response) => {
+      const invitation = await invitations.create(caller, body);
       response.status(201).location(`/v1/workspaces/${params.ws}/invitations/${invitation.id}`).json(invitation);
     },
   );
@@ -87,8 +71,8 @@ export function invitationRoutes(
       params: invitationParams,
       responses: { 200: { description: 'The invitation', schema: invitationResponse } },
     },
-    async ({ params }, request, response) => {
-      response.json(await invitations.get(await workspaces.idOf(params.ws, request.workspace), params.id));
+    async ({ params, caller }, request, response) => {
+      response.json(await invitations.get(caller, params.id));
     },
   );
 
@@ -103,12 +87,8 @@ export function invitationRoutes(
       params: invitationParams,
       responses: { 204: { description: 'Revoked' } },
     },
-    async ({ params }, request, response) => {
-      await invitations.revoke(
-        actorOf(request, access),
-        await workspaces.idOf(params.ws, request.workspace),
-        params.id,
-      );
+    async ({ params, caller }, request, response) => {
+      await invitations.revoke(caller, params.id);
       response.status(204).end();
     },
   );
@@ -125,24 +105,15 @@ export function invitationRoutes(
       responses: { 200: { description: 'The new (or updated) member', schema: memberResponse } },
     },
     async ({ params }, request, response) => {
-      const member = await invitations.accept(
-        params.token,
-        async (invitationWorkspace) => {
-          const { principal, tenant } = await authenticator.authenticate(
-            invitationWorkspace,
-            bearerToken(request.headers),
-          );
-          request.principal = principal;
-          request.workspace = tenant.workspace;
-          return principal;
-        },
-        {
-          // Not a policy decision: the invitation is the grant, so no rule is named.
-          accepted: (em, principal, invitationId) =>
-            access.recordIn(em, request, [acceptance(principal.id, true, `invitation ${invitationId} accepted`)]),
-          refused: (principal, reason) => access.recordNow(request, [acceptance(principal.id, false, reason)]),
-        },
-      );
+      const member = await invitations.accept(params.token, async (invitationWorkspace) => {
+        const { principal, tenant } = await authenticator.authenticate(
+          invitationWorkspace,
+          bearerToken(request.headers),
+        );
+        request.principal = principal;
+        request.workspace = tenant.workspace;
+        return access.principalOf(request);
+      });
       response.json(member);
     },
   );

@@ -1,24 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
-import type { Principal } from '../../auth/principal.ts';
 import type { ChangeBus } from '../../db/changes.ts';
-import type { Orm } from '../../db/orm.ts';
+import type { Database, Scope } from '../../db/database.ts';
+import { exactTime } from '../../db/exact-time.ts';
 import { appendEvent, type EventSecrets } from '../../db/outbox.ts';
-import { withWorkspace } from '../../db/scope.ts';
 import { decodeCursor, encodeCursor, keysetPage, type PageQuery } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
-import type { Actor } from '../../policy/access.ts';
-import { toArrayLiteral } from '../decisions/decision-log.ts';
-import { checkGrant, type Grantor } from '../members/grants.ts';
-import {
-  exactTime,
-  toResponse as memberResponse,
-  type MemberResponse,
-  type MemberRow,
-} from '../members/members.schema.ts';
-import { isUuid } from '../workspaces/workspaces.schema.ts';
+import { isUuid } from '../../json.ts';
+import type { AccessControl, Caller, PrincipalCaller } from '../../policy/access.ts';
+import { Refusal, Ruling } from '../../policy/ruling.ts';
+import { checkGrant } from '../members/grants.ts';
+import { toResponse as memberResponse, type MemberResponse, type MemberRow } from '../members/members.schema.ts';
 import {
   statusOf,
   toResponse,
@@ -27,7 +21,7 @@ import {
   type InvitationRow,
 } from './invitations.schema.ts';
 
-const columns = 'id, workspace_id, email, roles, invited_by, status, expires_at, created_at, accepted_at, accepted_by';
+const columns = sql`id, workspace_id, email, roles, invited_by, status, expires_at, created_at, accepted_at, accepted_by`;
 const tokenShape = /^[A-Za-z0-9_-]{43}$/;
 const hashOf = (token: string) => createHash('sha256').update(token).digest();
 const position = z.object({ at: exactTime.schema, id: z.uuid() });
@@ -39,105 +33,88 @@ export interface InvitationSettings {
 }
 
 /** How the accepting request proves who it is: a token of the invitation's workspace. */
-export type AuthenticateIn = (workspaceId: string) => Promise<Principal>;
-/** Records the acceptance decision: in the acceptance's transaction, or on its own when refused. */
-export interface AuditAcceptance {
-  accepted(em: EntityManager, principal: Principal, invitationId: string): Promise<void>;
-  refused(principal: Principal, reason: string): Promise<void>;
-}
-
-/** Answers to an authenticated invitee that are decisions about it, and logged as denials. */
-const refusals = new Set<string>([
-  'invitation_used',
-  'invitation_revoked',
-  'invitation_expired',
-  'invitation_email_mismatch',
-]);
+export type AuthenticateIn = (workspaceId: string) => Promise<PrincipalCaller>;
 
 export class InvitationsService {
-  private readonly orm: Orm;
+  private readonly database: Database;
+  private readonly access: AccessControl;
   private readonly changes: ChangeBus;
   private readonly secrets: EventSecrets;
   private readonly settings: InvitationSettings;
 
-  constructor(orm: Orm, changes: ChangeBus, secrets: EventSecrets, settings: InvitationSettings) {
-    this.orm = orm;
-    this.changes = changes;
+  constructor(
+    options: { database: Database; access: AccessControl; changes: ChangeBus },
+    secrets: EventSecrets,
+    settings: InvitationSettings,
+  ) {
+    this.database = options.database;
+    this.access = options.access;
+    this.changes = options.changes;
     this.secrets = secrets;
     this.settings = settings;
   }
 
-  async list(
-    workspaceId: string,
+  list(
+    caller: Caller,
     query: PageQuery,
   ): Promise<{ data: InvitationResponse[]; nextCursor: string | null; count?: number }> {
     const after = query.cursor ? decodeCursor(query.cursor, position) : undefined;
-    const { rows, count } = await withWorkspace(this.orm, workspaceId, async (em) => ({
-      rows: await em.execute<InvitationRow[]>(
-        `select ${columns}, ${exactTime.select('created_at')} as position from invitations
-         where workspace_id = ? ${after ? `and (created_at, id) < (${exactTime.parameter}, ?::uuid)` : ''} order by created_at desc, id desc limit ?`,
-        [workspaceId, ...(after ? [after.at, after.id] : []), query.limit + 1],
+    return this.access.read(caller, () =>
+      this.database.withWorkspace(
+        caller.workspaceId,
+        async (scope) => {
+          const rows = await scope.query(
+            sql<InvitationRow & { position: string }>`select ${columns}, ${exactTime.of(sql`created_at`)} as position
+              from invitations where workspace_id = ${scope.workspaceId}::uuid
+                ${after ? sql`and (created_at, id) < (${exactTime.at(after.at)}, ${after.id}::uuid)` : sql``}
+              order by created_at desc, id desc limit ${query.limit + 1}::integer`,
+          );
+          const counted = query.count
+            ? await scope.query(
+                sql<{
+                  count: string;
+                }>`select count(*) from invitations where workspace_id = ${scope.workspaceId}::uuid`,
+              )
+            : undefined;
+          const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
+            encodeCursor({ at: last.position, id: last.id }),
+          );
+          return { data: shown.map(toResponse), nextCursor, ...(counted && { count: Number(counted[0]?.count ?? 0) }) };
+        },
+        { readOnly: true },
       ),
-      count: query.count
-        ? Number(
-            (
-              await em.execute<{ count: string }[]>('select count(*) from invitations where workspace_id = ?', [
-                workspaceId,
-              ])
-            )[0]?.count ?? 0,
-          )
-        : undefined,
-    }));
-    const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
-      encodeCursor({ at: last.position, id: last.id }),
     );
-    return {
-      data: shown.map(toResponse),
-      nextCursor,
-      ...(count !== undefined && { count }),
-    };
   }
 
   /**
    * A new invitation replaces a pending one for the same email. Its token is returned once; the
    * `invitation.created` event for the app to email carries the accept URL, sealed.
    */
-  async create(
-    actor: Actor,
-    grantor: Grantor,
-    workspaceId: string,
-    input: CreateInvitation,
-  ): Promise<InvitationResponse & { token: string; acceptUrl: string }> {
-    await checkGrant(grantor, input.roles);
+  create(caller: Caller, input: CreateInvitation): Promise<InvitationResponse & { token: string; acceptUrl: string }> {
+    checkGrant(caller, input.roles);
     const token = randomBytes(32).toString('base64url');
     const acceptUrl = this.settings.acceptUrl.replace(/\{token\}|%7Btoken%7D/, token);
     const expiresAt = new Date(Date.now() + (input.expiresInHours ?? this.settings.ttlHours) * 3_600_000);
-    return withWorkspace(this.orm, workspaceId, async (em) => {
+    return this.access.change(caller, async (scope, ruling) => {
+      const workspaceId = scope.workspaceId;
       // Concurrent invitations of one email queue here: each replaces the one before it, instead
       // of all but one failing on the one-pending-invitation-per-email index.
-      await em.execute(
-        "select pg_advisory_xact_lock(hashtextextended('cordon.invitations:' || ? || ':' || lower(?), 0))",
-        [workspaceId, input.email],
+      await scope.query(
+        sql`select pg_advisory_xact_lock(hashtextextended('cordon.invitations:' || ${workspaceId}::text || ':' || lower(${input.email}::text), 0))`,
       );
-      await em.execute(
-        "update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and lower(email) = lower(?) and status = 'pending'",
-        [workspaceId, input.email],
+      await scope.query(
+        sql`update invitations set status = 'revoked', revoked_at = now()
+          where workspace_id = ${workspaceId}::uuid and lower(email) = lower(${input.email}::text) and status = 'pending'`,
       );
-      const [row] = await em.execute<InvitationRow[]>(
-        `insert into invitations (id, workspace_id, email, roles, invited_by, token_hash, expires_at)
-         values (?, ?, ?, ?::text[], ?, decode(?, 'hex'), ?) returning ${columns}`,
-        [
-          uuidv7(),
-          workspaceId,
-          input.email,
-          toArrayLiteral(input.roles),
-          actor.id,
-          hashOf(token).toString('hex'),
-          expiresAt,
-        ],
+      const [row] = await scope.query(
+        sql<InvitationRow>`insert into invitations (id, workspace_id, email, roles, invited_by, token_hash, expires_at)
+          values (${uuidv7()}::uuid, ${workspaceId}::uuid, ${input.email}, ${input.roles}::text[], ${caller.principal.id},
+                  ${hashOf(token)}::bytea, ${expiresAt}::timestamptz)
+          returning ${columns}`,
       );
       const invitation = toResponse(row!);
-      await appendEvent(em, workspaceId, 'invitation.created', {
+      ruling.refine({ resourceId: invitation.id });
+      await appendEvent(scope, 'invitation.created', {
         invitationId: invitation.id,
         workspaceId,
         email: invitation.email,
@@ -146,112 +123,135 @@ export class InvitationsService {
         expiresAt: invitation.expiresAt,
         acceptUrl: { sealed: this.secrets.seal(acceptUrl) },
       });
-      await actor.audit(em);
       return { ...invitation, token, acceptUrl };
     });
   }
 
-  async get(workspaceId: string, id: string): Promise<InvitationResponse> {
-    const [row] = isUuid(id)
-      ? await withWorkspace(this.orm, workspaceId, (em) =>
-          em.execute<InvitationRow[]>(`select ${columns} from invitations where workspace_id = ? and id = ?`, [
-            workspaceId,
-            id.toLowerCase(),
-          ]),
-        )
-      : [];
-    if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
-    return toResponse(row);
+  get(caller: Caller, id: string): Promise<InvitationResponse> {
+    return this.access.read(caller, async (ruling) => {
+      ruling.refine({ resourceId: id });
+      const [row] = isUuid(id)
+        ? await this.database.withWorkspace(
+            caller.workspaceId,
+            (scope) =>
+              scope.query(
+                sql<InvitationRow>`select ${columns} from invitations
+                  where workspace_id = ${scope.workspaceId}::uuid and id = ${id.toLowerCase()}::uuid`,
+              ),
+            { readOnly: true },
+          )
+        : [];
+      if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
+      return toResponse(row);
+    });
   }
 
-  async revoke(actor: Actor, workspaceId: string, id: string): Promise<void> {
-    await withWorkspace(this.orm, workspaceId, async (em) => {
+  async revoke(caller: Caller, id: string): Promise<void> {
+    await this.access.change(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: id });
       const [row] = isUuid(id)
-        ? await em.execute<InvitationRow[]>(
-            `select ${columns} from invitations where workspace_id = ? and id = ? for update`,
-            [workspaceId, id.toLowerCase()],
+        ? await scope.query(
+            sql<InvitationRow>`select ${columns} from invitations
+              where workspace_id = ${scope.workspaceId}::uuid and id = ${id.toLowerCase()}::uuid for update`,
           )
         : [];
       if (!row) throw new ProblemError('invitation_not_found', `No invitation "${id}" in this workspace`);
       // An expired invitation is no longer pending either: revoking it would only rewrite its history.
       if (statusOf(row) !== 'pending')
         throw new ProblemError('invitation_not_pending', `The invitation is ${statusOf(row)}`);
-      await em.execute(
-        "update invitations set status = 'revoked', revoked_at = now() where workspace_id = ? and id = ?",
-        [workspaceId, row.id],
+      await scope.query(
+        sql`update invitations set status = 'revoked', revoked_at = now()
+          where workspace_id = ${scope.workspaceId}::uuid and id = ${row.id}::uuid`,
       );
-      await actor.audit(em);
     });
   }
 
   /**
    * Exactly once: the invitation row is locked, so of two racing accepts one creates the member
    * and the other finds it accepted. The caller's token must belong to the invitation's workspace
-   * and assert the invitation's email (compared case-insensitively).
+   * and assert the invitation's email (compared case-insensitively). Not a policy decision: the
+   * invitation is the grant, so the decision names no rule; a used, revoked or expired invitation,
+   * or another email, is a refusal.
    */
-  async accept(token: string, authenticate: AuthenticateIn, audit: AuditAcceptance): Promise<MemberResponse> {
+  async accept(token: string, authenticate: AuthenticateIn): Promise<MemberResponse> {
     const missing = () => new ProblemError('invitation_not_found', 'No such invitation');
     if (!tokenShape.test(token)) throw missing();
-    const hash = hashOf(token).toString('hex');
-    const [found] = await this.orm.em
-      .fork()
-      .execute<{ workspace_id: string | null }[]>(
-        "select cordon_invitation_workspace(decode(?, 'hex')) as workspace_id",
-        [hash],
-      );
-    const workspaceId = found?.workspace_id;
-    if (!workspaceId) throw missing();
-    const principal = await authenticate(workspaceId);
-    let invitationId: string | undefined;
-    try {
-      return await this.acceptAs(principal, workspaceId, hash, audit, (id) => (invitationId = id));
-    } catch (error) {
-      if (invitationId && error instanceof ProblemError && refusals.has(error.code)) {
-        await audit.refused(principal, `invitation ${invitationId} not accepted: ${error.message}`);
-      }
-      throw error;
-    }
+    const hash = hashOf(token);
+    const [found] = await this.database.query(
+      sql<{ workspace_id: string | null }>`select cordon_invitation_workspace(${hash}::bytea) as workspace_id`,
+    );
+    if (!found?.workspace_id) throw missing();
+    const caller = await authenticate(found.workspace_id);
+    const ruling = new Ruling({
+      action: 'create',
+      operation: 'create',
+      subject: 'Member',
+      resourceId: caller.principal.id,
+      decision: {
+        allowed: true,
+        policyId: null,
+        policyVersion: null,
+        ruleIndex: null,
+        reason: 'an invitation grants its roles',
+      },
+    });
+    const member = await this.access.decide(caller, ruling, async () => {
+      const accepted = await this.database.withWorkspace(caller.workspaceId, async (scope) => {
+        const value = await this.acceptIn(scope, caller, hash, ruling);
+        await this.access.decidedIn(scope, caller, [ruling.entry]);
+        await this.changes.announce(scope, { topic: 'member', workspaceId: caller.workspaceId });
+        return value;
+      });
+      ruling.written = true;
+      return accepted;
+    });
+    this.changes.apply({ topic: 'member', workspaceId: caller.workspaceId });
+    return member;
   }
 
-  private acceptAs(
-    principal: Principal,
-    workspaceId: string,
-    hash: string,
-    audit: AuditAcceptance,
-    found: (id: string) => void,
-  ): Promise<MemberResponse> {
-    return this.changes.inWorkspace(this.orm, { topic: 'member', workspaceId }, async (em) => {
-      const [invitation] = await em.execute<InvitationRow[]>(
-        `select ${columns} from invitations where workspace_id = ? and token_hash = decode(?, 'hex') for update`,
-        [workspaceId, hash],
+  private async acceptIn(scope: Scope, caller: PrincipalCaller, hash: Buffer, ruling: Ruling): Promise<MemberResponse> {
+    const [invitation] = await scope.query(
+      sql<InvitationRow>`select ${columns} from invitations
+        where workspace_id = ${scope.workspaceId}::uuid and token_hash = ${hash}::bytea for update`,
+    );
+    if (!invitation) throw new ProblemError('invitation_not_found', 'No such invitation');
+    const refuse = (
+      code: 'invitation_used' | 'invitation_revoked' | 'invitation_expired' | 'invitation_email_mismatch',
+      detail: string,
+    ) =>
+      new Refusal(
+        {
+          allowed: false,
+          policyId: null,
+          policyVersion: null,
+          ruleIndex: null,
+          reason: `invitation ${invitation.id} not accepted: ${detail}`,
+        },
+        code,
       );
-      if (!invitation) throw new ProblemError('invitation_not_found', 'No such invitation');
-      found(invitation.id);
-      const status = statusOf(invitation);
-      if (status === 'accepted') throw new ProblemError('invitation_used');
-      if (status === 'revoked') throw new ProblemError('invitation_revoked');
-      if (status === 'expired') throw new ProblemError('invitation_expired');
-      const tokenEmail = principal.email;
-      if (!tokenEmail || tokenEmail.toLowerCase() !== invitation.email.toLowerCase()) {
-        throw new ProblemError(
-          'invitation_email_mismatch',
-          'Sign in with the account of the invited email address: the token must carry it in its email claim, not marked unverified',
-        );
-      }
-      const [member] = await em.execute<MemberRow[]>(
-        `insert into members (workspace_id, user_id, email, roles, invited_by, joined_at, updated_at)
-         values (?, ?, ?, ?::text[], ?, now(), now())
-         on conflict (workspace_id, user_id) do update
-           set roles = array(select distinct unnest(members.roles || excluded.roles)), email = excluded.email, updated_at = now()
-         returning user_id, email, roles, invited_by, joined_at, updated_at`,
-        [workspaceId, principal.id, tokenEmail, toArrayLiteral(invitation.roles), invitation.invited_by],
+    const status = statusOf(invitation);
+    if (status === 'accepted') throw refuse('invitation_used', 'The invitation has already been accepted');
+    if (status === 'revoked') throw refuse('invitation_revoked', 'The invitation was revoked');
+    if (status === 'expired') throw refuse('invitation_expired', 'The invitation has expired');
+    const email = caller.principal.email;
+    if (!email || email.toLowerCase() !== invitation.email.toLowerCase()) {
+      throw refuse(
+        'invitation_email_mismatch',
+        'Sign in with the account of the invited email address: the token must carry it in its email claim, not marked unverified',
       );
-      await em.execute(
-        "update invitations set status = 'accepted', accepted_at = now(), accepted_by = ? where workspace_id = ? and id = ?",
-        [principal.id, workspaceId, invitation.id],
-      );
-      await audit.accepted(em, principal, invitation.id);
-      return memberResponse(member!);
-    });
+    }
+    ruling.refine({ decision: { ...ruling.entry.decision, reason: `invitation ${invitation.id} accepted` } });
+    const [member] = await scope.query(
+      sql<MemberRow>`insert into members (workspace_id, user_id, email, roles, invited_by, joined_at, updated_at)
+        values (${scope.workspaceId}::uuid, ${caller.principal.id}, ${email}, ${invitation.roles}::text[], ${invitation.invited_by}, now(), now())
+        on conflict (workspace_id, user_id) do update
+          set roles = array(select distinct unnest(members.roles || excluded.roles)), email = excluded.email, updated_at = now()
+        returning user_id, email, roles, invited_by, joined_at, updated_at`,
+    );
+    await scope.query(
+      sql`update invitations set status = 'accepted', accepted_at = now(), accepted_by = ${caller.principal.id}
+        where workspace_id = ${scope.workspaceId}::uuid and id = ${invitation.id}::uuid`,
+    );
+    return memberResponse(member!);
   }
 }

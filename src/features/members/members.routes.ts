@@ -1,8 +1,5 @@
 import type { Api } from '../../http/api.ts';
-import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
-import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
-import { grantorOf } from './grants.ts';
 import type { MembersService } from './members.service.ts';
 import { pageQuery } from '../../http/cursor.ts';
 import {
@@ -16,12 +13,7 @@ import {
 const tag = 'Members';
 const subject = 'Member';
 
-export function memberRoutes(
-  api: Api,
-  members: MembersService,
-  workspaces: WorkspacesService,
-  access: AccessControl,
-): void {
+export function memberRoutes(api: Api, members: MembersService): void {
   api.route(
     {
       method: 'get',
@@ -34,8 +26,8 @@ export function memberRoutes(
       query: pageQuery,
       responses: { 200: { description: 'Members, by join time', schema: memberListResponse } },
     },
-    async ({ params, query }, request, response) => {
-      response.json(await members.list(await workspaces.idOf(params.ws, request.workspace), query));
+    async ({ query, caller }, _request, response) => {
+      response.json(await members.list(caller, query));
     },
   );
 
@@ -51,13 +43,8 @@ export function memberRoutes(
       body: createMemberBody,
       responses: { 201: { description: 'Created', schema: memberResponse } },
     },
-    async ({ params, body }, request, response) => {
-      const member = await members.create(
-        actorOf(request, access),
-        await grantorOf(request, access, body.userId),
-        await workspaces.idOf(params.ws, request.workspace),
-        body,
-      );
+    async ({ params, body, caller }, request, response) => {
+      const member = await members.create(caller, body);
       response
         .status(201)
         .location(`/v1/workspaces/${params.ws}/members/${encodeURIComponent(member.userId)}`)
@@ -76,8 +63,8 @@ export function memberRoutes(
       params: memberParams,
       responses: { 200: { description: 'The member', schema: memberResponse } },
     },
-    async ({ params }, request, response) => {
-      response.json(await members.get(await workspaces.idOf(params.ws, request.workspace), params.userId));
+    async ({ params, caller }, request, response) => {
+      response.json(await members.get(caller, params.userId));
     },
   );
 
@@ -93,16 +80,8 @@ export function memberRoutes(
       body: updateMemberBody,
       responses: { 200: { description: 'The member', schema: memberResponse } },
     },
-    async ({ params, body }, request, response) => {
-      response.json(
-        await members.update(
-          actorOf(request, access),
-          await grantorOf(request, access, params.userId),
-          await workspaces.idOf(params.ws, request.workspace),
-          params.userId,
-          body,
-        ),
-      );
+    async ({ params, body, caller }, request, response) => {
+      response.json(await members.update(caller, params.userId, body));
     },
   );
 
@@ -117,13 +96,8 @@ export function memberRoutes(
       params: memberParams,
       responses: { 204: { description: 'Removed' } },
     },
-    async ({ params }, request, response) => {
-      await members.remove(
-        actorOf(request, access),
-        await grantorOf(request, access, params.userId),
-        await workspaces.idOf(params.ws, request.workspace),
-        params.userId,
-      );
+    async ({ params, caller }, request, response) => {
+      await members.remove(caller, params.userId);
       response.status(204).end();
     },
   );

@@ -45,16 +45,6 @@ export const memberListResponse = z.object({
   count: z.number().int().optional(),
 });
 
-/**
- * Keyset cursors carry timestamps as microseconds since the epoch: PostgreSQL keeps microseconds,
- * a JavaScript Date only milliseconds, and a truncated position would repeat or skip rows.
- */
-export const exactTime = {
-  select: (column: string) => `(extract(epoch from ${column}) * 1000000)::bigint::text`,
-  parameter: "(timestamptz 'epoch' + ?::bigint * interval '1 microsecond')",
-  schema: z.string().regex(/^\d{1,18}$/),
-};
-
 export interface MemberRow {
   user_id: string;
   email: string | null;

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { EntityManager } from '@mikro-orm/postgresql';
+import type { Scope } from '../../db/database.ts';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import { recordVersion } from './policies.service.ts';
@@ -32,11 +32,11 @@ function loadDefaultPolicies(): DefaultPolicy[] {
 
 export const defaultPolicies: readonly DefaultPolicy[] = loadDefaultPolicies();
 
-/** Installs the defaults; the caller's transaction must already be scoped to the workspace. */
-export async function installDefaultPolicies(em: EntityManager, workspaceId: string): Promise<void> {
+/** Installs the defaults in the new workspace's scope. */
+export async function installDefaultPolicies(scope: Scope): Promise<void> {
   const created = defaultPolicies.map((policy) =>
-    em.create(PolicyEntity, { id: uuidv7(), workspaceId, ...policy, updatedBy: 'system' }),
+    scope.em.create(PolicyEntity, { id: uuidv7(), workspaceId: scope.workspaceId, ...policy, updatedBy: 'system' }),
   );
-  await em.flush();
-  for (const policy of created) await recordVersion(em, policy);
+  await scope.em.flush();
+  for (const policy of created) await recordVersion(scope, policy);
 }

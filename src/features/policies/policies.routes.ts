@@ -1,7 +1,5 @@
 import type { Api } from '../../http/api.ts';
-import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
-import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { PoliciesService } from './policies.service.ts';
 import {
   policyBody,
@@ -14,12 +12,7 @@ import {
 const tag = 'Policies';
 const subject = 'Policy';
 
-export function policyRoutes(
-  api: Api,
-  policies: PoliciesService,
-  workspaces: WorkspacesService,
-  access: AccessControl,
-): void {
+export function policyRoutes(api: Api, policies: PoliciesService): void {
   api.route(
     {
       method: 'get',
@@ -31,11 +24,8 @@ export function policyRoutes(
       params: workspaceParams,
       responses: { 200: { description: 'Policies', schema: policyListResponse } },
     },
-    async ({ params }, request, response) => {
-      response.json({
-        data: await policies.list(await workspaces.idOf(params.ws, request.workspace)),
-        nextCursor: null,
-      });
+    async ({ caller }, _request, response) => {
+      response.json({ data: await policies.list(caller), nextCursor: null });
     },
   );
 
@@ -51,12 +41,8 @@ export function policyRoutes(
       body: policyBody,
       responses: { 201: { description: 'Created', schema: policyResponse } },
     },
-    async ({ params, body }, request, response) => {
-      const policy = await policies.create(
-        actorOf(request, access),
-        await workspaces.idOf(params.ws, request.workspace),
-        body,
-      );
+    async ({ params, body, caller }, _request, response) => {
+      const policy = await policies.create(caller, body);
       response.status(201).location(`/v1/workspaces/${params.ws}/policies/${policy.id}`).json(policy);
     },
   );
@@ -72,8 +58,8 @@ export function policyRoutes(
       params: policyParams,
       responses: { 200: { description: 'The policy', schema: policyResponse } },
     },
-    async ({ params }, request, response) => {
-      response.json(await policies.get(await workspaces.idOf(params.ws, request.workspace), params.id));
+    async ({ params, caller }, _request, response) => {
+      response.json(await policies.get(caller, params.id));
     },
   );
 
@@ -89,15 +75,8 @@ export function policyRoutes(
       body: policyBody,
       responses: { 200: { description: 'The new version', schema: policyResponse } },
     },
-    async ({ params, body }, request, response) => {
-      response.json(
-        await policies.replace(
-          actorOf(request, access),
-          await workspaces.idOf(params.ws, request.workspace),
-          params.id,
-          body,
-        ),
-      );
+    async ({ params, body, caller }, _request, response) => {
+      response.json(await policies.replace(caller, params.id, body));
     },
   );
 
@@ -112,8 +91,8 @@ export function policyRoutes(
       params: policyParams,
       responses: { 204: { description: 'Deleted' } },
     },
-    async ({ params }, request, response) => {
-      await policies.remove(actorOf(request, access), await workspaces.idOf(params.ws, request.workspace), params.id);
+    async ({ params, caller }, _request, response) => {
+      await policies.remove(caller, params.id);
       response.status(204).end();
     },
   );
@@ -129,11 +108,8 @@ export function policyRoutes(
       params: policyParams,
       responses: { 200: { description: 'Versions', schema: policyVersionListResponse } },
     },
-    async ({ params }, request, response) => {
-      response.json({
-        data: await policies.versions(await workspaces.idOf(params.ws, request.workspace), params.id),
-        nextCursor: null,
-      });
+    async ({ params, caller }, _request, response) => {
+      response.json({ data: await policies.versions(caller, params.id), nextCursor: null });
     },
   );
 }

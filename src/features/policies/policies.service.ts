@@ -1,16 +1,14 @@
-import type { EntityManager } from '@mikro-orm/postgresql';
+import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
-import type { ChangeBus } from '../../db/changes.ts';
-import { toArrayLiteral } from '../decisions/decision-log.ts';
-import type { Orm } from '../../db/orm.ts';
-import { withWorkspace } from '../../db/scope.ts';
-import { WorkspaceConfiguration } from '../../db/workspace-configuration.ts';
+import type { Scope } from '../../db/database.ts';
 import { ProblemError } from '../../http/errors.ts';
-import type { Actor } from '../../policy/access.ts';
+import { isUuid } from '../../json.ts';
+import type { Caller } from '../../policy/access.ts';
+import { Managers } from '../../policy/managers.ts';
 import { validateRules } from '../../policy/validate.ts';
-import { isUuid } from '../workspaces/workspaces.schema.ts';
-import { PolicyEntity, type Policy } from './policy.entity.ts';
+import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
 import type { PolicyInput, PolicyResponse, PolicyVersionResponse } from './policies.schema.ts';
+import { PolicyEntity, type Policy } from './policy.entity.ts';
 
 export function toResponse(policy: Policy): PolicyResponse {
   return {
@@ -27,52 +25,61 @@ export function toResponse(policy: Policy): PolicyResponse {
 }
 
 /** Appends a version row; every state a policy was ever in can be read back. */
-export async function recordVersion(em: EntityManager, policy: Policy, deleted = false): Promise<void> {
-  await em.execute(
-    `insert into policy_versions (policy_id, workspace_id, version, name, description, roles, rules, updated_at, updated_by, deleted)
-     values (?, ?, ?, ?, ?, ?::text[], ?::jsonb, ?, ?, ?)`,
-    [
-      policy.id,
-      policy.workspaceId,
-      policy.version,
-      policy.name,
-      policy.description,
-      toArrayLiteral(policy.roles),
-      JSON.stringify(policy.rules),
-      policy.updatedAt,
-      policy.updatedBy,
-      deleted,
-    ],
+export async function recordVersion(scope: Scope, policy: Policy, deleted = false): Promise<void> {
+  await scope.query(
+    sql`insert into policy_versions (policy_id, workspace_id, version, name, description, roles, rules, updated_at, updated_by, deleted)
+      values (${policy.id}::uuid, ${scope.workspaceId}::uuid, ${policy.version}::integer, ${policy.name}, ${policy.description},
+              ${policy.roles}::text[], ${JSON.stringify(policy.rules)}::jsonb, ${policy.updatedAt}::timestamptz, ${policy.updatedBy}, ${deleted})`,
   );
 }
 
+interface VersionRow {
+  policy_id: string;
+  version: number;
+  name: string;
+  description: string;
+  roles: string[];
+  rules: PolicyResponse['rules'];
+  updated_at: Date;
+  updated_by: string;
+  deleted: boolean;
+}
+
 export class PoliciesService extends WorkspaceConfiguration {
-  constructor(orm: Orm, changes: ChangeBus) {
-    super(orm, changes, 'policy');
+  constructor(options: ConstructorParameters<typeof WorkspaceConfiguration>[0]) {
+    super(options, 'policy');
   }
 
-  /** A policy change also moves the workspace's policy-set version, so cached abilities are never reused. */
-  protected override change<T>(workspaceId: string, actor: Actor, work: (em: EntityManager) => Promise<T>): Promise<T> {
-    return super.change(workspaceId, actor, async (em) => {
-      const value = await work(em);
-      await em.execute('update workspaces set policy_set_version = policy_set_version + 1 where id = ?', [workspaceId]);
+  /**
+   * A policy change moves the workspace's policy-set version, so cached abilities are never
+   * reused, and may not leave the workspace without a member who can manage members.
+   */
+  private changePolicies<T>(caller: Caller, work: (scope: Scope) => Promise<T>): Promise<T> {
+    return this.change(caller, async (scope) => {
+      const managers = await Managers.of(scope);
+      const value = await work(scope);
+      await managers.keepOneAfterPolicyChange();
+      await scope.query(
+        sql`update workspaces set policy_set_version = policy_set_version + 1 where id = ${scope.workspaceId}::uuid`,
+      );
       return value;
     });
   }
 
-  private async load(em: EntityManager, workspaceId: string, id: string): Promise<Policy> {
-    const policy = isUuid(id) ? await em.findOne(PolicyEntity, { id: id.toLowerCase(), workspaceId }) : null;
+  private async load(scope: Scope, id: string): Promise<Policy> {
+    const policy = isUuid(id)
+      ? await scope.em.findOne(PolicyEntity, { id: id.toLowerCase(), workspaceId: scope.workspaceId })
+      : null;
     if (!policy) throw new ProblemError('policy_not_found', `No policy "${id}" in this workspace`);
     return policy;
   }
 
-  private async validate(em: EntityManager, workspaceId: string, input: PolicyInput): Promise<void> {
-    const rows = await em.execute<{ name: string; fields: Record<string, unknown> }[]>(
-      'select name, fields from structures where workspace_id = ?',
-      [workspaceId],
+  private async validate(scope: Scope, input: PolicyInput): Promise<void> {
+    const rows = await scope.query(
+      sql<{ name: string; fields: Record<string, unknown> }>`select name, fields from structures
+        where workspace_id = ${scope.workspaceId}::uuid`,
     );
-    const structures = new Map(rows.map((row) => [row.name, Object.keys(row.fields)]));
-    const errors = validateRules(input.rules, structures);
+    const errors = validateRules(input.rules, new Map(rows.map((row) => [row.name, Object.keys(row.fields)])));
     if (errors.length) {
       throw new ProblemError('validation_failed', 'The policy rules are invalid', {
         errors: errors.map((error) => ({ ...error, in: 'body' as const })),
@@ -80,80 +87,90 @@ export class PoliciesService extends WorkspaceConfiguration {
     }
   }
 
-  async list(workspaceId: string): Promise<PolicyResponse[]> {
-    return withWorkspace(this.orm, workspaceId, async (em) =>
-      (await em.find(PolicyEntity, { workspaceId }, { orderBy: { createdAt: 'asc', id: 'asc' } })).map(toResponse),
+  list(caller: Caller): Promise<PolicyResponse[]> {
+    return this.read(caller, async (scope) =>
+      (
+        await scope.em.find(
+          PolicyEntity,
+          { workspaceId: scope.workspaceId },
+          { orderBy: { createdAt: 'asc', id: 'asc' } },
+        )
+      ).map(toResponse),
     );
   }
 
-  async get(workspaceId: string, id: string): Promise<PolicyResponse> {
-    return withWorkspace(this.orm, workspaceId, async (em) => toResponse(await this.load(em, workspaceId, id)));
+  get(caller: Caller, id: string): Promise<PolicyResponse> {
+    return this.read(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: id });
+      return toResponse(await this.load(scope, id));
+    });
   }
 
-  async create(actor: Actor, workspaceId: string, input: PolicyInput): Promise<PolicyResponse> {
-    return this.change(workspaceId, actor, async (em) => {
-      await this.validate(em, workspaceId, input);
-      const policy = em.create(PolicyEntity, { id: uuidv7(), workspaceId, ...input, updatedBy: actor.id });
-      await em.flush();
-      await recordVersion(em, policy);
+  create(caller: Caller, input: PolicyInput): Promise<PolicyResponse> {
+    return this.changePolicies(caller, async (scope) => {
+      await this.validate(scope, input);
+      const policy = scope.em.create(PolicyEntity, {
+        id: uuidv7(),
+        workspaceId: scope.workspaceId,
+        ...input,
+        updatedBy: caller.principal.id,
+      });
+      caller.ruling?.refine({ resourceId: policy.id });
+      await scope.em.flush();
+      await recordVersion(scope, policy);
       return toResponse(policy);
     });
   }
 
-  async replace(actor: Actor, workspaceId: string, id: string, input: PolicyInput): Promise<PolicyResponse> {
-    return this.change(workspaceId, actor, async (em) => {
-      const policy = await this.load(em, workspaceId, id);
-      await this.validate(em, workspaceId, input);
-      em.assign(policy, { ...input, version: policy.version + 1, updatedBy: actor.id, updatedAt: new Date() });
-      await em.flush();
-      await recordVersion(em, policy);
+  replace(caller: Caller, id: string, input: PolicyInput): Promise<PolicyResponse> {
+    return this.changePolicies(caller, async (scope) => {
+      caller.ruling?.refine({ resourceId: id });
+      const policy = await this.load(scope, id);
+      await this.validate(scope, input);
+      scope.em.assign(policy, {
+        ...input,
+        version: policy.version + 1,
+        updatedBy: caller.principal.id,
+        updatedAt: new Date(),
+      });
+      await scope.em.flush();
+      await recordVersion(scope, policy);
       return toResponse(policy);
     });
   }
 
-  async remove(actor: Actor, workspaceId: string, id: string): Promise<void> {
-    await this.change(workspaceId, actor, async (em) => {
-      const policy = await this.load(em, workspaceId, id);
-      await em.nativeDelete(PolicyEntity, { id: policy.id, workspaceId });
-      await recordVersion(
-        em,
-        { ...policy, version: policy.version + 1, updatedBy: actor.id, updatedAt: new Date() },
-        true,
-      );
+  async remove(caller: Caller, id: string): Promise<void> {
+    await this.changePolicies(caller, async (scope) => {
+      caller.ruling?.refine({ resourceId: id });
+      const policy = await this.load(scope, id);
+      await scope.em.nativeDelete(PolicyEntity, { id: policy.id, workspaceId: scope.workspaceId });
+      const removed = { ...policy, version: policy.version + 1, updatedBy: caller.principal.id, updatedAt: new Date() };
+      await recordVersion(scope, removed, true);
     });
   }
 
   /** Every version, oldest first, including the deletion; readable after the policy is gone. */
-  async versions(workspaceId: string, id: string): Promise<PolicyVersionResponse[]> {
-    const rows = await withWorkspace(this.orm, workspaceId, (em) =>
-      em.execute<
-        {
-          policy_id: string;
-          version: number;
-          name: string;
-          description: string;
-          roles: string[];
-          rules: PolicyResponse['rules'];
-          updated_at: Date;
-          updated_by: string;
-          deleted: boolean;
-        }[]
-      >('select * from policy_versions where workspace_id = ? and policy_id = ? order by version', [
-        workspaceId,
-        isUuid(id) ? id.toLowerCase() : '00000000-0000-0000-0000-000000000000',
-      ]),
-    );
-    if (!rows.length) throw new ProblemError('policy_not_found', `No policy "${id}" in this workspace`);
-    return rows.map((row) => ({
-      id: row.policy_id,
-      name: row.name,
-      description: row.description,
-      roles: row.roles,
-      rules: row.rules,
-      version: row.version,
-      updatedAt: new Date(row.updated_at).toISOString(),
-      updatedBy: row.updated_by,
-      deleted: row.deleted,
-    }));
+  versions(caller: Caller, id: string): Promise<PolicyVersionResponse[]> {
+    return this.read(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: id });
+      const rows = isUuid(id)
+        ? await scope.query(
+            sql<VersionRow>`select * from policy_versions
+              where workspace_id = ${scope.workspaceId}::uuid and policy_id = ${id.toLowerCase()}::uuid order by version`,
+          )
+        : [];
+      if (!rows.length) throw new ProblemError('policy_not_found', `No policy "${id}" in this workspace`);
+      return rows.map((row) => ({
+        id: row.policy_id,
+        name: row.name,
+        description: row.description,
+        roles: row.roles,
+        rules: row.rules,
+        version: row.version,
+        updatedAt: new Date(row.updated_at).toISOString(),
+        updatedBy: row.updated_by,
+        deleted: row.deleted,
+      }));
+    });
   }
 }

@@ -1,12 +1,16 @@
 import { createHash } from 'node:crypto';
+import { sql, type RawBuilder } from 'kysely';
 import { z } from 'zod';
 import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
-import { canonicalUuid, storable } from '../../http/json.ts';
+import { canonicalUuid, storable } from '../../json.ts';
 import { parseConditions, type Condition } from '../../policy/conditions.ts';
-import { isCanonicalIso, type SqlParameters } from '../../policy/sql-filter.ts';
+import { isCanonicalIso } from '../../policy/sql-filter.ts';
 import { systemFields } from '../../policy/vocabulary.ts';
 import { unstorableData } from '../structures/record-schema.ts';
+import type { KnownStructure } from '../structures/structure-catalog.ts';
+import type { PageQuery } from './record-store.ts';
+import type { ListQuery } from './records.schema.ts';
 
 /** How a list is read: the caller's filter, sort and page position, checked against the structure. */
 
@@ -14,17 +18,23 @@ type KeyKind = 'timestamp' | 'uuid' | 'text' | 'json';
 export interface SortKey {
   field: string;
   descending: boolean;
-  expression: string;
+  expression: Fragment;
   kind: KeyKind;
 }
+type Fragment = RawBuilder<unknown>;
 
-const systemSortKeys: Record<string, { expression: string; kind: KeyKind }> = {
-  createdAt: { expression: 'r.created_at', kind: 'timestamp' },
-  updatedAt: { expression: 'r.updated_at', kind: 'timestamp' },
-  id: { expression: 'r.id', kind: 'uuid' },
-  createdBy: { expression: 'r.created_by collate "C"', kind: 'text' },
+const systemSortKeys: Record<string, { expression: Fragment; kind: KeyKind }> = {
+  createdAt: { expression: sql`r.created_at`, kind: 'timestamp' },
+  updatedAt: { expression: sql`r.updated_at`, kind: 'timestamp' },
+  id: { expression: sql`r.id`, kind: 'uuid' },
+  createdBy: { expression: sql`r.created_by collate "C"`, kind: 'text' },
 };
-const casts: Record<KeyKind, string> = { timestamp: 'timestamptz', uuid: 'uuid', text: 'text', json: 'jsonb' };
+const typed: Record<KeyKind, (value: unknown) => Fragment> = {
+  timestamp: (value) => sql`${value}::timestamptz`,
+  uuid: (value) => sql`${value}::uuid`,
+  text: (value) => sql`${value}::text`,
+  json: (value) => sql`${JSON.stringify(value)}::jsonb`,
+};
 const maxSortKeys = 3;
 export const defaultSort = '-createdAt';
 
@@ -44,11 +54,10 @@ export function parseSort(sort: string, fieldNames: readonly string[]): SortKey[
     if (keys.some((key) => key.field === field))
       throw invalid([{ pointer: '/sort', in: 'query', detail: `"${field}" appears twice` }]);
     const system = Object.hasOwn(systemSortKeys, field) ? systemSortKeys[field] : undefined;
-    // Field names match ^[a-z][A-Za-z0-9_]*$ (checked when the structure was saved), so quoting them is safe.
     const known =
       system ??
       (fieldNames.includes(field)
-        ? { expression: `coalesce(r.data -> '${field}', 'null'::jsonb)`, kind: 'json' as const }
+        ? { expression: sql`coalesce(r.data -> ${field}::text, 'null'::jsonb)`, kind: 'json' as const }
         : undefined);
     if (!known)
       throw invalid([
@@ -127,12 +136,7 @@ const validKey: Record<KeyKind, (value: unknown) => boolean> = {
  * The keyset condition after a cursor's position. A cursor only moves the start of the page:
  * the permission and filter conditions are applied anew, so a forged one cannot widen anything.
  */
-export function afterCursor(
-  cursor: string,
-  fingerprint: string,
-  keys: readonly SortKey[],
-  parameters: SqlParameters,
-): string {
+export function afterCursor(cursor: string, fingerprint: string, keys: readonly SortKey[]): Fragment {
   const position = decodeCursor(cursor, cursorShape);
   if (
     position.q !== fingerprint ||
@@ -141,20 +145,50 @@ export function afterCursor(
   ) {
     throw new ProblemError('invalid_cursor');
   }
-  const values = keys.map((key, index) =>
-    parameters.add(key.kind === 'json' ? JSON.stringify(position.k[index]) : position.k[index], casts[key.kind]),
-  );
+  const values = keys.map((key, index) => typed[key.kind](position.k[index]));
+  const after = (key: SortKey) => (key.descending ? sql`<` : sql`>`);
   if (keys.every((key) => key.descending === keys[0]!.descending)) {
-    return `(${keys.map((key) => key.expression).join(', ')}) ${keys[0]!.descending ? '<' : '>'} (${values.join(', ')})`;
+    return sql`(${sql.join(keys.map((key) => key.expression))}) ${after(keys[0]!)} (${sql.join(values)})`;
   }
   const branches = keys.map((key, index) => {
-    const equal = keys.slice(0, index).map((previous, position) => `${previous.expression} = ${values[position]}`);
-    return `(${[...equal, `${key.expression} ${key.descending ? '<' : '>'} ${values[index]}`].join(' and ')})`;
+    const equal = keys.slice(0, index).map((previous, position) => sql`${previous.expression} = ${values[position]}`);
+    return sql`(${sql.join([...equal, sql`${key.expression} ${after(key)} ${values[index]}`], sql` and `)})`;
   });
-  return `(${branches.join(' or ')})`;
+  return sql`(${sql.join(branches, sql` or `)})`;
 }
 
 export const orderBy = (keys: readonly SortKey[]) =>
-  keys.map((key) => `${key.expression} ${key.descending ? 'desc' : 'asc'}`).join(', ');
+  sql.join(keys.map((key) => sql`${key.expression} ${key.descending ? sql`desc` : sql`asc`}`));
 export const sortColumns = (keys: readonly SortKey[]) =>
-  keys.map((key, index) => `${key.expression} as k${index}`).join(', ');
+  sql.join(keys.map((key, index) => sql`${key.expression} as ${sql.id(`k${index}`)}`));
+
+/** The caller's filter and sort, checked against the structure; `fields` are the structure fields they read. */
+export interface ListFilter {
+  condition: Condition | undefined;
+  keys: SortKey[];
+  sort: string;
+  fields: string[];
+}
+
+export function listFilter(query: ListQuery, structure: Pick<KnownStructure, 'fieldNames'>): ListFilter {
+  const sort = query.sort ?? defaultSort;
+  const keys = parseSort(sort, structure.fieldNames);
+  const condition = query.filter === undefined ? undefined : parseFilter(query.filter, structure.fieldNames);
+  const used = new Set([...(condition ? topLevelFields(condition) : []), ...keys.map((key) => key.field)]);
+  return { condition, keys, sort, fields: [...used].filter((field) => structure.fieldNames.includes(field)) };
+}
+
+/** One page of the list: after the cursor's position, in sort order, and the cursor after its last row. */
+export function listPage(workspaceId: string, structure: string, query: ListQuery, filter: ListFilter) {
+  const fingerprint = listFingerprint(workspaceId, structure, filter.sort, query.filter);
+  const after = query.cursor ? afterCursor(query.cursor, fingerprint, filter.keys) : undefined;
+  return {
+    of: (where: Fragment): PageQuery => ({
+      where: after ? sql`${where} and ${after}` : where,
+      columns: sortColumns(filter.keys),
+      orderBy: orderBy(filter.keys),
+      limit: query.limit + 1,
+    }),
+    cursorAfter: (last: Record<string, unknown>) => encodeListCursor(fingerprint, filter.keys, last),
+  };
+}

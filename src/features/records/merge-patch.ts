@@ -1,4 +1,4 @@
-import { isPlainObject } from '../../http/json.ts';
+import { isPlainObject } from '../../json.ts';
 
 /**
  * JSON Merge Patch (RFC 7396): objects merge, `null` removes a member, anything else replaces.

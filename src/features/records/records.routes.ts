@@ -31,7 +31,7 @@ export function recordRoutes(api: Api, records: RecordsService, access: AccessCo
       responses: { 200: { description: 'A page of records', schema: recordListResponse } },
     },
     async ({ params, query }, request, response) => {
-      response.json(await records.list(await access.callerOf(request), params.structure, query));
+      response.json(await records.list(await access.principalOf(request), params.structure, query));
     },
   );
 
@@ -47,7 +47,7 @@ export function recordRoutes(api: Api, records: RecordsService, access: AccessCo
       responses: { 201: { description: 'Created; ETag is the version', schema: recordResponse } },
     },
     async ({ params, body }, request, response) => {
-      const record = await records.create(await access.callerOf(request), params.structure, body.data);
+      const record = await records.create(await access.principalOf(request), params.structure, body.data);
       sendRecord(
         response.location(`/v1/workspaces/${params.ws}/records/${params.structure}/${record.id}`),
         record,
@@ -67,7 +67,7 @@ export function recordRoutes(api: Api, records: RecordsService, access: AccessCo
       responses: { 200: { description: 'The record; ETag is the version', schema: recordResponse } },
     },
     async ({ params }, request, response) => {
-      sendRecord(response, await records.get(await access.callerOf(request), params.structure, params.id));
+      sendRecord(response, await records.get(await access.principalOf(request), params.structure, params.id));
     },
   );
 
@@ -87,7 +87,7 @@ export function recordRoutes(api: Api, records: RecordsService, access: AccessCo
       sendRecord(
         response,
         await records.update(
-          await access.callerOf(request),
+          await access.principalOf(request),
           params.structure,
           params.id,
           body.data,
@@ -108,7 +108,7 @@ export function recordRoutes(api: Api, records: RecordsService, access: AccessCo
       responses: { 204: { description: 'Deleted' } },
     },
     async ({ params }, request, response) => {
-      await records.remove(await access.callerOf(request), params.structure, params.id, request.get('if-match'));
+      await records.remove(await access.principalOf(request), params.structure, params.id, request.get('if-match'));
       response.status(204).end();
     },
   );

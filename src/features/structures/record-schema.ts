@@ -1,7 +1,7 @@
 import { Ajv, type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
 import { LRUCache } from 'lru-cache';
 import type { FieldError } from '../../http/errors.ts';
-import { canonicalUuid } from '../../http/json.ts';
+import { canonicalUuid } from '../../json.ts';
 import { unstorableValues } from '../../http/storable.ts';
 import type { FieldDefinition, Fields } from './structures.schema.ts';
 

@@ -1,7 +1,5 @@
 import type { Api } from '../../http/api.ts';
-import { actorOf, type AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
-import type { WorkspacesService } from '../workspaces/workspaces.service.ts';
 import type { StructuresService } from './structures.service.ts';
 import {
   forceQuery,
@@ -15,12 +13,7 @@ import {
 const tag = 'Structures';
 const subject = 'Structure';
 
-export function structureRoutes(
-  api: Api,
-  structures: StructuresService,
-  workspaces: WorkspacesService,
-  access: AccessControl,
-): void {
+export function structureRoutes(api: Api, structures: StructuresService): void {
   api.route(
     {
       method: 'get',
@@ -32,9 +25,9 @@ export function structureRoutes(
       params: workspaceParams,
       responses: { 200: { description: 'Structures', schema: structureListResponse } },
     },
-    async ({ params }, request, response) => {
+    async ({ caller }, _request, response) => {
       response.json({
-        data: await structures.list(await workspaces.idOf(params.ws, request.workspace)),
+        data: await structures.list(caller),
         nextCursor: null,
       });
     },
@@ -52,12 +45,8 @@ export function structureRoutes(
       body: structureBody,
       responses: { 201: { description: 'Created', schema: structureResponse } },
     },
-    async ({ params, body }, request, response) => {
-      const structure = await structures.create(
-        actorOf(request, access),
-        await workspaces.idOf(params.ws, request.workspace),
-        body,
-      );
+    async ({ params, body, caller }, request, response) => {
+      const structure = await structures.create(caller, body);
       response.status(201).location(`/v1/workspaces/${params.ws}/structures/${structure.name}`).json(structure);
     },
   );
@@ -73,8 +62,8 @@ export function structureRoutes(
       params: structureParams,
       responses: { 200: { description: 'The structure', schema: structureResponse } },
     },
-    async ({ params }, request, response) => {
-      response.json(await structures.get(await workspaces.idOf(params.ws, request.workspace), params.name));
+    async ({ params, caller }, request, response) => {
+      response.json(await structures.get(caller, params.name));
     },
   );
 
@@ -91,16 +80,8 @@ export function structureRoutes(
       body: replaceStructureBody,
       responses: { 200: { description: 'The new version', schema: structureResponse } },
     },
-    async ({ params, query, body }, request, response) => {
-      response.json(
-        await structures.replace(
-          actorOf(request, access),
-          await workspaces.idOf(params.ws, request.workspace),
-          params.name,
-          body,
-          query.force,
-        ),
-      );
+    async ({ params, query, body, caller }, request, response) => {
+      response.json(await structures.replace(caller, params.name, body, query.force));
     },
   );
 
@@ -116,13 +97,8 @@ export function structureRoutes(
       query: forceQuery,
       responses: { 204: { description: 'Deleted' } },
     },
-    async ({ params, query }, request, response) => {
-      await structures.remove(
-        actorOf(request, access),
-        await workspaces.idOf(params.ws, request.workspace),
-        params.name,
-        query.force,
-      );
+    async ({ params, query, caller }, _request, response) => {
+      await structures.remove(caller, params.name, query.force);
       response.status(204).end();
     },
   );

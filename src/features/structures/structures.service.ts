@@ -1,11 +1,9 @@
 import { LockMode } from '@mikro-orm/core';
-import type { EntityManager } from '@mikro-orm/postgresql';
-import type { ChangeBus } from '../../db/changes.ts';
-import type { Orm } from '../../db/orm.ts';
-import { withWorkspace } from '../../db/scope.ts';
-import { WorkspaceConfiguration } from '../../db/workspace-configuration.ts';
+import { sql } from 'kysely';
+import type { Scope } from '../../db/database.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
-import type { Actor } from '../../policy/access.ts';
+import type { Caller } from '../../policy/access.ts';
+import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
 import { defaultErrors, unstorableData, withCandidateSchema, type RecordSchema } from './record-schema.ts';
 import { StructureEntity, type Structure } from './structure.entity.ts';
 import type { Fields, StructureInput, StructureReplacement, StructureResponse } from './structures.schema.ts';
@@ -24,14 +22,14 @@ export function toResponse(structure: Structure): StructureResponse {
 const scanBatch = 1_000;
 
 export class StructuresService extends WorkspaceConfiguration {
-  constructor(orm: Orm, changes: ChangeBus) {
-    super(orm, changes, 'structure');
+  constructor(options: ConstructorParameters<typeof WorkspaceConfiguration>[0]) {
+    super(options, 'structure');
   }
 
-  private async load(em: EntityManager, workspaceId: string, name: string, lock = false): Promise<Structure> {
-    const structure = await em.findOne(
+  private async load(scope: Scope, name: string, lock = false): Promise<Structure> {
+    const structure = await scope.em.findOne(
       StructureEntity,
-      { workspaceId, name },
+      { workspaceId: scope.workspaceId, name },
       lock ? { lockMode: LockMode.PESSIMISTIC_WRITE } : {},
     );
     if (!structure) throw new ProblemError('structure_not_found', `No structure "${name}" in this workspace`);
@@ -39,7 +37,7 @@ export class StructuresService extends WorkspaceConfiguration {
   }
 
   /** Field definitions that are consistent in themselves and point at structures that exist. */
-  private async check(em: EntityManager, workspaceId: string, name: string, fields: Fields): Promise<void> {
+  private async check(scope: Scope, name: string, fields: Fields): Promise<void> {
     const errors: FieldError[] = [...defaultErrors(fields)];
     for (const [field, definition] of Object.entries(fields)) {
       // A default that record data could not hold would make every create fail.
@@ -64,7 +62,7 @@ export class StructuresService extends WorkspaceConfiguration {
       if (
         definition.type === 'reference' &&
         definition.structure !== name &&
-        !(await em.count(StructureEntity, { workspaceId, name: definition.structure }))
+        !(await scope.em.count(StructureEntity, { workspaceId: scope.workspaceId, name: definition.structure }))
       ) {
         errors.push({
           pointer: `/fields/${field}/structure`,
@@ -76,26 +74,32 @@ export class StructuresService extends WorkspaceConfiguration {
     if (errors.length) throw new ProblemError('validation_failed', 'The structure is invalid', { errors });
   }
 
-  async list(workspaceId: string): Promise<StructureResponse[]> {
-    return withWorkspace(this.orm, workspaceId, async (em) =>
-      (await em.find(StructureEntity, { workspaceId }, { orderBy: { name: 'asc' } })).map(toResponse),
+  list(caller: Caller): Promise<StructureResponse[]> {
+    return this.read(caller, async (scope) =>
+      (await scope.em.find(StructureEntity, { workspaceId: scope.workspaceId }, { orderBy: { name: 'asc' } })).map(
+        toResponse,
+      ),
     );
   }
 
-  async get(workspaceId: string, name: string): Promise<StructureResponse> {
-    return withWorkspace(this.orm, workspaceId, async (em) => toResponse(await this.load(em, workspaceId, name)));
+  get(caller: Caller, name: string): Promise<StructureResponse> {
+    return this.read(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: name });
+      return toResponse(await this.load(scope, name));
+    });
   }
 
-  async create(actor: Actor, workspaceId: string, input: StructureInput): Promise<StructureResponse> {
-    return this.change(workspaceId, actor, async (em) => {
-      await this.check(em, workspaceId, input.name, input.fields);
-      const structure = em.create(StructureEntity, {
-        workspaceId,
+  create(caller: Caller, input: StructureInput): Promise<StructureResponse> {
+    return this.change(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: input.name });
+      await this.check(scope, input.name, input.fields);
+      const structure = scope.em.create(StructureEntity, {
+        workspaceId: scope.workspaceId,
         name: input.name,
         description: input.description,
         fields: input.fields,
       });
-      await em.flush();
+      await scope.em.flush();
       return toResponse(structure);
     });
   }
@@ -105,16 +109,11 @@ export class StructuresService extends WorkspaceConfiguration {
    * it; a change that leaves stored records invalid is refused with their count unless forced.
    * Forcing never rewrites or drops stored data: such records must be fixed on their next update.
    */
-  async replace(
-    actor: Actor,
-    workspaceId: string,
-    name: string,
-    input: StructureReplacement,
-    force: boolean,
-  ): Promise<StructureResponse> {
-    return this.change(workspaceId, actor, async (em) => {
-      const structure = await this.load(em, workspaceId, name, true);
-      await this.check(em, workspaceId, name, input.fields);
+  replace(caller: Caller, name: string, input: StructureReplacement, force: boolean): Promise<StructureResponse> {
+    return this.change(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: name });
+      const structure = await this.load(scope, name, true);
+      await this.check(scope, name, input.fields);
       const version = structure.version + 1;
       const added = Object.entries(input.fields).filter(
         ([field, definition]) =>
@@ -124,7 +123,7 @@ export class StructuresService extends WorkspaceConfiguration {
         const all = schema.normalise({}, { defaults: true });
         // Only newly added fields are filled in stored records, so only theirs count here.
         const filled = Object.fromEntries(added.map(([field]) => [field, all[field]]));
-        return { breaking: await this.countBreaking(em, workspaceId, name, schema, filled), defaults: all };
+        return { breaking: await this.countBreaking(scope, name, schema, filled), defaults: all };
       });
       if (breaking > 0 && !force) {
         throw new ProblemError(
@@ -134,23 +133,21 @@ export class StructuresService extends WorkspaceConfiguration {
       }
       const now = new Date();
       for (const [field] of added) {
-        const value = defaults[field];
-        await em.execute(
-          `update records set data = jsonb_set(data, array[?]::text[], ?::jsonb), version = version + 1, updated_at = ?
-           where workspace_id = ? and structure = ? and not jsonb_exists(data, ?)`,
-          [field, JSON.stringify(value), now, workspaceId, name, field],
+        await scope.query(
+          sql`update records set data = jsonb_set(data, array[${field}::text], ${JSON.stringify(defaults[field])}::jsonb),
+                version = version + 1, updated_at = ${now}::timestamptz
+              where workspace_id = ${scope.workspaceId}::uuid and structure = ${name} and not data ? ${field}::text`,
         );
       }
-      em.assign(structure, { description: input.description, fields: input.fields, version, updatedAt: now });
-      await em.flush();
+      scope.em.assign(structure, { description: input.description, fields: input.fields, version, updatedAt: now });
+      await scope.em.flush();
       return toResponse(structure);
     });
   }
 
   /** Records that would fail the new schema once the `filled` defaults of new fields are in. */
   private async countBreaking(
-    em: EntityManager,
-    workspaceId: string,
+    scope: Scope,
     name: string,
     schema: RecordSchema,
     filled: Record<string, unknown>,
@@ -158,9 +155,10 @@ export class StructuresService extends WorkspaceConfiguration {
     let breaking = 0;
     let after = '00000000-0000-0000-0000-000000000000';
     for (;;) {
-      const rows = await em.execute<{ id: string; data: Record<string, unknown> }[]>(
-        'select id, data from records where workspace_id = ? and structure = ? and id > ? order by id limit ?',
-        [workspaceId, name, after, scanBatch],
+      const rows = await scope.query(
+        sql<{ id: string; data: Record<string, unknown> }>`select id, data from records
+          where workspace_id = ${scope.workspaceId}::uuid and structure = ${name} and id > ${after}::uuid
+          order by id limit ${scanBatch}::integer`,
       );
       for (const row of rows)
         if (schema.validate(schema.normalise({ ...filled, ...row.data }, { defaults: false })).length) breaking += 1;
@@ -169,10 +167,11 @@ export class StructuresService extends WorkspaceConfiguration {
     }
   }
 
-  async remove(actor: Actor, workspaceId: string, name: string, force: boolean): Promise<void> {
-    await this.change(workspaceId, actor, async (em) => {
-      await this.load(em, workspaceId, name, true);
-      const referencing = (await em.find(StructureEntity, { workspaceId })).filter(
+  async remove(caller: Caller, name: string, force: boolean): Promise<void> {
+    await this.change(caller, async (scope, ruling) => {
+      ruling.refine({ resourceId: name });
+      await this.load(scope, name, true);
+      const referencing = (await scope.em.find(StructureEntity, { workspaceId: scope.workspaceId })).filter(
         (other) =>
           other.name !== name &&
           Object.values(other.fields).some((field) => field.type === 'reference' && field.structure === name),
@@ -183,18 +182,19 @@ export class StructuresService extends WorkspaceConfiguration {
           `Structures ${referencing.map((other) => `"${other.name}"`).join(', ')} reference "${name}"; change them first`,
         );
       }
-      const [{ count }] = await em.execute<[{ count: string }]>(
-        'select count(*) from records where workspace_id = ? and structure = ?',
-        [workspaceId, name],
+      const [row] = await scope.query(
+        sql<{ count: string }>`select count(*) from records
+          where workspace_id = ${scope.workspaceId}::uuid and structure = ${name}`,
       );
-      if (Number(count) > 0 && !force) {
+      const count = Number(row?.count ?? 0);
+      if (count > 0 && !force) {
         throw new ProblemError(
           'structure_has_records',
-          `"${name}" has ${count} record${count === '1' ? '' : 's'}; repeat with ?force=true to delete them with it`,
+          `"${name}" has ${count} record${count === 1 ? '' : 's'}; repeat with ?force=true to delete them with it`,
         );
       }
       // The records go with it (foreign key, on delete cascade).
-      await em.nativeDelete(StructureEntity, { workspaceId, name });
+      await scope.em.nativeDelete(StructureEntity, { workspaceId: scope.workspaceId, name });
     });
   }
 }

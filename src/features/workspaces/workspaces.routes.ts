@@ -1,4 +1,5 @@
 import type { Api } from '../../http/api.ts';
+import type { AccessControl } from '../../policy/access.ts';
 import type { WorkspacesService } from './workspaces.service.ts';
 import {
   createWorkspaceBody,
@@ -11,7 +12,7 @@ import {
 
 const tag = 'Workspaces';
 
-export function workspaceRoutes(api: Api, workspaces: WorkspacesService): void {
+export function workspaceRoutes(api: Api, workspaces: WorkspacesService, access: AccessControl): void {
   api.route(
     {
       method: 'post',
@@ -22,8 +23,8 @@ export function workspaceRoutes(api: Api, workspaces: WorkspacesService): void {
       body: createWorkspaceBody,
       responses: { 201: { description: 'Created', schema: workspaceResponse } },
     },
-    async ({ body }, _request, response) => {
-      const workspace = await workspaces.create(body);
+    async ({ body }, request, response) => {
+      const workspace = await workspaces.create(body, (id) => access.platformAdminIn(request, id));
       response.status(201).location(`/v1/workspaces/${workspace.id}`).json(workspace);
     },
   );
@@ -69,8 +70,8 @@ export function workspaceRoutes(api: Api, workspaces: WorkspacesService): void {
       body: updateWorkspaceBody,
       responses: { 200: { description: 'The updated workspace', schema: workspaceResponse } },
     },
-    async ({ params, body }, _request, response) => {
-      response.json(await workspaces.update(params.ws, body));
+    async ({ params, body }, request, response) => {
+      response.json(await workspaces.update(params.ws, body, (id) => access.platformAdminIn(request, id)));
     },
   );
 

@@ -1,11 +1,10 @@
+import { isUuid } from '../../json.ts';
 import { z } from 'zod';
-
-const uuidShape = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const slug = z
   .string()
   .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, 'must be 2–63 characters of a-z, 0-9 and "-", starting with a letter or digit')
-  .refine((value) => !uuidShape.test(value), 'must not look like a uuid (ids and slugs share the URL)');
+  .refine((value) => !isUuid(value), 'must not look like a uuid (ids and slugs share the URL)');
 
 const plan = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a plan identifier');
 const name = z.string().trim().min(1).max(200);
@@ -50,8 +49,6 @@ export const workspaceListResponse = z.object({
   data: z.array(workspaceResponse),
   nextCursor: z.string().nullable(),
 });
-
-export const isUuid = (value: string) => uuidShape.test(value);
 
 export type CreateWorkspace = z.output<typeof createWorkspaceBody>;
 export type UpdateWorkspace = z.output<typeof updateWorkspaceBody>;

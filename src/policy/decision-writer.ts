@@ -1,9 +1,8 @@
-import type pg from 'pg';
-import { insertStatement, type DecisionContext, type DecisionEntry, type DecisionLog } from './decision-log.ts';
+import { sql } from 'kysely';
+import { prepared, type Database } from '../db/database.ts';
+import { appendDecisions, type DecisionBatch } from './decision-log.ts';
 
-interface Waiting {
-  context: DecisionContext;
-  entries: readonly DecisionEntry[];
+interface Waiting extends DecisionBatch {
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -18,22 +17,19 @@ const maxFlushesInFlight = 2;
  * fsync per request into one per batch. Nothing is ever acknowledged from memory.
  */
 export class DecisionWriter {
-  private readonly pool: pg.Pool;
-  private readonly log: DecisionLog;
+  private readonly database: Database;
   private waiting: Waiting[] = [];
   private inFlight = 0;
   private scheduled = false;
 
-  /** Plain `pg`: bound parameters, and none of the ORM's per-query work on the hot path. */
-  constructor(pool: pg.Pool, log: DecisionLog) {
-    this.pool = pool;
-    this.log = log;
+  constructor(database: Database) {
+    this.database = database;
   }
 
-  append(context: DecisionContext, entries: readonly DecisionEntry[]): Promise<void> {
-    if (!this.log.enabled || entries.length === 0) return Promise.resolve();
+  append(batch: DecisionBatch): Promise<void> {
+    if (batch.entries.length === 0) return Promise.resolve();
     return new Promise((resolve, reject) => {
-      this.waiting.push({ context, entries, resolve, reject });
+      this.waiting.push({ ...batch, resolve, reject });
       this.schedule();
     });
   }
@@ -61,28 +57,25 @@ export class DecisionWriter {
     return this.waiting.splice(0, count);
   }
 
+  /** One statement per workspace in the batch, each its own transaction in its own scope. */
   private async flush(): Promise<void> {
     const batch = this.take();
     if (!batch.length) return;
     this.inFlight += 1;
     try {
-      const groups = [...Map.groupBy(batch, (waiting) => waiting.context.workspaceId)];
-      const client = await this.pool.connect();
-      try {
-        // One workspace (the usual case): a single statement is its own transaction. Several:
-        // one transaction, one statement per workspace, each with its own RLS scope.
-        if (groups.length > 1) await client.query('begin');
-        for (const [workspaceId, group] of groups) await client.query(insertStatement(workspaceId, group));
-        if (groups.length > 1) await client.query('commit');
-      } catch (error) {
-        if (groups.length > 1) await client.query('rollback').catch(() => undefined);
-        throw error;
-      } finally {
-        client.release();
-      }
-      for (const waiting of batch) waiting.resolve();
-    } catch (error) {
-      for (const waiting of batch) waiting.reject(error);
+      const groups = Map.groupBy(batch, (waiting) => waiting.context.workspaceId);
+      await Promise.all(
+        [...groups].map(async ([workspaceId, group]) => {
+          try {
+            await this.database.inWorkspace(workspaceId, (scope) =>
+              prepared('cordon_append_decisions', sql`with ${scope} ${appendDecisions(group)}`),
+            );
+            for (const waiting of group) waiting.resolve();
+          } catch (error) {
+            for (const waiting of group) waiting.reject(error);
+          }
+        }),
+      );
     } finally {
       this.inFlight -= 1;
       this.schedule();

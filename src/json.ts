@@ -1,4 +1,4 @@
-/** JSON as requests carry it and PostgreSQL stores it: pointers, objects, storable text. */
+/** JSON as requests carry it and PostgreSQL stores it: pointers, objects, storable text, ids. */
 
 /** One RFC 6901 reference token, escaped for a JSON Pointer. */
 export const escapePointer = (token: PropertyKey): string => String(token).replaceAll('~', '~0').replaceAll('/', '~1');
@@ -14,3 +14,6 @@ export const unstorableText = 'text may not contain NUL characters or lone surro
 
 /** A UUID as PostgreSQL prints it (lowercase): the only spelling stored ids and references have. */
 export const canonicalUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Any spelling of a UUID (a URL may carry uppercase); compare after lowercasing it. */
+export const isUuid = (value: string): boolean => canonicalUuid.test(value.toLowerCase());

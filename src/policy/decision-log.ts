@@ -1,0 +1,85 @@
+import { sql } from 'kysely';
+import { v7 as uuidv7 } from 'uuid';
+import type { Principal } from '../auth/principal.ts';
+import type { Statement } from '../db/database.ts';
+import type { Decision } from './ability.ts';
+
+export const operations = ['get', 'list', 'create', 'update', 'delete', 'check', 'admin'] as const;
+export type Operation = (typeof operations)[number];
+
+/** One authorization decision, before it is stamped with who, when and where. */
+export interface DecisionEntry {
+  action: string;
+  operation: Operation;
+  subject: string;
+  resourceId?: string | null;
+  fields?: string[] | null;
+  decision: Decision;
+}
+
+/** Who asked, when and from where: taken from the request once. */
+export interface DecisionContext {
+  workspaceId: string;
+  requestId: string;
+  principal: Pick<Principal, 'id' | 'roles' | 'provider'>;
+  ip: string | null;
+  userAgent: string | null;
+  startedAt: bigint;
+}
+
+/** Several entries of one context: the decisions of one request. */
+export interface DecisionBatch {
+  context: DecisionContext;
+  entries: readonly DecisionEntry[];
+}
+
+const maxLatency = 2_147_483_647;
+
+/** The rows as one JSON document: PostgreSQL types them (text[] included) as it reads them. */
+function rowsOf(batches: readonly DecisionBatch[]): string {
+  const rows = [];
+  for (const { context, entries } of batches) {
+    const at = new Date().toISOString();
+    const latency = Math.min(Number((process.hrtime.bigint() - context.startedAt) / 1000n), maxLatency);
+    for (const entry of entries) {
+      rows.push({
+        id: uuidv7(),
+        workspace_id: context.workspaceId,
+        at,
+        request_id: context.requestId,
+        principal_id: context.principal.id,
+        principal_roles: context.principal.roles,
+        principal_provider: context.principal.provider,
+        action: entry.action,
+        operation: entry.operation,
+        subject: entry.subject,
+        resource_id: entry.resourceId ?? null,
+        fields: entry.fields ?? null,
+        allowed: entry.decision.allowed,
+        policy_id: entry.decision.policyId,
+        policy_version: entry.decision.policyVersion,
+        rule_index: entry.decision.ruleIndex,
+        reason: entry.decision.reason,
+        latency_micros: latency,
+        ip: context.ip,
+        user_agent: context.userAgent,
+      });
+    }
+  }
+  return JSON.stringify(rows);
+}
+
+/**
+ * Appends decisions as part of a statement that has the `scope` CTE (db/database.ts `inWorkspace`):
+ * the rows travel as one JSON parameter, so the text never changes with the batch size and is
+ * prepared once; joining `scope` puts the workspace setting in force before the RLS check.
+ */
+export function appendDecisions(batches: readonly DecisionBatch[]): Statement<unknown> {
+  return sql`insert into decisions (id, workspace_id, at, request_id, principal_id, principal_roles, principal_provider,
+      action, operation, subject, resource_id, fields, allowed, policy_id, policy_version, rule_index, reason,
+      latency_micros, ip, user_agent)
+    select batch.* from scope cross join jsonb_to_recordset(${rowsOf(batches)}::jsonb) as batch(id uuid, workspace_id uuid,
+      at timestamptz, request_id text, principal_id text, principal_roles text[], principal_provider text, action text,
+      operation text, subject text, resource_id text, fields text[], allowed boolean, policy_id uuid, policy_version integer,
+      rule_index integer, reason text, latency_micros integer, ip text, user_agent text)`;
+}
