@@ -1,12 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, readFile, realpath, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, realpath, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { usableBinaries } from './embedded/binaries.ts';
+import { locateCluster } from './embedded/cluster.ts';
 import { postgresUser } from './embedded/postgres-user.ts';
 import { initialise, start } from './embedded/server.ts';
+import { errorCode } from './embedded/system-directory.ts';
 
 export interface EmbeddedDatabase {
   /** Owner URL of the database named in the options. */
@@ -15,7 +17,10 @@ export interface EmbeddedDatabase {
 }
 
 export interface EmbeddedOptions {
-  /** Holds the cluster (`<dir>/pg`) and its superuser password (`<dir>/pg-password`). */
+  /**
+   * Holds the cluster (`<dir>/pg`, or where `<dir>/pg-location` says when the postgres user
+   * cannot enter `<dir>`) and its superuser password (`<dir>/pg-password`).
+   */
   dataDir: string;
   port: number;
   database: string;
@@ -28,10 +33,6 @@ async function superuserPassword(file: string): Promise<string> {
   const password = randomBytes(24).toString('base64url');
   await writeFile(file, password + '\n', { mode: 0o600 });
   return password;
-}
-
-function errorCode(error: unknown): string {
-  return (error as NodeJS.ErrnoException).code ?? (error instanceof Error ? error.message : String(error));
 }
 
 async function createdDataDirectory(dataDir: string): Promise<string> {
@@ -71,15 +72,19 @@ async function ensureDatabase(options: EmbeddedOptions, password: string, logger
 export async function startEmbeddedPostgres(options: EmbeddedOptions, logger: Logger): Promise<EmbeddedDatabase> {
   const user = postgresUser();
   const dataDir = await createdDataDirectory(options.dataDir);
-  const password = await superuserPassword(path.join(dataDir, 'pg-password'));
+  const passwordFile = path.join(dataDir, 'pg-password');
+  const hadPassword = existsSync(passwordFile);
+  const password = await superuserPassword(passwordFile);
   const binaries = await usableBinaries(user);
-  const cluster = path.join(dataDir, 'pg');
-  const programs = { binaries: binaries.directory, cluster, user, logger };
-  if (!existsSync(path.join(cluster, 'PG_VERSION'))) {
-    logger.info({ clusterDir: cluster }, 'initialising embedded PostgreSQL');
-    await mkdir(cluster, { recursive: true });
-    if (user) await chown(cluster, user.uid, user.gid);
-    await chmod(cluster, 0o700);
+  const cluster = await locateCluster(dataDir, user, hadPassword, logger);
+  const relocations = [cluster.relocation, binaries.relocation].filter(Boolean);
+  if (relocations.length) {
+    logger.info({ clusterDir: cluster.directory, binaries: binaries.directory }, relocations.join('; '));
+  }
+
+  const programs = { binaries: binaries.directory, cluster: cluster.directory, user, logger };
+  if (!cluster.initialised) {
+    logger.info({ clusterDir: cluster.directory }, 'initialising embedded PostgreSQL');
     await initialise(programs, password);
   }
   const server = await start(programs, options.port);
@@ -96,7 +101,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions, logger: Lo
     url,
     async stop() {
       await server.stop();
-      if (!options.persistent) await rm(cluster, { recursive: true, force: true });
+      if (!options.persistent) await cluster.remove();
     },
   };
 }

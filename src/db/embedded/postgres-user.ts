@@ -43,3 +43,8 @@ export function attempt(user: RunAs | undefined, command: string, args: string[]
   const detail = output.split('\n').find((line) => line.trim()) ?? `exit code ${result.status}`;
   return { ok: result.status === 0, detail: detail.trim() };
 }
+
+/** Whether `user` can traverse every directory down to `directory` and search it. */
+export function canEnter(user: RunAs | undefined, directory: string): boolean {
+  return attempt(user, 'test', ['-x', directory]).ok;
+}
