@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { chmod, chown, mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { canEnter, type RunAs } from './postgres-user.ts';
@@ -30,7 +30,13 @@ export async function locateCluster(
   const hash = createHash('sha256').update(dataDir).digest('hex').slice(0, 16);
   const relocated = path.join(systemDirectory, 'clusters', hash);
   const enterable = !user || canEnter(user, dataDir);
-  const chosenEarlier = existsSync(locationFile);
+  const recorded = existsSync(locationFile) ? (await readFile(locationFile, 'utf8')).split('\n')[0] : undefined;
+  if (recorded !== undefined && recorded !== relocated) {
+    // Moved or copied from another path: that cluster is the other path's, this one gets its own.
+    logger.warn({ cluster: recorded }, `${locationFile} named ${recorded}, the cluster of another path; not using it`);
+    await rm(locationFile);
+  }
+  const chosenEarlier = recorded === relocated;
   if (!enterable && !chosenEarlier && existsSync(path.join(local, 'PG_VERSION'))) {
     throw new Error(
       `the postgres user cannot enter ${dataDir}, which holds a cluster: move it with \`mkdir -p ${path.dirname(relocated)} && mv ${local} ${relocated}\` and start again, or move ${dataDir} where the postgres user can enter`,
