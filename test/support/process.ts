@@ -10,10 +10,16 @@ export interface ServiceProcess {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-/** Runs `src/main.ts` exactly as `npm start` does, and waits for its "listening" line. */
-export async function startService(env: Record<string, string>, timeoutMs = 60_000): Promise<ServiceProcess> {
+/**
+ * Runs `src/main.ts` exactly as `npm start` does, and waits for its "listening" line. `cwd` is
+ * the checkout to run, this one unless a test made a copy elsewhere.
+ */
+export async function startService(
+  env: Record<string, string>,
+  { timeoutMs = 60_000, cwd = repositoryRoot }: { timeoutMs?: number; cwd?: string } = {},
+): Promise<ServiceProcess> {
   const child = spawn(process.execPath, ['src/main.ts'], {
-    cwd: repositoryRoot,
+    cwd,
     env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
