@@ -1,6 +1,36 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+const processEnv = {
+  selector: "MemberExpression[object.name='process'][property.name='env']",
+  message: 'Read configuration through src/config.ts, not process.env.',
+};
+
+/**
+ * One road to the database: SQL is a Kysely `sql` template, so the server binds every value.
+ * Nothing formats a value into SQL text on the client: no `em.execute('…')`, no `.query('…')` on
+ * a pg client, no `sql.lit`, and `sql.raw` only of a constant string.
+ */
+const boundSql = [
+  {
+    selector: "CallExpression[callee.property.name='execute'][arguments.0.type=/^(Literal|TemplateLiteral)$/]",
+    message: 'Write SQL as a Kysely sql template run through db/database.ts, not a string for em.execute.',
+  },
+  {
+    selector: "CallExpression[callee.property.name='query'][arguments.0.type=/^(Literal|TemplateLiteral)$/]",
+    message: 'Write SQL as a Kysely sql template run through db/database.ts, not a string for a pg client.',
+  },
+  {
+    selector: "CallExpression[callee.object.name='sql'][callee.property.name='lit']",
+    message: 'sql.lit formats a value into the SQL text: bind it (${value}) instead.',
+  },
+  {
+    selector:
+      "CallExpression[callee.object.name='sql'][callee.property.name='raw'][arguments.0.type!='Literal'], CallExpression[callee.object.name='sql'][callee.property.name='raw'][arguments.0.type='TemplateLiteral']",
+    message: 'sql.raw only of a constant string; bind values (${value}) and use sql.id / sql.table for names.',
+  },
+];
+
 export default tseslint.config(
   { ignores: ['node_modules/', '.data/', 'dist/', 'coverage/'] },
   js.configs.recommended,
@@ -13,14 +43,49 @@ export default tseslint.config(
       // Prettier owns line breaks; this rule misreads its chained-call layout.
       'no-unexpected-multiline': 'off',
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
-      'no-restricted-syntax': [
+      'no-restricted-syntax': ['error', processEnv, ...boundSql],
+    },
+  },
+  {
+    // Dependencies point down: the layers below features never import one. And the serving road
+    // goes through db/database.ts: only db/ speaks to pg directly.
+    files: ['src/**/*.ts'],
+    ignores: ['src/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { paths: [{ name: 'pg', message: 'Reach the database through db/database.ts.' }, { name: 'pg-cursor' }] },
+      ],
+    },
+  },
+  {
+    files: ['src/http/**/*.ts', 'src/auth/**/*.ts', 'src/policy/**/*.ts', 'src/json.ts'],
+    ignores: ['src/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
         'error',
         {
-          selector: "MemberExpression[object.name='process'][property.name='env']",
-          message: 'Read configuration through src/config.ts, not process.env.',
+          paths: [{ name: 'pg', message: 'Reach the database through db/database.ts.' }, { name: 'pg-cursor' }],
+          patterns: [{ group: ['**/features/**'], message: 'http/, db/, auth/ and policy/ never import a feature.' }],
         },
       ],
     },
+  },
+  {
+    files: ['src/db/**/*.ts'],
+    ignores: ['src/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['**/features/**'], message: 'http/, db/, auth/ and policy/ never import a feature.' }] },
+      ],
+    },
+  },
+  {
+    // The owner's setup (roles, grants, DDL) and the embedded server are not the serving road:
+    // identifiers are escaped there, and every value is a bound parameter.
+    files: ['src/db/bootstrap.ts', 'src/db/embedded.ts', 'src/db/embedded/**/*.ts'],
+    rules: { 'no-restricted-syntax': ['error', processEnv] },
   },
   {
     files: ['test/**', 'src/**/*.test.ts', 'bench/**', 'seeds/**', 'jest.config.js', 'src/config.ts', 'src/main.ts'],

@@ -87,7 +87,8 @@ async function stop(signal: string): Promise<void> {
   logger.info('stopped');
 }
 
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+// SIGHUP too: a closed terminal stops the service and its embedded PostgreSQL cleanly.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(signal, () => {
     stop(signal).then(
       () => process.exit(0),

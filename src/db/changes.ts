@@ -66,6 +66,8 @@ export class ChangeBus {
       this.reconnect();
     });
     await client.connect();
+    // LISTEN takes no parameters; the channel is a constant of this file.
+    // eslint-disable-next-line no-restricted-syntax
     await client.query(`listen ${channel}`);
     this.client = client;
   }

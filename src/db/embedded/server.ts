@@ -67,11 +67,13 @@ export async function initialise(programs: Programs, password: string): Promise<
     }
     const initdb = run(programs, 'initdb', [
       `--pgdata=${programs.cluster}`,
-      '--auth=password',
+      '--auth=scram-sha-256',
+      // UTF-8 with the C locale: the same cluster whatever LANG the machine has (C always admits
+      // UTF-8), and untranslated messages, so start() can wait for the English "ready" line.
+      '--encoding=UTF8',
+      '--locale=C',
       '--username=postgres',
       `--pwfile=${passwordFile}`,
-      // start() waits for an English "ready" line: untranslated messages, whatever the locale.
-      '--lc-messages=C',
     ]);
     const ending = await initdb.ended;
     if (ending !== 'exit code 0') throw new Error(`initdb failed (${ending}): ${failureLine(initdb.output)}`);
