@@ -5,7 +5,8 @@ import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
 import { canonicalUuid, storable } from '../../json.ts';
 import { parseConditions, type Condition } from '../../policy/conditions.ts';
-import { isCanonicalIso } from '../../policy/sql-filter.ts';
+import type { PrincipalAbility } from '../../policy/ability.ts';
+import { isCanonicalIso, recordCondition, rulesCondition } from '../../policy/sql-filter.ts';
 import { systemFields } from '../../policy/vocabulary.ts';
 import { unstorableData } from '../structures/record-schema.ts';
 import type { KnownStructure } from '../structures/structure-catalog.ts';
@@ -191,4 +192,16 @@ export function listPage(workspaceId: string, structure: string, query: ListQuer
     }),
     cursorAfter: (last: Record<string, unknown>) => encodeListCursor(fingerprint, filter.keys, last),
   };
+}
+
+/**
+ * The principal's read rules as SQL (step 5), and the caller's filter beside them; the reason
+ * names the rules that filtered the list.
+ */
+export function permittedWhere(ability: PrincipalAbility, structure: string, filter: ListFilter) {
+  const rules = ability.rulesFor('read', structure);
+  const permitted = rulesCondition(rules);
+  const where = filter.condition ? sql`${permitted} and ${recordCondition(filter.condition)}` : permitted;
+  const ruleIds = rules.map((rule) => `${rule.policyId}#${rule.ruleIndex}${rule.inverted ? ' (deny)' : ''}`);
+  return { where, reason: `list filtered in SQL by rules ${ruleIds.join(', ') || '(none)'}` };
 }

@@ -19,15 +19,6 @@ export interface RecordRow {
 
 type Fragment = RawBuilder<unknown>;
 
-export interface NewRecord {
-  id: string;
-  structure: string;
-  structureVersion: number;
-  data: Record<string, unknown>;
-  createdBy: string;
-  at: Date;
-}
-
 /** What a list page reads: the permission and filter conditions as SQL over `r`, never applied afterwards. */
 export interface PageQuery {
   where: Fragment;
@@ -109,25 +100,31 @@ export class RecordStore {
    * The structure row is share-locked, so a change in flight (which holds it for update) is waited
    * for and then seen.
    */
-  async insert(workspaceId: string, record: NewRecord, decision: DecisionBatch): Promise<boolean> {
-    const [row] = await this.database.inWorkspace(workspaceId, (scope) =>
+  async insert(
+    workspaceId: string,
+    structure: string,
+    structureVersion: number,
+    row: RecordRow,
+    decision: DecisionBatch,
+  ): Promise<boolean> {
+    const [result] = await this.database.inWorkspace(workspaceId, (scope) =>
       prepared(
         'cordon_insert_record',
         sql<{ inserted: number }>`with ${scope},
           inserted as (
             insert into records (id, workspace_id, structure, data, created_by, created_at, updated_at, version)
-            select ${record.id}::uuid, scope.workspace_id, ${record.structure}, ${JSON.stringify(record.data)}::jsonb,
-                   ${record.createdBy}, ${record.at}::timestamptz, ${record.at}::timestamptz, 1
+            select ${row.id}::uuid, scope.workspace_id, ${structure}, ${JSON.stringify(row.data)}::jsonb,
+                   ${row.created_by}, ${row.created_at}::timestamptz, ${row.updated_at}::timestamptz, 1
             from scope cross join lateral (
               select 1 from structures s
-              where s.workspace_id = scope.workspace_id and s.name = ${record.structure}
-                and s.version = ${record.structureVersion}::integer offset 0 for share) current_structure
+              where s.workspace_id = scope.workspace_id and s.name = ${structure}
+                and s.version = ${structureVersion}::integer offset 0 for share) current_structure
             returning id),
           logged as (${appendDecisions([decision])} where exists (select 1 from inserted) returning 1)
           select count(*)::int as inserted from inserted`,
       ),
     );
-    return row!.inserted === 1;
+    return result!.inserted === 1;
   }
 
   /** Runs `work` on the row locked for update, in one transaction inside the scope. */

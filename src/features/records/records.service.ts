@@ -1,23 +1,21 @@
-import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { keysetPage } from '../../http/cursor.ts';
-import { ProblemError, type FieldError } from '../../http/errors.ts';
+import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
 import type { Decision } from '../../policy/ability.ts';
 import type { AccessControl, PrincipalCaller } from '../../policy/access.ts';
 import { Ruling } from '../../policy/ruling.ts';
 import type { Operation } from '../../policy/decision-log.ts';
-import { recordCondition, rulesCondition } from '../../policy/sql-filter.ts';
 import type { Action } from '../../policy/vocabulary.ts';
 import type { KnownStructure, StructureCatalog } from '../structures/structure-catalog.ts';
-import { listFilter, listPage } from './list-query.ts';
+import { listFilter, listPage, permittedWhere } from './list-query.ts';
 import { mergePatch } from './merge-patch.ts';
 import type { RecordRow, RecordSession, RecordStore } from './record-store.ts';
+import { validateRecord } from './record-validation.ts';
 import { subjectOf, toResponse, versionMatches, writeDecision } from './record-view.ts';
 import type { ListQuery, RecordResponse } from './records.schema.ts';
 
 const maxAttempts = 3;
-type Lookup = (structure: string, ids: string[], readable: ReturnType<typeof rulesCondition>) => Promise<Set<string>>;
 
 const notFound = (structure: string, id: string) =>
   new ProblemError('record_not_found', `No ${structure} record "${id}"`);
@@ -64,19 +62,11 @@ export class RecordsService {
           denied(`"${field}" is not readable on every record you may read, so it cannot be used to filter or sort`),
         );
       }
-      const rules = caller.ability.rulesFor('read', name);
-      const permitted = rulesCondition(rules);
-      const where = filter.condition ? sql`${permitted} and ${recordCondition(filter.condition)}` : permitted;
+      const { where, reason } = permittedWhere(caller.ability, name, filter);
       const page = listPage(caller.workspaceId, name, query, filter);
       const rows = await this.store.page(caller.workspaceId, name, page.of(where));
       const count = query.count ? await this.store.count(caller.workspaceId, name, where) : undefined;
-      const ruleIds = rules.map((rule) => `${rule.policyId}#${rule.ruleIndex}${rule.inverted ? ' (deny)' : ''}`);
-      ruling.refine({
-        decision: {
-          ...ruling.entry.decision,
-          reason: `list filtered in SQL by rules ${ruleIds.join(', ') || '(none)'}`,
-        },
-      });
+      ruling.refine({ decision: { ...ruling.entry.decision, reason } });
       const { shown, nextCursor } = keysetPage(rows, query.limit, page.cursorAfter);
       return {
         data: shown.map((row) => toResponse(caller.ability, name, row)),
@@ -92,29 +82,15 @@ export class RecordsService {
       let structure = first;
       for (let attempt = 1; attempt <= maxAttempts; attempt++) {
         const data = structure.schema.normalise(input, { defaults: true });
-        await this.validate(caller, structure, data, (target, ids, readable) =>
+        await validateRecord(caller.ability, structure, data, (target, ids, readable) =>
           this.store.referenced(caller.workspaceId, target, ids, readable),
         );
         const at = new Date();
-        const row: RecordRow = {
-          id: uuidv7(),
-          data,
-          created_by: caller.principal.id,
-          created_at: at,
-          updated_at: at,
-          version: 1,
-        };
+        const row = { id: uuidv7(), data, created_by: caller.principal.id, created_at: at, updated_at: at, version: 1 };
         ruling.refine({ resourceId: row.id, fields });
         ruling.require(writeDecision(caller.ability, 'create', name, [subjectOf(name, row)], fields));
-        const record = {
-          id: row.id,
-          structure: name,
-          structureVersion: structure.version,
-          data,
-          createdBy: row.created_by,
-          at,
-        };
-        if (await this.store.insert(caller.workspaceId, record, { context: caller.context, entries: [ruling.entry] })) {
+        const decision = { context: caller.context, entries: [ruling.entry] };
+        if (await this.store.insert(caller.workspaceId, name, structure.version, row, decision)) {
           ruling.written = true;
           return toResponse(caller.ability, name, row, true);
         }
@@ -141,7 +117,7 @@ export class RecordsService {
           const data = structure.schema.normalise(mergePatch(row.data, patch) as Record<string, unknown>, {
             defaults: false,
           });
-          await this.validate(caller, structure, data, (target, ids, readable) =>
+          await validateRecord(caller.ability, structure, data, (target, ids, readable) =>
             session.referenced(target, ids, readable),
           );
           const at = new Date();
@@ -221,42 +197,6 @@ export class RecordsService {
       }
       return work(row, session);
     });
-  }
-
-  /**
-   * The data against the structure, and its references: each must name a record of the target
-   * structure that the principal may read — one it may not is answered as if it did not exist.
-   */
-  private async validate(
-    caller: PrincipalCaller,
-    structure: KnownStructure,
-    data: Record<string, unknown>,
-    lookup: Lookup,
-  ): Promise<void> {
-    const errors: FieldError[] = structure.schema.validate(data);
-    if (!errors.length) {
-      const references = Object.entries(structure.fields).flatMap(([field, definition]) => {
-        const value = data[field];
-        return definition.type === 'reference' && typeof value === 'string'
-          ? [{ field, target: definition.structure, value }]
-          : [];
-      });
-      for (const target of new Set(references.map((reference) => reference.target))) {
-        const wanted = references.filter((reference) => reference.target === target);
-        const readable = rulesCondition(caller.ability.rulesFor('read', target));
-        const found = await lookup(
-          target,
-          wanted.map((reference) => reference.value),
-          readable,
-        );
-        for (const { field, value } of wanted) {
-          if (!found.has(value))
-            errors.push({ pointer: `/data/${field}`, in: 'body', detail: `there is no ${target} record "${value}"` });
-        }
-      }
-    }
-    if (errors.length)
-      throw new ProblemError('validation_failed', `The ${structure.name} record is invalid`, { errors });
   }
 
   /** The structure changed under a write (another instance, not yet announced here): read it again. */
