@@ -1,3 +1,5 @@
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import { identityProviderBody } from '../src/features/identity-providers/identity-providers.schema.ts';
 import { openApiPath } from '../src/http/openapi.ts';
 import { startTestApp, type TestApp } from './support/app.ts';
 
@@ -44,5 +46,61 @@ describe('GET /openapi.json', () => {
     expect(create.security).toEqual([{ adminKey: [] }]);
     const get = body.paths['/v1/workspaces/{ws}'].get;
     expect(get.parameters).toEqual([expect.objectContaining({ name: 'ws', in: 'path', required: true })]);
+  });
+});
+
+describe('the identity-provider body in the document', () => {
+  /** Every combination of the fields the cross-field rules read, each otherwise valid. */
+  function bodies(): Record<string, unknown>[] {
+    const key = { kty: 'OKP', crv: 'Ed25519', x: '11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo', kid: 'k1' };
+    const jwksUri = { jwksUri: 'https://issuer.example.com/jwks' };
+    const jwks = { jwks: { keys: [key] } };
+    const keySources: Record<string, unknown>[] = [{}, jwksUri, jwks, { ...jwksUri, ...jwks }];
+    const audiences = [{}, { audiences: [] }, { audiences: ['https://api.example.com'] }];
+    const claims = [
+      {},
+      { claims: {} },
+      { claims: { roles: 'roles' } },
+      { claims: { orgId: 'org' } },
+      { claims: { roles: 'roles', orgId: 'org' } },
+    ];
+    const roleSources = [{}, { roleSource: 'claims' }, { roleSource: 'members' }, { roleSource: 'both' }];
+    const pending = [{}, { allowPendingSessions: false }, { allowPendingSessions: true }];
+    const all: Record<string, unknown>[] = [];
+    for (const type of ['clerk', 'auth0', 'oidc'])
+      for (const keySource of keySources)
+        for (const audience of audiences)
+          for (const claim of claims)
+            for (const roleSource of roleSources)
+              for (const allowPending of pending)
+                all.push({
+                  name: 'provider',
+                  type,
+                  issuer: 'https://issuer.example.com/',
+                  orgId: 'org_1',
+                  ...keySource,
+                  ...audience,
+                  ...claim,
+                  ...roleSource,
+                  ...allowPending,
+                });
+    return all;
+  }
+
+  it('states the cross-field rules the validator enforces, so a generated client knows them', async () => {
+    const { body: document } = await cordon.http().get('/openapi.json').expect(200);
+    const path = document.paths['/v1/workspaces/{ws}/identity-providers'];
+    const schema = path.post.requestBody.content['application/json'].schema;
+    expect(
+      document.paths['/v1/workspaces/{ws}/identity-providers/{id}'].put.requestBody.content['application/json'].schema,
+    ).toEqual(schema);
+    const documented = new Ajv2020({ strict: false, validateFormats: false }).compile(schema);
+    const validator = identityProviderBody(false);
+    const disagreements = bodies().filter((body) => documented(body) !== validator.safeParse(body).success);
+    expect(disagreements).toEqual([]);
+    // Not vacuous: these rules alone refuse a body that names no key set, and pass one that names one.
+    const minimal = { name: 'p', type: 'clerk', issuer: 'https://i.example.com', orgId: 'o' };
+    expect(documented(minimal)).toBe(false);
+    expect(documented({ ...minimal, jwksUri: 'https://i.example.com/keys' })).toBe(true);
   });
 });

@@ -42,6 +42,39 @@ const algorithm = z.string().superRefine((value, context) => {
   }
 });
 
+/**
+ * The rules `identityProviderBody` checks across fields, as JSON Schema for the OpenAPI document:
+ * zod cannot describe a refinement, so a client generated from the document would not know them.
+ * Kept beside the refinement that enforces them; test/openapi.test.ts checks that the document and
+ * the validator agree on every combination of the fields involved.
+ */
+const crossFieldRules = [
+  {
+    description: 'Exactly one of jwksUri and jwks.',
+    oneOf: [{ required: ['jwksUri'] }, { required: ['jwks'] }],
+  },
+  {
+    description: 'Auth0 tokens are checked against an audience.',
+    if: { properties: { type: { const: 'auth0' } } },
+    then: { required: ['audiences'], properties: { audiences: { minItems: 1 } } },
+  },
+  {
+    description: 'Auth0 and OIDC providers name the roles claim, unless roleSource is "members".',
+    if: { properties: { type: { enum: ['auth0', 'oidc'] }, roleSource: { not: { const: 'members' } } } },
+    then: { required: ['claims'], properties: { claims: { required: ['roles'] } } },
+  },
+  {
+    description: 'OIDC providers name the organization claim.',
+    if: { properties: { type: { const: 'oidc' } } },
+    then: { required: ['claims'], properties: { claims: { required: ['orgId'] } } },
+  },
+  {
+    description: 'Only Clerk has pending sessions.',
+    if: { properties: { allowPendingSessions: { const: true } }, required: ['allowPendingSessions'] },
+    then: { properties: { type: { const: 'clerk' } } },
+  },
+];
+
 export function identityProviderBody(production: boolean) {
   return z
     .strictObject({
@@ -91,7 +124,8 @@ export function identityProviderBody(production: boolean) {
       }
       if (provider.allowPendingSessions && provider.type !== 'clerk')
         issue(['allowPendingSessions'], 'only Clerk has pending sessions');
-    });
+    })
+    .meta({ allOf: crossFieldRules });
 }
 
 export type IdentityProviderInput = z.output<ReturnType<typeof identityProviderBody>>;
