@@ -146,11 +146,13 @@ export class Database {
   readonly orm: MikroORM;
   private readonly pool: pg.Pool;
   private readonly kysely: Sql;
+  private readonly state: { closing: boolean };
 
-  private constructor(orm: MikroORM, pool: pg.Pool, kysely: Sql) {
+  private constructor(orm: MikroORM, pool: pg.Pool, kysely: Sql, state: { closing: boolean }) {
     this.orm = orm;
     this.pool = pool;
     this.kysely = kysely;
+    this.state = state;
   }
 
   /**
@@ -165,7 +167,10 @@ export class Database {
       max: options.poolSize,
       connectionTimeoutMillis: 5_000,
     });
+    const state = { closing: false };
+    // Once the pool is closing, a connection cut by a server that stops at once is expected.
     const dropped = (error: Error) =>
+      state.closing ||
       logger.warn({ code: (error as { code?: string }).code }, `PostgreSQL connection dropped: ${error.message}`);
     pool.on('error', dropped);
     pool.on('connect', (client) => {
@@ -180,7 +185,7 @@ export class Database {
       allowGlobalContext: false,
       logger: (message) => logger.trace(message),
     });
-    return new Database(orm, pool, orm.em.getKysely() as unknown as Sql);
+    return new Database(orm, pool, orm.em.getKysely() as unknown as Sql, state);
   }
 
   /** Several statements in one transaction inside the workspace's scope. */
@@ -217,7 +222,7 @@ export class Database {
   }
 
   async close(): Promise<void> {
+    this.state.closing = true;
     await this.orm.close(true);
-    await this.pool.end().catch(() => undefined);
   }
 }
