@@ -17,6 +17,8 @@ export const servingGrants: Record<string, readonly string[]> = {
   decisions: ['select', 'insert'],
   decision_seals: ['select', 'insert'],
   decision_checkpoints: ['select', 'insert'],
+  // How far the sealer has sealed each workspace: it moves forward, so it is updated in place.
+  decision_seal_progress: ['select', 'insert', 'update'],
 };
 
 export const servingSequences: readonly string[] = ['decisions_position_seq'];
@@ -24,7 +26,7 @@ export const servingSequences: readonly string[] = ['decisions_position_seq'];
 export const servingFunctions: readonly string[] = [
   'cordon_current_workspace()',
   'cordon_workspace_counts(uuid[])',
-  'cordon_workspaces_to_seal(bigint)',
+  'cordon_workspaces_with_unsealed_decisions()',
   'cordon_purge_decision_log(uuid)',
   'cordon_invitation_workspace(bytea)',
 ];

@@ -8,19 +8,32 @@ export interface SealerOptions {
   intervalMs: number;
   batchSize: number;
   /**
-   * How far back (in decision positions) unsealed rows are looked for. Positions are taken at
-   * insert and transactions commit out of order, so a row can become visible after later ones
-   * were sealed; it is then sealed with a later seq.
+   * How long a pass waits at a workspace's gate for the decision inserts in flight there. Inserts
+   * that arrive meanwhile queue behind the waiting sealer, so this bounds their wait too; a
+   * workspace whose inserts outlast it is sealed by a later pass.
    */
-  window: number;
+  gateTimeoutMs: number;
 }
 
-const defaults: SealerOptions = { intervalMs: 1_000, batchSize: 2_000, window: 10_000 };
+const defaults: SealerOptions = { intervalMs: 1_000, batchSize: 2_000, gateTimeoutMs: 100 };
+
+type Row = DecisionRow & { position: string; sealed: boolean };
+
+const sqlState = (error: unknown) => {
+  const { sqlState, code } = (error ?? {}) as { sqlState?: unknown; code?: unknown };
+  return sqlState ?? code;
+};
 
 /**
  * Links each workspace's new decisions into its hash chain, in batches, and ends every batch
  * with an Ed25519-signed checkpoint. A per-workspace advisory lock keeps two instances from ever
- * forking a chain; appending decisions never waits for it.
+ * forking a chain.
+ *
+ * Positions are taken at insert and transactions commit out of order, so a position is sealed
+ * only once it is final: every decision insert holds its workspace's gate (policy/decision-log.ts)
+ * from before its rows take positions to the end of its transaction, and the sealer holds that
+ * gate exclusively for a moment to learn how far the workspace's positions are final. It then
+ * seals, in position order, every decision up to there and records how far it got.
  */
 export class Sealer {
   private readonly database: Database;
@@ -54,7 +67,7 @@ export class Sealer {
   /** Seals everything pending in every workspace; returns how many decisions it linked. */
   async sealAll(): Promise<number> {
     const workspaces = await this.database.query(
-      sql<{ workspace_id: string }>`select workspace_id from cordon_workspaces_to_seal(${this.options.window}::bigint)`,
+      sql<{ workspace_id: string }>`select workspace_id from cordon_workspaces_with_unsealed_decisions()`,
     );
     let sealed = 0;
     for (const { workspace_id: workspaceId } of workspaces) sealed += await this.sealWorkspace(workspaceId);
@@ -62,38 +75,102 @@ export class Sealer {
   }
 
   async sealWorkspace(workspaceId: string): Promise<number> {
+    const final = await this.finalPosition(workspaceId);
+    if (final === undefined) {
+      this.logger.debug({ workspaceId }, 'decisions in flight outlasted the gate; sealing them next pass');
+      return 0;
+    }
     let total = 0;
     for (;;) {
-      const sealed = await this.database.withWorkspace(workspaceId, (scope) => this.sealBatch(scope));
-      total += sealed;
-      if (sealed < this.options.batchSize) return total;
+      const batch = await this.database.withWorkspace(workspaceId, (scope) => this.sealBatch(scope, final));
+      total += batch.sealed;
+      if (!batch.more) return total;
     }
   }
 
-  private async sealBatch(scope: Scope): Promise<number> {
+  /**
+   * How far the workspace's positions are final: the sequence's last value, read while the gate
+   * is held exclusively, so no insert of the workspace is in flight and every later one takes a
+   * higher position. Undefined when inserts in flight outlast the gate timeout.
+   */
+  private async finalPosition(workspaceId: string): Promise<string | undefined> {
+    try {
+      return await this.database.outsideWorkspaces(async (transaction) => {
+        await transaction.query(sql`select set_config('lock_timeout', ${`${this.options.gateTimeoutMs}ms`}, true)`);
+        await transaction.query(
+          sql`select pg_advisory_xact_lock(hashtextextended('cordon:decisions:' || ${workspaceId}::uuid::text, 0))`,
+        );
+        const [sequence] = await transaction.query(
+          sql<{ position: string | null; cache: string }>`select pg_sequence_last_value(s.seqrelid) as position,
+              s.seqcache as cache
+            from pg_sequence s where s.seqrelid = 'decisions_position_seq'::regclass`,
+        );
+        // A cache hands out positions below the last value after it was read: none may be final.
+        if (Number(sequence?.cache) !== 1) throw new Error('decisions_position_seq must keep CACHE 1 to be sealed');
+        return sequence!.position ?? '0';
+      });
+    } catch (error) {
+      if (sqlState(error) === '55P03') return undefined; // lock_not_available: the gate timed out
+      throw error;
+    }
+  }
+
+  private async sealBatch(scope: Scope, final: string): Promise<{ sealed: number; more: boolean }> {
     const workspaceId = scope.workspaceId;
     const [lock] = await scope.query(
       sql<{
         locked: boolean;
       }>`select pg_try_advisory_xact_lock(hashtextextended('cordon:seal:' || ${workspaceId}::text, 0)) as locked`,
     );
-    if (!lock?.locked) return 0;
+    if (!lock?.locked) return { sealed: 0, more: false };
+    const [progress] = await scope.query(
+      sql<{ position: string }>`select sealed_through as position from decision_seal_progress
+        where workspace_id = ${workspaceId}::uuid`,
+    );
+    if (progress && BigInt(progress.position) >= BigInt(final)) return { sealed: 0, more: false };
+    const from = progress?.position ?? (await this.firstPass(scope, final));
+
+    // Rows sealed already are skipped: the windowed sealer sealed out of position order.
+    const rows = await scope.query(
+      sql<Row>`select d.*, exists (select 1 from decision_seals s where s.decision_id = d.id) as sealed
+        from decisions d
+        where d.workspace_id = ${workspaceId}::uuid and d.position > ${from}::bigint and d.position <= ${final}::bigint
+        order by d.position limit ${this.options.batchSize}::integer`,
+    );
+    const unsealed = rows.filter((row) => !row.sealed);
+    if (unsealed.length) await this.link(scope, unsealed);
+    const more = rows.length === this.options.batchSize;
+    await scope.query(
+      sql`insert into decision_seal_progress (workspace_id, sealed_through)
+        values (${workspaceId}::uuid, ${more ? rows.at(-1)!.position : final}::bigint)
+        on conflict (workspace_id) do update set sealed_through = excluded.sealed_through
+          where decision_seal_progress.sealed_through < excluded.sealed_through`,
+    );
+    return { sealed: unsealed.length, more };
+  }
+
+  /**
+   * Where a workspace with no progress yet starts: just before its oldest decision not sealed
+   * (one the windowed sealer missed, or its first), else at `final`. One walk over its log, once.
+   */
+  private async firstPass(scope: Scope, final: string): Promise<string> {
+    const [start] = await scope.query(
+      sql<{ position: string }>`select coalesce((
+          select d.position - 1 from decisions d
+          where d.workspace_id = ${scope.workspaceId}::uuid and d.position <= ${final}::bigint
+            and not exists (select 1 from decision_seals s where s.decision_id = d.id)
+          order by d.position limit 1), ${final}::bigint) as position`,
+    );
+    return start!.position;
+  }
+
+  /** Appends the rows to the chain, in the order given, and signs a checkpoint at its end. */
+  private async link(scope: Scope, rows: readonly Row[]): Promise<void> {
+    const workspaceId = scope.workspaceId;
     const [last] = await scope.query(
       sql<{ seq: string; hash: string }>`select seq, hash from decision_seals
         where workspace_id = ${workspaceId}::uuid order by seq desc limit 1`,
     );
-    const [high] = await scope.query(
-      sql<{ position: string }>`select coalesce(max(decision_position), 0) as position from decision_seals
-        where workspace_id = ${workspaceId}::uuid`,
-    );
-    const rows = await scope.query(
-      sql<DecisionRow & { position: string }>`select d.* from decisions d
-        where d.workspace_id = ${workspaceId}::uuid and d.position > ${Number(high?.position ?? 0) - this.options.window}::bigint
-          and not exists (select 1 from decision_seals s where s.decision_id = d.id)
-        order by d.position limit ${this.options.batchSize}::integer`,
-    );
-    if (!rows.length) return 0;
-
     let seq = Number(last?.seq ?? 0);
     let prevHash = last?.hash ?? genesisHash;
     const links = rows.map((row) => {
@@ -114,6 +191,5 @@ export class Sealer {
         values (${workspaceId}::uuid, ${seq}::bigint, ${prevHash}, ${checkpoint.at}::timestamptz, ${this.key.keyId},
                 ${signCheckpoint(checkpoint, this.key.privateKey)})`,
     );
-    return rows.length;
   }
 }
