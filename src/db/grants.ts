@@ -17,6 +17,8 @@ export const servingGrants: Record<string, readonly string[]> = {
   decisions: ['select', 'insert'],
   decision_seals: ['select', 'insert'],
   decision_checkpoints: ['select', 'insert'],
+  // Each instance records the public half of its signing key at start; earlier keys are kept.
+  decision_signing_keys: ['select', 'insert'],
 };
 
 export const servingSequences: readonly string[] = ['decisions_position_seq'];

@@ -158,26 +158,19 @@ export function decisionRoutes(api: Api, reader: DecisionReader, access: AccessC
     },
   );
 
-  // The key never changes while the process runs: exported once.
-  const publicKey = {
-    keyId: key.keyId,
-    algorithm: 'Ed25519',
-    publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-    jwk: { ...key.publicKey.export({ format: 'jwk' }), kid: key.keyId, alg: 'EdDSA', use: 'sig' },
-  };
   api.route(
     {
       method: 'get',
       path: '/v1/workspaces/:ws/decisions/public-key',
-      summary: 'The Ed25519 key that signs checkpoints, to verify offline',
+      summary: 'The Ed25519 key that signs checkpoints, and the earlier ones, to verify offline',
       tag,
       security: 'adminOrBearer',
       authorize,
       params: workspaceParams,
-      responses: { 200: { description: 'The public key', schema: publicKeyResponse } },
+      responses: { 200: { description: 'The public keys', schema: publicKeyResponse } },
     },
     async ({ caller }, _request, response) => {
-      response.json(await access.read(caller, async () => publicKey));
+      response.json(await access.read(caller, () => reader.publicKeys(key)));
     },
   );
 }
