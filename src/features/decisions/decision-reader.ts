@@ -46,6 +46,9 @@ const listPosition = z.object({ before: z.string().regex(/^\d{1,19}$/) });
 
 type CheckpointRow = { workspace_id: string; seq: string; hash: string; at: Date; key_id: string; signature: string };
 
+const checkpointPosition = z.object({ after: z.string().regex(/^\d{1,19}$/) });
+const afterCursor = (cursor: string | undefined) => (cursor ? decodeCursor(cursor, checkpointPosition).after : '0');
+
 const selectCheckpoints = (workspaceId: string, after: string) =>
   sql<CheckpointRow>`select workspace_id, seq, hash, at, key_id, signature from decision_checkpoints
     where workspace_id = ${workspaceId}::uuid and seq > ${after}::bigint order by seq`;
@@ -156,6 +159,38 @@ export class DecisionReader {
         sql<SealedRow>`${selectSealed} where ${where(workspaceId, filters)} order by d.position`,
       );
       for await (const chunk of rows) await write(chunk.map(toResponse));
+    });
+  }
+
+  /** Signed checkpoints, oldest first, keyset-paginated on seq. */
+  async checkpoints(
+    workspaceId: string,
+    limit: number,
+    cursor?: string,
+  ): Promise<{ data: CheckpointResponse[]; nextCursor: string | null }> {
+    const rows = await this.scoped(workspaceId, (scope) =>
+      scope.query(
+        sql<CheckpointRow>`${selectCheckpoints(workspaceId, afterCursor(cursor))} limit ${limit + 1}::integer`,
+      ),
+    );
+    const { shown, nextCursor } = keysetPage(rows, limit, (last) => encodeCursor({ after: String(last.seq) }));
+    return { data: shown.map(signedCheckpoint), nextCursor };
+  }
+
+  /** Where a checkpoint stream starts: the seq after which `cursor` points (a bad cursor is a 400). */
+  checkpointsAfter(cursor: string | undefined): string {
+    return afterCursor(cursor);
+  }
+
+  /** Every checkpoint after `after`, oldest first, from a server-side cursor. */
+  async exportCheckpoints(
+    workspaceId: string,
+    after: string,
+    write: (checkpoints: CheckpointResponse[]) => Promise<void>,
+  ): Promise<void> {
+    await this.scoped(workspaceId, async (scope) => {
+      for await (const chunk of scope.stream(selectCheckpoints(workspaceId, after)))
+        await write(chunk.map(signedCheckpoint));
     });
   }
 

@@ -5,6 +5,8 @@ import type { AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { DecisionReader } from './decision-reader.ts';
 import {
+  checkpointListResponse,
+  checkpointsQuery,
   decisionListResponse,
   exportDecisionsQuery,
   listDecisionsQuery,
@@ -155,6 +157,39 @@ export function decisionRoutes(api: Api, reader: DecisionReader, access: AccessC
     },
     async ({ caller }, _request, response) => {
       response.json(await access.read(caller, () => reader.verify(caller.workspaceId, key)));
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/v1/workspaces/:ws/decisions/checkpoints',
+      summary: 'The signed checkpoints with their chain heads, oldest first (JSON pages, or all as NDJSON)',
+      tag,
+      security: 'adminOrBearer',
+      authorize,
+      params: workspaceParams,
+      query: checkpointsQuery,
+      responses: {
+        200: {
+          description: 'A page of checkpoints; with format=ndjson, every checkpoint after cursor, one a line',
+          schema: checkpointListResponse,
+        },
+      },
+    },
+    async ({ query: { format, limit, cursor }, caller }, _request, response) => {
+      if (format === 'json') {
+        response.json(await access.read(caller, () => reader.checkpoints(caller.workspaceId, limit, cursor)));
+        return;
+      }
+      // Like the export: the decision is durable before the first byte leaves.
+      const after = await access.read(caller, async () => reader.checkpointsAfter(cursor));
+      response.status(200).type('application/x-ndjson');
+      response.setHeader('Content-Disposition', 'attachment; filename="checkpoints.ndjson"');
+      await reader.exportCheckpoints(caller.workspaceId, after, (checkpoints) =>
+        writeWithBackpressure(response, checkpoints.map((checkpoint) => JSON.stringify(checkpoint)).join('\n') + '\n'),
+      );
+      response.end();
     },
   );
 

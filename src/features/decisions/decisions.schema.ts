@@ -70,6 +70,12 @@ export const publicKeyResponse = publishedKey.extend({
 });
 export type PublicKeyResponse = z.output<typeof publicKeyResponse>;
 
+export const checkpointsQuery = z.strictObject({
+  format: z.enum(['json', 'ndjson']).default('json'),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(200).optional(),
+});
+
 /** A checkpoint exactly as signed: the signature covers canonical JSON of `{ workspaceId, seq, hash, at }`. */
 export const checkpointResponse = z.object({
   workspaceId: z.uuid(),
@@ -80,3 +86,8 @@ export const checkpointResponse = z.object({
   signature: z.string().min(1),
 });
 export type CheckpointResponse = z.output<typeof checkpointResponse>;
+
+export const checkpointListResponse = z.object({
+  data: z.array(checkpointResponse),
+  nextCursor: z.string().nullable(),
+});
