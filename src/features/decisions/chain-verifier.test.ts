@@ -77,6 +77,7 @@ describe('verifyChain', () => {
           lastSeq: links.length,
           checkpoints: checkpoints.length,
           signedUpTo: links.length,
+          signedBy: [signer.keyId],
         });
       }),
     );

@@ -57,9 +57,10 @@ export interface ChainVerdict {
   linked: number;
   /** The seq of the last link checked. */
   lastSeq: number;
-  /** How many checkpoints were checked and hold, and the highest seq they sign. */
+  /** How many checkpoints were checked and hold, the highest seq they sign, and by which keys. */
   checkpoints: number;
   signedUpTo: number;
+  signedBy: string[];
 }
 
 /** Why a checkpoint cannot be trusted, or undefined when it verifies with a known key. */
@@ -101,7 +102,7 @@ export async function verifyChain(
   keys: KeySet,
   entries: AsyncIterable<ChainEntry> | Iterable<ChainEntry>,
 ): Promise<ChainVerdict> {
-  const verdict: ChainVerdict = { linked: 0, lastSeq: 0, checkpoints: 0, signedUpTo: 0 };
+  const verdict: ChainVerdict = { linked: 0, lastSeq: 0, checkpoints: 0, signedUpTo: 0, signedBy: [] };
   let prevHash = genesisHash;
   // An untrusted checkpoint beyond the chain's end: the first break unless a missing link or a
   // signed checkpoint shows an earlier one.
@@ -145,6 +146,7 @@ export async function verifyChain(
       });
     verdict.checkpoints += 1;
     verdict.signedUpTo = checkpoint.seq;
+    if (!verdict.signedBy.includes(checkpoint.keyId)) verdict.signedBy.push(checkpoint.keyId);
   }
   return finish();
 }

@@ -57,10 +57,13 @@ async function verifyFiles(exportFile: string, checkpointsFile: string, keyFiles
 
   const print = (line: string) => process.stdout.write(`${line}\n`);
   const signed = verdict.checkpoints
-    ? `signed up to seq ${verdict.signedUpTo} by ${verdict.checkpoints} checkpoint(s)`
-    : 'no checkpoint signs any of it';
+    ? `signed up to seq ${verdict.signedUpTo} by ${verdict.checkpoints} checkpoint(s) of key(s) ${verdict.signedBy.join(', ')}`
+    : 'no checkpoint signs it';
   if (verdict.firstBreak) {
-    print(`NOT VERIFIED: workspace ${workspaceId}: the chain holds up to seq ${verdict.lastSeq}, ${signed}`);
+    const held = verdict.lastSeq
+      ? `the chain holds up to seq ${verdict.lastSeq}${verdict.checkpoints ? `, ${signed}` : ''}`
+      : 'the chain does not hold from its first link';
+    print(`NOT VERIFIED: workspace ${workspaceId}: ${held}`);
     print(`first break at seq ${verdict.firstBreak.seq}: ${explained(verdict.firstBreak)}`);
     return 1;
   }
