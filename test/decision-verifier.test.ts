@@ -5,6 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { jest } from '@jest/globals';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { pino } from 'pino';
 import { checkpointVerifies } from '../src/features/decisions/chain.ts';
@@ -398,6 +399,21 @@ describe('a rotated signing key', () => {
     } finally {
       await after.close();
     }
+  });
+
+  it('keeps every registered key: no update or delete, for the serving role or the owner', async () => {
+    const serving = (statement: ReturnType<typeof sql>) =>
+      cordon.database.outsideWorkspaces((transaction) => transaction.query(statement));
+    await expect(serving(sql`delete from decision_signing_keys`)).rejects.toThrow(/permission denied/);
+    await expect(serving(sql`update decision_signing_keys set public_key_pem = ''`)).rejects.toThrow(
+      /permission denied/,
+    );
+    await expect(owner.query('delete from decision_signing_keys')).rejects.toThrow(/signing keys are kept/);
+    await expect(owner.query('truncate decision_signing_keys')).rejects.toThrow(/signing keys are kept/);
+    const { rows } = await owner.query('select key_id from decision_signing_keys where key_id = $1', [
+      cordon.signingKey.keyId,
+    ]);
+    expect(rows).toHaveLength(1);
   });
 
   it('still breaks on a checkpoint of a key no instance ever registered', async () => {
