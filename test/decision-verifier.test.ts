@@ -8,7 +8,7 @@ import { jest } from '@jest/globals';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { pino } from 'pino';
-import { checkpointVerifies } from '../src/features/decisions/chain.ts';
+import { checkpointVerifies, linkHash, signCheckpoint } from '../src/features/decisions/chain.ts';
 import { Sealer } from '../src/features/decisions/sealer.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
@@ -287,6 +287,52 @@ describe('npm run verify-log', () => {
     expect(run.stdout).toContain(
       'first break at seq 20: decisions up to seq 22 were signed but are missing from the export',
     );
+  });
+
+  it('catches a history rewritten and re-signed with the signing key, against the checkpoints kept', async () => {
+    const auditor = await sealedTenant('offline-resigned');
+    const kept = await save(auditor, 'checkpoints?format=ndjson', 'kept.ndjson');
+    const publicKey = await save(auditor, 'public-key', 'key.json');
+    const id = await decisionAt(auditor, 7);
+    await asTamperer(() => owner.query("update decisions set reason = 'rewritten' where id = $1", [id]));
+    // The operator's key in the wrong hands: the links from seq 7 on and the checkpoints are redone.
+    const rows = (await readFile(await save(auditor, 'export', 'rewritten.ndjson'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+      .filter((row) => row.seq !== null)
+      .sort((left, right) => left.seq - right.seq);
+    let prevHash = rows[5].hash as string;
+    await asTamperer(async () => {
+      for (const { prevHash: _prevHash, hash: _hash, ...decision } of rows.slice(6)) {
+        const hash = linkHash(prevHash, decision);
+        await owner.query('update decision_seals set prev_hash = $3, hash = $4 where workspace_id = $1 and seq = $2', [
+          auditor.tenant.id,
+          decision.seq,
+          prevHash,
+          hash,
+        ]);
+        const { rows: checkpoints } = await owner.query(
+          `select to_char(at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as at from decision_checkpoints
+           where workspace_id = $1 and seq = $2`,
+          [auditor.tenant.id, decision.seq],
+        );
+        if (checkpoints[0]) {
+          const signed = { workspaceId: auditor.tenant.id, seq: decision.seq, hash, at: checkpoints[0].at };
+          await owner.query(
+            'update decision_checkpoints set hash = $3, signature = $4 where workspace_id = $1 and seq = $2',
+            [auditor.tenant.id, decision.seq, hash, signCheckpoint(signed, cordon.signingKey.privateKey)],
+          );
+        }
+        prevHash = hash;
+      }
+    });
+    expect(await serverVerdict(auditor)).toMatchObject({ verified: true });
+    const fresh = await auditFiles(auditor);
+    expect((await verifyFiles(fresh)).code).toBe(0);
+    const run = await verifyLog([fresh.exported, kept, publicKey]);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain('first break at seq 12: the chain does not match its signed checkpoint');
   });
 
   it('names a forged checkpoint signature', async () => {
