@@ -204,6 +204,24 @@ describe('GET …/decisions/checkpoints', () => {
   });
 });
 
+describe('GET …/decisions/verify', () => {
+  it('reports no break for batches sealed while it reads the chain', async () => {
+    const auditor = await sealedTenant('verify-racing');
+    for (let round = 0; round < 10; round += 1) await decide(cordon, auditor, 100);
+    await cordon.sealer.sealWorkspace(auditor.tenant.id);
+    const sealing = (async () => {
+      for (let round = 0; round < 20; round += 1) {
+        await decide(cordon, auditor, 2);
+        await cordon.sealer.sealWorkspace(auditor.tenant.id);
+      }
+    })();
+    const verdicts = [];
+    for (let round = 0; round < 20; round += 1) verdicts.push(await serverVerdict(auditor));
+    await sealing;
+    expect(verdicts.filter((verdict) => !verdict.verified)).toEqual([]);
+  });
+});
+
 describe('npm run verify-log', () => {
   it('verifies an intact log from the files the routes give, unsealed rows reported as such', async () => {
     const auditor = await sealedTenant('offline-ok');

@@ -75,13 +75,20 @@ type LinkRow = DecisionRow & {
 };
 
 /**
- * The chain as verifyChain reads it, through one server-side cursor at a time: every link with
- * the checkpoint of its seq, then the checkpoints beyond the last link (a deleted tail's
- * witnesses). A checkpoint whose link is gone mid-chain needs no row: the missing link is a
- * break at or before its seq.
+ * The chain as verifyChain reads it: every link with the checkpoint of its seq, through one
+ * server-side cursor, then the checkpoints beyond the last link (a deleted tail's witnesses). Those
+ * are read first, in one statement: a batch sealed while the links stream is not beyond the chain,
+ * and must not look like a deleted tail. A checkpoint whose link is gone mid-chain needs no row:
+ * the missing link is a break at or before its seq.
  */
 async function* chainEntries(scope: Scope): AsyncGenerator<ChainEntry> {
   const workspaceId = scope.workspaceId;
+  const beyond = await scope.query(
+    sql<CheckpointRow>`select c.workspace_id, c.seq, c.hash, c.at, c.key_id, c.signature from decision_checkpoints c
+      where c.workspace_id = ${workspaceId}::uuid
+        and c.seq > (select coalesce(max(s.seq), 0) from decision_seals s where s.workspace_id = ${workspaceId}::uuid)
+      order by c.seq`,
+  );
   let lastSeq = 0;
   const links = scope.stream(
     sql<LinkRow>`select s.seq, s.prev_hash, s.hash, d.*, c.workspace_id as checkpoint_workspace_id,
@@ -110,8 +117,7 @@ async function* chainEntries(scope: Scope): AsyncGenerator<ChainEntry> {
         };
     }
   }
-  for await (const rows of scope.stream(selectCheckpoints(workspaceId, String(lastSeq))))
-    for (const row of rows) yield { checkpoint: signedCheckpoint(row) };
+  for (const row of beyond) if (Number(row.seq) > lastSeq) yield { checkpoint: signedCheckpoint(row) };
 }
 
 /**
