@@ -7,6 +7,7 @@ import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
 import { ChangeBus } from './db/changes.ts';
 import { Database } from './db/database.ts';
 import { Sealer } from './features/decisions/sealer.ts';
+import { registerSigningKey } from './features/decisions/signing-keys.ts';
 import { developmentSigningKey, signingKeyFromPem, type SigningKey } from './features/decisions/signing.ts';
 import { createLogger } from './http/logging.ts';
 
@@ -62,6 +63,7 @@ async function start(): Promise<void> {
   changes = new ChangeBus(appUrl, logger);
   await changes.listen();
   const signingKey = await decisionSigningKey();
+  await registerSigningKey(database, signingKey);
   sealer = new Sealer(database, signingKey, logger, { intervalMs: config.decisions.sealIntervalMs });
   sealer.start();
   const { app } = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey });

@@ -7,6 +7,9 @@ import path from 'node:path';
 import { jest } from '@jest/globals';
 import pg from 'pg';
 import { sql } from 'kysely';
+import { pino } from 'pino';
+import { Sealer } from '../src/features/decisions/sealer.ts';
+import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { appendDecisions } from '../src/policy/decision-log.ts';
 import { createScratchDatabase, ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
@@ -159,19 +162,16 @@ describe('the hash chain', () => {
   });
 
   it('names a checkpoint signed by a key it does not know', async () => {
-    const stranger = await startTestApp();
-    try {
-      const tenant = await createTenant(cordon, issuer, 'stranger');
-      await decide(cordon, tenant, await tenant.token('user_v', 'viewer'), 3);
-      await stranger.sealer.sealWorkspace(tenant.id);
-      expect(await verify(tenant, await tenant.token('user_a', 'auditor'))).toMatchObject({
-        verified: false,
-        // Seqs 1–2 are the platform admin's workspace and provider creation, 3–5 the checks.
-        firstBreak: { seq: 5, reason: expect.stringContaining('unknown key') },
-      });
-    } finally {
-      await stranger.close();
-    }
+    // Every started instance registers its key: a stranger's sealer is one that never started here.
+    const stranger = new Sealer(cordon.database, generateSigningKey(), pino({ level: 'silent' }));
+    const tenant = await createTenant(cordon, issuer, 'stranger');
+    await decide(cordon, tenant, await tenant.token('user_v', 'viewer'), 3);
+    await stranger.sealWorkspace(tenant.id);
+    expect(await verify(tenant, await tenant.token('user_a', 'auditor'))).toMatchObject({
+      verified: false,
+      // Seqs 1–2 are the platform admin's workspace and provider creation, 3–5 the checks.
+      firstBreak: { seq: 5, reason: expect.stringContaining('unknown key') },
+    });
   });
 });
 

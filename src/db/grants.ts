@@ -19,6 +19,8 @@ export const servingGrants: Record<string, readonly string[]> = {
   decision_checkpoints: ['select', 'insert'],
   // How far the sealer has sealed each workspace: it moves forward, so it is updated in place.
   decision_seal_progress: ['select', 'insert', 'update'],
+  // Each instance records the public half of its signing key at start; earlier keys are kept.
+  decision_signing_keys: ['select', 'insert'],
 };
 
 export const servingSequences: readonly string[] = ['decisions_position_seq'];

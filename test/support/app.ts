@@ -9,6 +9,7 @@ import { createLogger } from '../../src/http/logging.ts';
 import { ChangeBus } from '../../src/db/changes.ts';
 import { Database } from '../../src/db/database.ts';
 import { Sealer } from '../../src/features/decisions/sealer.ts';
+import { registerSigningKey } from '../../src/features/decisions/signing-keys.ts';
 import { generateSigningKey, type SigningKey } from '../../src/features/decisions/signing.ts';
 
 export interface TestApp {
@@ -65,6 +66,10 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const url = options.databaseUrl ?? testDatabase.appUrl();
   const database = await Database.open({ url, poolSize: 5, entities }, logger);
+  // The readiness test starts an app where no PostgreSQL listens: it must start all the same.
+  await registerSigningKey(database, signingKey).catch((error: unknown) => {
+    if ((error as { code?: string }).code !== 'ECONNREFUSED') throw error;
+  });
   const changes = new ChangeBus(url, logger);
   if (options.listen) await changes.listen();
   const { app } = createApp({ config: { ...config, adminApiKey: adminKey }, database, changes, logger, signingKey });

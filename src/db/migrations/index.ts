@@ -4,6 +4,7 @@ import { Migration20261125020000Decisions } from './Migration20261125020000Decis
 import { Migration20261125030000Records } from './Migration20261125030000Records.ts';
 import { Migration20261125040000Members } from './Migration20261125040000Members.ts';
 import { Migration20261129010000SealProgress } from './Migration20261129010000SealProgress.ts';
+import { Migration20261129020000SigningKeys } from './Migration20261129020000SigningKeys.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -13,4 +14,5 @@ export const migrations = [
   Migration20261125030000Records,
   Migration20261125040000Members,
   Migration20261129010000SealProgress,
+  Migration20261129020000SigningKeys,
 ];

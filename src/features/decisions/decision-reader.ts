@@ -2,9 +2,18 @@ import { sql, type RawBuilder } from 'kysely';
 import { z } from 'zod';
 import type { Database, Scope } from '../../db/database.ts';
 import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
-import { chained, checkpointVerifies, genesisHash, linkHash, type DecisionRow } from './chain.ts';
-import type { DecisionFilters, DecisionResponse, VerifyResponse } from './decisions.schema.ts';
-import type { KeyObject } from 'node:crypto';
+import { chained, type DecisionRow } from './chain.ts';
+import { verifyChain } from './chain-verifier.ts';
+import type {
+  CheckpointResponse,
+  DecisionFilters,
+  DecisionResponse,
+  PublicKeyResponse,
+  VerifyResponse,
+} from './decisions.schema.ts';
+import { knownSigningKeys } from './signing-keys.ts';
+import { publishedKey, type SigningKey } from './signing.ts';
+import { chainEntries, selectCheckpoints, signedCheckpoint, type CheckpointRow } from './stored-chain.ts';
 
 type SealedRow = DecisionRow & { position: string; seq: string | null; prev_hash: string | null; hash: string | null };
 
@@ -35,6 +44,9 @@ function where(workspaceId: string, filters: DecisionFilters): RawBuilder<unknow
 
 const selectSealed = sql`select d.*, s.seq, s.prev_hash, s.hash from decisions d left join decision_seals s on s.decision_id = d.id`;
 const listPosition = z.object({ before: z.string().regex(/^\d{1,19}$/) });
+
+const checkpointPosition = z.object({ after: z.string().regex(/^\d{1,19}$/) });
+const afterCursor = (cursor: string | undefined) => (cursor ? decodeCursor(cursor, checkpointPosition).after : '0');
 
 /**
  * Reads the decision log with server-side cursors, so exports and verification run in constant
@@ -84,88 +96,69 @@ export class DecisionReader {
     });
   }
 
-  /**
-   * Recomputes the chain in seq order and checks every signed checkpoint against it: a changed
-   * row, a removed link or a deleted tail (behind the last checkpoint) is the first break.
-   */
-  async verify(workspaceId: string, key: { keyId: string; publicKey: KeyObject }): Promise<VerifyResponse> {
-    return this.scoped(workspaceId, async (scope) => {
-      const checkpoints = await scope.query(
-        sql<{
-          seq: string;
-          hash: string;
-          at: Date;
-          signature: string;
-          key_id: string;
-        }>`select seq, hash, at, signature, key_id
-          from decision_checkpoints where workspace_id = ${workspaceId}::uuid order by seq`,
-      );
-      const bySeq = new Map(checkpoints.map((checkpoint) => [Number(checkpoint.seq), checkpoint]));
-      const breaks: { seq: number; reason: string }[] = [];
-      for (const checkpoint of checkpoints) {
-        const seq = Number(checkpoint.seq);
-        const signed = { workspaceId, seq, hash: checkpoint.hash, at: new Date(checkpoint.at).toISOString() };
-        if (checkpoint.key_id !== key.keyId)
-          breaks.push({ seq, reason: `checkpoint signed by an unknown key (${checkpoint.key_id})` });
-        else if (!checkpointVerifies(signed, checkpoint.signature, key.publicKey))
-          breaks.push({ seq, reason: 'checkpoint signature does not verify' });
-      }
+  /** Signed checkpoints, oldest first, keyset-paginated on seq. */
+  async checkpoints(
+    workspaceId: string,
+    limit: number,
+    cursor?: string,
+  ): Promise<{ data: CheckpointResponse[]; nextCursor: string | null }> {
+    const rows = await this.scoped(workspaceId, (scope) =>
+      scope.query(
+        sql<CheckpointRow>`${selectCheckpoints(workspaceId, afterCursor(cursor))} limit ${limit + 1}::integer`,
+      ),
+    );
+    const { shown, nextCursor } = keysetPage(rows, limit, (last) => encodeCursor({ after: String(last.seq) }));
+    return { data: shown.map(signedCheckpoint), nextCursor };
+  }
 
-      let expected = 1;
-      let prevHash = genesisHash;
-      let broken = false;
-      const links = scope.stream(
-        sql<
-          SealedRow & { decision_id: string }
-        >`select s.seq, s.prev_hash, s.hash, s.decision_id, d.* from decision_seals s
-          left join decisions d on d.id = s.decision_id and d.workspace_id = s.workspace_id
-          where s.workspace_id = ${workspaceId}::uuid order by s.seq`,
-      );
-      {
-        for await (const rows of links) {
-          if (broken) break;
-          for (const row of rows) {
-            const seq = Number(row.seq);
-            let reason: string | undefined;
-            if (seq !== expected) reason = 'a link of the chain is missing';
-            else if (!row.id) reason = 'the decision of this link is missing';
-            else if (row.prev_hash !== prevHash) reason = 'the link does not follow the previous one';
-            else if (linkHash(prevHash, chained(row, seq)) !== row.hash)
-              reason = 'the decision does not match its hash';
-            else if (bySeq.has(seq) && bySeq.get(seq)!.hash !== row.hash)
-              reason = 'the chain does not match its signed checkpoint';
-            if (reason) {
-              breaks.push({ seq: expected, reason });
-              broken = true;
-              break;
-            }
-            prevHash = row.hash!;
-            expected += 1;
-          }
-        }
-      }
+  /** Where a checkpoint stream starts: the seq after which `cursor` points (a bad cursor is a 400). */
+  checkpointsAfter(cursor: string | undefined): string {
+    return afterCursor(cursor);
+  }
+
+  /** Every checkpoint after `after`, oldest first, from a server-side cursor. */
+  async exportCheckpoints(
+    workspaceId: string,
+    after: string,
+    write: (checkpoints: CheckpointResponse[]) => Promise<void>,
+  ): Promise<void> {
+    await this.scoped(workspaceId, async (scope) => {
+      for await (const chunk of scope.stream(selectCheckpoints(workspaceId, after)))
+        await write(chunk.map(signedCheckpoint));
+    });
+  }
+
+  /** The running key and every earlier one, as published for auditors. */
+  async publicKeys(current: SigningKey): Promise<PublicKeyResponse> {
+    const known = await knownSigningKeys(this.database);
+    const previous = known
+      .filter((key) => key.keyId !== current.keyId)
+      .map((key) => ({ ...publishedKey(key.publicKey), firstUsedAt: key.firstUsedAt }));
+    return { ...publishedKey(current.publicKey), previous };
+  }
+
+  /**
+   * Recomputes the chain in seq order and checks every signed checkpoint against it, with the
+   * keys that ever signed (see chain-verifier.ts): a changed row, a removed link, a checkpoint
+   * of an unknown key or a deleted tail (behind the last checkpoint) is the first break.
+   */
+  async verify(workspaceId: string, current: SigningKey): Promise<VerifyResponse> {
+    const keys = new Map((await knownSigningKeys(this.database)).map((key) => [key.keyId, key.publicKey]));
+    keys.set(current.keyId, current.publicKey);
+    return this.scoped(workspaceId, async (scope) => {
+      const { firstBreak } = await verifyChain(workspaceId, keys, chainEntries(scope));
       const [counts] = await scope.query(
-        sql<{ sealed: string; last: string | null; unsealed: string }>`select
+        sql<{ sealed: string; unsealed: string }>`select
           (select count(*) from decision_seals where workspace_id = ${workspaceId}::uuid) as sealed,
-          (select max(seq) from decision_seals where workspace_id = ${workspaceId}::uuid) as last,
           (select count(*) from decisions d where d.workspace_id = ${workspaceId}::uuid
              and not exists (select 1 from decision_seals s where s.decision_id = d.id)) as unsealed`,
       );
       if (!counts) throw new Error('counts query returned no row');
-      const lastCheckpoint = checkpoints.at(-1);
-      const lastSeq = Number(counts.last ?? 0);
-      if (lastCheckpoint && Number(lastCheckpoint.seq) > lastSeq) {
-        breaks.push({
-          seq: lastSeq + 1,
-          reason: `decisions up to seq ${lastCheckpoint.seq} were signed but are missing`,
-        });
-      }
-      const firstBreak = breaks.sort((left, right) => left.seq - right.seq)[0];
       return {
         verified: !firstBreak,
         sealed: Number(counts.sealed),
         unsealed: Number(counts.unsealed),
-        ...(firstBreak ? { firstBreak } : {}),
+        ...(firstBreak ? { firstBreak: { seq: firstBreak.seq, reason: firstBreak.reason } } : {}),
       };
     });
   }

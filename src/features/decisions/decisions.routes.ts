@@ -5,6 +5,8 @@ import type { AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { DecisionReader } from './decision-reader.ts';
 import {
+  checkpointListResponse,
+  checkpointsQuery,
   decisionListResponse,
   exportDecisionsQuery,
   listDecisionsQuery,
@@ -158,26 +160,52 @@ export function decisionRoutes(api: Api, reader: DecisionReader, access: AccessC
     },
   );
 
-  // The key never changes while the process runs: exported once.
-  const publicKey = {
-    keyId: key.keyId,
-    algorithm: 'Ed25519',
-    publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-    jwk: { ...key.publicKey.export({ format: 'jwk' }), kid: key.keyId, alg: 'EdDSA', use: 'sig' },
-  };
   api.route(
     {
       method: 'get',
-      path: '/v1/workspaces/:ws/decisions/public-key',
-      summary: 'The Ed25519 key that signs checkpoints, to verify offline',
+      path: '/v1/workspaces/:ws/decisions/checkpoints',
+      summary: 'The signed checkpoints with their chain heads, oldest first (JSON pages, or all as NDJSON)',
       tag,
       security: 'adminOrBearer',
       authorize,
       params: workspaceParams,
-      responses: { 200: { description: 'The public key', schema: publicKeyResponse } },
+      query: checkpointsQuery,
+      responses: {
+        200: {
+          description: 'A page of checkpoints; with format=ndjson, every checkpoint after cursor, one a line',
+          schema: checkpointListResponse,
+        },
+      },
+    },
+    async ({ query: { format, limit, cursor }, caller }, _request, response) => {
+      if (format === 'json') {
+        response.json(await access.read(caller, () => reader.checkpoints(caller.workspaceId, limit, cursor)));
+        return;
+      }
+      // Like the export: the decision is durable before the first byte leaves.
+      const after = await access.read(caller, async () => reader.checkpointsAfter(cursor));
+      response.status(200).type('application/x-ndjson');
+      response.setHeader('Content-Disposition', 'attachment; filename="checkpoints.ndjson"');
+      await reader.exportCheckpoints(caller.workspaceId, after, (checkpoints) =>
+        writeWithBackpressure(response, checkpoints.map((checkpoint) => JSON.stringify(checkpoint)).join('\n') + '\n'),
+      );
+      response.end();
+    },
+  );
+
+  api.route(
+    {
+      method: 'get',
+      path: '/v1/workspaces/:ws/decisions/public-key',
+      summary: 'The Ed25519 key that signs checkpoints, and the earlier ones, to verify offline',
+      tag,
+      security: 'adminOrBearer',
+      authorize,
+      params: workspaceParams,
+      responses: { 200: { description: 'The public keys', schema: publicKeyResponse } },
     },
     async ({ caller }, _request, response) => {
-      response.json(await access.read(caller, async () => publicKey));
+      response.json(await access.read(caller, () => reader.publicKeys(key)));
     },
   );
 }

@@ -57,9 +57,37 @@ export const verifyResponse = z.object({
 });
 export type VerifyResponse = z.output<typeof verifyResponse>;
 
-export const publicKeyResponse = z.object({
+const publishedKey = z.object({
   keyId: z.string(),
   algorithm: z.literal('Ed25519'),
   publicKeyPem: z.string(),
   jwk: z.record(z.string(), z.unknown()),
+});
+
+/** The key signing now, and every earlier one (newest first) whose checkpoints still verify. */
+export const publicKeyResponse = publishedKey.extend({
+  previous: z.array(publishedKey.extend({ firstUsedAt: z.iso.datetime() })),
+});
+export type PublicKeyResponse = z.output<typeof publicKeyResponse>;
+
+export const checkpointsQuery = z.strictObject({
+  format: z.enum(['json', 'ndjson']).default('json'),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  cursor: z.string().max(200).optional(),
+});
+
+/** A checkpoint exactly as signed: the signature covers canonical JSON of `{ workspaceId, seq, hash, at }`. */
+export const checkpointResponse = z.object({
+  workspaceId: z.uuid(),
+  seq: z.number().int().positive(),
+  hash: z.string().regex(/^[0-9a-f]{64}$/),
+  at: z.iso.datetime(),
+  keyId: z.string().min(1),
+  signature: z.string().min(1),
+});
+export type CheckpointResponse = z.output<typeof checkpointResponse>;
+
+export const checkpointListResponse = z.object({
+  data: z.array(checkpointResponse),
+  nextCursor: z.string().nullable(),
 });
