@@ -573,7 +573,7 @@ describe('bad input is a 400 with pointers, never a 500', () => {
   });
 });
 
-describe('second review', () => {
+describe('member changes are judged on every role involved: the grantor’s, the combined ones, conditional denies', () => {
   it('refuses a removal by a grantor who does not hold the member’s roles, like a demotion', async () => {
     const team = await membersWorkspace(cordon, issuer, 'remove-grant');
     await cordon

@@ -709,7 +709,7 @@ describe('structure changes against stored records', () => {
   });
 });
 
-describe('second review', () => {
+describe('unusual requests are answered safely: no leak, no stall, no fail-open, no 500', () => {
   it('answers a write by a principal that may not read the record without its data', async () => {
     await as(tokens.admin!)
       .post('/policies', {
