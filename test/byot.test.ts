@@ -410,6 +410,10 @@ describe('errors that could enumerate tenants', () => {
     const responses = [
       await whoami('no-such-workspace-anywhere', token),
       await whoami(randomUUID(), token),
+      await whoami(randomUUID().toUpperCase(), token),
+      // References that could name no workspace are answered without a lookup, and alike.
+      await whoami('No_Such_Workspace', token),
+      await whoami('x', token),
       await whoami(emptyWorkspace, token),
       await whoami(auth0Workspace, token),
     ];
