@@ -1,16 +1,14 @@
 import { createHash } from 'node:crypto';
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
-  customFetch,
   errors,
   type CompactVerifyGetKey,
   type CryptoKey,
-  type JSONWebKeySet,
   type JWTVerifyGetKey,
   type KeyObject,
 } from 'jose';
 import type { IdentityProvider } from './identity-provider.ts';
+import { RemoteKeySet } from './remote-key-set.ts';
 import { createSafeFetch } from './safe-fetch.ts';
 
 export interface KeySetOptions {
@@ -19,6 +17,8 @@ export interface KeySetOptions {
   maxAgeMs: number;
   maxBytes: number;
   allowPrivateNetworks: boolean;
+  /** Epoch milliseconds, for cooldowns and the age of fetched sets; `Date.now` unless a test moves it. */
+  now?: () => number;
 }
 
 type VerificationKey = CryptoKey | KeyObject | Uint8Array;
@@ -35,7 +35,7 @@ export class KeySetUnavailable extends Error {
 interface KeySet {
   /** Provider id and version: a new configuration gets a new key set. */
   configuration: string;
-  /** jose's resolver: selects by `kid` and `alg`, fetches, cools down, refreshes. */
+  /** Selects by `kid` and `alg`; for a remote set also fetches, cools down, refreshes (RemoteKeySet). */
   select: JWTVerifyGetKey;
   /** Whether the fetched set is younger than its maximum age (always, for an inline set). */
   fresh: () => boolean;
@@ -57,7 +57,7 @@ interface KeySet {
 
 /**
  * One key resolver per provider, shared by every request. Remote sets are fetched through the
- * SSRF-safe fetch, cached by jose (cooldown on unknown `kid`, refetch on rotation) and never
+ * SSRF-safe fetch, cached (cooldown on unknown `kid`, refetch on rotation) and never
  * taken from the token's own `jku`, `x5u` or `jwk` headers. While the set is fresh, a key jose
  * already selected is reused directly: selecting it again costs as much as a quarter of an RS256
  * verification.
@@ -67,9 +67,11 @@ export class KeySets {
   private readonly byProvider = new WeakMap<IdentityProvider, KeySet>();
   private readonly options: KeySetOptions;
   private readonly fetch: ReturnType<typeof createSafeFetch>;
+  private readonly now: () => number;
 
   constructor(options: KeySetOptions) {
     this.options = options;
+    this.now = options.now ?? Date.now;
     this.fetch = createSafeFetch({
       allowPrivateNetworks: options.allowPrivateNetworks,
       timeoutMs: options.timeoutMs,
@@ -109,7 +111,7 @@ export class KeySets {
         const known = created.fresh() ? created.selected.get(name) : undefined;
         if (known) return known;
         let select = created.select;
-        if (Date.now() < created.failedUntil) {
+        if (this.now() < created.failedUntil) {
           const held = created.fresh() ? created.held() : undefined;
           if (!held)
             return Promise.reject(
@@ -127,7 +129,7 @@ export class KeySets {
             (error: unknown) => {
               if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys)
                 throw error;
-              created.failedUntil = Date.now() + this.options.cooldownMs;
+              created.failedUntil = this.now() + this.options.cooldownMs;
               throw new KeySetUnavailable("The identity provider's keys could not be fetched or used", {
                 cause: error,
               });
@@ -138,31 +140,24 @@ export class KeySets {
     if (provider.jwks) {
       created.select = createLocalJWKSet(provider.jwks as Parameters<typeof createLocalJWKSet>[0]);
     } else {
-      const remote = createRemoteJWKSet(new URL(provider.jwksUri ?? 'invalid:'), {
-        timeoutDuration: this.options.timeoutMs,
-        cooldownDuration: this.options.cooldownMs,
-        cacheMaxAge: this.options.maxAgeMs,
-        [customFetch]: async (url, init) => {
-          const response = await this.fetch(url, init);
-          const body = await response.text();
+      const remote = new RemoteKeySet(provider.jwksUri ?? 'invalid:', {
+        fetch: this.fetch,
+        timeoutMs: this.options.timeoutMs,
+        cooldownMs: this.options.cooldownMs,
+        maxAgeMs: this.options.maxAgeMs,
+        now: this.now,
+        fetched: (body) => {
           const digest = createHash('sha256').update(body).digest('hex');
           if (created.digest !== undefined && created.digest !== digest) {
             created.generation += 1;
             created.selected.clear();
           }
           created.digest = digest;
-          return new Response(body, { status: response.status, headers: response.headers });
         },
       });
-      created.select = remote;
-      created.fresh = () => remote.fresh;
-      let heldCopy: { jwks: JSONWebKeySet; select: JWTVerifyGetKey } | undefined;
-      created.held = () => {
-        const jwks = remote.jwks();
-        if (!jwks) return undefined;
-        if (heldCopy?.jwks !== jwks) heldCopy = { jwks, select: createLocalJWKSet(jwks) };
-        return heldCopy.select;
-      };
+      created.select = remote.select;
+      created.fresh = () => remote.fresh();
+      created.held = () => remote.held();
     }
     this.sets.set(provider.id, created);
     this.byProvider.set(provider, created);
