@@ -7,6 +7,7 @@ import {
   type JWTVerifyGetKey,
   type KeyObject,
 } from 'jose';
+import { LRUCache } from 'lru-cache';
 import type { IdentityProvider } from './identity-provider.ts';
 import { RemoteKeySet } from './remote-key-set.ts';
 import { createSafeFetch } from './safe-fetch.ts';
@@ -19,6 +20,8 @@ export interface KeySetOptions {
   allowPrivateNetworks: boolean;
   /** Epoch milliseconds, for cooldowns and the age of fetched sets; `Date.now` unless a test moves it. */
   now?: () => number;
+  /** The most key sets held at once; 10,000 unless a test says otherwise. */
+  maxSets?: number;
 }
 
 type VerificationKey = CryptoKey | KeyObject | Uint8Array;
@@ -33,8 +36,8 @@ export class KeySetUnavailable extends Error {
 }
 
 interface KeySet {
-  /** Provider id and version: a new configuration gets a new key set. */
-  configuration: string;
+  /** Where the keys come from: a JWKS URI, or one version of a provider's inline set. */
+  source: string;
   /** Selects by `kid` and `alg`; for a remote set also fetches, cools down, refreshes (RemoteKeySet). */
   select: JWTVerifyGetKey;
   /** Whether the fetched set is younger than its maximum age (always, for an inline set). */
@@ -50,24 +53,32 @@ interface KeySet {
   failedUntil: number;
   /** A resolver over the copy already held, never fetching; undefined when there is none. */
   held: () => JWTVerifyGetKey | undefined;
-  /** Bumped whenever a fetch returns a different key set, so cached tokens are re-verified. */
+  /**
+   * Changed whenever a fetch returns a different key set, so cached tokens are re-verified. Never
+   * one handed out before: a set dropped and built again cannot match a token cached under the old.
+   */
   generation: number;
   digest: string | undefined;
 }
 
 /**
- * One key resolver per provider, shared by every request. Remote sets are fetched through the
- * SSRF-safe fetch, cached (cooldown on unknown `kid`, refetch on rotation) and never
- * taken from the token's own `jku`, `x5u` or `jwk` headers. While the set is fresh, a key jose
- * already selected is reused directly: selecting it again costs as much as a quarter of an RS256
- * verification.
+ * One key resolver per source of keys, shared by every request and every provider naming it.
+ * Remote sets are fetched through the SSRF-safe fetch, cached (cooldown on unknown `kid`, refetch
+ * on rotation) and never taken from the token's own `jku`, `x5u` or `jwk` headers. While the set
+ * is fresh, a key jose already selected is reused directly: selecting it again costs as much as a
+ * quarter of an RS256 verification.
+ *
+ * Held sets are bounded, and a set no request asked for in longer than its maximum age (and its
+ * cooldown) is let go: it would have been fetched again anyway, so the sets of deleted or changed
+ * providers do not stay behind.
  */
 export class KeySets {
-  private readonly sets = new Map<string, KeySet>();
+  private readonly sets: LRUCache<string, KeySet>;
   private readonly byProvider = new WeakMap<IdentityProvider, KeySet>();
   private readonly options: KeySetOptions;
   private readonly fetch: ReturnType<typeof createSafeFetch>;
   private readonly now: () => number;
+  private generations = 0;
 
   constructor(options: KeySetOptions) {
     this.options = options;
@@ -76,6 +87,13 @@ export class KeySets {
       allowPrivateNetworks: options.allowPrivateNetworks,
       timeoutMs: options.timeoutMs,
       maxBytes: options.maxBytes,
+    });
+    this.sets = new LRUCache({
+      max: options.maxSets ?? 10_000,
+      ttl: Math.max(options.maxAgeMs, options.cooldownMs),
+      updateAgeOnGet: true,
+      // A moved clock is read on every look, not once a millisecond.
+      ...(options.now && { perf: { now: options.now }, ttlResolution: 0 }),
     });
   }
 
@@ -87,19 +105,27 @@ export class KeySets {
     return this.entry(provider).generation;
   }
 
+  /** How many key sets are held. */
+  get size(): number {
+    return this.sets.size;
+  }
+
   private entry(provider: IdentityProvider): KeySet {
     // The same provider object asks on every request: answer it without building the key again.
     const known = this.byProvider.get(provider);
-    if (known && this.sets.get(provider.id) === known) return known;
-    const configuration = `${provider.id}:${provider.version}`;
-    const existing = this.sets.get(provider.id);
-    if (existing?.configuration === configuration) {
+    if (known && this.sets.get(known.source) === known) return known;
+    const source = provider.jwks
+      ? `inline ${provider.id} ${provider.version}`
+      : `jwks ${provider.jwksUri ?? 'invalid:'}`;
+    const existing = this.sets.get(source);
+    if (existing) {
       this.byProvider.set(provider, existing);
       return existing;
     }
+    this.sets.purgeStale();
     const created: KeySet = {
-      configuration,
-      generation: (existing?.generation ?? 0) + 1,
+      source,
+      generation: ++this.generations,
       digest: undefined,
       selected: new Map(),
       select: undefined as never,
@@ -149,7 +175,7 @@ export class KeySets {
         fetched: (body) => {
           const digest = createHash('sha256').update(body).digest('hex');
           if (created.digest !== undefined && created.digest !== digest) {
-            created.generation += 1;
+            created.generation = ++this.generations;
             created.selected.clear();
           }
           created.digest = digest;
@@ -159,7 +185,7 @@ export class KeySets {
       created.fresh = () => remote.fresh();
       created.held = () => remote.held();
     }
-    this.sets.set(provider.id, created);
+    this.sets.set(source, created);
     this.byProvider.set(provider, created);
     return created;
   }
