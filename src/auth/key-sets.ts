@@ -89,7 +89,9 @@ export class KeySets {
       maxBytes: options.maxBytes,
     });
     this.sets = new LRUCache({
-      max: options.maxSets ?? 10_000,
+      // Counted by size, not `max`, which would allocate room for every set up front (2 ms).
+      maxSize: options.maxSets ?? 10_000,
+      sizeCalculation: () => 1,
       ttl: Math.max(options.maxAgeMs, options.cooldownMs),
       updateAgeOnGet: true,
       // A moved clock is read on every look, not once a millisecond.
