@@ -39,11 +39,14 @@ export class WorkspaceDirectory {
   private readonly found: LRUCache<string, Tenant>;
   private readonly missing: LRUCache<string, true>;
   private readonly database: Database;
+  /** The changes it follows; the front door's other caches follow them too. */
+  readonly changes: ChangeBus;
   /** Counts the changes seen: a lookup that a change overtook answers, but is not cached. */
   private changesSeen = 0;
 
   constructor(database: Database, changes: ChangeBus, limits: DirectoryLimits = { found: 10_000, missing: 1_000 }) {
     this.database = database;
+    this.changes = changes;
     this.found = new LRUCache({ max: limits.found, ttl: cacheMillis });
     this.missing = new LRUCache({ max: limits.missing, ttl: cacheMillis });
     changes.subscribe((change) => {
