@@ -59,8 +59,10 @@ export class Authenticator {
     // only if the token does not say it is unverified: policies may match on it.
     const email = payload.email_verified === false || payload.email_verified === 'false' ? undefined : claims.email;
     if (provider.roleSource !== 'claims') {
-      const memberRoles = await this.memberRoles.of(verifiedTenant.workspace.id, subject);
-      roles = [...new Set([...roles, ...memberRoles])];
+      const workspaceId = verifiedTenant.workspace.id;
+      const memberRoles =
+        this.memberRoles.cached(workspaceId, subject) ?? (await this.memberRoles.of(workspaceId, subject));
+      roles = roles.length ? [...new Set([...roles, ...memberRoles])] : [...memberRoles];
     }
     const principal: Principal = {
       id: subject,

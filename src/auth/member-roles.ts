@@ -50,6 +50,11 @@ export class MemberRoles {
     });
   }
 
+  /** The cached roles without a round trip through the event loop; undefined when not cached. */
+  cached(workspaceId: string, userId: string): readonly string[] | undefined {
+    return this.cache.get(key(workspaceId, userId));
+  }
+
   async of(workspaceId: string, userId: string): Promise<readonly string[]> {
     const cacheKey = key(workspaceId, userId);
     const cached = this.cache.get(cacheKey);
