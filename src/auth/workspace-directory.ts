@@ -21,13 +21,6 @@ export interface Tenant {
 
 const cacheMillis = 60_000;
 
-export interface DirectoryLimits {
-  /** Workspaces that exist. */
-  found: number;
-  /** References of no workspace: kept apart, so made-up names push out only each other. */
-  missing: number;
-}
-
 /**
  * Caches workspace → trusted providers for the hot path. Entries are dropped on every relevant
  * change (locally at once, on other instances through the change bus) and expire anyway.
@@ -36,19 +29,19 @@ export interface DirectoryLimits {
  * known ones (a creation clears both), so no flood of names can evict a tenant.
  */
 export class WorkspaceDirectory {
-  private readonly found: LRUCache<string, Tenant>;
-  private readonly missing: LRUCache<string, true>;
+  /** Workspaces that exist. */
+  private readonly found = new LRUCache<string, Tenant>({ max: 10_000, ttl: cacheMillis });
+  /** References of no workspace: kept apart and fewer, so made-up names push out only each other. */
+  private readonly missing = new LRUCache<string, true>({ max: 1_000, ttl: cacheMillis });
   private readonly database: Database;
   /** The changes it follows; the front door's other caches follow them too. */
   readonly changes: ChangeBus;
   /** Counts the changes seen: a lookup that a change overtook answers, but is not cached. */
   private changesSeen = 0;
 
-  constructor(database: Database, changes: ChangeBus, limits: DirectoryLimits = { found: 10_000, missing: 1_000 }) {
+  constructor(database: Database, changes: ChangeBus) {
     this.database = database;
     this.changes = changes;
-    this.found = new LRUCache({ max: limits.found, ttl: cacheMillis });
-    this.missing = new LRUCache({ max: limits.missing, ttl: cacheMillis });
     changes.subscribe((change) => {
       if (change.topic === 'workspace' || change.workspaceId === '*') {
         this.changesSeen += 1;
