@@ -17,3 +17,12 @@ export const canonicalUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[
 
 /** Any spelling of a UUID (a URL may carry uppercase); compare after lowercasing it. */
 export const isUuid = (value: string): boolean => canonicalUuid.test(value.toLowerCase());
+
+/**
+ * A workspace slug: 2–63 characters of a-z, 0-9 and "-", starting with a letter or digit. A slug
+ * must also not be a uuid (ids and slugs share the URL).
+ */
+export const slugPattern = /^[a-z0-9][a-z0-9-]{1,62}$/;
+
+/** What a URL may name a workspace by: its id (any case) or its slug. Nothing else can name one. */
+export const isWorkspaceReference = (value: string): boolean => slugPattern.test(value) || isUuid(value);

@@ -2,6 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { createHmac } from 'node:crypto';
 import { exportSPKI, FlattenedSign, importJWK, type CryptoKey } from 'jose';
 import type pg from 'pg';
+import { pino } from 'pino';
+import { keySetOptions } from '../src/app.ts';
+import { Authenticator } from '../src/auth/authenticate.ts';
+import { KeySets } from '../src/auth/key-sets.ts';
+import { VerifiedTokenCache } from '../src/auth/token-cache.ts';
+import { TokenVerifier } from '../src/auth/tokens.ts';
+import { WorkspaceDirectory } from '../src/auth/workspace-directory.ts';
+import { parseConfig } from '../src/config.ts';
+import { ChangeBus } from '../src/db/changes.ts';
+import { ProblemError } from '../src/http/errors.ts';
 import { ownerClient, startTestApp, uniqueSlug, type TestApp } from './support/app.ts';
 import { eventually } from './support/eventually.ts';
 import { assembleToken, createKey, TestIssuer } from './support/issuer.ts';
@@ -410,6 +420,10 @@ describe('errors that could enumerate tenants', () => {
     const responses = [
       await whoami('no-such-workspace-anywhere', token),
       await whoami(randomUUID(), token),
+      await whoami(randomUUID().toUpperCase(), token),
+      // References that could name no workspace are answered without a lookup, and alike.
+      await whoami('No_Such_Workspace', token),
+      await whoami('x', token),
       await whoami(emptyWorkspace, token),
       await whoami(auth0Workspace, token),
     ];
@@ -554,48 +568,58 @@ describe('keys and caches', () => {
     }
   });
 
+  /** What the front door answers, as a response would carry it. */
+  interface Answer {
+    status: number;
+    body: { code: string };
+    headers: Record<string, string>;
+  }
+
   /**
-   * An instance with a 30 s JWKS cooldown, a workspace trusting `issuer` (given keys) for `orgId`,
-   * and a clock the test moves (jose's cooldown and cache age read `Date.now`).
+   * A workspace trusting `issuer` (given two keys) for `orgId`, and a front door of its own whose
+   * key sets have a 30 s cooldown and read the time from a clock the test moves. Only the key
+   * sets' clock moves: the token's own time claims are checked against the real one.
    */
   async function withCooldown(
     orgId: string,
     test: (context: {
       issuer: TestIssuer;
-      who: (token: string) => ReturnType<typeof whoami>;
+      who: (token: string) => Promise<Answer>;
       claims: Record<string, unknown>;
       advance: (millis: number) => void;
     }) => Promise<void>,
   ): Promise<void> {
     let now = Date.now();
-    const realNow = Date.now;
-    const slow = await startTestApp({ env: { JWKS_COOLDOWN_SECONDS: '30' } });
     const issuer = await TestIssuer.start();
     try {
       issuer.keys = [...issuer.keys, await createKey('RS256')];
-      const workspace = (
-        await slow
-          .admin()
-          .post('/v1/workspaces')
-          .send({ slug: uniqueSlug('cooling'), name: 'Cooling' })
-          .expect(201)
-      ).body.slug;
-      await slow
-        .admin()
-        .post(`/v1/workspaces/${workspace}/identity-providers`)
-        .send(clerkProvider(issuer, orgId))
-        .expect(201);
-      Date.now = () => now;
+      const workspace = await createWorkspace();
+      await createProvider(workspace, clerkProvider(issuer, orgId));
+      const keySets = new KeySets({
+        ...keySetOptions(parseConfig({ NODE_ENV: 'test', JWKS_COOLDOWN_SECONDS: '30' })),
+        now: () => now,
+      });
+      const frontDoor = new Authenticator(
+        new WorkspaceDirectory(cordon.database, new ChangeBus(undefined, pino({ level: 'silent' }))),
+        new TokenVerifier(keySets, new VerifiedTokenCache(1_000)),
+        cordon.database,
+      );
       await test({
         issuer,
-        who: (token) => slow.http().get(`/v1/workspaces/${workspace}/whoami`).auth(token, { type: 'bearer' }),
+        who: (token) =>
+          frontDoor.authenticate(workspace, token).then(
+            (): Answer => ({ status: 200, body: { code: '' }, headers: {} }),
+            (error: unknown): Answer => {
+              if (!(error instanceof ProblemError)) throw error;
+              const headers = Object.entries(error.headers).map(([name, value]) => [name.toLowerCase(), value]);
+              return { status: error.status, body: { code: error.code }, headers: Object.fromEntries(headers) };
+            },
+          ),
         claims: { sub: 'user_c', org_id: orgId, azp: appOrigin },
         advance: (millis) => (now += millis),
       });
     } finally {
-      Date.now = realNow;
       await issuer.close();
-      await slow.close();
     }
   }
 
@@ -604,35 +628,53 @@ describe('keys and caches', () => {
       const token = await issuer.sign(claims);
       issuer.jwksFailure = { status: 503, body: '' };
       for (let attempt = 0; attempt < 5; attempt += 1) {
-        expect((await who(token).expect(503)).body.code).toBe('identity_provider_unavailable');
+        expect(await who(token)).toMatchObject({ status: 503, body: { code: 'identity_provider_unavailable' } });
       }
       expect(issuer.jwksRequests).toBe(1);
       issuer.jwksFailure = undefined;
-      advance(31_000);
-      await who(token).expect(200);
+      advance(29_000);
+      expect((await who(token)).status).toBe(503);
+      expect(issuer.jwksRequests).toBe(1);
+      advance(2_000);
+      expect((await who(token)).status).toBe(200);
       expect(issuer.jwksRequests).toBe(2);
     });
   });
 
   it('keeps accepting every key of the set it holds while a failed refetch cools down', async () => {
     await withCooldown('org_held', async ({ issuer, who, claims, advance }) => {
-      await who(await issuer.sign(claims, { key: issuer.keys[0] })).expect(200);
+      expect((await who(await issuer.sign(claims, { key: issuer.keys[0] }))).status).toBe(200);
       expect(issuer.jwksRequests).toBe(1);
-      // Past the cooldown, well within the cache age: an unknown kid makes jose refetch, and the
-      // identity provider is down.
+      // Past the cooldown, well within the cache age: an unknown kid makes the key set refetch,
+      // and the identity provider is down.
       advance(31_000);
       issuer.jwksFailure = { status: 503, body: '' };
-      expect(
-        (await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'no-such-kid' })).expect(503)).body.code,
-      ).toBe('identity_provider_unavailable');
+      expect(await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'no-such-kid' }))).toMatchObject({
+        status: 503,
+        body: { code: 'identity_provider_unavailable' },
+      });
       expect(issuer.jwksRequests).toBe(2);
       // The second key was in the set already fetched: it works without a fetch, and another
       // unknown kid is refused as such, without a fetch either.
-      await who(await issuer.sign(claims, { key: issuer.keys[1] })).expect(200);
+      expect((await who(await issuer.sign(claims, { key: issuer.keys[1] }))).status).toBe(200);
       expectUnauthorized(
         await who(await issuer.sign(claims, { key: issuer.keys[0], kid: 'another-kid' })),
         'token_unknown_key',
       );
+      expect(issuer.jwksRequests).toBe(2);
+    });
+  });
+
+  it('fetches a key set again once it is older than its maximum age', async () => {
+    await withCooldown('org_aging', async ({ issuer, who, claims, advance }) => {
+      // A token never seen before each time, so its key is looked up each time.
+      const fresh = () => issuer.sign({ ...claims, jti: randomUUID() });
+      expect((await who(await fresh())).status).toBe(200);
+      advance(599_000);
+      expect((await who(await fresh())).status).toBe(200);
+      expect(issuer.jwksRequests).toBe(1);
+      advance(2_000);
+      expect((await who(await fresh())).status).toBe(200);
       expect(issuer.jwksRequests).toBe(2);
     });
   });

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { addMember, client, membersWorkspace, rolesIn, type MembersWorkspace } from './support/members.ts';
 
@@ -180,24 +181,29 @@ describe('roles from the members table', () => {
   });
 
   it('applies a member change to the next request, on this instance and on another', async () => {
-    const other = await startTestApp();
+    // Another instance caches a member's roles too, and hears of a change through LISTEN/NOTIFY.
+    const other = await startTestApp({ listen: true });
     try {
       const team = await membersWorkspace(cordon, issuer, 'next');
       await addMember(cordon, team, 'user_next', ['viewer']);
       const token = await team.token('user_next');
+      const listed = async (instance: TestApp) => (await client(instance, team, token).get('/members')).status;
       await client(other, team, token).get('/members').expect(200);
       await client(cordon, team, token).get('/members').expect(200);
       await cordon.admin().patch(`/v1/workspaces/${team.slug}/members/user_next`).send({ roles: [] }).expect(200);
-      expect((await client(other, team, token).get('/members').expect(403)).body.detail).toBe('default deny');
       await client(cordon, team, token).get('/members').expect(403);
+      await eventually(async () => (await listed(other)) === 403);
+      expect((await client(other, team, token).get('/members').expect(403)).body.detail).toBe('default deny');
       await cordon
         .admin()
         .patch(`/v1/workspaces/${team.slug}/members/user_next`)
         .send({ roles: ['viewer'] })
         .expect(200);
-      await client(other, team, token).get('/members').expect(200);
+      await client(cordon, team, token).get('/members').expect(200);
+      await eventually(async () => (await listed(other)) === 200);
       await cordon.admin().delete(`/v1/workspaces/${team.slug}/members/user_next`).expect(204);
-      expect(await rolesIn(other, team, token)).toEqual([]);
+      expect(await rolesIn(cordon, team, token)).toEqual([]);
+      await eventually(async () => (await rolesIn(other, team, token)).length === 0);
     } finally {
       await other.close();
     }
@@ -573,7 +579,7 @@ describe('bad input is a 400 with pointers, never a 500', () => {
   });
 });
 
-describe('second review', () => {
+describe('member changes are judged on every role involved: the grantor’s, the combined ones, conditional denies', () => {
   it('refuses a removal by a grantor who does not hold the member’s roles, like a demotion', async () => {
     const team = await membersWorkspace(cordon, issuer, 'remove-grant');
     await cordon

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
 
@@ -671,10 +672,20 @@ describe('structure changes against stored records', () => {
     try {
       await changer.query('begin');
       await changer.query("select 1 from structures where workspace_id = $1 and name = 'Memo' for update", [tenant.id]);
+      const changerPid = (await changer.query('select pg_backend_pid() as pid')).rows[0].pid as number;
       const racing = as(tokens.admin!)
         .post('/records/Memo', { data: { text: 'longer than three' } })
         .then((response) => response);
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // The write is racing once its backend waits on the changer's lock.
+      await eventually(
+        async () =>
+          (
+            await owner.query(
+              "select 1 from pg_stat_activity where wait_event_type = 'Lock' and $1 = any(pg_blocking_pids(pid))",
+              [changerPid],
+            )
+          ).rowCount === 1,
+      );
       await changer.query(
         `update structures set fields = '{"text": {"type": "text", "maxLength": 3}}', version = version + 1 where workspace_id = $1 and name = 'Memo'`,
         [tenant.id],
@@ -709,7 +720,7 @@ describe('structure changes against stored records', () => {
   });
 });
 
-describe('second review', () => {
+describe('unusual requests are answered safely: no leak, no stall, no fail-open, no 500', () => {
   it('answers a write by a principal that may not read the record without its data', async () => {
     await as(tokens.admin!)
       .post('/policies', {

@@ -1,9 +1,9 @@
 import type { RequestHandler } from 'express';
-import { sql } from 'kysely';
-import { prepared, type Database } from '../db/database.ts';
+import type { Database } from '../db/database.ts';
 import { ProblemError } from '../http/errors.ts';
 import { bearerToken } from './admin.ts';
 import { mapClaims } from './claims.ts';
+import { MemberRoles } from './member-roles.ts';
 import type { Principal } from './principal.ts';
 import { tokenProblem, type TokenVerifier } from './tokens.ts';
 import type { Tenant, TenantWorkspace, WorkspaceDirectory } from './workspace-directory.ts';
@@ -20,12 +20,18 @@ declare module 'express-serve-static-core' {
 export class Authenticator {
   private readonly directory: WorkspaceDirectory;
   private readonly verifier: TokenVerifier;
-  private readonly database: Database;
+  private readonly memberRoles: MemberRoles;
 
-  constructor(directory: WorkspaceDirectory, verifier: TokenVerifier, database: Database) {
+  /** Member roles are cached, and follow the changes the directory follows unless given. */
+  constructor(
+    directory: WorkspaceDirectory,
+    verifier: TokenVerifier,
+    database: Database,
+    memberRoles = new MemberRoles(database, directory.changes),
+  ) {
     this.directory = directory;
     this.verifier = verifier;
-    this.database = database;
+    this.memberRoles = memberRoles;
   }
 
   /**
@@ -53,8 +59,10 @@ export class Authenticator {
     // only if the token does not say it is unverified: policies may match on it.
     const email = payload.email_verified === false || payload.email_verified === 'false' ? undefined : claims.email;
     if (provider.roleSource !== 'claims') {
-      const member = await this.member(verifiedTenant.workspace.id, subject);
-      roles = [...new Set([...roles, ...(member?.roles ?? [])])];
+      const workspaceId = verifiedTenant.workspace.id;
+      const memberRoles =
+        this.memberRoles.cached(workspaceId, subject) ?? (await this.memberRoles.of(workspaceId, subject));
+      roles = roles.length ? [...new Set([...roles, ...memberRoles])] : [...memberRoles];
     }
     const principal: Principal = {
       id: subject,
@@ -65,22 +73,6 @@ export class Authenticator {
       claims: payload,
     };
     return { principal, tenant: verifiedTenant };
-  }
-
-  /**
-   * The member's roles, in one statement inside the workspace's scope. `offset 0` keeps the
-   * planner from pulling the subquery up, so `members` is read only after `scope` set it.
-   */
-  private async member(workspaceId: string, userId: string): Promise<{ roles: string[] } | undefined> {
-    const [row] = await this.database.inWorkspace(workspaceId, (scope) =>
-      prepared(
-        'cordon_member_roles',
-        sql<{ roles: string[] }>`with ${scope}
-          select m.roles from scope cross join lateral (
-            select roles from members where workspace_id = scope.workspace_id and user_id = ${userId} offset 0) m`,
-      ),
-    );
-    return row;
   }
 
   /** Express guard for routes with a `:ws` parameter. */

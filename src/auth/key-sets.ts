@@ -1,16 +1,15 @@
 import { createHash } from 'node:crypto';
 import {
   createLocalJWKSet,
-  createRemoteJWKSet,
-  customFetch,
   errors,
   type CompactVerifyGetKey,
   type CryptoKey,
-  type JSONWebKeySet,
   type JWTVerifyGetKey,
   type KeyObject,
 } from 'jose';
+import { LRUCache } from 'lru-cache';
 import type { IdentityProvider } from './identity-provider.ts';
+import { RemoteKeySet } from './remote-key-set.ts';
 import { createSafeFetch } from './safe-fetch.ts';
 
 export interface KeySetOptions {
@@ -19,6 +18,10 @@ export interface KeySetOptions {
   maxAgeMs: number;
   maxBytes: number;
   allowPrivateNetworks: boolean;
+  /** Epoch milliseconds, for cooldowns and the age of fetched sets; `Date.now` unless a test moves it. */
+  now?: () => number;
+  /** The most key sets held at once; 10,000 unless a test says otherwise. */
+  maxSets?: number;
 }
 
 type VerificationKey = CryptoKey | KeyObject | Uint8Array;
@@ -33,9 +36,9 @@ export class KeySetUnavailable extends Error {
 }
 
 interface KeySet {
-  /** Provider id and version: a new configuration gets a new key set. */
-  configuration: string;
-  /** jose's resolver: selects by `kid` and `alg`, fetches, cools down, refreshes. */
+  /** Where the keys come from: a JWKS URI, or one version of a provider's inline set. */
+  source: string;
+  /** Selects by `kid` and `alg`; for a remote set also fetches, cools down, refreshes (RemoteKeySet). */
   select: JWTVerifyGetKey;
   /** Whether the fetched set is younger than its maximum age (always, for an inline set). */
   fresh: () => boolean;
@@ -50,30 +53,49 @@ interface KeySet {
   failedUntil: number;
   /** A resolver over the copy already held, never fetching; undefined when there is none. */
   held: () => JWTVerifyGetKey | undefined;
-  /** Bumped whenever a fetch returns a different key set, so cached tokens are re-verified. */
+  /**
+   * Changed whenever a fetch returns a different key set, so cached tokens are re-verified. Never
+   * one handed out before: a set dropped and built again cannot match a token cached under the old.
+   */
   generation: number;
   digest: string | undefined;
 }
 
 /**
- * One key resolver per provider, shared by every request. Remote sets are fetched through the
- * SSRF-safe fetch, cached by jose (cooldown on unknown `kid`, refetch on rotation) and never
- * taken from the token's own `jku`, `x5u` or `jwk` headers. While the set is fresh, a key jose
- * already selected is reused directly: selecting it again costs as much as a quarter of an RS256
- * verification.
+ * One key resolver per source of keys, shared by every request and every provider naming it.
+ * Remote sets are fetched through the SSRF-safe fetch, cached (cooldown on unknown `kid`, refetch
+ * on rotation) and never taken from the token's own `jku`, `x5u` or `jwk` headers. While the set
+ * is fresh, a key jose already selected is reused directly: selecting it again costs as much as a
+ * quarter of an RS256 verification.
+ *
+ * Held sets are bounded, and a set no request asked for in longer than its maximum age (and its
+ * cooldown) is let go: it would have been fetched again anyway, so the sets of deleted or changed
+ * providers do not stay behind.
  */
 export class KeySets {
-  private readonly sets = new Map<string, KeySet>();
+  private readonly sets: LRUCache<string, KeySet>;
   private readonly byProvider = new WeakMap<IdentityProvider, KeySet>();
   private readonly options: KeySetOptions;
   private readonly fetch: ReturnType<typeof createSafeFetch>;
+  private readonly now: () => number;
+  private generations = 0;
 
   constructor(options: KeySetOptions) {
     this.options = options;
+    this.now = options.now ?? Date.now;
     this.fetch = createSafeFetch({
       allowPrivateNetworks: options.allowPrivateNetworks,
       timeoutMs: options.timeoutMs,
       maxBytes: options.maxBytes,
+    });
+    this.sets = new LRUCache({
+      // Counted by size, not `max`, which would allocate room for every set up front (2 ms).
+      maxSize: options.maxSets ?? 10_000,
+      sizeCalculation: () => 1,
+      ttl: Math.max(options.maxAgeMs, options.cooldownMs),
+      updateAgeOnGet: true,
+      // A moved clock is read on every look, not once a millisecond.
+      ...(options.now && { perf: { now: options.now }, ttlResolution: 0 }),
     });
   }
 
@@ -85,19 +107,27 @@ export class KeySets {
     return this.entry(provider).generation;
   }
 
+  /** How many key sets are held. */
+  get size(): number {
+    return this.sets.size;
+  }
+
   private entry(provider: IdentityProvider): KeySet {
     // The same provider object asks on every request: answer it without building the key again.
     const known = this.byProvider.get(provider);
-    if (known && this.sets.get(provider.id) === known) return known;
-    const configuration = `${provider.id}:${provider.version}`;
-    const existing = this.sets.get(provider.id);
-    if (existing?.configuration === configuration) {
+    if (known && this.sets.get(known.source) === known) return known;
+    const source = provider.jwks
+      ? `inline ${provider.id} ${provider.version}`
+      : `jwks ${provider.jwksUri ?? 'invalid:'}`;
+    const existing = this.sets.get(source);
+    if (existing) {
       this.byProvider.set(provider, existing);
       return existing;
     }
+    this.sets.purgeStale();
     const created: KeySet = {
-      configuration,
-      generation: (existing?.generation ?? 0) + 1,
+      source,
+      generation: ++this.generations,
       digest: undefined,
       selected: new Map(),
       select: undefined as never,
@@ -109,7 +139,7 @@ export class KeySets {
         const known = created.fresh() ? created.selected.get(name) : undefined;
         if (known) return known;
         let select = created.select;
-        if (Date.now() < created.failedUntil) {
+        if (this.now() < created.failedUntil) {
           const held = created.fresh() ? created.held() : undefined;
           if (!held)
             return Promise.reject(
@@ -127,7 +157,7 @@ export class KeySets {
             (error: unknown) => {
               if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys)
                 throw error;
-              created.failedUntil = Date.now() + this.options.cooldownMs;
+              created.failedUntil = this.now() + this.options.cooldownMs;
               throw new KeySetUnavailable("The identity provider's keys could not be fetched or used", {
                 cause: error,
               });
@@ -138,33 +168,26 @@ export class KeySets {
     if (provider.jwks) {
       created.select = createLocalJWKSet(provider.jwks as Parameters<typeof createLocalJWKSet>[0]);
     } else {
-      const remote = createRemoteJWKSet(new URL(provider.jwksUri ?? 'invalid:'), {
-        timeoutDuration: this.options.timeoutMs,
-        cooldownDuration: this.options.cooldownMs,
-        cacheMaxAge: this.options.maxAgeMs,
-        [customFetch]: async (url, init) => {
-          const response = await this.fetch(url, init);
-          const body = await response.text();
+      const remote = new RemoteKeySet(provider.jwksUri ?? 'invalid:', {
+        fetch: this.fetch,
+        timeoutMs: this.options.timeoutMs,
+        cooldownMs: this.options.cooldownMs,
+        maxAgeMs: this.options.maxAgeMs,
+        now: this.now,
+        fetched: (body) => {
           const digest = createHash('sha256').update(body).digest('hex');
           if (created.digest !== undefined && created.digest !== digest) {
-            created.generation += 1;
+            created.generation = ++this.generations;
             created.selected.clear();
           }
           created.digest = digest;
-          return new Response(body, { status: response.status, headers: response.headers });
         },
       });
-      created.select = remote;
-      created.fresh = () => remote.fresh;
-      let heldCopy: { jwks: JSONWebKeySet; select: JWTVerifyGetKey } | undefined;
-      created.held = () => {
-        const jwks = remote.jwks();
-        if (!jwks) return undefined;
-        if (heldCopy?.jwks !== jwks) heldCopy = { jwks, select: createLocalJWKSet(jwks) };
-        return heldCopy.select;
-      };
+      created.select = remote.select;
+      created.fresh = () => remote.fresh();
+      created.held = () => remote.held();
     }
-    this.sets.set(provider.id, created);
+    this.sets.set(source, created);
     this.byProvider.set(provider, created);
     return created;
   }

@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import type { ChangeBus } from '../db/changes.ts';
 import type { Database } from '../db/database.ts';
 import type { IdentityProvider } from './identity-provider.ts';
-import { isUuid } from '../json.ts';
+import { isUuid, isWorkspaceReference } from '../json.ts';
 
 export interface TenantWorkspace {
   id: string;
@@ -19,25 +19,34 @@ export interface Tenant {
   providers: IdentityProvider[];
 }
 
-/** A known and an unknown workspace are remembered alike (a creation clears the cache anyway). */
 const cacheMillis = 60_000;
 
 /**
  * Caches workspace → trusted providers for the hot path. Entries are dropped on every relevant
  * change (locally at once, on other instances through the change bus) and expire anyway.
+ * Anyone may name a workspace in a URL, without a token: a reference that could name none is
+ * answered as unknown without a lookup, and unknown workspaces are remembered apart from the
+ * known ones (a creation clears both), so no flood of names can evict a tenant.
  */
 export class WorkspaceDirectory {
-  private readonly cache = new LRUCache<string, Tenant | 'missing'>({ max: 10_000, ttl: cacheMillis });
+  /** Workspaces that exist. */
+  private readonly found = new LRUCache<string, Tenant>({ max: 10_000, ttl: cacheMillis });
+  /** References of no workspace: kept apart and fewer, so made-up names push out only each other. */
+  private readonly missing = new LRUCache<string, true>({ max: 1_000, ttl: cacheMillis });
   private readonly database: Database;
+  /** The changes it follows; the front door's other caches follow them too. */
+  readonly changes: ChangeBus;
   /** Counts the changes seen: a lookup that a change overtook answers, but is not cached. */
   private changesSeen = 0;
 
   constructor(database: Database, changes: ChangeBus) {
     this.database = database;
+    this.changes = changes;
     changes.subscribe((change) => {
       if (change.topic === 'workspace' || change.workspaceId === '*') {
         this.changesSeen += 1;
-        this.cache.clear();
+        this.found.clear();
+        this.missing.clear();
       } else if (change.topic === 'identity-provider' || change.topic === 'policy') {
         this.changesSeen += 1;
         this.forget(change.workspaceId);
@@ -47,9 +56,11 @@ export class WorkspaceDirectory {
 
   /** The cached answer without a round trip through the event loop; `null` when not cached. */
   cached(reference: string): Tenant | undefined | null {
-    const cached = this.cache.get(this.key(reference));
-    if (cached === undefined) return null;
-    return cached === 'missing' ? undefined : cached;
+    if (!isWorkspaceReference(reference)) return undefined;
+    const key = this.key(reference);
+    const found = this.found.get(key);
+    if (found) return found;
+    return this.missing.get(key) ? undefined : null;
   }
 
   async resolve(reference: string): Promise<Tenant | undefined> {
@@ -58,8 +69,16 @@ export class WorkspaceDirectory {
     const key = this.key(reference);
     const before = this.changesSeen;
     const tenant = await this.load(key);
-    if (this.changesSeen === before) this.cache.set(key, tenant ?? 'missing');
+    if (this.changesSeen === before) {
+      if (tenant) this.found.set(key, tenant);
+      else this.missing.set(key, true);
+    }
     return tenant;
+  }
+
+  /** How many answers are held, of each kind. */
+  held(): { found: number; missing: number } {
+    return { found: this.found.size, missing: this.missing.size };
   }
 
   private key(reference: string): string {
@@ -67,8 +86,8 @@ export class WorkspaceDirectory {
   }
 
   private forget(workspaceId: string): void {
-    for (const [key, value] of this.cache.entries()) {
-      if (value !== 'missing' && value.workspace.id === workspaceId) this.cache.delete(key);
+    for (const [key, tenant] of this.found.entries()) {
+      if (tenant.workspace.id === workspaceId) this.found.delete(key);
     }
   }
 

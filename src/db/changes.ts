@@ -3,13 +3,16 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Transaction } from './database.ts';
 
-/** What changed, so caches on every instance drop exactly what they hold of it. */
-/** `workspaceId: '*'` means every workspace. */
+/**
+ * What changed, so caches on every instance drop exactly what they hold of it. `workspaceId: '*'`
+ * means every workspace; a member change names its user when one user's membership changed, and
+ * without one stands for any member of the workspace.
+ */
 export type Change =
   | { topic: 'workspace'; workspaceId: string }
   | { topic: 'identity-provider'; workspaceId: string }
   | { topic: 'policy'; workspaceId: string }
-  | { topic: 'member'; workspaceId: string }
+  | { topic: 'member'; workspaceId: string; userId?: string }
   | { topic: 'structure'; workspaceId: string };
 
 const channel = 'cordon_changes';

@@ -22,8 +22,24 @@ export abstract class WorkspaceConfiguration {
     this.topic = topic;
   }
 
-  protected async change<T>(caller: Caller, work: (scope: Scope, ruling: Ruling) => Promise<T>): Promise<T> {
-    const change = { topic: this.topic, workspaceId: caller.workspaceId } as Change;
+  protected change<T>(caller: Caller, work: (scope: Scope, ruling: Ruling) => Promise<T>): Promise<T> {
+    return this.announced(caller, { topic: this.topic, workspaceId: caller.workspaceId } as Change, work);
+  }
+
+  /** A change to one user's membership: caches drop only what they hold of that user. */
+  protected changeOfMember<T>(
+    caller: Caller,
+    userId: string,
+    work: (scope: Scope, ruling: Ruling) => Promise<T>,
+  ): Promise<T> {
+    return this.announced(caller, { topic: 'member', workspaceId: caller.workspaceId, userId }, work);
+  }
+
+  private async announced<T>(
+    caller: Caller,
+    change: Change,
+    work: (scope: Scope, ruling: Ruling) => Promise<T>,
+  ): Promise<T> {
     const value = await this.access.change(caller, async (scope, ruling) => {
       const result = await work(scope, ruling);
       await this.changes.announce(scope, change);

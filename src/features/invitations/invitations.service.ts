@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
-import type { ChangeBus } from '../../db/changes.ts';
+import type { Change, ChangeBus } from '../../db/changes.ts';
 import type { Database, Scope } from '../../db/database.ts';
 import { exactTime } from '../../db/exact-time.ts';
 import { appendEvent, type EventSecrets } from '../../db/outbox.ts';
@@ -195,17 +195,18 @@ export class InvitationsService {
         reason: 'an invitation grants its roles',
       },
     });
+    const change: Change = { topic: 'member', workspaceId: caller.workspaceId, userId: caller.principal.id };
     const member = await this.access.decide(caller, ruling, async () => {
       const accepted = await this.database.withWorkspace(caller.workspaceId, async (scope) => {
         const value = await this.acceptIn(scope, caller, hash, ruling);
         await this.access.decidedIn(scope, caller, [ruling.entry]);
-        await this.changes.announce(scope, { topic: 'member', workspaceId: caller.workspaceId });
+        await this.changes.announce(scope, change);
         return value;
       });
       ruling.written = true;
       return accepted;
     });
-    this.changes.apply({ topic: 'member', workspaceId: caller.workspaceId });
+    this.changes.apply(change);
     return member;
   }
 

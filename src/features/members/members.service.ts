@@ -70,7 +70,7 @@ export class MembersService extends WorkspaceConfiguration {
   create(caller: Caller, input: CreateMember): Promise<MemberResponse> {
     caller.ruling?.refine({ resourceId: input.userId });
     checkGrant(caller, input.roles);
-    return this.change(caller, async (scope) => {
+    return this.changeOfMember(caller, input.userId, async (scope) => {
       const [row] = await scope.query(
         sql<MemberRow>`insert into members (workspace_id, user_id, email, roles, invited_by, joined_at, updated_at)
           values (${scope.workspaceId}::uuid, ${input.userId}, ${input.email ?? null}::text, ${input.roles}::text[],
@@ -82,7 +82,7 @@ export class MembersService extends WorkspaceConfiguration {
   }
 
   update(caller: Caller, userId: string, patch: UpdateMember): Promise<MemberResponse> {
-    return this.change(caller, async (scope, ruling) => {
+    return this.changeOfMember(caller, userId, async (scope, ruling) => {
       ruling.refine({ resourceId: userId });
       const current = await this.load(scope, userId, true);
       if (patch.roles) {
@@ -103,7 +103,7 @@ export class MembersService extends WorkspaceConfiguration {
 
   /** Removing a member takes all its roles away: the grantor must hold them, as for a demotion. */
   async remove(caller: Caller, userId: string): Promise<void> {
-    await this.change(caller, async (scope, ruling) => {
+    await this.changeOfMember(caller, userId, async (scope, ruling) => {
       ruling.refine({ resourceId: userId });
       const current = await this.load(scope, userId, true);
       checkGrant(caller, current.roles);

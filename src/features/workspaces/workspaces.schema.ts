@@ -1,9 +1,9 @@
-import { isUuid } from '../../json.ts';
+import { isUuid, slugPattern } from '../../json.ts';
 import { z } from 'zod';
 
 export const slug = z
   .string()
-  .regex(/^[a-z0-9][a-z0-9-]{1,62}$/, 'must be 2–63 characters of a-z, 0-9 and "-", starting with a letter or digit')
+  .regex(slugPattern, 'must be 2–63 characters of a-z, 0-9 and "-", starting with a letter or digit')
   .refine((value) => !isUuid(value), 'must not look like a uuid (ids and slugs share the URL)');
 
 const plan = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be a plan identifier');
