@@ -20,6 +20,7 @@ parentPort!.on('message', async (options: autocannon.Options) => {
     const { total, sent } = result.requests as typeof result.requests & { sent: number };
     parentPort!.postMessage({
       requestsPerSecond: (total + sent) / 2 / seconds,
+      completed: total,
       p50: result.latency.p50,
       p99: result.latency.p99,
       errors: result.errors,

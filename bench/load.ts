@@ -4,6 +4,8 @@ import { Worker } from 'node:worker_threads';
 
 export interface LoadResult {
   requestsPerSecond: number;
+  /** Requests completed in the window: latency percentiles of a window with few say little. */
+  completed: number;
   p50: number;
   p99: number;
   errors: number;
