@@ -13,14 +13,17 @@ import { parseConfig } from '../src/config.ts';
 import { ChangeBus } from '../src/db/changes.ts';
 import { Database } from '../src/db/database.ts';
 import { TestIssuer, type SigningAlgorithm } from '../test/support/issuer.ts';
-import { measurement, opsPerSecond, type Measurement } from './report.ts';
+import { compared, interleaved, opsPerSecond, type Measurement } from './report.ts';
 
 const appOrigin = 'https://app.example.com';
-const poolSize: Record<SigningAlgorithm, number> = { RS256: 20_000, ES256: 8_000, EdDSA: 8_000 };
+// Tokens for about a tenth of a second of first-sight verification (with `millis` at 1000).
+const poolSize: Record<SigningAlgorithm, number> = { RS256: 3_000, ES256: 1_500, EdDSA: 1_500 };
+const rounds = 24;
 
 /**
  * Token verification plus principal resolution, in process, against a bare `jose.jwtVerify`
- * with an in-memory key on the same tokens in the same run.
+ * with an in-memory key on the same tokens in the same run. `millis` scales the rounds: the
+ * token pool (one pass per first-sight round) and the other windows (a twentieth of it).
  */
 export async function authBench(appUrl: string, millis: number): Promise<Measurement[]> {
   const logger = pino({ level: 'silent' });
@@ -54,8 +57,10 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
       );
     // Distinct tokens, so "first sight" never hits the verified-token cache (the warm-up tokens
     // have negative iterations and come from the end of the pool). A pass over the pool lasts
-    // about half a second for either algorithm: long enough that one round is a fair sample.
-    const pool = await Promise.all(Array.from({ length: poolSize[algorithm] }, sign));
+    // about a tenth of a second for either algorithm: short rounds, many of them.
+    const pool = await Promise.all(
+      Array.from({ length: Math.max(500, Math.round((poolSize[algorithm] * millis) / 1_000)) }, sign),
+    );
     const publicKey = await importJWK(issuer.keys[0]!.publicJwk, algorithm);
     const token = (iteration: number) => pool[(iteration + pool.length) % pool.length]!;
     const bareVerify = (iteration: number) =>
@@ -63,74 +68,72 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
 
     // Warm JWKS, every token seen for the first time: keys already fetched. Each round gets a
     // fresh authenticator (an empty verified-token cache) and goes through the whole pool, so
-    // rounds last long enough to measure and no token is ever a cache hit.
+    // no token is ever a cache hit (the warm-up tokens have negative iterations and come from
+    // the end of the pool).
     const directory = new WorkspaceDirectory(database, changes);
-    const firstSight = { subject: 0, baseline: 0 };
-    const perRound = { maxIterations: pool.length - 200, millis: 60_000, warmup: 20, concurrency: 8 };
-    // The side that goes first alternates and each side keeps its best round: a burst of noise
-    // on this shared 2-core machine lands on either side alike.
-    for (let round = 0; round < 12; round++) {
-      const fresh = createAuthenticator({ config, database, changes });
-      await fresh.authenticate(slug, await sign());
-      const measureBaseline = async () => {
-        firstSight.baseline = Math.max(firstSight.baseline, await opsPerSecond(bareVerify, perRound));
-      };
-      const measureSubject = async () => {
-        firstSight.subject = Math.max(
-          firstSight.subject,
-          await opsPerSecond((iteration) => fresh.authenticate(slug, token(iteration)), perRound),
-        );
-      };
-      for (const measure of round % 2 ? [measureSubject, measureBaseline] : [measureBaseline, measureSubject])
-        await measure();
-    }
+    const pass = { maxIterations: pool.length - 200, millis: 60_000, warmup: 20, concurrency: 8 };
     const warm = createAuthenticator({ config, database, changes });
     await warm.authenticate(slug, await sign());
-    const baseline = { name: `bare jose.jwtVerify ${algorithm}`, value: firstSight.baseline };
-
     const repeatedToken = await sign();
-    const repeated = await opsPerSecond(() => warm.authenticate(slug, repeatedToken), { millis, concurrency: 8 });
-
-    // Cold JWKS: new key sets per token, so every verification fetches the key set over HTTP
-    // (the workspace directory stays warm: this measures the JWKS fetch, not the database).
-    const cold = await opsPerSecond(
-      (iteration) => {
-        const keySets = new KeySets({ ...keySetOptions(config), allowPrivateNetworks: true });
-        return new Authenticator(
-          directory,
-          new TokenVerifier(keySets, new VerifiedTokenCache(16)),
-          database,
-        ).authenticate(slug, token(iteration));
+    const sides = {
+      firstSight: async () => {
+        const fresh = createAuthenticator({ config, database, changes });
+        await fresh.authenticate(slug, await sign());
+        return opsPerSecond((iteration) => fresh.authenticate(slug, token(iteration)), pass);
       },
-      { millis, maxIterations: 500, warmup: 5 },
-    );
-
-    // Roles from the members table (`roleSource: members`): the same token again, so what is
-    // measured beyond the token cache is where the member's roles come from.
+      baseline: () => opsPerSecond(bareVerify, pass),
+      repeated: () =>
+        opsPerSecond(() => warm.authenticate(slug, repeatedToken), { millis: millis / 20, concurrency: 8 }),
+      // Cold JWKS: new key sets per token, so every verification fetches the key set over HTTP
+      // (the workspace directory stays warm: this measures the JWKS fetch, not the database).
+      cold: () =>
+        opsPerSecond(
+          (iteration) => {
+            const keySets = new KeySets({ ...keySetOptions(config), allowPrivateNetworks: true });
+            return new Authenticator(
+              directory,
+              new TokenVerifier(keySets, new VerifiedTokenCache(16)),
+              database,
+            ).authenticate(slug, token(iteration));
+          },
+          { millis: millis / 20, warmup: 5 },
+        ),
+    };
+    // Roles from the members table (`roleSource: members`), the same token again: measured in the
+    // same rounds, so what it adds beyond the token cache is where the member's roles come from.
     const members =
       algorithm === 'RS256'
-        ? [await membersSameToken({ admin, config, database, changes, millis }, `${slug}-members`, issuer)]
-        : [];
+        ? await membersSameToken({ admin, config, database, changes, millis }, `${slug}-members`, issuer)
+        : undefined;
+    const allSides = { ...sides, members: members ?? (async () => 0) };
+    await interleaved(1, allSides);
+    // First sight and its baseline are neighbours in every round, in alternating order.
+    const measured = await interleaved(rounds, allSides);
+    const against = (side: 'firstSight' | 'repeated' | 'cold') =>
+      measured.map((round) => ({ subject: round[side], baseline: round.baseline }));
+    const baseline = `bare jose.jwtVerify ${algorithm}`;
 
     results.push(
-      measurement(
+      compared(
         `verify+resolve ${algorithm}, first sight, warm JWKS`,
         'ops/s',
-        firstSight.subject,
+        against('firstSight'),
         baseline,
         'ratio >= 0.8',
       ),
-      measurement(`verify+resolve ${algorithm}, first sight, cold JWKS`, 'ops/s', cold, baseline),
-      measurement(`verify+resolve ${algorithm}, same token again`, 'ops/s', repeated, baseline, 'ratio >= 10'),
-      ...members.map((value) =>
-        measurement(
-          `verify+resolve ${algorithm}, same token again, roles from members`,
-          'ops/s',
-          value,
-          baseline,
-          'ratio >= 10',
-        ),
-      ),
+      compared(`verify+resolve ${algorithm}, first sight, cold JWKS`, 'ops/s', against('cold'), baseline),
+      compared(`verify+resolve ${algorithm}, same token again`, 'ops/s', against('repeated'), baseline, 'ratio >= 10'),
+      ...(members
+        ? [
+            compared(
+              `verify+resolve ${algorithm}, same token again, roles from members`,
+              'ops/s',
+              measured.map((round) => ({ subject: round.members, baseline: round.baseline })),
+              baseline,
+              'ratio >= 10',
+            ),
+          ]
+        : []),
     );
     await issuer.close();
   }
@@ -153,7 +156,7 @@ async function membersSameToken(
   },
   slug: string,
   issuer: TestIssuer,
-): Promise<number> {
+): Promise<() => Promise<number>> {
   const { admin, config, database, changes, millis } = bench;
   await admin().post('/v1/workspaces').send({ slug, name: 'Bench members' }).expect(201);
   await admin()
@@ -179,5 +182,5 @@ async function membersSameToken(
   const front = createAuthenticator({ config, database, changes });
   const { principal } = await front.authenticate(slug, token);
   if (principal.roles.join() !== 'viewer') throw new Error('the bench member has no roles');
-  return opsPerSecond(() => front.authenticate(slug, token), { millis, concurrency: 8 });
+  return () => opsPerSecond(() => front.authenticate(slug, token), { millis: millis / 20, concurrency: 8 });
 }

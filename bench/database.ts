@@ -1,4 +1,4 @@
-import { chmod, mkdtemp } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pino } from 'pino';
@@ -6,8 +6,13 @@ import { prepareDatabase } from '../src/db/bootstrap.ts';
 import { startEmbeddedPostgres } from '../src/db/embedded.ts';
 import { freePort } from '../test/support/ports.ts';
 
-/** A throwaway database for one bench run: BENCH_DATABASE_URL's server, or an embedded one. */
-export async function benchDatabase(): Promise<{ ownerUrl: string; appUrl: string; stop: () => Promise<void> }> {
+/** A throwaway embedded database for one bench run, with its postmaster's pid (to account for its CPU). */
+export async function benchDatabase(): Promise<{
+  ownerUrl: string;
+  appUrl: string;
+  postmaster: number | undefined;
+  stop: () => Promise<void>;
+}> {
   const logger = pino({ level: 'warn' });
   const dataDir = await mkdtemp(path.join(tmpdir(), 'cordon-bench-'));
   await chmod(dataDir, 0o755);
@@ -16,5 +21,9 @@ export async function benchDatabase(): Promise<{ ownerUrl: string; appUrl: strin
     logger,
   );
   const { appUrl } = await prepareDatabase({ ownerUrl: embedded.url, appUrl: undefined }, logger);
-  return { ownerUrl: embedded.url, appUrl, stop: () => embedded.stop() };
+  const postmaster = await readFile(path.join(dataDir, 'pg', 'postmaster.pid'), 'utf8').then(
+    (text) => Number(text.split('\n', 1)[0]),
+    () => undefined,
+  );
+  return { ownerUrl: embedded.url, appUrl, postmaster, stop: () => embedded.stop() };
 }
