@@ -2,6 +2,7 @@ import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import type { Principal } from '../auth/principal.ts';
 import type { Statement } from '../db/database.ts';
+import { decisionGate, sharedGate } from '../db/gate.ts';
 import type { Decision } from './ability.ts';
 
 export const operations = ['get', 'list', 'create', 'update', 'delete', 'check', 'admin'] as const;
@@ -74,18 +75,16 @@ function rowsOf(batches: readonly DecisionBatch[]): string {
  * the rows travel as one JSON parameter, so the text never changes with the batch size and is
  * prepared once; joining `scope` puts the workspace setting in force before the RLS check.
  *
- * `gate` takes the workspace's decision lock, shared, before any row takes its position (the
- * position default is computed for rows the join yields, and the join yields none before the
- * gate's one row), and holds it to the end of the transaction. The sealer takes it exclusively
- * for a moment: every position handed out before is then committed or rolled back for good.
+ * `gate` takes the workspace's decision gate (db/gate.ts), shared, before any row takes its
+ * position (the position default is computed for rows the join yields, and the join yields none
+ * before the gate's one row), and holds it to the end of the transaction, so the sealer seals only
+ * positions that are final.
  */
 export function appendDecisions(batches: readonly DecisionBatch[]): Statement<unknown> {
   return sql`insert into decisions (id, workspace_id, at, request_id, principal_id, principal_roles, principal_provider,
       action, operation, subject, resource_id, fields, allowed, policy_id, policy_version, rule_index, reason,
       latency_micros, ip, user_agent)
-    with gate as materialized (
-      select pg_advisory_xact_lock_shared(hashtextextended('cordon:decisions:' || scope.workspace_id::text, 0))
-      from scope)
+    with ${sharedGate(decisionGate)}
     select batch.* from scope cross join gate cross join jsonb_to_recordset(${rowsOf(batches)}::jsonb) as batch(id uuid, workspace_id uuid,
       at timestamptz, request_id text, principal_id text, principal_roles text[], principal_provider text, action text,
       operation text, subject text, resource_id text, fields text[], allowed boolean, policy_id uuid, policy_version integer,

@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Database, Scope } from '../../db/database.ts';
+import { decisionGate, finalPosition } from '../../db/gate.ts';
 import { chained, genesisHash, linkHash, signCheckpoint, type DecisionRow } from './chain.ts';
 import type { SigningKey } from './signing.ts';
 
@@ -18,11 +19,6 @@ export interface SealerOptions {
 const defaults: SealerOptions = { intervalMs: 1_000, batchSize: 2_000, gateTimeoutMs: 100 };
 
 type Row = DecisionRow & { position: string; sealed: boolean };
-
-const sqlState = (error: unknown) => {
-  const { sqlState, code } = (error ?? {}) as { sqlState?: unknown; code?: unknown };
-  return sqlState ?? code;
-};
 
 /**
  * Links each workspace's new decisions into its hash chain, in batches, and ends every batch
@@ -75,7 +71,7 @@ export class Sealer {
   }
 
   async sealWorkspace(workspaceId: string): Promise<number> {
-    const final = await this.finalPosition(workspaceId);
+    const final = await finalPosition(this.database, decisionGate, workspaceId, this.options.gateTimeoutMs);
     if (final === undefined) {
       this.logger.debug({ workspaceId }, 'decisions in flight outlasted the gate; sealing them next pass');
       return 0;
@@ -85,33 +81,6 @@ export class Sealer {
       const batch = await this.database.withWorkspace(workspaceId, (scope) => this.sealBatch(scope, final));
       total += batch.sealed;
       if (!batch.more) return total;
-    }
-  }
-
-  /**
-   * How far the workspace's positions are final: the sequence's last value, read while the gate
-   * is held exclusively, so no insert of the workspace is in flight and every later one takes a
-   * higher position. Undefined when inserts in flight outlast the gate timeout.
-   */
-  private async finalPosition(workspaceId: string): Promise<string | undefined> {
-    try {
-      return await this.database.outsideWorkspaces(async (transaction) => {
-        await transaction.query(sql`select set_config('lock_timeout', ${`${this.options.gateTimeoutMs}ms`}, true)`);
-        await transaction.query(
-          sql`select pg_advisory_xact_lock(hashtextextended('cordon:decisions:' || ${workspaceId}::uuid::text, 0))`,
-        );
-        const [sequence] = await transaction.query(
-          sql<{ position: string | null; cache: string }>`select pg_sequence_last_value(s.seqrelid) as position,
-              s.seqcache as cache
-            from pg_sequence s where s.seqrelid = 'decisions_position_seq'::regclass`,
-        );
-        // A cache hands out positions below the last value after it was read: none may be final.
-        if (Number(sequence?.cache) !== 1) throw new Error('decisions_position_seq must keep CACHE 1 to be sealed');
-        return sequence!.position ?? '0';
-      });
-    } catch (error) {
-      if (sqlState(error) === '55P03') return undefined; // lock_not_available: the gate timed out
-      throw error;
     }
   }
 
