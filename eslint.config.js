@@ -59,14 +59,16 @@ export default tseslint.config(
     },
   },
   {
-    files: ['src/http/**/*.ts', 'src/auth/**/*.ts', 'src/policy/**/*.ts', 'src/json.ts'],
+    files: ['src/http/**/*.ts', 'src/auth/**/*.ts', 'src/policy/**/*.ts', 'src/events/**/*.ts', 'src/json.ts'],
     ignores: ['src/**/*.test.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
         {
           paths: [{ name: 'pg', message: 'Reach the database through db/database.ts.' }, { name: 'pg-cursor' }],
-          patterns: [{ group: ['**/features/**'], message: 'http/, db/, auth/ and policy/ never import a feature.' }],
+          patterns: [
+            { group: ['**/features/**'], message: 'http/, db/, auth/, policy/ and events/ never import a feature.' },
+          ],
         },
       ],
     },
@@ -77,7 +79,11 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['**/features/**'], message: 'http/, db/, auth/ and policy/ never import a feature.' }] },
+        {
+          patterns: [
+            { group: ['**/features/**'], message: 'http/, db/, auth/, policy/ and events/ never import a feature.' },
+          ],
+        },
       ],
     },
   },

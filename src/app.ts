@@ -20,7 +20,8 @@ import { PolicyEntity } from './features/policies/policy.entity.ts';
 import { IdentityProviderEntity } from './features/identity-providers/identity-provider.entity.ts';
 import { StructureEntity } from './features/structures/structure.entity.ts';
 import { WorkspaceEntity } from './features/workspaces/workspace.entity.ts';
-import { EventSecrets } from './db/outbox.ts';
+import { EventLog } from './events/event-log.ts';
+import { EventSecrets } from './events/secrets.ts';
 import { invitationRoutes } from './features/invitations/invitations.routes.ts';
 import { InvitationsService } from './features/invitations/invitations.service.ts';
 import { memberRoutes } from './features/members/members.routes.ts';
@@ -53,6 +54,8 @@ export interface AppDependencies {
   signingKey: SigningKey;
   /** Only the benchmark turns the decision log off, to measure what it costs. */
   logDecisions?: boolean;
+  /** The event log's in-process news of commits, shared with this instance's consumers. */
+  events?: EventLog;
 }
 
 /** Every entity, handed to the ORM once (MikroORM refuses a module it sees twice). */
@@ -89,7 +92,7 @@ function adminOrBearer(adminApiKey: string, bearer: RequestHandler): RequestHand
 }
 
 /** Builds the Express app; never listens, so tests and main.ts share it. */
-export function createApp(dependencies: AppDependencies): { app: Express; api: Api } {
+export function createApp(dependencies: AppDependencies): { app: Express; api: Api; events: EventLog } {
   const { config, database, changes, logger, signingKey } = dependencies;
   const app = express();
   app.disable('x-powered-by');
@@ -130,7 +133,8 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
     },
     (request, requirement, work) => access.authorized(request, requirement, work),
   );
-  const services = { database, access, changes };
+  const events = dependencies.events ?? new EventLog();
+  const services = { database, access, changes, events };
   let document: unknown;
   healthRoutes(api, database, metrics, () => (document ??= openApiDocument(api.routes, apiVersion)));
   workspaceRoutes(api, new WorkspacesService(services), access);
@@ -139,7 +143,12 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   policyRoutes(api, new PoliciesService(services));
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(services));
-  const records = new RecordsService(new RecordStore(database), new StructureCatalog(database, changes), access);
+  const records = new RecordsService(
+    new RecordStore(database),
+    new StructureCatalog(database, changes),
+    access,
+    events,
+  );
   recordRoutes(api, records, access);
   memberRoutes(api, new MembersService(services));
   const secrets = new EventSecrets(config.adminApiKey);
@@ -148,5 +157,5 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
 
   app.use(notFound);
   app.use(problemHandler);
-  return { app, api };
+  return { app, api, events };
 }

@@ -47,6 +47,15 @@ const environment = z
       .url()
       .refine((value) => value.includes('%7Btoken%7D') || value.includes('{token}'), 'must contain {token}')
       .optional(),
+    EVENT_RETENTION_HOURS: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(24 * 365)
+      .default(72),
+    DELIVERY_RETENTION_DAYS: z.coerce.number().int().min(1).max(3_650).default(30),
+    FUNCTION_CHAIN_DEPTH: z.coerce.number().int().min(0).max(10).default(3),
+    WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
   })
   .superRefine((env, context) => {
     if (env.NODE_ENV !== 'production') return;
@@ -86,6 +95,14 @@ export interface Config {
     ttlHours: number;
     /** Where invitees accept, with `{token}` in it: the app's page, or Cordon's own accept route. */
     acceptUrl: string;
+  };
+  events: {
+    retentionHours: number;
+    deliveryRetentionDays: number;
+    /** How many function runs deep a chain of triggers may go (a function's writes fire triggers again). */
+    functionChainDepth: number;
+    /** Background jobs (deliveries, function runs) one instance runs at once. */
+    workerConcurrency: number;
   };
   database: {
     /** Owner connection: runs migrations. Undefined means "start the embedded PostgreSQL". */
@@ -134,6 +151,12 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     invitations: {
       ttlHours: env.INVITATION_TTL_HOURS,
       acceptUrl: env.INVITATION_ACCEPT_URL ?? `http://localhost:${env.PORT}/v1/invitations/{token}/accept`,
+    },
+    events: {
+      retentionHours: env.EVENT_RETENTION_HOURS,
+      deliveryRetentionDays: env.DELIVERY_RETENTION_DAYS,
+      functionChainDepth: env.FUNCTION_CHAIN_DEPTH,
+      workerConcurrency: env.WORKER_CONCURRENCY,
     },
     database: {
       ownerUrl: env.DATABASE_URL,

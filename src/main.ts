@@ -1,5 +1,6 @@
 import type { Server } from 'node:http';
 import { createApp, entities } from './app.ts';
+import { Background } from './background.ts';
 import { developmentAdminKey } from './auth/admin-key.ts';
 import { ConfigError, parseConfig, type Config } from './config.ts';
 import { prepareDatabase } from './db/bootstrap.ts';
@@ -23,6 +24,7 @@ try {
 const logger = createLogger(config);
 let embedded: EmbeddedDatabase | undefined;
 let database: Database | undefined;
+let background: Background | undefined;
 let changes: ChangeBus | undefined;
 let sealer: Sealer | undefined;
 
@@ -66,7 +68,9 @@ async function start(): Promise<void> {
   await registerSigningKey(database, signingKey);
   sealer = new Sealer(database, signingKey, logger, { intervalMs: config.decisions.sealIntervalMs });
   sealer.start();
-  const { app } = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey });
+  const { app, events } = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey });
+  background = new Background({ config, database, events, logger });
+  await background.start();
   const listening = app.listen(config.port, config.host);
   server = listening;
   await new Promise<void>((resolve, reject) => listening.once('listening', resolve).once('error', reject));
@@ -80,6 +84,7 @@ async function stop(signal: string): Promise<void> {
   stopping = true;
   logger.info({ signal }, 'stopping');
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  await background?.stop();
   await sealer?.stop();
   // One last pass, so a clean stop leaves nothing unsealed that this instance could seal.
   await sealer?.sealAll().catch(() => undefined);

@@ -1,10 +1,12 @@
 import { createHmac } from 'node:crypto';
 import { Migrator } from '@mikro-orm/migrations';
 import { MikroORM } from '@mikro-orm/postgresql';
+import { runMigrations as runQueueMigrations } from 'graphile-worker';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { servingFunctions, servingGrants, servingSequences } from './grants.ts';
 import { migrations } from './migrations/index.ts';
+import { queueLogger } from './queue-logger.ts';
 
 export const defaultServingRole = 'cordon_app';
 
@@ -88,6 +90,27 @@ async function grant(owner: pg.Client, role: string): Promise<void> {
   for (const signature of servingFunctions) {
     await owner.query(`grant execute on function ${signature} to ${quoted}`);
   }
+  await grantJobQueue(owner, quoted);
+}
+
+/**
+ * The job queue (graphile-worker) keeps its own schema, migrated by the owner; the serving role
+ * runs the workers. graphile-worker enables row-level security on its tables without a policy,
+ * so only their owner would see a job: the serving role gets a policy of its own on each.
+ */
+async function grantJobQueue(owner: pg.Client, quoted: string): Promise<void> {
+  const tables = ['_private_jobs', '_private_job_queues', '_private_tasks', '_private_known_crontabs'];
+  await owner.query(`revoke all on all tables in schema graphile_worker from ${quoted}`);
+  await owner.query(`grant usage on schema graphile_worker to ${quoted}`);
+  await owner.query(`grant select on graphile_worker.migrations to ${quoted}`);
+  for (const table of tables) {
+    const name = `graphile_worker.${owner.escapeIdentifier(table)}`;
+    await owner.query(`grant select, insert, update, delete on ${name} to ${quoted}`);
+    await owner.query(`drop policy if exists cordon_serving_role on ${name}`);
+    await owner.query(
+      `create policy cordon_serving_role on ${name} for all to ${quoted} using (true) with check (true)`,
+    );
+  }
 }
 
 /** Refuses to serve through a role that could see past row-level security. */
@@ -121,6 +144,7 @@ export async function prepareDatabase(
     await owner.query("select pg_advisory_lock(hashtext('cordon:bootstrap'))");
     const role = await ensureServingRole(owner, appUrl, !options.appUrl);
     const applied = await runMigrations(options.ownerUrl, logger);
+    await runQueueMigrations({ connectionString: options.ownerUrl, logger: queueLogger(logger) });
     await applyGrants(owner, role);
     await assertServingRoleIsConfined(owner, role);
     if (applied.length) logger.info({ applied }, 'migrations applied');

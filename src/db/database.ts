@@ -144,7 +144,8 @@ export interface DatabaseOptions {
 
 export class Database {
   readonly orm: MikroORM;
-  private readonly pool: pg.Pool;
+  /** The instance's one pool; the job queue (events/queue.ts) runs its workers on it too. */
+  readonly pool: pg.Pool;
   private readonly kysely: Sql;
   private readonly state: { closing: boolean };
 

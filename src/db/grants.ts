@@ -11,8 +11,18 @@ export const servingGrants: Record<string, readonly string[]> = {
   policy_versions: ['select', 'insert'],
   structures: ['select', 'insert', 'update', 'delete'],
   invitations: ['select', 'insert', 'update'],
-  // Events wait here for delivery; the serving role appends and marks them delivered.
-  outbox_events: ['select', 'insert', 'update'],
+  // The event log is append-only for the serving role; retention deletes through a definer function.
+  events: ['select', 'insert'],
+  event_progress: ['select', 'insert', 'update'],
+  triggers: ['select', 'insert', 'update', 'delete'],
+  trigger_secrets: ['select', 'insert', 'update', 'delete'],
+  // The delivery log: rows move from pending to delivered or failed; attempts are only appended.
+  deliveries: ['select', 'insert', 'update'],
+  delivery_attempts: ['select', 'insert'],
+  functions: ['select', 'insert', 'update', 'delete'],
+  function_runs: ['select', 'insert'],
+  // Job-queue workers alive (platform, not tenant rows): a stale one's jobs are released.
+  worker_heartbeats: ['select', 'insert', 'update', 'delete'],
   // The decision log is append-only: insert and read, never update or delete (a trigger too).
   decisions: ['select', 'insert'],
   decision_seals: ['select', 'insert'],
@@ -23,7 +33,7 @@ export const servingGrants: Record<string, readonly string[]> = {
   decision_signing_keys: ['select', 'insert'],
 };
 
-export const servingSequences: readonly string[] = ['decisions_position_seq'];
+export const servingSequences: readonly string[] = ['decisions_position_seq', 'events_seq'];
 
 export const servingFunctions: readonly string[] = [
   'cordon_current_workspace()',
@@ -31,4 +41,7 @@ export const servingFunctions: readonly string[] = [
   'cordon_workspaces_with_unsealed_decisions()',
   'cordon_purge_decision_log(uuid)',
   'cordon_invitation_workspace(bytea)',
+  'cordon_workspaces_with_pending_events(text)',
+  'cordon_purge_expired(timestamptz, timestamptz, integer)',
+  'cordon_purge_events(uuid)',
 ];

@@ -10,6 +10,7 @@ import { DecisionWriter } from './decision-writer.ts';
 import type { PolicyStore } from './policy-store.ts';
 import { Ruling } from './ruling.ts';
 import type { Action } from './vocabulary.ts';
+import type { EventOrigin } from '../events/event-log.ts';
 
 /** What a route needs before its handler runs: the type-level check on its subject. */
 export interface Requirement {
@@ -35,6 +36,8 @@ export interface Caller {
   ability: PrincipalAbility | undefined;
   /** On routes with a requirement: the route's allow, still waiting for its outcome. */
   ruling?: Ruling;
+  /** Where the caller's changes come from, as their events record it. */
+  origin: EventOrigin;
 }
 
 /** A workspace principal (never the platform admin): records, `/check`. */
@@ -98,12 +101,8 @@ export class AccessControl {
       workspaceId: workspace.id,
       policySetVersion: workspace.policySetVersion,
     });
-    return {
-      principal,
-      workspaceId: workspace.id,
-      context: contextOf(request, principal, workspace.id),
-      ability,
-    };
+    const context = contextOf(request, principal, workspace.id);
+    return { principal, workspaceId: workspace.id, context, ability, origin: originOf(context, 'user') };
   }
 
   /** The platform admin names the workspace in the URL; an unknown one is a plain 404. */
@@ -116,12 +115,8 @@ export class AccessControl {
 
   /** The platform admin acting on one tenant (outside its policies): its decisions go into that tenant's log. */
   platformAdminIn(request: Request, workspaceId: string): Caller {
-    return {
-      principal: platformAdmin,
-      workspaceId,
-      context: contextOf(request, platformAdmin, workspaceId),
-      ability: undefined,
-    };
+    const context = contextOf(request, platformAdmin, workspaceId);
+    return { principal: platformAdmin, workspaceId, context, ability: undefined, origin: originOf(context, 'admin') };
   }
 
   /** Decisions with no transaction of their own (reads, denials, checks): durable when this resolves. */
@@ -187,6 +182,13 @@ function rulingOf(caller: Caller): Ruling {
   if (!caller.ruling) throw new Error('a read or change needs the route’s requirement (authorize)');
   return caller.ruling;
 }
+
+const originOf = (context: DecisionContext, kind: EventOrigin['actor']['kind']): EventOrigin => ({
+  actor: { id: context.principal.id, kind },
+  requestId: context.requestId,
+  depth: 0,
+  fireTriggers: true,
+});
 
 function contextOf(
   request: Request,

@@ -4,6 +4,8 @@ import pg from 'pg';
 import { pino } from 'pino';
 import supertest from 'supertest';
 import { createApp, entities } from '../../src/app.ts';
+import { Background } from '../../src/background.ts';
+import type { EventLog } from '../../src/events/event-log.ts';
 import { parseConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/http/logging.ts';
 import { ChangeBus } from '../../src/db/changes.ts';
@@ -22,6 +24,9 @@ export interface TestApp {
   signingKey: SigningKey;
   /** Seals on demand (tests call `sealAll()` instead of waiting for an interval). */
   sealer: Sealer;
+  events: EventLog;
+  /** The job queue and event dispatcher; running only with `background: true`. */
+  background: Background;
   close: () => Promise<void>;
 }
 
@@ -48,6 +53,8 @@ export interface TestAppOptions {
   logLines?: string[];
   /** Instances of one deployment share their checkpoint signing key. */
   signingKey?: SigningKey;
+  /** Run the background work too: the job queue and the event dispatcher (as `npm start` does). */
+  background?: boolean;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -72,8 +79,16 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const changes = new ChangeBus(url, logger);
   if (options.listen) await changes.listen();
-  const { app } = createApp({ config: { ...config, adminApiKey: adminKey }, database, changes, logger, signingKey });
+  const { app, events } = createApp({
+    config: { ...config, adminApiKey: adminKey },
+    database,
+    changes,
+    logger,
+    signingKey,
+  });
   const sealer = new Sealer(database, signingKey, logger);
+  const background = new Background({ config, database, events, logger });
+  if (options.background) await background.start();
   return {
     app,
     database,
@@ -82,7 +97,10 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     http: () => supertest.agent(app),
     signingKey,
     sealer,
+    events,
+    background,
     close: async () => {
+      await background.stop();
       await changes.close();
       await database.close();
     },

@@ -5,7 +5,8 @@ import { z } from 'zod';
 import type { Change, ChangeBus } from '../../db/changes.ts';
 import type { Database, Scope } from '../../db/database.ts';
 import { exactTime } from '../../db/exact-time.ts';
-import { appendEvent, type EventSecrets } from '../../db/outbox.ts';
+import type { EventLog } from '../../events/event-log.ts';
+import type { EventSecrets } from '../../events/secrets.ts';
 import { decodeCursor, encodeCursor, keysetPage, type PageQuery } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
@@ -39,17 +40,19 @@ export class InvitationsService {
   private readonly database: Database;
   private readonly access: AccessControl;
   private readonly changes: ChangeBus;
+  private readonly events: EventLog;
   private readonly secrets: EventSecrets;
   private readonly settings: InvitationSettings;
 
   constructor(
-    options: { database: Database; access: AccessControl; changes: ChangeBus },
+    options: { database: Database; access: AccessControl; changes: ChangeBus; events: EventLog },
     secrets: EventSecrets,
     settings: InvitationSettings,
   ) {
     this.database = options.database;
     this.access = options.access;
     this.changes = options.changes;
+    this.events = options.events;
     this.secrets = secrets;
     this.settings = settings;
   }
@@ -90,12 +93,15 @@ export class InvitationsService {
    * A new invitation replaces a pending one for the same email. Its token is returned once; the
    * `invitation.created` event for the app to email carries the accept URL, sealed.
    */
-  create(caller: Caller, input: CreateInvitation): Promise<InvitationResponse & { token: string; acceptUrl: string }> {
+  async create(
+    caller: Caller,
+    input: CreateInvitation,
+  ): Promise<InvitationResponse & { token: string; acceptUrl: string }> {
     checkGrant(caller, input.roles);
     const token = randomBytes(32).toString('base64url');
     const acceptUrl = this.settings.acceptUrl.replace(/\{token\}|%7Btoken%7D/, token);
     const expiresAt = new Date(Date.now() + (input.expiresInHours ?? this.settings.ttlHours) * 3_600_000);
-    return this.access.change(caller, async (scope, ruling) => {
+    const created = await this.access.change(caller, async (scope, ruling) => {
       const workspaceId = scope.workspaceId;
       // Concurrent invitations of one email queue here: each replaces the one before it, instead
       // of all but one failing on the one-pending-invitation-per-email index.
@@ -114,17 +120,24 @@ export class InvitationsService {
       );
       const invitation = toResponse(row!);
       ruling.refine({ resourceId: invitation.id });
-      await appendEvent(scope, 'invitation.created', {
-        invitationId: invitation.id,
-        workspaceId,
-        email: invitation.email,
-        roles: invitation.roles,
-        invitedBy: invitation.invitedBy,
-        expiresAt: invitation.expiresAt,
-        acceptUrl: { sealed: this.secrets.seal(acceptUrl) },
-      });
+      await this.events.appendIn(scope, caller.origin, [
+        {
+          type: 'invitation.created',
+          data: {
+            invitationId: invitation.id,
+            workspaceId,
+            email: invitation.email,
+            roles: invitation.roles,
+            invitedBy: invitation.invitedBy,
+            expiresAt: invitation.expiresAt,
+            acceptUrl: { sealed: this.secrets.seal(acceptUrl) },
+          },
+        },
+      ]);
       return { ...invitation, token, acceptUrl };
     });
+    this.events.committed(caller.workspaceId);
+    return created;
   }
 
   get(caller: Caller, id: string): Promise<InvitationResponse> {

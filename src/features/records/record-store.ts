@@ -95,7 +95,8 @@ export class RecordStore {
   }
 
   /**
-   * Inserts the record and its decision in one statement, provided the structure is still at the
+   * Inserts the record, its decision and its event (`event`: an insert that takes effect only
+   * `where exists (select 1 from inserted)`) in one statement, provided the structure is still at the
    * version the data was validated against; false when it is not (the caller reloads and retries).
    * The structure row is share-locked, so a change in flight (which holds it for update) is waited
    * for and then seen.
@@ -106,6 +107,7 @@ export class RecordStore {
     structureVersion: number,
     row: RecordRow,
     decision: DecisionBatch,
+    event: Statement<unknown>,
   ): Promise<boolean> {
     const [result] = await this.database.inWorkspace(workspaceId, (scope) =>
       prepared(
@@ -120,7 +122,8 @@ export class RecordStore {
               where s.workspace_id = scope.workspace_id and s.name = ${structure}
                 and s.version = ${structureVersion}::integer offset 0 for share) current_structure
             returning id),
-          logged as (${appendDecisions([decision])} where exists (select 1 from inserted) returning 1)
+          logged as (${appendDecisions([decision])} where exists (select 1 from inserted) returning 1),
+          evented as (${event} returning 1)
           select count(*)::int as inserted from inserted`,
       ),
     );

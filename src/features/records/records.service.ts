@@ -1,4 +1,6 @@
+import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
+import { appendEvents, type EventLog } from '../../events/event-log.ts';
 import { keysetPage } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
@@ -12,7 +14,7 @@ import { listFilter, listPage, permittedWhere } from './list-query.ts';
 import { mergePatch } from './merge-patch.ts';
 import type { RecordRow, RecordSession, RecordStore } from './record-store.ts';
 import { validateRecord } from './record-validation.ts';
-import { subjectOf, toResponse, versionMatches, writeDecision } from './record-view.ts';
+import { documentOf, subjectOf, toResponse, versionMatches, writeDecision } from './record-view.ts';
 import type { ListQuery, RecordResponse } from './records.schema.ts';
 
 const maxAttempts = 3;
@@ -33,11 +35,13 @@ export class RecordsService {
   private readonly store: RecordStore;
   private readonly catalog: StructureCatalog;
   private readonly access: AccessControl;
+  private readonly events: EventLog;
 
-  constructor(store: RecordStore, catalog: StructureCatalog, access: AccessControl) {
+  constructor(store: RecordStore, catalog: StructureCatalog, access: AccessControl, events: EventLog) {
     this.store = store;
     this.catalog = catalog;
     this.access = access;
+    this.events = events;
   }
 
   async get(caller: PrincipalCaller, name: string, id: string): Promise<RecordResponse> {
@@ -90,8 +94,14 @@ export class RecordsService {
         ruling.refine({ resourceId: row.id, fields });
         ruling.require(writeDecision(caller.ability, 'create', name, [subjectOf(name, row)], fields));
         const decision = { context: caller.context, entries: [ruling.entry] };
-        if (await this.store.insert(caller.workspaceId, name, structure.version, row, decision)) {
+        const event = appendEvents(
+          caller.origin,
+          [{ type: 'record_created', structure: name, recordId: row.id, data: { after: documentOf(row) } }],
+          sql`where exists (select 1 from inserted)`,
+        );
+        if (await this.store.insert(caller.workspaceId, name, structure.version, row, decision, event)) {
           ruling.written = true;
+          this.events.committed(caller.workspaceId);
           return toResponse(caller.ability, name, row, true);
         }
         structure = await this.reload(caller, name);
@@ -124,11 +134,17 @@ export class RecordsService {
           const states = [subjectOf(name, row), subjectOf(name, { ...row, data, updated_at: at })];
           ruling.require(writeDecision(caller.ability, 'update', name, states, fields));
           const stored = await session.update(row.id, data, at, name, structure.version);
-          if (stored) await this.access.decidedIn(session.scope, caller, [ruling.entry]);
+          if (!stored) return undefined;
+          const change = { before: documentOf(row), after: documentOf(stored) };
+          await this.events.appendIn(session.scope, caller.origin, [
+            { type: 'record_updated', structure: name, recordId: row.id, data: change },
+          ]);
+          await this.access.decidedIn(session.scope, caller, [ruling.entry]);
           return stored;
         });
         if (updated) {
           ruling.written = true;
+          this.events.committed(caller.workspaceId);
           return toResponse(caller.ability, name, updated, true);
         }
         structure = await this.reload(caller, name);
@@ -142,9 +158,13 @@ export class RecordsService {
       ruling.refine({ resourceId: id });
       await this.onLockedRow(caller, ruling, name, id, ifMatch, async (row, session) => {
         await session.delete(row.id);
+        await this.events.appendIn(session.scope, caller.origin, [
+          { type: 'record_deleted', structure: name, recordId: row.id, data: { before: documentOf(row) } },
+        ]);
         await this.access.decidedIn(session.scope, caller, [ruling.entry]);
       });
       ruling.written = true;
+      this.events.committed(caller.workspaceId);
     });
   }
 

@@ -156,12 +156,13 @@ export class WorkspacesService {
     });
   }
 
-  /** Tenant tables go by ON DELETE CASCADE; the decision log (no foreign key) is purged alongside. */
+  /** Tenant tables go by ON DELETE CASCADE; the decision and event logs (no foreign key) are purged alongside. */
   async remove(reference: string): Promise<void> {
     await this.announced(async (transaction) => {
       const workspace = await this.find(transaction, reference);
       await transaction.em.nativeDelete(WorkspaceEntity, { id: workspace.id });
       await transaction.query(sql`select cordon_purge_decision_log(${workspace.id}::uuid)`);
+      await transaction.query(sql`select cordon_purge_events(${workspace.id}::uuid)`);
     });
   }
 }

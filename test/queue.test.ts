@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import { pino } from 'pino';
+import type pg from 'pg';
+import { sql } from 'kysely';
+import { JobQueue } from '../src/events/queue.ts';
+import { purgeExpired } from '../src/events/retention.ts';
+import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { eventually } from './support/eventually.ts';
+
+let cordon: TestApp;
+let owner: pg.Client;
+
+beforeAll(async () => {
+  cordon = await startTestApp();
+  owner = await ownerClient();
+});
+afterAll(async () => {
+  await owner.end();
+  await cordon.close();
+});
+
+const logger = pino({ level: 'silent' });
+
+describe('the job queue', () => {
+  it('runs a job added in a committed transaction, and never one whose transaction rolled back', async () => {
+    const queue = new JobQueue(cordon.database, logger, { concurrency: 2 });
+    const ran: string[] = [];
+    const task = `test_${randomUUID().slice(0, 8)}`;
+    queue.task(task, async (payload) => void ran.push((payload as { name: string }).name));
+    await queue.start();
+    try {
+      await queue.addNow([{ task, payload: { name: 'committed' } }]);
+      await expect(
+        cordon.database.outsideWorkspaces(async (transaction) => {
+          await queue.add(transaction, [{ task, payload: { name: 'rolled back' } }]);
+          throw new Error('roll back');
+        }),
+      ).rejects.toThrow('roll back');
+      await eventually(async () => ran.includes('committed'));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(ran).toEqual(['committed']);
+    } finally {
+      await queue.stop();
+    }
+  });
+
+  it('frees the jobs of a worker whose heartbeat stopped, and runs them again', async () => {
+    const task = `test_${randomUUID().slice(0, 8)}`;
+    const dead = `pool-dead-${randomUUID().slice(0, 8)}`;
+    await cordon.database.query(sql`select graphile_worker.add_job(${task}::text, '{}'::json)`);
+    // A worker that was killed while running the job: it holds the lock, and said it was alive long ago.
+    await owner.query(
+      `update graphile_worker._private_jobs set locked_by = $1, locked_at = now() where task_id = (select id from graphile_worker._private_tasks where identifier = $2)`,
+      [dead, task],
+    );
+    await owner.query(`insert into worker_heartbeats (pool_id, seen_at) values ($1, now() - interval '1 hour')`, [
+      dead,
+    ]);
+    const queue = new JobQueue(cordon.database, logger, { concurrency: 1, heartbeatMs: 100 });
+    let ran = 0;
+    queue.task(task, async () => void (ran += 1));
+    await queue.start();
+    try {
+      await eventually(async () => ran === 1, 10_000);
+      const { rows } = await owner.query('select count(*)::int as n from worker_heartbeats where pool_id = $1', [dead]);
+      expect(rows[0].n).toBe(0);
+    } finally {
+      await queue.stop();
+    }
+  });
+});
+
+describe('retention', () => {
+  it('deletes events older than EVENT_RETENTION_HOURS and keeps the rest', async () => {
+    const workspace = (
+      await cordon
+        .admin()
+        .post('/v1/workspaces')
+        .send({ slug: `retention-${randomUUID().slice(0, 8)}`, name: 'R' })
+        .expect(201)
+    ).body.id as string;
+    await owner.query(
+      `insert into events (workspace_id, id, type, data, actor, at) values
+         ($1, gen_random_uuid(), 'test.old', '{}', '{"id":"t","kind":"system"}', now() - interval '73 hours'),
+         ($1, gen_random_uuid(), 'test.new', '{}', '{"id":"t","kind":"system"}', now() - interval '71 hours')`,
+      [workspace],
+    );
+    await purgeExpired(cordon.database, logger, { eventHours: 72, deliveryDays: 30 });
+    const { rows } = await owner.query('select type from events where workspace_id = $1 order by seq', [workspace]);
+    expect(rows.map((row) => row.type)).toEqual(['test.new']);
+  });
+});
