@@ -69,6 +69,20 @@ export class RecordStore {
     return row;
   }
 
+  /** The structure of the workspace's record with this id, whichever it is (a function's `getRecord`). */
+  async structureOf(workspaceId: string, id: string): Promise<string | undefined> {
+    const [row] = await this.database.inWorkspace(workspaceId, (scope) =>
+      prepared(
+        'cordon_record_structure',
+        sql<{ structure: string }>`with ${scope}
+          select found.structure from scope cross join lateral (
+            select r.structure from records r
+            where r.workspace_id = scope.workspace_id and r.id = ${id}::uuid offset 0) found`,
+      ),
+    );
+    return row?.structure;
+  }
+
   page(workspaceId: string, structure: string, page: PageQuery): Promise<(RecordRow & Record<string, unknown>)[]> {
     return this.database.inWorkspace(workspaceId, pageStatement(structure, page));
   }
