@@ -20,6 +20,7 @@ import { PolicyEntity } from './features/policies/policy.entity.ts';
 import { IdentityProviderEntity } from './features/identity-providers/identity-provider.entity.ts';
 import { StructureEntity } from './features/structures/structure.entity.ts';
 import { FunctionApi } from './features/functions/function-api.ts';
+import { FunctionCatalog } from './features/functions/function-catalog.ts';
 import { FunctionEntity } from './features/functions/function.entity.ts';
 import { FunctionRunner } from './features/functions/function-runner.ts';
 import { FunctionRuns } from './features/functions/function-runs.ts';
@@ -173,7 +174,7 @@ export function createApp(dependencies: AppDependencies): {
   decisionRoutes(api, new DecisionReader(database), access, signingKey);
   const runs = new FunctionRuns(database);
   const functions = new FunctionRunner({
-    database,
+    catalog: new FunctionCatalog(database, changes),
     policies: policyStore,
     directory,
     api: new FunctionApi({ records, access, database, events }),
@@ -182,7 +183,7 @@ export function createApp(dependencies: AppDependencies): {
     chainDepth: config.events.functionChainDepth,
     logger,
   });
-  functionRoutes(api, new FunctionsService({ database, access, runner: functions, runs }));
+  functionRoutes(api, new FunctionsService(services, functions, runs));
 
   app.use(notFound);
   app.use(problemHandler);

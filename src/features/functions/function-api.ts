@@ -1,11 +1,13 @@
+import { sql } from 'kysely';
 import { z } from 'zod';
 import type { Principal } from '../../auth/principal.ts';
-import type { Database } from '../../db/database.ts';
-import type { EventLog } from '../../events/event-log.ts';
+import { prepared, type Database } from '../../db/database.ts';
+import { appendEvents, type EventLog } from '../../events/event-log.ts';
 import { fieldErrors } from '../../http/api.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { toProblem } from '../../http/problems.ts';
 import type { AccessControl, PrincipalCaller } from '../../policy/access.ts';
+import { appendDecisions } from '../../policy/decision-log.ts';
 import type { PolicyScope, PolicyStore } from '../../policy/policy-store.ts';
 import { Ruling } from '../../policy/ruling.ts';
 import type { RecordsService } from '../records/records.service.ts';
@@ -171,17 +173,22 @@ export class FunctionApi {
   /**
    * Cordon sends no mail: a notification is a `notification.requested` event, for the triggers
    * that subscribe to it (the app sends it). Asking is `create` on `Notification`, decided and
-   * logged like any write, in the event's transaction.
+   * logged like any write: the event and its decision are one statement, as a record's create is.
    */
   private async requestNotification(caller: PrincipalCaller, request: Record<string, unknown>): Promise<void> {
     const decision = caller.ability.decide('create', 'Notification');
     const ruling = new Ruling({ action: 'create', operation: 'create', subject: 'Notification', decision });
     await this.access.decide(caller, ruling, async () => {
       ruling.require(decision);
-      await this.database.withWorkspace(caller.workspaceId, async (scope) => {
-        await this.events.appendIn(scope, caller.origin, [{ type: 'notification.requested', data: request }]);
-        await this.access.decidedIn(scope, caller, [ruling.entry]);
-      });
+      const event = appendEvents(caller.origin, [{ type: 'notification.requested', data: request }]);
+      const logged = appendDecisions([{ context: caller.context, entries: [ruling.entry] }]);
+      await this.database.inWorkspace(caller.workspaceId, (scope) =>
+        prepared(
+          'cordon_request_notification',
+          sql`with ${scope}, logged as (${logged} returning 1), evented as (${event} returning 1)
+            select (select count(*) from logged)::int as decisions, (select count(*) from evented)::int as events`,
+        ),
+      );
       ruling.written = true;
       this.events.committed(caller.workspaceId);
     });

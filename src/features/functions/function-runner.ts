@@ -1,24 +1,13 @@
-import { sql } from 'kysely';
 import type { Logger } from 'pino';
 import { v7 as uuidv7 } from 'uuid';
 import type { WorkspaceDirectory } from '../../auth/workspace-directory.ts';
-import { prepared, type Database } from '../../db/database.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
 import type { ActionAttempt, ActionOutcome, FunctionAction } from '../triggers/action.ts';
 import { apiMethods, functionCaller, hostErrorOf, type FunctionApi } from './function-api.ts';
+import type { FunctionCatalog, StoredFunction } from './function-catalog.ts';
 import type { FunctionRuns } from './function-runs.ts';
 import type { HostCall, RunOutcome } from './sandbox.ts';
 import type { SandboxPool } from './sandbox-pool.ts';
-
-/** A function as a run needs it. */
-export interface StoredFunction {
-  name: string;
-  code: string;
-  roles: string[];
-  timeoutMs: number;
-  memoryMb: number;
-  version: number;
-}
 
 export interface RunRequest {
   workspaceId: string;
@@ -59,7 +48,7 @@ function limited(call: HostCall): HostCall {
  * `function_runs`, whatever its outcome.
  */
 export class FunctionRunner implements FunctionAction {
-  private readonly database: Database;
+  private readonly catalog: FunctionCatalog;
   private readonly policies: PolicyStore;
   private readonly directory: WorkspaceDirectory;
   private readonly api: FunctionApi;
@@ -69,7 +58,7 @@ export class FunctionRunner implements FunctionAction {
   private readonly logger: Logger;
 
   constructor(options: {
-    database: Database;
+    catalog: FunctionCatalog;
     policies: PolicyStore;
     directory: WorkspaceDirectory;
     api: FunctionApi;
@@ -78,7 +67,7 @@ export class FunctionRunner implements FunctionAction {
     chainDepth: number;
     logger: Logger;
   }) {
-    this.database = options.database;
+    this.catalog = options.catalog;
     this.policies = options.policies;
     this.directory = options.directory;
     this.api = options.api;
@@ -88,17 +77,8 @@ export class FunctionRunner implements FunctionAction {
     this.logger = options.logger;
   }
 
-  async load(workspaceId: string, name: string): Promise<StoredFunction | undefined> {
-    const [row] = await this.database.inWorkspace(workspaceId, (scope) =>
-      prepared(
-        'cordon_load_function',
-        sql<StoredFunction>`with ${scope}
-          select found.* from scope cross join lateral (
-            select f.name, f.code, f.roles, f.timeout_ms as "timeoutMs", f.memory_mb as "memoryMb", f.version
-            from functions f where f.workspace_id = scope.workspace_id and f.name = ${name} offset 0) found`,
-      ),
-    );
-    return row;
+  load(workspaceId: string, name: string): Promise<StoredFunction | undefined> {
+    return this.catalog.find(workspaceId, name);
   }
 
   /**

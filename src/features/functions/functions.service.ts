@@ -1,9 +1,9 @@
 import { LockMode } from '@mikro-orm/core';
 import { v7 as uuidv7 } from 'uuid';
-import type { Database, Scope } from '../../db/database.ts';
+import type { Scope } from '../../db/database.ts';
 import { ProblemError } from '../../http/errors.ts';
-import type { AccessControl, Caller } from '../../policy/access.ts';
-import type { Ruling } from '../../policy/ruling.ts';
+import type { Caller } from '../../policy/access.ts';
+import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
 import { checkGrant } from '../members/grants.ts';
 import { FunctionEntity, type FunctionDefinition } from './function.entity.ts';
 import type { FunctionRunner } from './function-runner.ts';
@@ -41,17 +41,18 @@ const loadTimeoutMs = 2_000;
  * giving it roles is granting them: the caller must hold them (or manage members), as for a
  * member — also to change or delete a function, or to invoke one, whose roles it does not hold.
  */
-export class FunctionsService {
-  private readonly database: Database;
-  private readonly access: AccessControl;
+export class FunctionsService extends WorkspaceConfiguration {
   private readonly runner: FunctionRunner;
   private readonly runs: FunctionRuns;
 
-  constructor(options: { database: Database; access: AccessControl; runner: FunctionRunner; runs: FunctionRuns }) {
-    this.database = options.database;
-    this.access = options.access;
-    this.runner = options.runner;
-    this.runs = options.runs;
+  constructor(
+    options: ConstructorParameters<typeof WorkspaceConfiguration>[0],
+    runner: FunctionRunner,
+    runs: FunctionRuns,
+  ) {
+    super(options, 'function');
+    this.runner = runner;
+    this.runs = runs;
   }
 
   list(caller: Caller): Promise<FunctionResponse[]> {
@@ -73,7 +74,7 @@ export class FunctionsService {
     caller.ruling?.refine({ resourceId: input.name });
     checkGrant(caller, input.roles);
     await this.compiles(input.code, input);
-    return this.access.change(caller, async (scope) => {
+    return this.change(caller, async (scope) => {
       const definition = scope.em.create(FunctionEntity, { workspaceId: scope.workspaceId, ...input });
       await scope.em.flush();
       return toResponse(definition);
@@ -84,7 +85,7 @@ export class FunctionsService {
     caller.ruling?.refine({ resourceId: name });
     checkGrant(caller, input.roles);
     await this.compiles(input.code, input);
-    return this.access.change(caller, async (scope) => {
+    return this.change(caller, async (scope) => {
       const definition = await this.load(scope, name, true);
       checkGrant(caller, definition.roles);
       scope.em.assign(definition, { ...input, version: definition.version + 1, updatedAt: new Date() });
@@ -95,7 +96,7 @@ export class FunctionsService {
 
   async remove(caller: Caller, name: string): Promise<void> {
     caller.ruling?.refine({ resourceId: name });
-    await this.access.change(caller, async (scope) => {
+    await this.change(caller, async (scope) => {
       const definition = await this.load(scope, name, true);
       checkGrant(caller, definition.roles);
       await scope.em.nativeDelete(FunctionEntity, { workspaceId: scope.workspaceId, name: definition.name });
@@ -177,11 +178,5 @@ export class FunctionsService {
     );
     if (!definition) throw notFound(name);
     return definition;
-  }
-
-  private read<T>(caller: Caller, work: (scope: Scope, ruling: Ruling) => Promise<T>): Promise<T> {
-    return this.access.read(caller, (ruling) =>
-      this.database.withWorkspace(caller.workspaceId, (scope) => work(scope, ruling), { readOnly: true }),
-    );
   }
 }

@@ -69,18 +69,20 @@ export class RecordStore {
     return row;
   }
 
-  /** The structure of the workspace's record with this id, whichever it is (a function's `getRecord`). */
-  async structureOf(workspaceId: string, id: string): Promise<string | undefined> {
-    const [row] = await this.database.inWorkspace(workspaceId, (scope) =>
+  /** The workspace's record with this id, whichever its structure (a function's `getRecord`). */
+  async findById(workspaceId: string, id: string): Promise<{ structure: string; row: RecordRow } | undefined> {
+    const [found] = await this.database.inWorkspace(workspaceId, (scope) =>
       prepared(
-        'cordon_record_structure',
-        sql<{ structure: string }>`with ${scope}
-          select found.structure from scope cross join lateral (
-            select r.structure from records r
+        'cordon_find_record_by_id',
+        sql<RecordRow & { structure: string }>`with ${scope}
+          select found.* from scope cross join lateral (
+            select r.structure, r.id, r.data, r.created_by, r.created_at, r.updated_at, r.version from records r
             where r.workspace_id = scope.workspace_id and r.id = ${id}::uuid offset 0) found`,
       ),
     );
-    return row?.structure;
+    if (!found) return undefined;
+    const { structure, ...row } = found;
+    return { structure, row };
   }
 
   page(workspaceId: string, structure: string, page: PageQuery): Promise<(RecordRow & Record<string, unknown>)[]> {
