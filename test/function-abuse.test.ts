@@ -168,6 +168,13 @@ describe('a run’s other limits', () => {
     expect(run.durationMs).toBeLessThan(timeoutMs);
   });
 
+  it('refuses api calls whose arguments are larger than a request body may be', async () => {
+    const run = await invoke(
+      'async function run(event, { api }) { return api.createRecord("Task", { title: "x".repeat(2 ** 21) }).catch((error) => [error.status, error.code]) }',
+    );
+    expect(run).toMatchObject({ status: 'succeeded', result: [413, 'payload_too_large'] });
+  });
+
   it('counts api calls in its deadline', async () => {
     const run = await invoke('async function run(event, { api }) { for (;;) await api.queryRecords("Task") }', {
       timeoutMs: 300,

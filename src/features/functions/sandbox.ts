@@ -16,6 +16,8 @@ import {
 
 export const sandboxCaps = {
   resultBytes: 64 * 1024,
+  /** An api call's arguments, as JSON: what a request body may carry (BODY_LIMIT's default). */
+  argumentBytes: 1024 * 1024,
   logLines: 100,
   logBytes: 16 * 1024,
   /**
@@ -318,7 +320,13 @@ export function execute(module: QuickJSWASMModule, job: SandboxJob, call: HostCa
       const deferred = context.newPromise();
       deferreds.add(deferred);
       Promise.resolve()
-        .then(() => call(name, JSON.parse(argsJson) as unknown[]))
+        .then(() => {
+          if (argsJson.length > sandboxCaps.argumentBytes) {
+            const message = `the arguments of api.${name} are larger than ${sandboxCaps.argumentBytes} bytes of JSON`;
+            throw { name: 'ApiError', message, code: 'payload_too_large', status: 413 } satisfies HostError;
+          }
+          return call(name, JSON.parse(argsJson) as unknown[]);
+        })
         .then(
           (value) => {
             if (finished) return;
