@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { toStoredEvent } from '../src/events/dispatcher.ts';
 import type { StoredEvent } from '../src/events/event-log.ts';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
 
@@ -492,6 +493,35 @@ describe('saving a function', () => {
       version: 1,
       roles: ['admin'],
     });
+  });
+});
+
+describe('a trigger’s run on another instance', () => {
+  it('runs the code as replaced once that instance hears of the change', async () => {
+    const [first, second] = [await startTestApp({ listen: true }), await startTestApp({ listen: true })];
+    try {
+      const path = `/v1/workspaces/${tenant.slug}/functions`;
+      await first.admin().post(path).send({ name: 'versioned', code: 'async function run() { return 1 }' }).expect(201);
+      const attempt = async () => {
+        const outcome = await second.functions.run('versioned', {
+          workspaceId: tenant.id,
+          triggerId: randomUUID(),
+          deliveryId: randomUUID(),
+          attempt: 1,
+          event: await lastEvent(taskId),
+          signal: new AbortController().signal,
+        });
+        expect(outcome).toMatchObject({ ok: true });
+        const [run] = (await as(admin).get('/functions/versioned/runs?limit=1').expect(200)).body.data;
+        return run.result;
+      };
+      expect(await attempt()).toBe(1);
+      await first.admin().put(`${path}/versioned`).send({ code: 'async function run() { return 2 }' }).expect(200);
+      await eventually(async () => (await attempt()) === 2);
+    } finally {
+      await first.close();
+      await second.close();
+    }
   });
 });
 
