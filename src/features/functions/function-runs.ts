@@ -63,13 +63,20 @@ export class FunctionRuns {
     this.database = database;
   }
 
+  /**
+   * Committed without waiting for its WAL flush (`synchronous_commit = off` for this statement
+   * alone): the row is visible at once and on disk within a few hundred milliseconds, so only a
+   * PostgreSQL crash in between can lose it. A run's decisions and events — the records that
+   * carry guarantees — are committed durably by their own statements; this saves a trigger's
+   * run a flush (about a third of a millisecond here).
+   */
   async append(workspaceId: string, run: RunEntry): Promise<void> {
     const { outcome } = run;
     const result = outcome.ok && outcome.result !== null ? JSON.stringify(outcome.result) : null;
     await this.database.inWorkspace(workspaceId, (scope) =>
       prepared(
         'cordon_append_function_run',
-        sql`with ${scope}
+        sql`with ${scope}, relaxed as materialized (select set_config('synchronous_commit', 'off', true))
           insert into function_runs (workspace_id, id, function_name, function_version, trigger_id, delivery_id, event_seq,
             invoked, status, result, error, error_kind, logs, logs_truncated, duration_ms, started_at)
           select scope.workspace_id, ${run.id}::uuid, ${run.functionName}, ${run.functionVersion}::integer,
@@ -77,7 +84,7 @@ export class FunctionRuns {
             ${outcome.ok ? 'succeeded' : 'failed'}, ${result}::jsonb, ${outcome.ok ? null : outcome.error.message},
             ${outcome.ok ? null : outcome.error.kind}, ${JSON.stringify(outcome.logs)}::jsonb, ${outcome.logsTruncated}::boolean,
             ${outcome.durationMs}::double precision, ${run.startedAt}::timestamptz
-          from scope`,
+          from scope cross join relaxed`,
       ),
     );
   }
