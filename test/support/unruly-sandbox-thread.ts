@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import type { ToSandbox } from '../../src/features/functions/sandbox.ts';
+import type { ToSandbox } from '../../src/features/functions/sandbox-protocol.ts';
 
 /**
  * A sandbox thread that misbehaves on request, as a real one could only through a bug: code

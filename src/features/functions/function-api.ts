@@ -11,7 +11,7 @@ import { appendDecisions } from '../../policy/decision-log.ts';
 import type { PolicyScope, PolicyStore } from '../../policy/policy-store.ts';
 import { Ruling } from '../../policy/ruling.ts';
 import type { RecordsService } from '../records/records.service.ts';
-import type { HostError } from './sandbox.ts';
+import type { HostError } from './sandbox-protocol.ts';
 
 /** Who a function acts as during one run, and where its writes say they come from. */
 export interface FunctionActor {

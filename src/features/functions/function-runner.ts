@@ -6,7 +6,7 @@ import type { ActionAttempt, ActionOutcome, FunctionAction } from '../triggers/a
 import { apiMethods, functionCaller, hostErrorOf, type FunctionApi } from './function-api.ts';
 import type { FunctionCatalog, StoredFunction } from './function-catalog.ts';
 import type { FunctionRuns } from './function-runs.ts';
-import type { HostCall, RunOutcome } from './sandbox.ts';
+import type { HostCall, RunOutcome } from './sandbox-protocol.ts';
 import type { SandboxPool } from './sandbox-pool.ts';
 
 export interface RunRequest {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { prepared, type Database, type Scope } from '../../db/database.ts';
 import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
 import type { RunResponse, RunsQuery } from './functions.schema.ts';
-import type { FailureKind, LogLine, RunOutcome } from './sandbox.ts';
+import type { FailureKind, LogLine, RunOutcome } from './sandbox-protocol.ts';
 
 /** One run as it is logged: what ran, on what, and how it ended. */
 export interface RunEntry {

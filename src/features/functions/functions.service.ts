@@ -16,7 +16,7 @@ import type {
   InvokeResponse,
   RunsQuery,
 } from './functions.schema.ts';
-import type { Limits } from './sandbox.ts';
+import type { Limits } from './sandbox-protocol.ts';
 
 export function toResponse(definition: FunctionDefinition): FunctionResponse {
   return {

@@ -8,7 +8,7 @@ import type {
   RunOutcome,
   SandboxJob,
   ToSandbox,
-} from './sandbox.ts';
+} from './sandbox-protocol.ts';
 
 export interface SandboxPoolOptions {
   /**

@@ -1,6 +1,7 @@
 import { parentPort } from 'node:worker_threads';
 import { newQuickJSWASMModuleFromVariant } from 'quickjs-emscripten-core';
-import { execute, inspect, SandboxCrash, type FromSandbox, type HostError, type ToSandbox } from './sandbox.ts';
+import type { FromSandbox, HostError, ToSandbox } from './sandbox-protocol.ts';
+import { execute, inspect, SandboxCrash } from './sandbox.ts';
 
 /**
  * A sandbox thread: one QuickJS module, one run at a time, host calls forwarded to the main

@@ -6,6 +6,18 @@ import {
   type QuickJSRuntime,
   type QuickJSWASMModule,
 } from 'quickjs-emscripten-core';
+import { failureOf, prelude } from './sandbox-guest.ts';
+import {
+  sandboxCaps,
+  type HostCall,
+  type HostError,
+  type Limits,
+  type LogLevel,
+  type LogLine,
+  type RunFailure,
+  type RunOutcome,
+  type SandboxJob,
+} from './sandbox-protocol.ts';
 
 /**
  * One function run in QuickJS (quickjs-emscripten's sync build), inside a worker thread: a fresh
@@ -14,156 +26,9 @@ import {
  * functions, and values cross the boundary only as JSON strings.
  */
 
-export const sandboxCaps = {
-  resultBytes: 64 * 1024,
-  /** An api call's arguments, as JSON: what a request body may carry (BODY_LIMIT's default). */
-  argumentBytes: 1024 * 1024,
-  logLines: 100,
-  logBytes: 16 * 1024,
-  /**
-   * QuickJS counts its stack on emscripten's shadow stack, but each frame also uses the V8 stack:
-   * at more than 1/16 of the thread's V8 stack (4 MB, set by the pool) a deep recursion or a deep
-   * JSON.stringify overflows the host instead of failing cleanly.
-   */
-  stackBytes: 256 * 1024,
-};
-
-export type LogLevel = 'log' | 'info' | 'warn' | 'error';
-export interface LogLine {
-  level: LogLevel;
-  message: string;
-}
-
-/**
- * Why a run failed. `invalid`: the code does not load or defines no `run`; `error`: it threw or
- * its promise rejected; `timeout`, `memory`, `stack`: a limit; `result`: not JSON or over 64 KB;
- * `stalled`: it awaits something that can never settle; `crashed`: the sandbox itself broke
- * (it is replaced); `busy`: no sandbox was free in time.
- */
-export type FailureKind =
-  'invalid' | 'error' | 'timeout' | 'memory' | 'stack' | 'result' | 'stalled' | 'crashed' | 'busy';
-
-export interface RunFailure {
-  kind: FailureKind;
-  message: string;
-}
-
-export interface Limits {
-  timeoutMs: number;
-  memoryMb: number;
-}
-
-export interface SandboxJob extends Limits {
-  code: string;
-  event: unknown;
-  /** The names of `context.api`'s methods. */
-  apiNames: readonly string[];
-}
-
-export type RunOutcome = ({ ok: true; result: unknown } | { ok: false; error: RunFailure }) & {
-  logs: LogLine[];
-  logsTruncated: boolean;
-  durationMs: number;
-};
-
-/** An api call's failure, as the function's code catches it (`error.code`, `error.status`). */
-export interface HostError {
-  name: string;
-  message: string;
-  code?: string;
-  status?: number;
-  errors?: unknown;
-}
-
-export type HostCall = (name: string, args: unknown[]) => Promise<unknown>;
-
 /** The sandbox itself failed (the host's own stack, a leak assertion): the module must not be reused. */
 export class SandboxCrash extends Error {
   override name = 'SandboxCrash';
-}
-
-/**
- * Evaluated before the function's code, in the same context. It keeps the builtins it needs
- * before user code can replace them, never puts `hostCall`/`hostLog` on the global object, and
- * returns `invoke(eventJson)` and `defines()`.
- */
-const prelude = `(function (hostCall, hostLog, apiNames, resultChars, lineChars) {
-  'use strict';
-  const { parse, stringify } = JSON;
-  const { freeze, getPrototypeOf } = Object;
-  const asyncFunction = getPrototypeOf(async function () {});
-  const text = (value) => {
-    if (typeof value === 'string') return value;
-    if (value instanceof Error) return value.name + ': ' + value.message;
-    try { const json = stringify(value); return json === undefined ? String(value) : json; } catch { return String(value); }
-  };
-  let full = false;
-  const logger = (level) => (...values) => {
-    if (full) return;
-    const line = values.map(text).join(' ');
-    full = !hostLog(level, line.length > lineChars ? line.slice(0, lineChars) : line);
-  };
-  globalThis.console = freeze({
-    log: logger('log'), info: logger('info'), warn: logger('warn'), error: logger('error'), debug: logger('log'),
-  });
-  const failed = (error) => {
-    if (error && typeof error.errors === 'string') error.errors = parse(error.errors);
-    throw error;
-  };
-  const api = {};
-  for (const name of apiNames) api[name] = (...args) => hostCall(name, stringify(args)).then(parse, failed);
-  const context = freeze({ api: freeze(api) });
-  const resultError = (message) => { const error = new Error(message); error.name = 'ResultError'; return error; };
-  return {
-    defines: () => typeof run !== 'function' ? 'nothing' : getPrototypeOf(run) === asyncFunction ? 'async' : 'function',
-    invoke: async (eventJson) => {
-      if (typeof run !== 'function') throw new TypeError('the code must define async function run(event, context)');
-      const result = await run(parse(eventJson), context);
-      let json;
-      try { json = stringify(result === undefined ? null : result); } catch (error) { throw resultError('the result is not JSON: ' + error.message); }
-      if (json === undefined) return 'null';
-      if (json.length > resultChars) throw resultError('the result is larger than ' + resultChars + ' bytes of JSON');
-      return json;
-    },
-  };
-})`;
-
-/** What a guest error says, and which limit (if any) it was. */
-function failureOf(context: QuickJSContext, handle: QuickJSHandle, timeoutMs: number): RunFailure {
-  let dumped: unknown;
-  try {
-    dumped = context.dump(handle);
-  } catch {
-    // Dumping needs memory of its own: an exhausted runtime may not manage it.
-    dumped = { name: 'InternalError', message: 'out of memory' };
-  } finally {
-    handle.dispose();
-  }
-  const error = typeof dumped === 'object' && dumped !== null ? (dumped as Record<string, unknown>) : undefined;
-  const name = typeof error?.name === 'string' ? error.name : 'Error';
-  const message = error
-    ? typeof error.message === 'string'
-      ? error.message
-      : JSON.stringify(dumped)
-    : `${JSON.stringify(dumped) ?? String(dumped)}`;
-  // The prelude's frames are ours, not the function's.
-  const stack =
-    typeof error?.stack === 'string'
-      ? error.stack
-          .split('\n')
-          .map((line) => line.trim())
-          .filter((line) => line && !line.includes('prelude.js'))
-          .join('\n')
-      : '';
-  if (name === 'InternalError' && message === 'interrupted')
-    return { kind: 'timeout', message: `exceeded ${timeoutMs} ms` };
-  if (/out of memory|invalid (string|array) length|array buffer length/i.test(message))
-    return { kind: 'memory', message: `${name}: ${message} (memory limit reached)` };
-  if (/stack overflow/i.test(message)) return { kind: 'stack', message: `${name}: ${message}` };
-  if (name === 'ResultError') return { kind: 'result', message };
-  const thrown = error ? `${name}: ${message}` : `uncaught ${message}`;
-  const full = stack ? `${thrown}\n${stack}` : thrown;
-  return { kind: 'error', message: full.slice(0, 4_000) };
 }
 
 interface Sandbox {
@@ -437,15 +302,3 @@ export function execute(module: QuickJSWASMModule, job: SandboxJob, call: HostCa
     }
   });
 }
-
-/** What the pool and a sandbox thread say to each other. */
-export type ToSandbox =
-  | { kind: 'run'; job: SandboxJob }
-  | { kind: 'inspect'; code: string; limits: Limits }
-  | { kind: 'reply'; callId: number; value?: unknown; error?: HostError };
-
-export type FromSandbox =
-  | { kind: 'ready' }
-  | { kind: 'call'; callId: number; name: string; args: unknown[] }
-  | { kind: 'ran'; outcome: RunOutcome }
-  | { kind: 'inspected'; failure: RunFailure | null };
