@@ -19,6 +19,14 @@ import { policyRoutes } from './features/policies/policies.routes.ts';
 import { PolicyEntity } from './features/policies/policy.entity.ts';
 import { IdentityProviderEntity } from './features/identity-providers/identity-provider.entity.ts';
 import { StructureEntity } from './features/structures/structure.entity.ts';
+import { FunctionApi } from './features/functions/function-api.ts';
+import { FunctionCatalog } from './features/functions/function-catalog.ts';
+import { FunctionEntity } from './features/functions/function.entity.ts';
+import { FunctionRunner } from './features/functions/function-runner.ts';
+import { FunctionRuns } from './features/functions/function-runs.ts';
+import { functionRoutes } from './features/functions/functions.routes.ts';
+import { FunctionsService } from './features/functions/functions.service.ts';
+import { SandboxPool, type SandboxPoolOptions } from './features/functions/sandbox-pool.ts';
 import { WorkspaceEntity } from './features/workspaces/workspace.entity.ts';
 import { EventLog } from './events/event-log.ts';
 import { EventSecrets } from './events/secrets.ts';
@@ -47,7 +55,9 @@ import { AccessControl } from './policy/access.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 
 export interface AppDependencies {
-  config: Pick<Config, 'env' | 'bodyLimit' | 'trustProxy' | 'auth' | 'invitations'> & { adminApiKey: string };
+  config: Pick<Config, 'env' | 'bodyLimit' | 'trustProxy' | 'auth' | 'invitations' | 'events'> & {
+    adminApiKey: string;
+  };
   database: Database;
   changes: ChangeBus;
   logger: Logger;
@@ -56,10 +66,12 @@ export interface AppDependencies {
   logDecisions?: boolean;
   /** The event log's in-process news of commits, shared with this instance's consumers. */
   events?: EventLog;
+  /** Function sandboxes (tests make them misbehave). */
+  sandbox?: Partial<SandboxPoolOptions>;
 }
 
 /** Every entity, handed to the ORM once (MikroORM refuses a module it sees twice). */
-export const entities = [WorkspaceEntity, PolicyEntity, IdentityProviderEntity, StructureEntity];
+export const entities = [WorkspaceEntity, PolicyEntity, IdentityProviderEntity, StructureEntity, FunctionEntity];
 
 export const apiVersion = '0.1.0';
 
@@ -92,7 +104,13 @@ function adminOrBearer(adminApiKey: string, bearer: RequestHandler): RequestHand
 }
 
 /** Builds the Express app; never listens, so tests and main.ts share it. */
-export function createApp(dependencies: AppDependencies): { app: Express; api: Api; events: EventLog } {
+export function createApp(dependencies: AppDependencies): {
+  app: Express;
+  api: Api;
+  events: EventLog;
+  /** Runs functions (the delivery task's FunctionAction); `close()` stops its sandbox threads. */
+  functions: FunctionRunner;
+} {
   const { config, database, changes, logger, signingKey } = dependencies;
   const app = express();
   app.disable('x-powered-by');
@@ -154,8 +172,20 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   const secrets = new EventSecrets(config.adminApiKey);
   invitationRoutes(api, new InvitationsService(services, secrets, config.invitations), access, authenticator);
   decisionRoutes(api, new DecisionReader(database), access, signingKey);
+  const runs = new FunctionRuns(database);
+  const functions = new FunctionRunner({
+    catalog: new FunctionCatalog(database, changes),
+    policies: policyStore,
+    directory,
+    api: new FunctionApi({ records, access, database, events }),
+    runs,
+    pool: new SandboxPool(dependencies.sandbox),
+    chainDepth: config.events.functionChainDepth,
+    logger,
+  });
+  functionRoutes(api, new FunctionsService(services, functions, runs));
 
   app.use(notFound);
   app.use(problemHandler);
-  return { app, api, events };
+  return { app, api, events, functions };
 }

@@ -37,6 +37,7 @@ export const errorCatalogue = {
   record_not_found: { status: 404, title: 'Record not found' },
   member_not_found: { status: 404, title: 'Member not found' },
   invitation_not_found: { status: 404, title: 'Invitation not found' },
+  function_not_found: { status: 404, title: 'Function not found' },
   // 409
   slug_taken: { status: 409, title: 'Workspace slug is already taken' },
   identity_provider_taken: { status: 409, title: 'This issuer is already trusted for this organization' },
@@ -55,6 +56,7 @@ export const errorCatalogue = {
   invitation_used: { status: 409, title: 'The invitation has already been accepted' },
   invitation_revoked: { status: 409, title: 'The invitation was revoked' },
   invitation_not_pending: { status: 409, title: 'Only a pending invitation can be revoked' },
+  function_name_taken: { status: 409, title: 'This workspace already has a function with that name' },
   // 410
   invitation_expired: { status: 410, title: 'The invitation has expired' },
   // 412
@@ -65,6 +67,7 @@ export const errorCatalogue = {
   // 5xx
   internal: { status: 500, title: 'Internal server error' },
   database_unavailable: { status: 503, title: 'Database unavailable' },
+  sandbox_busy: { status: 503, title: 'No function sandbox is free; retry shortly' },
   identity_provider_unavailable: { status: 503, title: "Identity provider's keys could not be fetched" },
 } as const satisfies Record<string, { status: number; title: string }>;
 

@@ -12,6 +12,9 @@ const systemSubjects = [
   'DecisionLog',
   'Billing',
   'Trigger',
+  'Function',
+  // What a function's `context.api.sendNotification` asks for: a `notification.requested` event.
+  'Notification',
 ] as const;
 export type SystemSubject = (typeof systemSubjects)[number];
 

@@ -6,6 +6,8 @@ import supertest from 'supertest';
 import { createApp, entities } from '../../src/app.ts';
 import { Background } from '../../src/background.ts';
 import type { EventLog } from '../../src/events/event-log.ts';
+import type { FunctionRunner } from '../../src/features/functions/function-runner.ts';
+import type { SandboxPoolOptions } from '../../src/features/functions/sandbox-pool.ts';
 import { parseConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/http/logging.ts';
 import { ChangeBus } from '../../src/db/changes.ts';
@@ -27,6 +29,8 @@ export interface TestApp {
   events: EventLog;
   /** The job queue and event dispatcher; running only with `background: true`. */
   background: Background;
+  /** Runs functions (what a function trigger's delivery calls). */
+  functions: FunctionRunner;
   close: () => Promise<void>;
 }
 
@@ -55,6 +59,8 @@ export interface TestAppOptions {
   signingKey?: SigningKey;
   /** Run the background work too: the job queue and the event dispatcher (as `npm start` does). */
   background?: boolean;
+  /** Function sandboxes (a test makes them misbehave). */
+  sandbox?: Partial<SandboxPoolOptions>;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -79,12 +85,13 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const changes = new ChangeBus(url, logger);
   if (options.listen) await changes.listen();
-  const { app, events } = createApp({
+  const { app, events, functions } = createApp({
     config: { ...config, adminApiKey: adminKey },
     database,
     changes,
     logger,
     signingKey,
+    ...(options.sandbox && { sandbox: options.sandbox }),
   });
   const sealer = new Sealer(database, signingKey, logger);
   const background = new Background({ config, database, events, logger });
@@ -99,7 +106,9 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     sealer,
     events,
     background,
+    functions,
     close: async () => {
+      await functions.close();
       await background.stop();
       await changes.close();
       await database.close();

@@ -69,6 +69,22 @@ export class RecordStore {
     return row;
   }
 
+  /** The workspace's record with this id, whichever its structure (a function's `getRecord`). */
+  async findById(workspaceId: string, id: string): Promise<{ structure: string; row: RecordRow } | undefined> {
+    const [found] = await this.database.inWorkspace(workspaceId, (scope) =>
+      prepared(
+        'cordon_find_record_by_id',
+        sql<RecordRow & { structure: string }>`with ${scope}
+          select found.* from scope cross join lateral (
+            select r.structure, r.id, r.data, r.created_by, r.created_at, r.updated_at, r.version from records r
+            where r.workspace_id = scope.workspace_id and r.id = ${id}::uuid offset 0) found`,
+      ),
+    );
+    if (!found) return undefined;
+    const { structure, ...row } = found;
+    return { structure, row };
+  }
+
   page(workspaceId: string, structure: string, page: PageQuery): Promise<(RecordRow & Record<string, unknown>)[]> {
     return this.database.inWorkspace(workspaceId, pageStatement(structure, page));
   }
