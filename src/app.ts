@@ -20,6 +20,9 @@ import { PolicyEntity } from './features/policies/policy.entity.ts';
 import { IdentityProviderEntity } from './features/identity-providers/identity-provider.entity.ts';
 import { StructureEntity } from './features/structures/structure.entity.ts';
 import { WorkspaceEntity } from './features/workspaces/workspace.entity.ts';
+import { TriggerEntity } from './features/triggers/trigger.entity.ts';
+import { triggerRoutes } from './features/triggers/triggers.routes.ts';
+import { TriggersService } from './features/triggers/triggers.service.ts';
 import { EventLog } from './events/event-log.ts';
 import { EventSecrets } from './events/secrets.ts';
 import { invitationRoutes } from './features/invitations/invitations.routes.ts';
@@ -59,7 +62,7 @@ export interface AppDependencies {
 }
 
 /** Every entity, handed to the ORM once (MikroORM refuses a module it sees twice). */
-export const entities = [WorkspaceEntity, PolicyEntity, IdentityProviderEntity, StructureEntity];
+export const entities = [WorkspaceEntity, PolicyEntity, IdentityProviderEntity, StructureEntity, TriggerEntity];
 
 export const apiVersion = '0.1.0';
 
@@ -153,6 +156,7 @@ export function createApp(dependencies: AppDependencies): { app: Express; api: A
   memberRoutes(api, new MembersService(services));
   const secrets = new EventSecrets(config.adminApiKey);
   invitationRoutes(api, new InvitationsService(services, secrets, config.invitations), access, authenticator);
+  triggerRoutes(api, new TriggersService({ ...services, sealer: secrets }), config.env === 'production');
   decisionRoutes(api, new DecisionReader(database), access, signingKey);
 
   app.use(notFound);

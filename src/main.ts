@@ -7,6 +7,7 @@ import { prepareDatabase } from './db/bootstrap.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
 import { ChangeBus } from './db/changes.ts';
 import { Database } from './db/database.ts';
+import { EventSecrets } from './events/secrets.ts';
 import { Sealer } from './features/decisions/sealer.ts';
 import { registerSigningKey } from './features/decisions/signing-keys.ts';
 import { developmentSigningKey, signingKeyFromPem, type SigningKey } from './features/decisions/signing.ts';
@@ -69,7 +70,7 @@ async function start(): Promise<void> {
   sealer = new Sealer(database, signingKey, logger, { intervalMs: config.decisions.sealIntervalMs });
   sealer.start();
   const { app, events } = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey });
-  background = new Background({ config, database, events, logger });
+  background = new Background({ config, database, events, changes, secrets: new EventSecrets(adminApiKey), logger });
   await background.start();
   const listening = app.listen(config.port, config.host);
   server = listening;

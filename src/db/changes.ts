@@ -13,7 +13,8 @@ export type Change =
   | { topic: 'identity-provider'; workspaceId: string }
   | { topic: 'policy'; workspaceId: string }
   | { topic: 'member'; workspaceId: string; userId?: string }
-  | { topic: 'structure'; workspaceId: string };
+  | { topic: 'structure'; workspaceId: string }
+  | { topic: 'trigger'; workspaceId: string };
 
 const channel = 'cordon_changes';
 

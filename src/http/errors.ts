@@ -37,6 +37,8 @@ export const errorCatalogue = {
   record_not_found: { status: 404, title: 'Record not found' },
   member_not_found: { status: 404, title: 'Member not found' },
   invitation_not_found: { status: 404, title: 'Invitation not found' },
+  trigger_not_found: { status: 404, title: 'Trigger not found' },
+  delivery_not_found: { status: 404, title: 'Delivery not found' },
   // 409
   slug_taken: { status: 409, title: 'Workspace slug is already taken' },
   identity_provider_taken: { status: 409, title: 'This issuer is already trusted for this organization' },
@@ -55,6 +57,10 @@ export const errorCatalogue = {
   invitation_used: { status: 409, title: 'The invitation has already been accepted' },
   invitation_revoked: { status: 409, title: 'The invitation was revoked' },
   invitation_not_pending: { status: 409, title: 'Only a pending invitation can be revoked' },
+  trigger_name_taken: { status: 409, title: 'This workspace already has a trigger with that name' },
+  trigger_not_webhook: { status: 409, title: 'Only a webhook trigger has a signing secret' },
+  trigger_disabled: { status: 409, title: 'The trigger is disabled' },
+  delivery_pending: { status: 409, title: 'The delivery is still pending' },
   // 410
   invitation_expired: { status: 410, title: 'The invitation has expired' },
   // 412

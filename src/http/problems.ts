@@ -9,6 +9,7 @@ const uniqueConstraintCodes: Record<string, ErrorCode> = {
   policies_workspace_name_key: 'policy_name_taken',
   structures_pkey: 'structure_name_taken',
   members_pkey: 'member_exists',
+  triggers_workspace_name_key: 'trigger_name_taken',
 };
 
 /** Body-parser signals its failures with a `type`; they are the client's fault, never a 500. */

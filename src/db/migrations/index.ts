@@ -6,6 +6,7 @@ import { Migration20261125040000Members } from './Migration20261125040000Members
 import { Migration20261129010000SealProgress } from './Migration20261129010000SealProgress.ts';
 import { Migration20261129020000SigningKeys } from './Migration20261129020000SigningKeys.ts';
 import { Migration20261129030000Events } from './Migration20261129030000Events.ts';
+import { Migration20261130010000DeliveryEvents } from './Migration20261130010000DeliveryEvents.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -17,4 +18,5 @@ export const migrations = [
   Migration20261129010000SealProgress,
   Migration20261129020000SigningKeys,
   Migration20261129030000Events,
+  Migration20261130010000DeliveryEvents,
 ];
