@@ -289,3 +289,244 @@ describe('secret rotation', () => {
     expect(() => new Webhook(trigger.secret).verify(later.body, laterHeaders)).toThrow();
   });
 });
+
+describe('workspaces', () => {
+  it("never delivers another workspace's events to a trigger", async () => {
+    const other = await createTenant(cordon, issuer, 'deliver-other');
+    const otherAdmin = await other.token('user_admin', 'admin');
+    await as('post', '/structures', otherAdmin, other)
+      .send({ name: 'Task', fields: { title: { type: 'text' } } })
+      .expect(201);
+    const ours = await receiver();
+    const theirs = await receiver();
+    await webhook(ours, { events: ['record_created', 'invitation.created'] });
+    await webhook(theirs, { events: ['record_created'] }, other, otherAdmin);
+    const created = [];
+    for (let index = 0; index < 3; index++) {
+      created.push((await createTask({})).id);
+      await createTask({}, other, otherAdmin);
+    }
+    await as('post', '/invitations', otherAdmin, other)
+      .send({ email: 'elsewhere@example.com', roles: ['viewer'] })
+      .expect(201);
+    await theirs.waitFor(3);
+    await ours.waitFor(3);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(ours.events().map((event) => event.workspaceId)).toEqual([tenant.id, tenant.id, tenant.id]);
+    expect(
+      ours
+        .events()
+        .map((event) => event.recordId)
+        .sort(),
+    ).toEqual(created.sort());
+    expect(theirs.events().every((event) => event.workspaceId === other.id)).toBe(true);
+  });
+});
+
+describe('other events', () => {
+  it('delivers invitation.created with its accept URL opened, for the app to email', async () => {
+    const to = await receiver();
+    await webhook(to, { events: ['invitation.created'] });
+    const invitation = (
+      await as('post', '/invitations')
+        .send({ email: 'new@example.com', roles: ['viewer'] })
+        .expect(201)
+    ).body;
+    await to.waitFor(1);
+    const [event] = to.events();
+    expect(event).toMatchObject({
+      type: 'invitation.created',
+      workspaceId: tenant.id,
+      data: { email: 'new@example.com', roles: ['viewer'], acceptUrl: invitation.acceptUrl },
+    });
+    expect(event).not.toHaveProperty('recordId');
+  });
+
+  it('fails the attempts of a function trigger while no function runner is there', async () => {
+    await owner.query(
+      `insert into functions (workspace_id, name, code, timeout_ms, memory_mb) values ($1, 'notify', 'async function run() {}', 1000, 16)`,
+      [tenant.id],
+    );
+    const trigger = (
+      await as('post', '/triggers')
+        .send({ name: 'run-notify', events: ['record_created'], action: { type: 'function', function: 'notify' } })
+        .expect(201)
+    ).body;
+    expect(trigger).not.toHaveProperty('secret');
+    await createTask({});
+    await eventually(async () => (await deliveriesOf(trigger.id))[0]?.attemptCount === 2, 10_000);
+    const [logged] = await deliveriesOf(trigger.id);
+    expect(logged!.attempts[0]).toMatchObject({ attempt: 1, statusCode: null, error: 'functions are not available' });
+    await as('delete', `/triggers/${trigger.id}`).expect(204);
+  });
+
+  it('stops function triggers at FUNCTION_CHAIN_DEPTH and fires nothing for events that fire no triggers', async () => {
+    const to = await receiver();
+    const hook = await webhook(to);
+    const run = (
+      await as('post', '/triggers')
+        .send({ name: 'chain', events: ['record_created'], action: { type: 'function', function: 'notify' } })
+        .expect(201)
+    ).body;
+    const append = async (depth: number, fireTriggers: boolean, title: string) => {
+      await cordon.database.withWorkspace(tenant.id, (scope) =>
+        cordon.events.appendIn(
+          scope,
+          { actor: { id: 'function:notify', kind: 'function' }, requestId: null, depth, fireTriggers },
+          [{ type: 'record_created', structure: 'Task', recordId: randomUUID(), data: { after: { title } } }],
+        ),
+      );
+      cordon.events.committed(tenant.id);
+    };
+    await append(2, true, 'deep');
+    await append(3, true, 'deepest');
+    await append(0, false, 'invoked by hand');
+    await to.waitFor(2);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const titles = (deliveries: Awaited<ReturnType<typeof deliveriesOf>>) =>
+      deliveries.map((delivery) => delivery.eventType);
+    expect(to.events().map((event) => (event.data.after as { title: string }).title)).toEqual(['deep', 'deepest']);
+    expect(titles(await deliveriesOf(hook.id))).toHaveLength(2);
+    // The function trigger fired for depth 2 only: a run at depth 3 would write depth-4 events.
+    const { rows } = await owner.query(
+      `select event -> 'data' -> 'after' ->> 'title' as title from deliveries where trigger_id = $1`,
+      [run.id],
+    );
+    expect(rows).toEqual([{ title: 'deep' }]);
+    await as('delete', `/triggers/${run.id}`).expect(204);
+  });
+});
+
+describe('redeliver', () => {
+  let trigger: { id: string };
+  let to: WebhookReceiver;
+  let deliveryId: string;
+  const redeliver = (id: string, token: string | null = admin, on = tenant) => {
+    const request = cordon.http().post(`/v1/workspaces/${on.slug}/triggers/deliveries/${id}/redeliver`);
+    return token ? request.auth(token, { type: 'bearer' }) : request;
+  };
+  const logged = async () => (await deliveriesOf(trigger.id)).find((delivery) => delivery.id === deliveryId)!;
+
+  beforeAll(async () => {
+    to = await receiver();
+    trigger = await webhook(to);
+    await createTask({});
+    await to.waitFor(1);
+    deliveryId = to.received[0]!.id;
+    await eventually(async () => (await logged())?.status === 'delivered');
+  });
+
+  it('queues a delivered delivery again, with the same webhook-id, and says so in the log', async () => {
+    const response = await redeliver(deliveryId).expect(202);
+    expect(response.body).toMatchObject({
+      id: deliveryId,
+      status: 'pending',
+      redeliveries: 1,
+      redeliveredBy: 'user_admin',
+    });
+    await to.waitFor(2);
+    expect(to.received[1]!.id).toBe(deliveryId);
+    expect(to.received[1]!.body).toBe(to.received[0]!.body);
+    await eventually(async () => (await logged()).status === 'delivered');
+    expect(await logged()).toMatchObject({ attemptCount: 2, redeliveries: 1, redeliveredAt: expect.any(String) });
+  });
+
+  it('refuses another workspace, a lower role and no token, and changes nothing', async () => {
+    const other = await createTenant(cordon, issuer, 'redeliver-other');
+    const otherAdmin = await other.token('user_admin', 'admin');
+    const before = await logged();
+    expect((await redeliver(deliveryId, otherAdmin).expect(403)).body.code).toBe('org_mismatch');
+    expect((await redeliver(deliveryId, otherAdmin, other).expect(404)).body.code).toBe('delivery_not_found');
+    const member = await tenant.token('user_member', 'member');
+    expect((await redeliver(deliveryId, member).expect(403)).body.code).toBe('forbidden');
+    expect((await redeliver(deliveryId, null).expect(401)).body.code).toBe('token_missing');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await logged()).toEqual(before);
+    expect(to.received).toHaveLength(2);
+  });
+
+  it('refuses a pending delivery and one whose trigger is disabled', async () => {
+    to.answer = () => ({ status: 204, delayMs: 1_500 });
+    await createTask({});
+    await to.waitFor(3);
+    const pending = to.received[2]!.id;
+    expect((await redeliver(pending).expect(409)).body.code).toBe('delivery_pending');
+    await eventually(async () => (await deliveriesOf(trigger.id))[0]!.status === 'delivered');
+    const current = (await as('get', `/triggers/${trigger.id}`).expect(200)).body;
+    await as('put', `/triggers/${trigger.id}`)
+      .send({ name: current.name, events: current.events, action: current.action, enabled: false })
+      .expect(200);
+    expect((await redeliver(deliveryId).expect(409)).body.code).toBe('trigger_disabled');
+    expect((await redeliver(randomUUID()).expect(404)).body.code).toBe('delivery_not_found');
+  });
+});
+
+describe('in production', () => {
+  let production: TestApp;
+  beforeAll(async () => {
+    production = await startTestApp({
+      ownDatabase: true,
+      background: true,
+      env: {
+        NODE_ENV: 'production',
+        ADMIN_API_KEY: randomUUID() + randomUUID(),
+        DATABASE_URL: 'postgres://unused@127.0.0.1:1/unused',
+        INVITATION_ACCEPT_URL: 'https://app.example.com/accept/{token}',
+      },
+    });
+  }, 60_000);
+  afterAll(() => production.close());
+
+  it('refuses plain http and private literal addresses when the trigger is written', async () => {
+    const slug = `prod-${randomUUID().slice(0, 8)}`;
+    await production.admin().post('/v1/workspaces').send({ slug, name: 'Prod' }).expect(201);
+    for (const url of [
+      'http://example.com/hook',
+      'https://127.0.0.1/hook',
+      'https://[::1]/hook',
+      'https://10.1.2.3/hook',
+    ]) {
+      const response = await production
+        .admin()
+        .post(`/v1/workspaces/${slug}/triggers`)
+        .send({ name: 'private', events: ['invitation.created'], action: { type: 'webhook', url } })
+        .expect(400);
+      expect(response.body.errors[0].pointer).toBe('/action/url');
+    }
+  });
+
+  it('refuses to deliver to a name that leads to a private address, without a connection', async () => {
+    const to = await receiver();
+    const slug = `prod-${randomUUID().slice(0, 8)}`;
+    await production.admin().post('/v1/workspaces').send({ slug, name: 'Prod' }).expect(201);
+    const trigger = (
+      await production
+        .admin()
+        .post(`/v1/workspaces/${slug}/triggers`)
+        .send({
+          name: 'loopback by name',
+          events: ['invitation.created'],
+          action: { type: 'webhook', url: `https://localhost:${to.port}/hooks/cordon` },
+        })
+        .expect(201)
+    ).body;
+    await production
+      .admin()
+      .post(`/v1/workspaces/${slug}/invitations`)
+      .send({ email: 'someone@example.com', roles: ['viewer'] })
+      .expect(201);
+    const deliveries = async () =>
+      (await production.admin().get(`/v1/workspaces/${slug}/triggers/${trigger.id}/deliveries`).expect(200)).body.data;
+    await eventually(async () => (await deliveries())[0]?.status === 'failed', 10_000);
+    const [delivery] = await deliveries();
+    expect(delivery.attempts).toEqual([
+      expect.objectContaining({
+        attempt: 1,
+        statusCode: null,
+        error: expect.stringContaining('is not a public address'),
+      }),
+    ]);
+    expect(to.connections).toBe(0);
+    expect(to.received).toHaveLength(0);
+  });
+});
