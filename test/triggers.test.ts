@@ -47,7 +47,7 @@ const hook = (overrides: Record<string, unknown> = {}) => ({
   events: ['record_created', 'record_updated'],
   structure: 'Task',
   condition: { status: 'done' },
-  action: { type: 'webhook', url: 'https://hooks.example.com/cordon' },
+  action: { type: 'webhook', url: 'https://hooks.invalid/cordon' },
   ...overrides,
 });
 
@@ -167,9 +167,9 @@ describe('changing', () => {
   it('replaces a trigger, keeps its secret for a new URL, and issues one when it becomes a webhook', async () => {
     const created = (await request('post', '/triggers').send(hook()).expect(201)).body;
     const replaced = await request('put', `/triggers/${created.id}`)
-      .send(hook({ name: created.name, action: { type: 'webhook', url: 'https://elsewhere.example.com/' } }))
+      .send(hook({ name: created.name, action: { type: 'webhook', url: 'https://elsewhere.invalid/' } }))
       .expect(200);
-    expect(replaced.body).toMatchObject({ version: 2, action: { url: 'https://elsewhere.example.com/' } });
+    expect(replaced.body).toMatchObject({ version: 2, action: { url: 'https://elsewhere.invalid/' } });
     expect(replaced.body).not.toHaveProperty('secret');
     expect(await storedSecrets(created.id)).toHaveLength(1);
 
