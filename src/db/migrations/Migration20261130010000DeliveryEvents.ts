@@ -9,6 +9,11 @@ import { Migration } from '@mikro-orm/migrations';
  * A redelivery starts the retry schedule again: `round_start` is the number of attempts made
  * before the current round, and `redeliveries`/`redelivered_at`/`redelivered_by` say in the
  * delivery log who asked for it again, and when.
+ *
+ * `claimed_until`: the drain job attempting a delivery claims it for a while, so a second job of
+ * the same stream (graphile-worker adds one when a key is added while its job runs) leaves the
+ * stream to the first instead of delivering out of order; a claim outlives a killed instance only
+ * until it lapses.
  */
 export class Migration20261130010000DeliveryEvents extends Migration {
   override name = 'Migration20261130010000DeliveryEvents';
@@ -23,6 +28,7 @@ export class Migration20261130010000DeliveryEvents extends Migration {
         add column round_start integer not null default 0,
         add column redeliveries integer not null default 0,
         add column redelivered_at timestamptz,
-        add column redelivered_by text`);
+        add column redelivered_by text,
+        add column claimed_until timestamptz`);
   }
 }

@@ -134,7 +134,7 @@ export async function requeue(
   if (!found.enabled) return 'disabled';
   const [row] = await scope.query(
     sql<{ trigger_id: string; stream: string }>`update deliveries
-      set status = 'pending', round_start = attempts, next_attempt_at = now(), finished_at = null,
+      set status = 'pending', round_start = attempts, next_attempt_at = now(), claimed_until = null, finished_at = null,
           redeliveries = redeliveries + 1, redelivered_at = now(), redelivered_by = ${by}
       where workspace_id = ${scope.workspaceId}::uuid and id = ${id}::uuid
       returning trigger_id, stream`,

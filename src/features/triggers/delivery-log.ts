@@ -62,40 +62,61 @@ export interface PendingDelivery {
   event: StoredEvent;
   attempts: number;
   roundStart: number;
-  /** Not due yet: a retry waits until `nextAttemptAt`. */
-  waiting: boolean;
-  nextAttemptAt: Date;
 }
 
-/** The stream's oldest pending delivery (in seq order), due or not. */
-export async function headOf(database: Database, ref: StreamRef): Promise<PendingDelivery | undefined> {
-  const [row] = await database.inWorkspace(
-    ref.workspaceId,
-    (scope) => sql<{
+/**
+ * What the stream's oldest pending delivery (in seq order) allows: none left; a retry not due
+ * yet; another job's attempt (its claim); or an attempt of ours, claimed for `leaseMs`.
+ */
+export type Head =
+  | { kind: 'none' }
+  | { kind: 'waiting'; at: Date }
+  | { kind: 'claimed'; until: Date }
+  | { kind: 'attempt'; delivery: PendingDelivery };
+
+/**
+ * Takes the stream's head for an attempt. The claim keeps a second job of the stream (see
+ * delivery-jobs.ts) from attempting it, or the delivery after it, meanwhile; it is cleared when
+ * the attempt is written, and lapses after `leaseMs` if its instance dies.
+ */
+export function claimHead(database: Database, ref: StreamRef, leaseMs: number): Promise<Head> {
+  return database.withWorkspace(ref.workspaceId, (scope) => claimHeadIn(scope, ref, leaseMs));
+}
+
+/** `claimHead` inside a transaction already in the workspace's scope (the one that wrote the last attempt). */
+export async function claimHeadIn(scope: Scope, ref: StreamRef, leaseMs: number): Promise<Head> {
+  const [row] = await scope.query(
+    sql<{
       id: string;
       event: StoredEvent;
       attempts: number;
       round_start: number;
-      waiting: boolean;
       next_attempt_at: Date;
-    }>`with ${scope}
-      select head.* from scope cross join lateral (
-        select d.id, d.event, d.attempts, d.round_start, d.next_attempt_at, d.next_attempt_at > now() as waiting
-        from deliveries d
-        where d.workspace_id = scope.workspace_id and d.trigger_id = ${ref.triggerId}::uuid
-          and d.stream = ${ref.stream} and d.status = 'pending'
-        order by d.event_seq, d.created_at limit 1 offset 0) head`,
+      claimed_until: Date | null;
+      mine: boolean;
+    }>`with head as (
+          select d.id, d.event, d.attempts, d.round_start, d.next_attempt_at, d.claimed_until,
+                 d.next_attempt_at > now() or coalesce(d.claimed_until > now(), false) as busy
+          from deliveries d
+          where d.workspace_id = ${scope.workspaceId}::uuid and d.trigger_id = ${ref.triggerId}::uuid
+            and d.stream = ${ref.stream} and d.status = 'pending'
+          order by d.event_seq, d.created_at limit 1
+          for update),
+        claimed as (
+          update deliveries d set claimed_until = now() + ${leaseMs}::integer * interval '1 millisecond'
+          from head where d.workspace_id = ${scope.workspaceId}::uuid and d.id = head.id and not head.busy
+          returning d.id)
+        select head.*, exists (select 1 from claimed) as mine from head`,
   );
-  return (
-    row && {
-      id: row.id,
-      event: row.event,
-      attempts: row.attempts,
-      roundStart: row.round_start,
-      waiting: row.waiting,
-      nextAttemptAt: new Date(row.next_attempt_at),
-    }
-  );
+  if (!row) return { kind: 'none' };
+  if (!row.mine && row.claimed_until && new Date(row.claimed_until) > new Date(row.next_attempt_at)) {
+    return { kind: 'claimed', until: new Date(row.claimed_until) };
+  }
+  if (!row.mine) return { kind: 'waiting', at: new Date(row.next_attempt_at) };
+  return {
+    kind: 'attempt',
+    delivery: { id: row.id, event: row.event, attempts: row.attempts, roundStart: row.round_start },
+  };
 }
 
 /**
@@ -113,7 +134,7 @@ export async function recordAttempt(
   const error = outcome.ok ? null : outcome.error;
   const [row] = await scope.query(
     sql<{ next_attempt_at: Date | null }>`with updated as (
-        update deliveries set attempts = attempts + 1, status = ${next.status},
+        update deliveries set attempts = attempts + 1, status = ${next.status}, claimed_until = null,
           next_attempt_at = now() + ${delayMs}::integer * interval '1 millisecond',
           last_status_code = ${outcome.statusCode ?? null}::integer, last_error = ${error},
           finished_at = case when ${next.status} = 'pending' then null else now() end
@@ -150,7 +171,7 @@ export async function disableTrigger(
 
 export async function discardPending(scope: Scope, triggerId: string, stream?: string): Promise<void> {
   await scope.query(
-    sql`update deliveries set status = 'discarded', next_attempt_at = null, finished_at = now()
+    sql`update deliveries set status = 'discarded', next_attempt_at = null, claimed_until = null, finished_at = now()
       where workspace_id = ${scope.workspaceId}::uuid and trigger_id = ${triggerId}::uuid and status = 'pending'
         and (${stream ?? null}::text is null or stream = ${stream ?? null}::text)`,
   );

@@ -7,12 +7,14 @@ import type { EventSecrets } from '../../events/secrets.ts';
 import type { ActionAttempt, ActionOutcome, FunctionAction } from './action.ts';
 import { deliverTask, drainJob, type StreamRef } from './delivery-jobs.ts';
 import {
+  claimHead,
+  claimHeadIn,
   deliveryTarget,
   disableTrigger,
   discardPending,
-  headOf,
   recordAttempt,
   type DeliveryTarget,
+  type Head,
   type PendingDelivery,
 } from './delivery-log.ts';
 import { defaultRetrySchedule, nextDelay } from './retry-schedule.ts';
@@ -79,19 +81,26 @@ export class TriggerDelivery {
       await database.withWorkspace(ref.workspaceId, (scope) => discardPending(scope, ref.triggerId, ref.stream));
       return;
     }
-    for (let made = 0; made < options.batch; made++) {
-      const head = await headOf(database, ref);
-      if (!head) return;
-      if (head.waiting) return this.again(ref, head.nextAttemptAt);
-      const outcome = await this.attempt(ref, target, head, signal);
-      if (!(await this.record(ref, head, outcome))) return;
+    // A claim outlasts any attempt: the webhook timeout (or a function's, 10 s at most) twice, and more.
+    const leaseMs = 2 * Math.max(options.webhook.timeoutMs, 10_000) + 30_000;
+    let head = await claimHead(database, ref, leaseMs);
+    for (let made = 1; ; made++) {
+      if (head.kind === 'none') return;
+      if (head.kind === 'waiting') return this.again(ref, { runAt: head.at });
+      // Another job's attempt: it goes on with the stream; come back when its claim lapses, in case it died.
+      if (head.kind === 'claimed') return this.again(ref, { runAt: head.until, key: 'claimed' });
+      const outcome = await this.attempt(ref, target, head.delivery, signal);
+      const next = await this.record(ref, head.delivery, outcome, made < options.batch ? leaseMs : undefined);
+      if (next === 'stop') return;
+      // Enough for one job: the streams waiting behind it get their turn.
+      if (next === 'yield') return this.again(ref);
+      head = next;
     }
-    await this.again(ref);
   }
 
-  private again(ref: StreamRef, runAt?: Date): Promise<void> {
+  private again(ref: StreamRef, options: Parameters<typeof drainJob>[1] = {}): Promise<void> {
     return this.dependencies.database.outsideWorkspaces((transaction) =>
-      addJobs(transaction, [drainJob(ref, runAt ? { runAt } : {})]),
+      addJobs(transaction, [drainJob(ref, options)]),
     );
   }
 
@@ -126,8 +135,17 @@ export class TriggerDelivery {
     }
   }
 
-  /** Writes the attempt; answers whether to go on with the stream's next delivery. */
-  private async record(ref: StreamRef, head: PendingDelivery, outcome: ActionOutcome): Promise<boolean> {
+  /**
+   * Writes the attempt and, when the stream goes on, claims its next delivery in the same
+   * transaction (`leaseMs`); `stop` when it does not (a retry is scheduled, the trigger was
+   * disabled, another job wrote this attempt), `yield` when this job has done its share.
+   */
+  private async record(
+    ref: StreamRef,
+    head: PendingDelivery,
+    outcome: ActionOutcome,
+    leaseMs: number | undefined,
+  ): Promise<Head | 'stop' | 'yield'> {
     const { database, events, changes, logger, options } = this.dependencies;
     const failed = head.attempts + 1 - head.roundStart;
     const delayMs =
@@ -138,13 +156,13 @@ export class TriggerDelivery {
       : (outcome.disable ??
         (spent ? `every attempt of a delivery failed (${failed} attempts); the last: ${outcome.error}` : undefined));
     let disabled = false;
-    const recorded = await database.withWorkspace(ref.workspaceId, async (scope) => {
-      const next =
+    const next = await database.withWorkspace(ref.workspaceId, async (scope): Promise<Head | 'stop' | 'yield'> => {
+      const status =
         delayMs !== undefined
           ? ({ status: 'pending', delayMs } as const)
           : ({ status: outcome.ok ? 'delivered' : 'failed' } as const);
-      const written = await recordAttempt(scope, head, outcome, next);
-      if (!written) return undefined;
+      const written = await recordAttempt(scope, head, outcome, status);
+      if (!written) return 'stop';
       if (written.nextAttemptAt) await addJobs(scope, [drainJob(ref, { runAt: written.nextAttemptAt })]);
       if (disable) {
         const trigger = await disableTrigger(scope, ref.triggerId, disable);
@@ -159,13 +177,14 @@ export class TriggerDelivery {
           await changes.announce(scope, { topic: 'trigger', workspaceId: ref.workspaceId });
         }
       }
-      return written;
+      if (written.nextAttemptAt || disable) return 'stop';
+      return leaseMs === undefined ? 'yield' : claimHeadIn(scope, ref, leaseMs);
     });
     if (disabled) {
       changes.apply({ topic: 'trigger', workspaceId: ref.workspaceId });
       events.committed(ref.workspaceId);
       logger.warn({ workspaceId: ref.workspaceId, triggerId: ref.triggerId, reason: disable }, 'disabled a trigger');
     }
-    return recorded !== undefined && recorded.nextAttemptAt === null && disable === undefined;
+    return next;
   }
 }

@@ -245,7 +245,7 @@ export class TriggersService extends WorkspaceConfiguration {
       if (requeued === 'disabled') {
         throw new ProblemError('trigger_disabled', "The delivery's trigger is disabled; enable it first");
       }
-      await addJobs(scope, [drainJob({ workspaceId: scope.workspaceId, ...requeued }, { keyed: false })]);
+      await addJobs(scope, [drainJob({ workspaceId: scope.workspaceId, ...requeued }, { key: 'none' })]);
       return (await deliveryOf(scope, id))!;
     });
   }
