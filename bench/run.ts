@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { authBench } from './auth.ts';
 import { decisionsBench } from './decisions.ts';
 import { recordsBench } from './records.ts';
+import { triggersBench } from './triggers.ts';
 import { benchDatabase } from './database.ts';
 import { watchOtherWork } from './machine.ts';
 import { printTable, type Measurement } from './report.ts';
@@ -25,6 +26,7 @@ const suites: Record<string, (database: { ownerUrl: string; appUrl: string }) =>
   auth: (database) => authBench(database.appUrl, millis),
   decisions: (database) => decisionsBench(database.appUrl, millis),
   records: (database) => recordsBench(database, millis),
+  triggers: (database) => triggersBench(database, millis),
 };
 
 const database = await benchDatabase();
