@@ -3,6 +3,7 @@ import { authBench } from './auth.ts';
 import { decisionsBench } from './decisions.ts';
 import { functionsBench } from './functions.ts';
 import { recordsBench } from './records.ts';
+import { triggersBench } from './triggers.ts';
 import { benchDatabase } from './database.ts';
 import { watchOtherWork } from './machine.ts';
 import { printTable, type Measurement } from './report.ts';
@@ -27,6 +28,7 @@ const suites: Record<string, (database: { ownerUrl: string; appUrl: string }) =>
   decisions: (database) => decisionsBench(database.appUrl, millis),
   records: (database) => recordsBench(database, millis),
   functions: (database) => functionsBench(database, millis),
+  triggers: (database) => triggersBench(database, millis),
 };
 
 const database = await benchDatabase();

@@ -28,6 +28,9 @@ import { functionRoutes } from './features/functions/functions.routes.ts';
 import { FunctionsService } from './features/functions/functions.service.ts';
 import { SandboxPool, type SandboxPoolOptions } from './features/functions/sandbox-pool.ts';
 import { WorkspaceEntity } from './features/workspaces/workspace.entity.ts';
+import { TriggerEntity } from './features/triggers/trigger.entity.ts';
+import { triggerRoutes } from './features/triggers/triggers.routes.ts';
+import { TriggersService } from './features/triggers/triggers.service.ts';
 import { EventLog } from './events/event-log.ts';
 import { EventSecrets } from './events/secrets.ts';
 import { invitationRoutes } from './features/invitations/invitations.routes.ts';
@@ -71,7 +74,14 @@ export interface AppDependencies {
 }
 
 /** Every entity, handed to the ORM once (MikroORM refuses a module it sees twice). */
-export const entities = [WorkspaceEntity, PolicyEntity, IdentityProviderEntity, StructureEntity, FunctionEntity];
+export const entities = [
+  WorkspaceEntity,
+  PolicyEntity,
+  IdentityProviderEntity,
+  StructureEntity,
+  FunctionEntity,
+  TriggerEntity,
+];
 
 export const apiVersion = '0.1.0';
 
@@ -171,6 +181,7 @@ export function createApp(dependencies: AppDependencies): {
   memberRoutes(api, new MembersService(services));
   const secrets = new EventSecrets(config.adminApiKey);
   invitationRoutes(api, new InvitationsService(services, secrets, config.invitations), access, authenticator);
+  triggerRoutes(api, new TriggersService({ ...services, sealer: secrets }), config.env === 'production');
   decisionRoutes(api, new DecisionReader(database), access, signingKey);
   const runs = new FunctionRuns(database);
   const functions = new FunctionRunner({

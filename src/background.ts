@@ -1,31 +1,49 @@
 import type { Logger } from 'pino';
 import type { Config } from './config.ts';
+import type { ChangeBus } from './db/changes.ts';
 import type { Database } from './db/database.ts';
-import { EventDispatcher, type EventConsumer } from './events/dispatcher.ts';
+import { EventDispatcher, type DispatcherOptions, type EventConsumer } from './events/dispatcher.ts';
 import type { EventLog } from './events/event-log.ts';
 import { JobQueue } from './events/queue.ts';
 import { purgeExpired } from './events/retention.ts';
+import type { EventSecrets } from './events/secrets.ts';
+import type { FunctionAction } from './features/triggers/action.ts';
+import { TriggerCatalog } from './features/triggers/trigger-catalog.ts';
+import { deliveryOptions, TriggerDelivery, type DeliveryOptions } from './features/triggers/trigger-delivery.ts';
+import { TriggerDispatch } from './features/triggers/trigger-dispatch.ts';
 
 export interface BackgroundDependencies {
-  config: Pick<Config, 'events'>;
+  config: Pick<Config, 'env' | 'auth' | 'events'>;
   database: Database;
+  /** The event log's in-process news of commits: this instance's dispatcher looks at once. */
   events: EventLog;
+  changes: ChangeBus;
+  /** Opens webhook signing secrets and sealed event data just before a delivery. */
+  secrets: EventSecrets;
   logger: Logger;
+  /** Runs function triggers (features/functions). */
+  functions: FunctionAction;
+  /** Tests shorten the retry schedule and the dispatcher's interval. */
+  tuning?: {
+    delivery?: Partial<Omit<DeliveryOptions, 'webhook'>> & { webhook?: Partial<DeliveryOptions['webhook']> };
+    dispatcher?: Partial<DispatcherOptions>;
+  };
 }
 
 /**
- * The work every instance shares in the background: the job queue (deliveries, function runs,
- * retention) and the dispatcher that turns committed events into jobs. Features register their
- * tasks and their event consumer before `start`.
+ * The work every instance shares in the background: the job queue (webhook deliveries and
+ * function runs, retention) and the dispatcher that turns committed events into deliveries.
  */
 export class Background {
   readonly queue: JobQueue;
+  /** Hands committed events to the trigger matcher. */
+  readonly triggers: EventDispatcher;
   private readonly dependencies: BackgroundDependencies;
-  private dispatcher: EventDispatcher | undefined;
+  private readonly dispatchers: EventDispatcher[] = [];
 
   constructor(dependencies: BackgroundDependencies) {
     this.dependencies = dependencies;
-    const { config, database, logger } = dependencies;
+    const { config, database, changes, events, secrets, logger, functions, tuning } = dependencies;
     this.queue = new JobQueue(database, logger, {
       concurrency: config.events.workerConcurrency,
       crontab: '*/10 * * * * cordon_retention ?max=1&id=retention',
@@ -36,22 +54,31 @@ export class Background {
         deliveryDays: config.events.deliveryRetentionDays,
       });
     });
+
+    const settings = { allowPrivateNetworks: config.auth.allowPrivateNetworks, httpsOnly: config.env === 'production' };
+    const options = deliveryOptions(settings, tuning?.delivery);
+    new TriggerDelivery({ database, changes, events, sealer: secrets, logger, functions, options }).register(
+      this.queue,
+    );
+    const dispatch = new TriggerDispatch(new TriggerCatalog(changes), config.events.functionChainDepth);
+    this.triggers = this.consume(dispatch, tuning?.dispatcher);
   }
 
-  /** The consumer that every committed event is handed to, once, in seq order per workspace. */
-  consume(consumer: EventConsumer, options?: ConstructorParameters<typeof EventDispatcher>[4]): EventDispatcher {
+  /** A consumer that every committed event is handed to, once, in seq order per workspace (before `start`). */
+  consume(consumer: EventConsumer, options?: Partial<DispatcherOptions>): EventDispatcher {
     const { database, events, logger } = this.dependencies;
-    this.dispatcher = new EventDispatcher(database, events, consumer, logger, options);
-    return this.dispatcher;
+    const dispatcher = new EventDispatcher(database, events, consumer, logger, options);
+    this.dispatchers.push(dispatcher);
+    return dispatcher;
   }
 
   async start(): Promise<void> {
     await this.queue.start();
-    this.dispatcher?.start();
+    for (const dispatcher of this.dispatchers) dispatcher.start();
   }
 
   async stop(): Promise<void> {
-    await this.dispatcher?.stop();
+    for (const dispatcher of this.dispatchers) await dispatcher.stop();
     await this.queue.stop();
   }
 }

@@ -1,12 +1,14 @@
 import type { Server } from 'node:http';
 import { createApp, entities } from './app.ts';
 import { Background } from './background.ts';
+import type { FunctionRunner } from './features/functions/function-runner.ts';
 import { developmentAdminKey } from './auth/admin-key.ts';
 import { ConfigError, parseConfig, type Config } from './config.ts';
 import { prepareDatabase } from './db/bootstrap.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
 import { ChangeBus } from './db/changes.ts';
 import { Database } from './db/database.ts';
+import { EventSecrets } from './events/secrets.ts';
 import { Sealer } from './features/decisions/sealer.ts';
 import { registerSigningKey } from './features/decisions/signing-keys.ts';
 import { developmentSigningKey, signingKeyFromPem, type SigningKey } from './features/decisions/signing.ts';
@@ -25,6 +27,7 @@ const logger = createLogger(config);
 let embedded: EmbeddedDatabase | undefined;
 let database: Database | undefined;
 let background: Background | undefined;
+let functions: FunctionRunner | undefined;
 let changes: ChangeBus | undefined;
 let sealer: Sealer | undefined;
 
@@ -68,8 +71,18 @@ async function start(): Promise<void> {
   await registerSigningKey(database, signingKey);
   sealer = new Sealer(database, signingKey, logger, { intervalMs: config.decisions.sealIntervalMs });
   sealer.start();
-  const { app, events } = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey });
-  background = new Background({ config, database, events, logger });
+  const created = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey });
+  const { app, events } = created;
+  functions = created.functions;
+  background = new Background({
+    config,
+    database,
+    events,
+    changes,
+    secrets: new EventSecrets(adminApiKey),
+    logger,
+    functions,
+  });
   await background.start();
   const listening = app.listen(config.port, config.host);
   server = listening;
@@ -85,6 +98,7 @@ async function stop(signal: string): Promise<void> {
   logger.info({ signal }, 'stopping');
   await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
   await background?.stop();
+  await functions?.close();
   await sealer?.stop();
   // One last pass, so a clean stop leaves nothing unsealed that this instance could seal.
   await sealer?.sealAll().catch(() => undefined);

@@ -2,8 +2,10 @@ import { sql } from 'kysely';
 import type pg from 'pg';
 import { servingGrants } from '../src/db/grants.ts';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
+import { WebhookReceiver } from './support/webhook-receiver.ts';
 
 /**
  * Row-level security, driven by the catalogue: every table with a `workspace_id` column is found
@@ -17,6 +19,7 @@ let owner: pg.Client;
 let issuer: TestIssuer;
 let tenants: TestTenant[];
 let tenantTables: string[];
+const receivers: WebhookReceiver[] = [];
 
 async function fill(tenant: TestTenant): Promise<void> {
   const admin = await tenant.token('user_admin', 'admin');
@@ -25,9 +28,27 @@ async function fill(tenant: TestTenant): Promise<void> {
   await as('post', '/structures')
     .send({ name: 'Task', fields: { title: { type: 'text' } } })
     .expect(201);
+  // A webhook trigger (its secret, rotated) and its delivery of the record created next: the
+  // dispatcher's progress, the delivery and its attempt.
+  const receiver = await WebhookReceiver.start();
+  receivers.push(receiver);
+  const trigger = (
+    await as('post', '/triggers')
+      .send({ name: 'hook', events: ['record_created'], action: { type: 'webhook', url: receiver.url } })
+      .expect(201)
+  ).body;
+  receiver.secret = (await as('post', `/triggers/${trigger.id}/rotate-secret`).expect(200)).body.secret;
   await as('post', '/records/Task')
     .send({ data: { title: 'one' } })
     .expect(201);
+  await receiver.waitFor(1);
+  await eventually(async () => {
+    const { body } = await cordon
+      .http()
+      .get(`/v1/workspaces/${tenant.slug}/triggers/${trigger.id}/deliveries`)
+      .auth(admin, { type: 'bearer' });
+    return body.data?.[0]?.status === 'delivered';
+  });
   await as('post', '/members')
     .send({ userId: 'user_admin', roles: ['admin'] })
     .expect(201);
@@ -48,30 +69,11 @@ async function fill(tenant: TestTenant): Promise<void> {
     .send({ event: { type: 'test', id: crypto.randomUUID() } })
     .expect(200);
   await cordon.sealer.sealWorkspace(tenant.id);
-  await withoutRoutesYet(tenant.id);
-}
-
-/**
- * Rows of the trigger tables, written as the owner until their routes exist (issue #12 is being
- * built): then the API fills them like the rest.
- */
-async function withoutRoutesYet(workspaceId: string): Promise<void> {
-  const trigger = crypto.randomUUID();
-  const delivery = crypto.randomUUID();
-  await owner.query(
-    `with t as (insert into triggers (workspace_id, id, name, events, action)
-                values ($1, $2, 'fixture', '{record_created}', '{"type":"webhook","url":"https://example.com/hook"}')),
-          s as (insert into trigger_secrets (workspace_id, trigger_id, id, secret) values ($1, $2, gen_random_uuid(), 'sealed')),
-          d as (insert into deliveries (workspace_id, id, trigger_id, event_seq, event_type, stream)
-                values ($1, $3, $2, 1, 'record_created', 'fixture')),
-          a as (insert into delivery_attempts (workspace_id, delivery_id, attempt, latency_ms) values ($1, $3, 1, 1))
-     insert into event_progress (workspace_id, consumer, through_seq) values ($1, 'fixture', 0)`,
-    [workspaceId, trigger, delivery],
-  );
 }
 
 beforeAll(async () => {
-  cordon = await startTestApp();
+  // The background delivers the triggers' events, so their delivery tables fill as in production.
+  cordon = await startTestApp({ background: true });
   owner = await ownerClient();
   issuer = await TestIssuer.start();
   tenants = [await createTenant(cordon, issuer, 'rls-a'), await createTenant(cordon, issuer, 'rls-b')];
@@ -85,6 +87,7 @@ beforeAll(async () => {
   tenantTables = rows.map((row) => row.table_name);
 });
 afterAll(async () => {
+  for (const receiver of receivers) await receiver.close();
   await issuer.close();
   await owner.end();
   await cordon.close();

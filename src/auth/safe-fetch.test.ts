@@ -93,6 +93,7 @@ describe('createSafeFetch', () => {
   let stalledBody: CountingServer;
   let exact: CountingServer;
   let missing: CountingServer;
+  let echo: CountingServer;
 
   beforeAll(async () => {
     json = await startServer((_request, response) => {
@@ -120,7 +121,27 @@ describe('createSafeFetch', () => {
     });
     exact = await startServer((_request, response) => response.end('x'.repeat(lenient.maxBytes)));
     missing = await startServer((_request, response) => response.writeHead(404).end('{"error":"missing"}'));
-    servers.push(json, redirectTarget, redirecting, silent, declaredHuge, chunkedHuge, stalledBody, exact, missing);
+    echo = await startServer((request, response) => {
+      const chunks: Buffer[] = [];
+      request.on('data', (chunk: Buffer) => chunks.push(chunk));
+      request.on('end', () => {
+        const { method, headers } = request;
+        response.writeHead(202, { 'content-type': 'application/json' });
+        response.end(JSON.stringify({ method, headers, body: Buffer.concat(chunks).toString() }));
+      });
+    });
+    servers.push(
+      json,
+      redirectTarget,
+      redirecting,
+      silent,
+      declaredHuge,
+      chunkedHuge,
+      stalledBody,
+      exact,
+      missing,
+      echo,
+    );
   });
 
   afterAll(async () => {
@@ -208,6 +229,60 @@ describe('createSafeFetch', () => {
   it.each(['file:///etc/passwd', 'ftp://example.com/keys.json', 'not a url'])('refuses %s as a scheme', async (url) => {
     const error = await refusal(createSafeFetch(lenient)(url));
     expect(error.reason).toBe('scheme');
+  });
+
+  describe('POST', () => {
+    const big = { ...lenient, maxBytes: 64 * 1024 };
+
+    it('sends the body whole, with its Content-Length and the given headers', async () => {
+      const body = JSON.stringify({ hello: 'wörld' });
+      const response = await createSafeFetch(big)(echo.url, {
+        method: 'POST',
+        body,
+        headers: { 'content-type': 'application/json', 'webhook-id': 'msg_1' },
+      });
+      expect(response.status).toBe(202);
+      const seen = (await response.json()) as { method: string; headers: Record<string, string>; body: string };
+      expect(seen.method).toBe('POST');
+      expect(seen.body).toBe(body);
+      expect(seen.headers['content-length']).toBe(String(Buffer.byteLength(body)));
+      expect(seen.headers['transfer-encoding']).toBeUndefined();
+      expect(seen.headers['webhook-id']).toBe('msg_1');
+    });
+
+    it('refuses a private address before connecting, whatever the method', async () => {
+      const before = { connections: echo.connections, requests: echo.requests };
+      const error = await refusal(createSafeFetch(strict)(echo.url, { method: 'POST', body: '{}' }));
+      expect(error.reason).toBe('blocked_address');
+      const viaName = await refusal(
+        createSafeFetch(strict)(`http://localhost:${echo.port}/`, { method: 'POST', body: '{}' }),
+      );
+      expect(viaName.reason).toBe('blocked_address');
+      expect({ connections: echo.connections, requests: echo.requests }).toEqual(before);
+    });
+
+    it('refuses a body on a GET', async () => {
+      await expect(createSafeFetch(lenient)(echo.url, { body: 'x' })).rejects.toThrow(TypeError);
+    });
+  });
+
+  describe('with oversized bodies truncated', () => {
+    const truncating: SafeFetchOptions = { ...lenient, oversized: 'truncate' };
+
+    it.each([
+      ['a declared Content-Length', () => declaredHuge.url, 5],
+      ['a chunked body', () => chunkedHuge.url, 100],
+    ])('answers at once with the status and the first maxBytes of %s', async (_name, url, maxBytes) => {
+      // Neither server ever finishes its body: only cutting it at maxBytes answers before the timeout.
+      const response = await createSafeFetch({ ...truncating, maxBytes, timeoutMs: 2_000 })(url());
+      expect(response.status).toBe(200);
+      expect(await response.text()).toBe('x'.repeat(maxBytes));
+    });
+
+    it('keeps a body of exactly maxBytes whole', async () => {
+      const response = await createSafeFetch({ ...lenient, oversized: 'truncate' })(exact.url);
+      expect((await response.text()).length).toBe(lenient.maxBytes);
+    });
   });
 
   describe('as the customFetch of a jose remote key set', () => {

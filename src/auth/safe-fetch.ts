@@ -11,6 +11,12 @@ export interface SafeFetchOptions {
   /** Covers the whole exchange: resolution, connect, headers and body. */
   timeoutMs: number;
   maxBytes: number;
+  /**
+   * What a longer body gets: refused (`fail`: a key set must arrive whole) or cut to its first
+   * `maxBytes` (`truncate`: a webhook receiver's answer is judged by its status, and only the
+   * start of its body is kept for the delivery log). Either way no more than that is read.
+   */
+  oversized?: 'fail' | 'truncate';
 }
 
 export type OutboundFetchReason =
@@ -29,7 +35,9 @@ export class OutboundFetchError extends Error {
 export interface SafeFetchInit {
   headers?: Headers | Record<string, string>;
   signal?: AbortSignal;
-  method?: 'GET';
+  method?: 'GET' | 'POST';
+  /** POST only: sent whole with its Content-Length, so nothing is streamed or chunked. */
+  body?: string | Buffer;
 }
 
 export type SafeFetch = (url: string, init?: SafeFetchInit) => Promise<Response>;
@@ -90,6 +98,7 @@ export function createSafeFetch(options: SafeFetchOptions): SafeFetch {
     const host = target.hostname.replace(/^\[(.*)\]$/, '$1');
     // Node skips `lookup` for IP literals, so those are checked here, before any connection.
     if (!options.allowPrivateNetworks && isIP(host) !== 0 && !isPubliclyRoutable(host)) throw blocked(host, host);
+    if (init.body !== undefined && init.method !== 'POST') throw new TypeError('Only a POST carries a body');
     init.signal?.throwIfAborted();
     return exchange(target, host, init, options);
   };
@@ -99,12 +108,15 @@ function exchange(target: URL, host: string, init: SafeFetchInit, options: SafeF
   return new Promise((settle, refuse) => {
     const transport = target.protocol === 'https:' ? https : http;
     let settled = false;
+    const body = init.body === undefined ? undefined : Buffer.from(init.body);
+    const headers = new Headers(init.headers);
+    if (body) headers.set('content-length', String(body.length));
     const request = transport.request({
       host,
       port: target.port || undefined,
       path: target.pathname + target.search,
-      method: 'GET',
-      headers: Object.fromEntries(new Headers(init.headers)),
+      method: init.method ?? 'GET',
+      headers: Object.fromEntries(headers),
       // A fresh connection per request: a pooled socket could have been opened without our lookup.
       agent: false,
       lookup: options.allowPrivateNetworks ? undefined : publicOnlyLookup,
@@ -146,23 +158,12 @@ function exchange(target: URL, host: string, init: SafeFetchInit, options: SafeF
       if (status < 200 || status > 599) {
         return fail(new OutboundFetchError('status', `${target.host} answered with unusable status ${status}`));
       }
+      const truncate = options.oversized === 'truncate';
       const declared = Number(incoming.headers['content-length']);
-      if (declared > options.maxBytes) return fail(tooLarge(target, options));
+      if (declared > options.maxBytes && !truncate) return fail(tooLarge(target, options));
       const chunks: Buffer[] = [];
       let received = 0;
-      incoming.on('data', (chunk: Buffer) => {
-        received += chunk.length;
-        if (received > options.maxBytes) return fail(tooLarge(target, options));
-        chunks.push(chunk);
-      });
-      incoming.on('error', (error) =>
-        fail(new OutboundFetchError('network', `Response from ${target.host} failed`, { cause: error })),
-      );
-      incoming.on('close', () => {
-        if (!incoming.complete)
-          fail(new OutboundFetchError('network', `${target.host} closed the connection mid-response`));
-      });
-      incoming.on('end', () => {
+      const respond = (truncated: boolean) => {
         let response: Response;
         try {
           const body = bodilessStatuses.has(status) ? null : Buffer.concat(chunks);
@@ -176,10 +177,29 @@ function exchange(target: URL, host: string, init: SafeFetchInit, options: SafeF
             new OutboundFetchError('network', `Response from ${target.host} is not representable`, { cause }),
           );
         }
-        if (finish()) settle(response);
+        if (!finish()) return;
+        // The rest of a cut body is never read: the connection goes (it is never pooled).
+        if (truncated) request.destroy();
+        settle(response);
+      };
+      incoming.on('data', (chunk: Buffer) => {
+        if (settled) return;
+        received += chunk.length;
+        if (received <= options.maxBytes) return void chunks.push(chunk);
+        if (!truncate) return fail(tooLarge(target, options));
+        chunks.push(chunk.subarray(0, chunk.length - (received - options.maxBytes)));
+        respond(true);
       });
+      incoming.on('error', (error) =>
+        fail(new OutboundFetchError('network', `Response from ${target.host} failed`, { cause: error })),
+      );
+      incoming.on('close', () => {
+        if (!incoming.complete)
+          fail(new OutboundFetchError('network', `${target.host} closed the connection mid-response`));
+      });
+      incoming.on('end', () => respond(false));
     });
-    request.end();
+    request.end(body);
   });
 }
 

@@ -14,7 +14,8 @@ export type Change =
   | { topic: 'policy'; workspaceId: string }
   | { topic: 'member'; workspaceId: string; userId?: string }
   | { topic: 'structure'; workspaceId: string }
-  | { topic: 'function'; workspaceId: string };
+  | { topic: 'function'; workspaceId: string }
+  | { topic: 'trigger'; workspaceId: string };
 
 const channel = 'cordon_changes';
 

@@ -38,6 +38,8 @@ export const errorCatalogue = {
   member_not_found: { status: 404, title: 'Member not found' },
   invitation_not_found: { status: 404, title: 'Invitation not found' },
   function_not_found: { status: 404, title: 'Function not found' },
+  trigger_not_found: { status: 404, title: 'Trigger not found' },
+  delivery_not_found: { status: 404, title: 'Delivery not found' },
   // 409
   slug_taken: { status: 409, title: 'Workspace slug is already taken' },
   identity_provider_taken: { status: 409, title: 'This issuer is already trusted for this organization' },
@@ -57,6 +59,10 @@ export const errorCatalogue = {
   invitation_revoked: { status: 409, title: 'The invitation was revoked' },
   invitation_not_pending: { status: 409, title: 'Only a pending invitation can be revoked' },
   function_name_taken: { status: 409, title: 'This workspace already has a function with that name' },
+  trigger_name_taken: { status: 409, title: 'This workspace already has a trigger with that name' },
+  trigger_not_webhook: { status: 409, title: 'Only a webhook trigger has a signing secret' },
+  trigger_disabled: { status: 409, title: 'The trigger is disabled' },
+  delivery_pending: { status: 409, title: 'The delivery is still pending' },
   // 410
   invitation_expired: { status: 410, title: 'The invitation has expired' },
   // 412

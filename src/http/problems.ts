@@ -10,6 +10,7 @@ const uniqueConstraintCodes: Record<string, ErrorCode> = {
   structures_pkey: 'structure_name_taken',
   members_pkey: 'member_exists',
   functions_pkey: 'function_name_taken',
+  triggers_workspace_name_key: 'trigger_name_taken',
 };
 
 /** Body-parser signals its failures with a `type`; they are the client's fault, never a 500. */

@@ -4,7 +4,9 @@ import pg from 'pg';
 import { pino } from 'pino';
 import supertest from 'supertest';
 import { createApp, entities } from '../../src/app.ts';
-import { Background } from '../../src/background.ts';
+import { Background, type BackgroundDependencies } from '../../src/background.ts';
+import { prepareDatabase } from '../../src/db/bootstrap.ts';
+import { EventSecrets } from '../../src/events/secrets.ts';
 import type { EventLog } from '../../src/events/event-log.ts';
 import type { FunctionRunner } from '../../src/features/functions/function-runner.ts';
 import type { SandboxPoolOptions } from '../../src/features/functions/sandbox-pool.ts';
@@ -31,6 +33,8 @@ export interface TestApp {
   background: Background;
   /** Runs functions (what a function trigger's delivery calls). */
   functions: FunctionRunner;
+  /** The owner's connection to this app's database (the shared test database unless `ownDatabase`). */
+  ownerUrl: string;
   close: () => Promise<void>;
 }
 
@@ -61,6 +65,14 @@ export interface TestAppOptions {
   background?: boolean;
   /** Function sandboxes (a test makes them misbehave). */
   sandbox?: Partial<SandboxPoolOptions>;
+  /** Shorter retries, a quicker dispatcher: only with `ownDatabase`, or other files' jobs would run with them. */
+  tuning?: BackgroundDependencies['tuning'];
+  /**
+   * A database of its own, migrated like the shared one and dropped at `close`. Every instance on
+   * one database runs every instance's jobs: a test that tunes its background, or must not deliver
+   * other files' events, needs its own.
+   */
+  ownDatabase?: boolean;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -77,7 +89,10 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     DECISION_SIGNING_KEY: signingKeyPem,
     ...options.env,
   });
-  const url = options.databaseUrl ?? testDatabase.appUrl();
+  if (options.tuning && !options.ownDatabase) throw new Error('tuning the background needs ownDatabase');
+  const own = options.ownDatabase ? await createScratchDatabase() : undefined;
+  const ownApp = own && (await prepareDatabase({ ownerUrl: own.url, appUrl: undefined }, pino({ level: 'warn' })));
+  const url = options.databaseUrl ?? ownApp?.appUrl ?? testDatabase.appUrl();
   const database = await Database.open({ url, poolSize: 5, entities }, logger);
   // The readiness test starts an app where no PostgreSQL listens: it must start all the same.
   await registerSigningKey(database, signingKey).catch((error: unknown) => {
@@ -94,7 +109,16 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     ...(options.sandbox && { sandbox: options.sandbox }),
   });
   const sealer = new Sealer(database, signingKey, logger);
-  const background = new Background({ config, database, events, logger });
+  const background = new Background({
+    config,
+    database,
+    events,
+    changes,
+    secrets: new EventSecrets(adminKey),
+    logger,
+    functions,
+    tuning: options.tuning,
+  });
   if (options.background) await background.start();
   return {
     app,
@@ -107,18 +131,20 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     events,
     background,
     functions,
+    ownerUrl: own?.url ?? testDatabase.ownerUrl(),
     close: async () => {
-      await functions.close();
       await background.stop();
+      await functions.close();
       await changes.close();
       await database.close();
+      await own?.drop();
     },
   };
 }
 
-/** A connection as the table owner, for checking what is really stored. */
-export async function ownerClient(): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: testDatabase.ownerUrl() });
+/** A connection as the table owner, for checking what is really stored (in the shared database, or another). */
+export async function ownerClient(url = testDatabase.ownerUrl()): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url });
   await client.connect();
   return client;
 }
