@@ -2,9 +2,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 
 /**
- * `npm run seed`: an example workspace (`acme`) with Project and Task structures and a
- * contractor policy, created through the API of a running Cordon (`npm start`), as the platform
- * admin. Records need a user's token, so none are seeded: add an identity provider and go.
+ * `npm run seed`: an example workspace (`acme`) with Project and Task structures, a contractor
+ * policy, and the tutorial's function (`notify-assignee`: a task-assigned notification when a
+ * task's assignee changes) on a `record_updated` trigger, created through the API of a running
+ * Cordon (`npm start`), as the platform admin. Records need a user's token, so none are seeded:
+ * add an identity provider and go.
  * CORDON_URL (default http://127.0.0.1:3000) and ADMIN_API_KEY (default: the development key in
  * DATA_DIR) say where and as whom.
  */
@@ -16,6 +18,8 @@ const example = JSON.parse(await readFile(new URL('./example.json', import.meta.
   workspace: { slug: string; name: string };
   structures: { name: string }[];
   policies: { name: string }[];
+  functions: { name: string }[];
+  triggers: { name: string }[];
 };
 
 async function call(
@@ -48,4 +52,8 @@ for (const structure of example.structures)
   await ensure(`structure ${structure.name}`, `${workspace}/structures`, structure, 'structure_name_taken');
 for (const policy of example.policies)
   await ensure(`policy ${policy.name}`, `${workspace}/policies`, policy, 'policy_name_taken');
+for (const fn of example.functions)
+  await ensure(`function ${fn.name}`, `${workspace}/functions`, fn, 'function_name_taken');
+for (const trigger of example.triggers)
+  await ensure(`trigger ${trigger.name}`, `${workspace}/triggers`, trigger, 'trigger_name_taken');
 console.log(`done: ${baseUrl}${workspace}`);

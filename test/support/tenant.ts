@@ -22,6 +22,15 @@ export async function createTenant(cordon: TestApp, issuer: TestIssuer, prefix =
       .send({ slug: uniqueSlug(prefix), name: prefix })
       .expect(201)
   ).body;
+  return trustIssuer(cordon, issuer, workspace);
+}
+
+/** An existing workspace made to trust the issuer as a Clerk provider bound to a fresh org. */
+export async function trustIssuer(
+  cordon: TestApp,
+  issuer: TestIssuer,
+  workspace: { id: string; slug: string },
+): Promise<TestTenant> {
   const orgId = `org_${randomUUID().slice(0, 12)}`;
   await cordon
     .admin()
