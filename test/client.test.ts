@@ -7,7 +7,7 @@ import { createTenant, type TestTenant } from './support/tenant.ts';
 
 /** @cordon/client against a listening Cordon over HTTP, as an app's server or browser calls it. */
 
-interface Task extends Record<string, unknown> {
+interface Task {
   title: string;
   status?: 'todo' | 'doing' | 'done';
   points?: number;

@@ -17,7 +17,8 @@ import { TokenSource, type Token } from './token.ts';
 
 type CheckOperation = paths['/v1/workspaces/{ws}/check']['post'];
 type CheckBody = CheckOperation['requestBody']['content']['application/json'];
-export type Check = CheckBody['checks'][number];
+/** `resource`: the fields (and system fields) that the rules' conditions read, e.g. a record's `data`. */
+export type Check = Omit<CheckBody['checks'][number], 'resource'> & { resource?: object };
 export type NamedPrincipal = NonNullable<CheckBody['principal']>;
 export type CheckResult = CheckOperation['responses'][200]['content']['application/json']['results'][number];
 export type Principal = paths['/v1/workspaces/{ws}/whoami']['get']['responses'][200]['content']['application/json'];
@@ -61,7 +62,7 @@ export class Cordon {
     });
   }
 
-  async queryRecords<Data extends RecordData = RecordData>(
+  async queryRecords<Data extends object = RecordData>(
     structure: string,
     query: RecordQuery = {},
   ): Promise<RecordPage<Data>> {
@@ -74,7 +75,7 @@ export class Cordon {
   }
 
   /** Every record of the query, page after page (`limit` is the page size). */
-  async *records<Data extends RecordData = RecordData>(
+  async *records<Data extends object = RecordData>(
     structure: string,
     query: Omit<RecordQuery, 'count'> = {},
   ): AsyncGenerator<CordonRecord<Data>, void, undefined> {
@@ -86,7 +87,7 @@ export class Cordon {
     } while (cursor);
   }
 
-  async getRecord<Data extends RecordData = RecordData>(structure: string, id: string): Promise<CordonRecord<Data>> {
+  async getRecord<Data extends object = RecordData>(structure: string, id: string): Promise<CordonRecord<Data>> {
     return (await this.send((headers) =>
       this.http.GET('/v1/workspaces/{ws}/records/{structure}/{id}', {
         params: { path: { ...this.path(structure), id } },
@@ -95,17 +96,17 @@ export class Cordon {
     )) as CordonRecord<Data>;
   }
 
-  async createRecord<Data extends RecordData = RecordData>(structure: string, data: Data): Promise<CordonRecord<Data>> {
+  async createRecord<Data extends object = RecordData>(structure: string, data: Data): Promise<CordonRecord<Data>> {
     return (await this.send((headers) =>
       this.http.POST('/v1/workspaces/{ws}/records/{structure}', {
         params: { path: this.path(structure) },
-        body: { data },
+        body: { data: data as RecordData },
         headers,
       }),
     )) as CordonRecord<Data>;
   }
 
-  async updateRecord<Data extends RecordData = RecordData>(
+  async updateRecord<Data extends object = RecordData>(
     structure: string,
     id: string,
     patch: RecordPatch<Data>,
@@ -114,7 +115,7 @@ export class Cordon {
     return (await this.send((headers) =>
       this.http.PATCH('/v1/workspaces/{ws}/records/{structure}/{id}', {
         params: { path: { ...this.path(structure), id } },
-        body: { data: patch },
+        body: { data: patch as RecordData },
         headers: { ...headers, ...ifMatchHeader(precondition) },
       }),
     )) as CordonRecord<Data>;
@@ -134,7 +135,7 @@ export class Cordon {
     const answer = await this.send((headers) =>
       this.http.POST('/v1/workspaces/{ws}/check', {
         params: { path: { ws: this.workspace } },
-        body: { checks, ...(options.principal && { principal: options.principal }) },
+        body: { checks: checks as CheckBody['checks'], ...(options.principal && { principal: options.principal }) },
         headers,
       }),
     );

@@ -1,7 +1,6 @@
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { CordonError, errorOf, isTokenProblem } from './errors.ts';
 import type { RealtimeEvent, RealtimeTuning, SubscribeOptions } from './realtime.ts';
-import type { RecordData } from './records.ts';
 import type { TokenSource } from './token.ts';
 
 export interface StreamConnection {
@@ -28,7 +27,7 @@ function retryAfterMs(response: Response): number | undefined {
 }
 
 /** One subscription: connects, reads, reconnects with `Last-Event-ID` until stopped or refused for good. */
-export class EventStream<Data extends RecordData> {
+export class EventStream<Data extends object> {
   lastEventId: string | undefined;
   private readonly connection: StreamConnection;
   private readonly options: SubscribeOptions<Data>;

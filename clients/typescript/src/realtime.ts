@@ -9,19 +9,19 @@ interface RecordEventBase {
   seq: string;
 }
 
-export interface RecordCreatedEvent<Data extends RecordData = RecordData> extends RecordEventBase {
+export interface RecordCreatedEvent<Data extends object = RecordData> extends RecordEventBase {
   event: 'record_created';
   data: CordonRecord<Data>;
   /** An update brought an existing record into what the subscriber may read. */
   reason?: 'entered_view';
 }
 
-export interface RecordUpdatedEvent<Data extends RecordData = RecordData> extends RecordEventBase {
+export interface RecordUpdatedEvent<Data extends object = RecordData> extends RecordEventBase {
   event: 'record_updated';
   data: { before: CordonRecord<Data>; after: CordonRecord<Data> };
 }
 
-export interface RecordDeletedEvent<Data extends RecordData = RecordData> extends RecordEventBase {
+export interface RecordDeletedEvent<Data extends object = RecordData> extends RecordEventBase {
   event: 'record_deleted';
   data: { before: CordonRecord<Data> };
   /** An update took the record out of what the subscriber may read; it still exists. */
@@ -34,11 +34,11 @@ export interface ResetEvent {
   seq: string;
 }
 
-export type RecordEvent<Data extends RecordData = RecordData> =
+export type RecordEvent<Data extends object = RecordData> =
   RecordCreatedEvent<Data> | RecordUpdatedEvent<Data> | RecordDeletedEvent<Data>;
-export type RealtimeEvent<Data extends RecordData = RecordData> = RecordEvent<Data> | ResetEvent;
+export type RealtimeEvent<Data extends object = RecordData> = RecordEvent<Data> | ResetEvent;
 
-export interface SubscribeOptions<Data extends RecordData = RecordData> {
+export interface SubscribeOptions<Data extends object = RecordData> {
   /** Structure names, e.g. `['Task']`. */
   structures: readonly string[];
   onEvent: (event: RealtimeEvent<Data>) => void;
@@ -84,7 +84,7 @@ export class Realtime {
     this.tuning = { ...defaults, ...options.tuning };
   }
 
-  subscribe<Data extends RecordData = RecordData>(options: SubscribeOptions<Data>): Subscription {
+  subscribe<Data extends object = RecordData>(options: SubscribeOptions<Data>): Subscription {
     // A relative base URL (a same-origin proxy) stays relative: the browser resolves it.
     const url = `${this.connection.url}?${new URLSearchParams({ structures: options.structures.join(',') })}`;
     const stream = new EventStream<Data>({ ...this.connection, url, tuning: this.tuning }, options);

@@ -3,11 +3,11 @@ import type { paths } from './schema.ts';
 type RecordOperation = paths['/v1/workspaces/{ws}/records/{structure}/{id}'];
 type Shape = RecordOperation['get']['responses'][200]['content']['application/json'];
 
-/** A record's fields: your own interface, or any JSON object. */
+/** A record's fields when you give no type of your own (an interface of yours will do). */
 export type RecordData = Record<string, unknown>;
 
 /** A record as the REST API returns it; its ETag is `"<version>"`. */
-export type CordonRecord<Data extends RecordData = RecordData> = Omit<Shape, 'data'> & { data: Data };
+export type CordonRecord<Data extends object = RecordData> = Omit<Shape, 'data'> & { data: Data };
 
 /** A MongoDB-style query over the record's fields and its system fields (`id`, `createdBy`, `createdAt`, `updatedAt`). */
 export type Filter = Record<string, unknown>;
@@ -24,7 +24,7 @@ export interface RecordQuery {
   count?: boolean;
 }
 
-export interface RecordPage<Data extends RecordData = RecordData> {
+export interface RecordPage<Data extends object = RecordData> {
   data: CordonRecord<Data>[];
   nextCursor: string | null;
   /** Present when the query asked for `count`. */
@@ -32,7 +32,7 @@ export interface RecordPage<Data extends RecordData = RecordData> {
 }
 
 /** A JSON merge patch (RFC 7396) of the record's fields: `null` removes a field. */
-export type RecordPatch<Data extends RecordData = RecordData> = { [Field in keyof Data]?: Data[Field] | null };
+export type RecordPatch<Data extends object = RecordData> = { [Field in keyof Data]?: Data[Field] | null };
 
 export interface Precondition {
   /** The version (or ETag) the change expects; a record changed since is refused with 412 `precondition_failed`. */
