@@ -51,7 +51,9 @@ export interface Subscription {
  * again before their next event.
  */
 export class RealtimeHub {
+  /** Feeds being started, then ready: a feed is retired (synchronously) with its last stream. */
   private readonly feeds = new Map<string, Promise<WorkspaceFeed>>();
+  private readonly ready = new Map<string, WorkspaceFeed>();
   private readonly perPrincipal = new Map<string, number>();
   private streams = 0;
   private readonly options: RealtimeOptions;
@@ -150,7 +152,9 @@ export class RealtimeHub {
     const key = this.admit(subscription.workspaceId, subscription.principal.id);
     let stream: EventStream | undefined;
     try {
-      const feed = await this.feed(subscription.workspaceId);
+      let feed = await this.feed(subscription.workspaceId);
+      // Retired while this request waited (its last stream ended): start another.
+      while (this.ready.get(subscription.workspaceId) !== feed) feed = await this.feed(subscription.workspaceId);
       const exp = subscription.principal.claims.exp;
       stream = new EventStream({
         response,
@@ -249,33 +253,25 @@ export class RealtimeHub {
         evaluated: () => this.counted(),
         refreshAbilities: (id, policySetVersion) => this.refresh(id, { policySetVersion }),
       });
-      feed.catch(() => this.feeds.delete(workspaceId));
       this.feeds.set(workspaceId, feed);
+      feed.then(
+        (started) => this.ready.set(workspaceId, started),
+        () => this.feeds.delete(workspaceId),
+      );
     }
     return feed;
   }
 
   private retire(feed: WorkspaceFeed): void {
-    void this.feeds.get(feed.workspaceId)?.then((current) => {
-      if (current !== feed || feed.size) return;
-      feed.close();
-      this.feeds.delete(feed.workspaceId);
-    });
+    if (feed.size || this.ready.get(feed.workspaceId) !== feed) return;
+    feed.close();
+    this.ready.delete(feed.workspaceId);
+    this.feeds.delete(feed.workspaceId);
   }
 
   private wake(workspaceId: string): void {
-    if (workspaceId === '*') {
-      for (const feed of this.feeds.values())
-        void feed.then(
-          (ready) => ready.wake(),
-          () => undefined,
-        );
-      return;
-    }
-    void this.feeds.get(workspaceId)?.then(
-      (ready) => ready.wake(),
-      () => undefined,
-    );
+    if (workspaceId !== '*') return this.ready.get(workspaceId)?.wake();
+    for (const feed of this.ready.values()) feed.wake();
   }
 
   /**
@@ -284,10 +280,9 @@ export class RealtimeHub {
    * of `policySetVersion` when a feed read it with the events. A token no longer good ends its stream.
    */
   private async refresh(workspaceId: string, only: { userId?: string; policySetVersion?: number }): Promise<void> {
-    const feeds = workspaceId === '*' ? [...this.feeds.values()] : [this.feeds.get(workspaceId)].filter(Boolean);
+    const feeds = workspaceId === '*' ? [...this.ready.values()] : [this.ready.get(workspaceId)];
     await Promise.all(
-      feeds.map(async (pending) => {
-        const feed = await pending!.catch(() => undefined);
+      feeds.map(async (feed) => {
         if (!feed) return;
         const streams = feed.streams.filter(
           (stream) => only.userId === undefined || stream.principalId === only.userId,
@@ -319,24 +314,18 @@ export class RealtimeHub {
   }
 
   private heartbeat(): void {
-    for (const feed of this.feeds.values()) {
-      void feed.then(
-        (ready) => {
-          for (const stream of ready.streams) stream.write(': ping\n\n');
-        },
-        () => undefined,
-      );
-    }
+    for (const feed of this.ready.values()) for (const stream of feed.streams) stream.write(': ping\n\n');
   }
 
   /** Ends every stream (their clients reconnect elsewhere with Last-Event-ID) and stops reading. */
   async close(): Promise<void> {
     for (const timer of this.timers.splice(0)) clearInterval(timer);
-    for (const pending of [...this.feeds.values()]) {
-      const feed = await pending.catch(() => undefined);
-      feed?.close();
-      for (const stream of feed?.streams ?? []) stream.end();
+    await Promise.allSettled(this.feeds.values());
+    for (const feed of [...this.ready.values()]) {
+      feed.close();
+      for (const stream of feed.streams) stream.end();
     }
+    this.ready.clear();
     this.feeds.clear();
   }
 }
