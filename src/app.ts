@@ -28,6 +28,8 @@ import { functionRoutes } from './features/functions/functions.routes.ts';
 import { FunctionsService } from './features/functions/functions.service.ts';
 import { SandboxPool, type SandboxPoolOptions } from './features/functions/sandbox-pool.ts';
 import { WorkspaceEntity } from './features/workspaces/workspace.entity.ts';
+import { RealtimeHub, type RealtimeOptions } from './features/realtime/realtime-hub.ts';
+import { realtimeRoutes } from './features/realtime/realtime.routes.ts';
 import { TriggerEntity } from './features/triggers/trigger.entity.ts';
 import { triggerRoutes } from './features/triggers/triggers.routes.ts';
 import { TriggersService } from './features/triggers/triggers.service.ts';
@@ -58,7 +60,7 @@ import { AccessControl } from './policy/access.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 
 export interface AppDependencies {
-  config: Pick<Config, 'env' | 'bodyLimit' | 'trustProxy' | 'auth' | 'invitations' | 'events'> & {
+  config: Pick<Config, 'env' | 'bodyLimit' | 'trustProxy' | 'auth' | 'invitations' | 'events' | 'realtime'> & {
     adminApiKey: string;
   };
   database: Database;
@@ -71,6 +73,8 @@ export interface AppDependencies {
   events?: EventLog;
   /** Function sandboxes (tests make them misbehave). */
   sandbox?: Partial<SandboxPoolOptions>;
+  /** Event streams' timings and evaluation (tests shorten the heartbeat, or make one evaluation fail). */
+  realtime?: Partial<RealtimeOptions>;
 }
 
 /** Every entity, handed to the ORM once (MikroORM refuses a module it sees twice). */
@@ -120,6 +124,8 @@ export function createApp(dependencies: AppDependencies): {
   events: EventLog;
   /** Runs functions (the delivery task's FunctionAction); `close()` stops its sandbox threads. */
   functions: FunctionRunner;
+  /** Event streams; `close()` ends them (before the server closes, or it would wait for them). */
+  realtime: RealtimeHub;
 } {
   const { config, database, changes, logger, signingKey } = dependencies;
   const app = express();
@@ -157,6 +163,7 @@ export function createApp(dependencies: AppDependencies): {
       admin: [requirePlatformAdmin(config.adminApiKey)],
       bearer: [bearer],
       adminOrBearer: [adminOrBearer(config.adminApiKey, bearer)],
+      bearerOrQuery: [authenticator.guard({ queryToken: true })],
       none: [],
     },
     (request, requirement, work) => access.authorized(request, requirement, work),
@@ -171,13 +178,22 @@ export function createApp(dependencies: AppDependencies): {
   policyRoutes(api, new PoliciesService(services));
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(services));
-  const records = new RecordsService(
-    new RecordStore(database),
-    new StructureCatalog(database, changes),
-    access,
-    events,
-  );
+  const catalog = new StructureCatalog(database, changes);
+  const records = new RecordsService(new RecordStore(database), catalog, access, events);
   recordRoutes(api, records, access);
+  // Other instances hear of this one's commits (their streams read the events themselves).
+  events.on('committed', (workspaceId) => changes.announceEvents(workspaceId));
+  const realtime = new RealtimeHub({
+    database,
+    events,
+    changes,
+    authenticator,
+    policies: policyStore,
+    logger,
+    registry: metrics.registry,
+    options: { ...config.realtime, ...dependencies.realtime },
+  });
+  realtimeRoutes(api, realtime, access, catalog);
   memberRoutes(api, new MembersService(services));
   const secrets = new EventSecrets(config.adminApiKey);
   invitationRoutes(api, new InvitationsService(services, secrets, config.invitations), access, authenticator);
@@ -198,5 +214,5 @@ export function createApp(dependencies: AppDependencies): {
 
   app.use(notFound);
   app.use(problemHandler);
-  return { app, api, events, functions };
+  return { app, api, events, functions, realtime };
 }

@@ -56,6 +56,9 @@ const environment = z
     DELIVERY_RETENTION_DAYS: z.coerce.number().int().min(1).max(3_650).default(30),
     FUNCTION_CHAIN_DEPTH: z.coerce.number().int().min(0).max(10).default(3),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+    REALTIME_MAX_STREAMS: z.coerce.number().int().min(1).max(100_000).default(10_000),
+    REALTIME_MAX_STREAMS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1_000).default(20),
+    REALTIME_MAX_BUFFER_KB: z.coerce.number().int().min(16).max(65_536).default(1_024),
   })
   .superRefine((env, context) => {
     if (env.NODE_ENV !== 'production') return;
@@ -103,6 +106,14 @@ export interface Config {
     functionChainDepth: number;
     /** Background jobs (deliveries, function runs) one instance runs at once. */
     workerConcurrency: number;
+  };
+  realtime: {
+    /** Open event streams one instance serves at once. */
+    maxStreams: number;
+    /** Open event streams of one principal (user or function) of one workspace, per instance. */
+    maxStreamsPerPrincipal: number;
+    /** A stream whose unsent output passes this many bytes is dropped (a slow consumer). */
+    maxBufferBytes: number;
   };
   database: {
     /** Owner connection: runs migrations. Undefined means "start the embedded PostgreSQL". */
@@ -157,6 +168,11 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       deliveryRetentionDays: env.DELIVERY_RETENTION_DAYS,
       functionChainDepth: env.FUNCTION_CHAIN_DEPTH,
       workerConcurrency: env.WORKER_CONCURRENCY,
+    },
+    realtime: {
+      maxStreams: env.REALTIME_MAX_STREAMS,
+      maxStreamsPerPrincipal: env.REALTIME_MAX_STREAMS_PER_PRINCIPAL,
+      maxBufferBytes: env.REALTIME_MAX_BUFFER_KB * 1024,
     },
     database: {
       ownerUrl: env.DATABASE_URL,

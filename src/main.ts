@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import { createApp, entities } from './app.ts';
 import { Background } from './background.ts';
 import type { FunctionRunner } from './features/functions/function-runner.ts';
+import type { RealtimeHub } from './features/realtime/realtime-hub.ts';
 import { developmentAdminKey } from './auth/admin-key.ts';
 import { ConfigError, parseConfig, type Config } from './config.ts';
 import { prepareDatabase } from './db/bootstrap.ts';
@@ -28,6 +29,7 @@ let embedded: EmbeddedDatabase | undefined;
 let database: Database | undefined;
 let background: Background | undefined;
 let functions: FunctionRunner | undefined;
+let realtime: RealtimeHub | undefined;
 let changes: ChangeBus | undefined;
 let sealer: Sealer | undefined;
 
@@ -74,6 +76,7 @@ async function start(): Promise<void> {
   const created = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey });
   const { app, events } = created;
   functions = created.functions;
+  realtime = created.realtime;
   background = new Background({
     config,
     database,
@@ -96,7 +99,10 @@ async function stop(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
   logger.info({ signal }, 'stopping');
-  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  const closed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  // Open event streams would hold the server open: end them (clients resume elsewhere with Last-Event-ID).
+  await realtime?.close();
+  await closed;
   await background?.stop();
   await functions?.close();
   await sealer?.stop();

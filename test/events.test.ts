@@ -45,7 +45,7 @@ const eventsOf = async (recordId: string) =>
   ).rows;
 
 describe('record events', () => {
-  it('writes one event per create, update and delete, with the documents before and after', async () => {
+  it('writes one event per create, update and delete, with the documents before and after and the version', async () => {
     const created = await as('post', '/records/Task')
       .send({ data: { title: 'a' } })
       .expect(201);
@@ -63,9 +63,9 @@ describe('record events', () => {
       updatedAt: body.updatedAt,
     });
     expect(events.map((event) => event.type)).toEqual(['record_created', 'record_updated', 'record_deleted']);
-    expect(events[0].data).toEqual({ after: document(created.body) });
-    expect(events[1].data).toEqual({ before: document(created.body), after: document(updated.body) });
-    expect(events[2].data).toEqual({ before: document(updated.body) });
+    expect(events[0].data).toEqual({ after: document(created.body), version: 1 });
+    expect(events[1].data).toEqual({ before: document(created.body), after: document(updated.body), version: 2 });
+    expect(events[2].data).toEqual({ before: document(updated.body), version: 2 });
     expect(events.map((event) => event.request_id)).toEqual(
       [created, updated, deleted].map((response) => response.headers['x-request-id']),
     );

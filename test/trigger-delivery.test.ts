@@ -106,6 +106,7 @@ describe('a webhook delivery', () => {
         recordId: task.id,
         data: {
           after: expect.objectContaining({ id: task.id, title: 'a task', status: 'todo', createdBy: 'user_admin' }),
+          version: 1,
         },
         actor: { id: 'user_admin', kind: 'user' },
         requestId: expect.any(String),

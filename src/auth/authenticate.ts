@@ -75,12 +75,17 @@ export class Authenticator {
     return { principal, tenant: verifiedTenant };
   }
 
-  /** Express guard for routes with a `:ws` parameter. */
-  guard(): RequestHandler {
+  /**
+   * Express guard for routes with a `:ws` parameter. `queryToken`: the token may come as the
+   * `access_token` query parameter instead (event streams: a browser's EventSource sends no
+   * headers). Request URLs are never logged.
+   */
+  guard(options: { queryToken?: boolean } = {}): RequestHandler {
     return async (request, _response, next) => {
+      const fromQuery = options.queryToken ? request.query.access_token : undefined;
       const { principal, tenant } = await this.authenticate(
         String(request.params.ws ?? ''),
-        bearerToken(request.headers),
+        bearerToken(request.headers) ?? (typeof fromQuery === 'string' ? fromQuery : undefined),
       );
       request.principal = principal;
       request.workspace = tenant.workspace;

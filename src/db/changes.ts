@@ -18,6 +18,8 @@ export type Change =
   | { topic: 'trigger'; workspaceId: string };
 
 const channel = 'cordon_changes';
+/** News that a workspace committed events: its id alone, never their data (each instance reads the table). */
+const eventsChannel = 'cordon_events';
 
 /**
  * Cache invalidation across instances through PostgreSQL LISTEN/NOTIFY. A change is announced
@@ -26,6 +28,10 @@ const channel = 'cordon_changes';
  */
 export class ChangeBus {
   private readonly listeners = new Set<(change: Change) => void>();
+  private readonly eventListeners = new Set<(workspaceId: string) => void>();
+  /** Workspaces whose committed events are still to be announced, and whether an announcement is being sent. */
+  private readonly unannounced = new Set<string>();
+  private announcing = false;
   private client: pg.Client | undefined;
   private closed = false;
   private readonly url: string | undefined;
@@ -48,6 +54,39 @@ export class ChangeBus {
     await transaction.query(sql`select pg_notify(${channel}::text, ${JSON.stringify(change)}::text)`);
   }
 
+  /** Hears that another instance committed events in a workspace (`*`: any, after a lost connection). */
+  onEvents(listener: (workspaceId: string) => void): void {
+    this.eventListeners.add(listener);
+  }
+
+  /**
+   * Tells the other instances that events committed in a workspace: after the commit, outside any
+   * transaction (a NOTIFY inside the writing transaction would serialise every such commit), on
+   * the listening connection, many workspaces per statement while one is being sent. News lost
+   * with a connection only delays readers until their next poll.
+   */
+  announceEvents(workspaceId: string): void {
+    if (!this.client) return;
+    this.unannounced.add(workspaceId);
+    if (this.announcing) return;
+    this.announcing = true;
+    void this.sendAnnouncements().finally(() => (this.announcing = false));
+  }
+
+  private async sendAnnouncements(): Promise<void> {
+    while (this.unannounced.size && this.client) {
+      const workspaces = [...this.unannounced];
+      this.unannounced.clear();
+      try {
+        // A constant statement with parameters, on the listener's own connection (not the pool).
+        // eslint-disable-next-line no-restricted-syntax
+        await this.client.query('select pg_notify($1, w) from unnest($2::text[]) w', [eventsChannel, workspaces]);
+      } catch (error) {
+        this.logger.warn({ err: error }, 'could not announce committed events; other instances will poll');
+      }
+    }
+  }
+
   /** Applies a committed change to this instance's caches without waiting for the echo. */
   apply(change: Change): void {
     for (const listener of this.listeners) listener(change);
@@ -57,6 +96,12 @@ export class ChangeBus {
     if (!this.url || this.closed) return;
     const client = new pg.Client({ connectionString: this.url });
     client.on('notification', (message) => {
+      if (message.channel === eventsChannel && message.payload) {
+        // This instance's own news came to it directly (EventLog.committed).
+        if (message.processId === (client as unknown as { processID?: number }).processID) return;
+        for (const listener of this.eventListeners) listener(message.payload);
+        return;
+      }
       if (message.channel !== channel || !message.payload) return;
       try {
         this.apply(JSON.parse(message.payload) as Change);
@@ -74,6 +119,8 @@ export class ChangeBus {
     // LISTEN takes no parameters; the channel is a constant of this file.
     // eslint-disable-next-line no-restricted-syntax
     await client.query(`listen ${channel}`);
+    // eslint-disable-next-line no-restricted-syntax
+    await client.query(`listen ${eventsChannel}`);
     this.client = client;
   }
 
@@ -82,7 +129,10 @@ export class ChangeBus {
     if (this.closed) return;
     setTimeout(() => {
       this.listen().then(
-        () => this.apply({ topic: 'workspace', workspaceId: '*' }),
+        () => {
+          this.apply({ topic: 'workspace', workspaceId: '*' });
+          for (const listener of this.eventListeners) listener('*');
+        },
         (error: unknown) => {
           this.logger.warn({ err: error }, 'change listener could not reconnect; retrying');
           this.reconnect();

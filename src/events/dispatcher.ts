@@ -25,7 +25,7 @@ export interface DispatcherOptions {
 
 const defaults: DispatcherOptions = { intervalMs: 200, batchSize: 500, gateTimeoutMs: 100 };
 
-interface EventRow {
+export interface EventRow {
   workspace_id: string;
   seq: string;
   id: string;

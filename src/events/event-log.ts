@@ -88,7 +88,8 @@ export function appendEvents(
  * The event log as the features that write it see it: events are appended in the transaction of
  * their change, and once that transaction commits the writer says so, so this instance's
  * consumers (the trigger dispatcher, realtime streams) look at once instead of at their next
- * poll. Other instances find the events by polling: a NOTIFY in the change's transaction would
+ * poll. Other instances hear of it from a NOTIFY sent after the commit (app.ts hands this news to
+ * the ChangeBus), or find the events by polling: a NOTIFY in the change's transaction would
  * serialise every such commit on PostgreSQL's notification queue.
  */
 export class EventLog extends EventEmitter<{ committed: [workspaceId: string] }> {

@@ -6,8 +6,11 @@ import { escapePointer } from '../json.ts';
 import { refuseUnstorableInput } from './storable.ts';
 
 export type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
-/** `adminOrBearer`: the platform admin key, or a workspace user's token (then `authorize` applies). */
-export type Security = 'admin' | 'bearer' | 'adminOrBearer' | 'none';
+/**
+ * `adminOrBearer`: the platform admin key, or a workspace user's token (then `authorize` applies).
+ * `bearerOrQuery`: a workspace user's token as a Bearer token or the `access_token` query parameter.
+ */
+export type Security = 'admin' | 'bearer' | 'adminOrBearer' | 'bearerOrQuery' | 'none';
 
 export interface ResponseDefinition {
   description: string;

@@ -58,6 +58,8 @@ export const errorCatalogue = {
   invitation_used: { status: 409, title: 'The invitation has already been accepted' },
   invitation_revoked: { status: 409, title: 'The invitation was revoked' },
   invitation_not_pending: { status: 409, title: 'Only a pending invitation can be revoked' },
+  too_many_streams: { status: 429, title: 'Too many event streams are open' },
+  invalid_last_event_id: { status: 400, title: 'Last-Event-ID is not an event id of this stream' },
   function_name_taken: { status: 409, title: 'This workspace already has a function with that name' },
   trigger_name_taken: { status: 409, title: 'This workspace already has a trigger with that name' },
   trigger_not_webhook: { status: 409, title: 'Only a webhook trigger has a signing secret' },

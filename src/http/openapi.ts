@@ -73,6 +73,7 @@ const securityRequirement: Record<Security, Record<string, string[]>[]> = {
   admin: [{ adminKey: [] }],
   bearer: [{ bearerToken: [] }],
   adminOrBearer: [{ adminKey: [] }, { bearerToken: [] }],
+  bearerOrQuery: [{ bearerToken: [] }, { accessTokenQuery: [] }],
   none: [],
 };
 
@@ -146,6 +147,12 @@ export function openApiDocument(routes: readonly RouteDefinition[], version: str
           scheme: 'bearer',
           bearerFormat: 'JWT',
           description: 'A token from the workspace identity provider.',
+        },
+        accessTokenQuery: {
+          type: 'apiKey',
+          in: 'query',
+          name: 'access_token',
+          description: "The workspace user's token as a query parameter, for a browser's EventSource (never logged).",
         },
       },
     },

@@ -7,7 +7,8 @@ import { placeholdersUsed, placeholderValues, type PlaceholderContext } from './
 
 interface PolicySet {
   policies: StoredPolicy[];
-  placeholders: Set<string>;
+  /** The placeholders each role's policies use: only those can make two holders' abilities differ. */
+  placeholdersByRole: Map<string, Set<string>>;
 }
 
 /** A workspace's policies in evaluation order, as the caller's transaction (in its scope) sees them. */
@@ -25,7 +26,9 @@ export interface PolicyScope {
 }
 
 /**
- * Abilities are cached per (workspace, policy-set version, roles, placeholder values). A policy
+ * Abilities are cached per (workspace, policy-set version, roles, values of the placeholders those
+ * roles' policies use): every viewer shares one ability unless a viewer policy names the principal,
+ * and realtime streams group their subscribers by it. A policy
  * change bumps the workspace's policy-set version in the same transaction, so a stale entry is
  * simply never looked up again; the LRU bound reclaims it.
  */
@@ -45,7 +48,9 @@ export class PolicyStore {
     const set = await this.policySet(scope);
     const context: PlaceholderContext = { principal, workspaceId: scope.workspaceId };
     const roles = [...new Set(principal.roles)].sort();
-    const key = `${scope.workspaceId}:${scope.policySetVersion}:${JSON.stringify(roles)}:${placeholderValues(set.placeholders, context)}`;
+    const used = new Set<string>();
+    for (const role of roles) for (const placeholder of set.placeholdersByRole.get(role) ?? []) used.add(placeholder);
+    const key = `${scope.workspaceId}:${scope.policySetVersion}:${JSON.stringify(roles)}:${placeholderValues([...used].sort(), context)}`;
     let ability = this.abilities.get(key);
     if (!ability) {
       ability = buildAbility(set.policies, { ...context, principal: { ...principal, roles } });
@@ -59,9 +64,17 @@ export class PolicyStore {
     const cached = this.sets.get(key);
     if (cached) return cached;
     const rows = await this.database.withWorkspace(scope.workspaceId, loadPolicies, { readOnly: true });
-    const placeholders = new Set<string>();
-    for (const row of rows) for (const rule of row.rules) placeholdersUsed(rule.conditions, placeholders);
-    const set: PolicySet = { policies: rows, placeholders };
+    const placeholdersByRole = new Map<string, Set<string>>();
+    for (const row of rows) {
+      const placeholders = new Set<string>();
+      for (const rule of row.rules) placeholdersUsed(rule.conditions, placeholders);
+      for (const role of row.roles) {
+        const known = placeholdersByRole.get(role) ?? new Set<string>();
+        for (const placeholder of placeholders) known.add(placeholder);
+        placeholdersByRole.set(role, known);
+      }
+    }
+    const set: PolicySet = { policies: rows, placeholdersByRole };
     this.sets.set(key, set);
     return set;
   }

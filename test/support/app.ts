@@ -10,6 +10,7 @@ import { EventSecrets } from '../../src/events/secrets.ts';
 import type { EventLog } from '../../src/events/event-log.ts';
 import type { FunctionRunner } from '../../src/features/functions/function-runner.ts';
 import type { SandboxPoolOptions } from '../../src/features/functions/sandbox-pool.ts';
+import type { RealtimeHub, RealtimeOptions } from '../../src/features/realtime/realtime-hub.ts';
 import { parseConfig } from '../../src/config.ts';
 import { createLogger } from '../../src/http/logging.ts';
 import { ChangeBus } from '../../src/db/changes.ts';
@@ -33,6 +34,8 @@ export interface TestApp {
   background: Background;
   /** Runs functions (what a function trigger's delivery calls). */
   functions: FunctionRunner;
+  /** Event streams served by this app. */
+  realtime: RealtimeHub;
   /** The owner's connection to this app's database (the shared test database unless `ownDatabase`). */
   ownerUrl: string;
   close: () => Promise<void>;
@@ -65,6 +68,8 @@ export interface TestAppOptions {
   background?: boolean;
   /** Function sandboxes (a test makes them misbehave). */
   sandbox?: Partial<SandboxPoolOptions>;
+  /** Event streams' timings, or a view that fails for one group. */
+  realtime?: Partial<RealtimeOptions>;
   /** Shorter retries, a quicker dispatcher: only with `ownDatabase`, or other files' jobs would run with them. */
   tuning?: BackgroundDependencies['tuning'];
   /**
@@ -100,13 +105,14 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const changes = new ChangeBus(url, logger);
   if (options.listen) await changes.listen();
-  const { app, events, functions } = createApp({
+  const { app, events, functions, realtime } = createApp({
     config: { ...config, adminApiKey: adminKey },
     database,
     changes,
     logger,
     signingKey,
     ...(options.sandbox && { sandbox: options.sandbox }),
+    ...(options.realtime && { realtime: options.realtime }),
   });
   const sealer = new Sealer(database, signingKey, logger);
   const background = new Background({
@@ -131,8 +137,10 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     events,
     background,
     functions,
+    realtime,
     ownerUrl: own?.url ?? testDatabase.ownerUrl(),
     close: async () => {
+      await realtime.close();
       await background.stop();
       await functions.close();
       await changes.close();

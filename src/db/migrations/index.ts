@@ -8,6 +8,7 @@ import { Migration20261129020000SigningKeys } from './Migration20261129020000Sig
 import { Migration20261129030000Events } from './Migration20261129030000Events.ts';
 import { Migration20261129134500FunctionRuns } from './Migration20261129134500FunctionRuns.ts';
 import { Migration20261130010000DeliveryEvents } from './Migration20261130010000DeliveryEvents.ts';
+import { Migration20261130020000EventRetentionMark } from './Migration20261130020000EventRetentionMark.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -21,4 +22,5 @@ export const migrations = [
   Migration20261129030000Events,
   Migration20261129134500FunctionRuns,
   Migration20261130010000DeliveryEvents,
+  Migration20261130020000EventRetentionMark,
 ];

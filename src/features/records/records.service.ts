@@ -121,7 +121,7 @@ export class RecordsService {
         const decision = { context: caller.context, entries: [ruling.entry] };
         const event = appendEvents(
           caller.origin,
-          [{ type: 'record_created', structure: name, recordId: row.id, data: { after: documentOf(row) } }],
+          [{ type: 'record_created', structure: name, recordId: row.id, data: { after: documentOf(row), version: 1 } }],
           sql`where exists (select 1 from inserted)`,
         );
         if (await this.store.insert(caller.workspaceId, name, structure.version, row, decision, event)) {
@@ -160,7 +160,7 @@ export class RecordsService {
           ruling.require(writeDecision(caller.ability, 'update', name, states, fields));
           const stored = await session.update(row.id, data, at, name, structure.version);
           if (!stored) return undefined;
-          const change = { before: documentOf(row), after: documentOf(stored) };
+          const change = { before: documentOf(row), after: documentOf(stored), version: stored.version };
           await this.events.appendIn(session.scope, caller.origin, [
             { type: 'record_updated', structure: name, recordId: row.id, data: change },
           ]);
@@ -184,7 +184,12 @@ export class RecordsService {
       await this.onLockedRow(caller, ruling, name, id, ifMatch, async (row, session) => {
         await session.delete(row.id);
         await this.events.appendIn(session.scope, caller.origin, [
-          { type: 'record_deleted', structure: name, recordId: row.id, data: { before: documentOf(row) } },
+          {
+            type: 'record_deleted',
+            structure: name,
+            recordId: row.id,
+            data: { before: documentOf(row), version: row.version },
+          },
         ]);
         await this.access.decidedIn(session.scope, caller, [ruling.entry]);
       });
