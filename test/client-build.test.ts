@@ -12,8 +12,8 @@ import { createTenant } from './support/tenant.ts';
 
 /**
  * @cordon/client as it ships: `tsc -p clients/typescript` into a package of its own, whose ESM
- * output loads in a fresh Node process (every Node found here, the machine's 20 included) and
- * answers a real request, with no Node-only import or global in it.
+ * output loads in a fresh Node process (every Node found here, the machine's 20 included), makes
+ * real requests and reads a real event stream, with no Node-only import or global in it.
  */
 
 const run = promisify(execFile);
@@ -74,21 +74,45 @@ it('pins the same dependency versions as the repository installs', async () => {
     expect([name, installed.devDependencies[name]]).toEqual([name, version]);
 });
 
-it('loads in a fresh Node process and talks to a running Cordon', async () => {
+it('loads in a fresh Node process, calls a running Cordon and reads its event stream', async () => {
   const tenant = await createTenant(cordon, issuer, 'client-build');
-  const token = await tenant.token('user_built', 'viewer');
+  await cordon
+    .http()
+    .post(`/v1/workspaces/${tenant.slug}/structures`)
+    .auth(await tenant.token('user_admin', 'admin'), { type: 'bearer' })
+    .send({ name: 'Task', fields: { title: { type: 'text', required: true } } })
+    .expect(201);
+  const token = await tenant.token('user_built', 'member');
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  // The record is created first and read back from the event table (lastEventId 0), so no race
+  // with the stream's start; then the subscription ends and the process exits by itself.
   const script = `
     import { Cordon, CordonError } from ${JSON.stringify(join(directory, 'dist/index.js'))};
     const [baseUrl, workspace, token] = process.argv.slice(1);
-    const me = await new Cordon({ baseUrl, workspace, token }).whoami();
+    setTimeout(() => { console.error('no event in time'); process.exit(1); }, 10_000).unref();
+    const cordon = new Cordon({ baseUrl, workspace, token });
+    const me = await cordon.whoami();
     const refused = await new Cordon({ baseUrl, workspace, token: 'x' }).whoami().catch((error) => error);
-    console.log(JSON.stringify({ id: me.id, refused: refused instanceof CordonError && refused.code, version: process.version }));
+    const created = await cordon.createRecord('Task', { title: process.version });
+    const event = await new Promise((resolve, reject) => {
+      const subscription = cordon.realtime.subscribe({
+        structures: ['Task'],
+        lastEventId: '0',
+        onEvent(event) {
+          if (event.event === 'record_created' && event.recordId === created.id) {
+            subscription.unsubscribe();
+            resolve(event);
+          }
+        },
+        onError: (error) => reject(error),
+      });
+    });
+    console.log(JSON.stringify({ id: me.id, refused: refused instanceof CordonError && refused.code, title: event.data.data.title }));
   `;
   const nodes = [process.execPath, '/usr/bin/node', '/usr/local/bin/node'].filter((path) => existsSync(path));
   for (const node of nodes) {
+    const { stdout: version } = await run(node, ['--version']);
     const { stdout } = await run(node, ['--input-type=module', '-e', script, baseUrl, tenant.slug, token]);
-    const answer = JSON.parse(stdout) as { id: string; refused: string; version: string };
-    expect(answer).toEqual({ id: 'user_built', refused: 'token_malformed', version: expect.stringMatching(/^v\d+/) });
+    expect(JSON.parse(stdout)).toEqual({ id: 'user_built', refused: 'token_malformed', title: version.trim() });
   }
 });

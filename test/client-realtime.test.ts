@@ -116,6 +116,19 @@ it('delivers record events in order and resumes with Last-Event-ID after the con
   expect(errors).toEqual([]);
 });
 
+it('resumes from the position a stream starts at when it drops before any event', async () => {
+  const { events, subscription } = subscribe([
+    (connection) => {
+      open(connection);
+      connection.response.write('id: 4211\n\n');
+      connection.response.end();
+    },
+  ]);
+  expect((await stand.connection(2)).headers['last-event-id']).toBe('4211');
+  expect(subscription.lastEventId).toBe('4211');
+  expect(events).toEqual([]);
+});
+
 it('starts after the lastEventId it is given', async () => {
   subscribe([], { lastEventId: '41' });
   expect((await stand.connection(1)).headers['last-event-id']).toBe('41');

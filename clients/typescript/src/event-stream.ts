@@ -142,6 +142,11 @@ export class EventStream<Data extends object> {
     let next: Next | undefined;
     let stalled = false;
     const parser = createParser({
+      // Every id counts, also a message of an id alone (the stream's position when it starts):
+      // a reconnection before any event then resumes from there. Nothing after a last event does.
+      onId: (id) => {
+        if (next === undefined) this.lastEventId = id;
+      },
       onEvent: (message) => {
         next ??= this.dispatch(message, response);
       },
@@ -205,7 +210,6 @@ export class EventStream<Data extends object> {
       return { then: 'backoff' };
     }
     if (type !== 'reset' && !recordEvents.has(type ?? '')) return undefined;
-    if (message.id !== undefined) this.lastEventId = message.id;
     this.attempt = 0;
     this.deliver(type === 'reset' ? { event: 'reset', seq: String(data.seq ?? message.id) } : data);
     return undefined;
