@@ -1,12 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { devJwksPath } from '../src/auth/dev-issuer.ts';
+import { devIdentityProvider } from '../src/features/dev-issuer/dev-token.ts';
 
 /**
  * `npm run seed`: an example workspace (`acme`) with Project and Task structures, a contractor
  * policy, and the tutorial's function (`notify-assignee`: a task-assigned notification when a
  * task's assignee changes) on a `record_updated` trigger, created through the API of a running
- * Cordon (`npm start`), as the platform admin. Records need a user's token, so none are seeded:
- * add an identity provider and go.
+ * Cordon (`npm start`), as the platform admin. Records need a user's token, so none are seeded;
+ * when the running Cordon has a development issuer (not in production), it is bound to the
+ * workspace as the identity provider `dev`, and `npm run token` signs tokens it trusts.
  * CORDON_URL (default http://127.0.0.1:3000) and ADMIN_API_KEY (default: the development key in
  * DATA_DIR) say where and as whom.
  */
@@ -56,4 +59,17 @@ for (const fn of example.functions)
   await ensure(`function ${fn.name}`, `${workspace}/functions`, fn, 'function_name_taken');
 for (const trigger of example.triggers)
   await ensure(`trigger ${trigger.name}`, `${workspace}/triggers`, trigger, 'trigger_name_taken');
+
+// The development issuer exists where its key set is served: never in production (a 404 there).
+const devProvider = devIdentityProvider(baseUrl, example.workspace.slug);
+if ((await fetch(baseUrl + devJwksPath)).ok) {
+  const providers = `${workspace}/identity-providers`;
+  await ensure(`identity provider ${devProvider.name}`, providers, devProvider, 'identity_provider_name_taken');
+  const bound = (await call('GET', providers)).body as { data?: { name: string; issuer: string }[] };
+  const issuer = bound.data?.find((provider) => provider.name === devProvider.name)?.issuer;
+  if (issuer !== devProvider.issuer)
+    console.log(`  but it trusts ${issuer}, not ${devProvider.issuer}: delete it and seed again to rebind`);
+} else {
+  console.log('no development issuer here (production): npm run token will not work against it');
+}
 console.log(`done: ${baseUrl}${workspace}`);

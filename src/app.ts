@@ -2,6 +2,7 @@ import express, { type Express, type RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { adminKeyDigest, bearerToken, isPlatformAdminKey, requirePlatformAdmin } from './auth/admin.ts';
 import { Authenticator } from './auth/authenticate.ts';
+import type { DevIssuerKey } from './auth/dev-issuer.ts';
 import { KeySets } from './auth/key-sets.ts';
 import { VerifiedTokenCache } from './auth/token-cache.ts';
 import { TokenVerifier } from './auth/tokens.ts';
@@ -12,6 +13,7 @@ import type { Database } from './db/database.ts';
 import { checkRoutes } from './features/check/check.routes.ts';
 import { DecisionReader } from './features/decisions/decision-reader.ts';
 import { decisionRoutes } from './features/decisions/decisions.routes.ts';
+import { devIssuerRoutes } from './features/dev-issuer/dev-issuer.routes.ts';
 import type { SigningKey } from './features/decisions/signing.ts';
 import { identityProviderRoutes } from './features/identity-providers/identity-providers.routes.ts';
 import { IdentityProvidersService } from './features/identity-providers/identity-providers.service.ts';
@@ -75,6 +77,8 @@ export interface AppDependencies {
   sandbox?: Partial<SandboxPoolOptions>;
   /** Event streams' timings and evaluation (tests shorten the heartbeat, or make one evaluation fail). */
   realtime?: Partial<RealtimeOptions>;
+  /** The development issuer's key (main.ts keeps it in DATA_DIR); ignored in production. */
+  devIssuer?: DevIssuerKey;
 }
 
 /** Every entity, handed to the ORM once (MikroORM refuses a module it sees twice). */
@@ -97,12 +101,21 @@ export const keySetOptions = (config: Pick<Config, 'auth'>) => ({
   maxBytes: config.auth.jwksMaxBytes,
 });
 
+/** The development issuer's key, unless in production: there it never exists. */
+const devIssuerOf = ({ config, devIssuer }: Pick<AppDependencies, 'config' | 'devIssuer'>) =>
+  config.env === 'production' ? undefined : devIssuer;
+
 /** The shared pieces of the front door, built once per app. */
 export function createAuthenticator(
-  { config, database, changes }: Pick<AppDependencies, 'config' | 'database' | 'changes'>,
-  directory = new WorkspaceDirectory(database, changes),
+  dependencies: Pick<AppDependencies, 'config' | 'database' | 'changes' | 'devIssuer'>,
+  directory = new WorkspaceDirectory(dependencies.database, dependencies.changes),
 ): Authenticator {
-  const keySets = new KeySets(keySetOptions(config));
+  const { config, database } = dependencies;
+  const devIssuer = devIssuerOf(dependencies);
+  const keySets = new KeySets({
+    ...keySetOptions(config),
+    ...(devIssuer && { devIssuerKeys: { keys: [devIssuer.publicJwk] } }),
+  });
   const verifier = new TokenVerifier(keySets, new VerifiedTokenCache(config.auth.tokenCacheSize));
   return new Authenticator(directory, verifier, database);
 }
@@ -211,6 +224,8 @@ export function createApp(dependencies: AppDependencies): {
     logger,
   });
   functionRoutes(api, new FunctionsService(services, functions, runs));
+  const devIssuer = devIssuerOf(dependencies);
+  if (devIssuer) devIssuerRoutes(api, devIssuer);
 
   app.use(notFound);
   app.use(problemHandler);

@@ -4,6 +4,7 @@ import { Background } from './background.ts';
 import type { FunctionRunner } from './features/functions/function-runner.ts';
 import type { RealtimeHub } from './features/realtime/realtime-hub.ts';
 import { developmentAdminKey } from './auth/admin-key.ts';
+import { developmentIssuerKey, type DevIssuerKey } from './auth/dev-issuer.ts';
 import { ConfigError, parseConfig, type Config } from './config.ts';
 import { prepareDatabase } from './db/bootstrap.ts';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './db/embedded.ts';
@@ -42,6 +43,17 @@ async function decisionSigningKey(): Promise<SigningKey> {
   );
   return generated.key;
 }
+
+/** Outside production: the key `npm run token` signs with, kept in DATA_DIR beside the admin key. */
+async function devIssuerKey(): Promise<DevIssuerKey | undefined> {
+  if (config.env === 'production') return undefined;
+  const generated = await developmentIssuerKey(config.dataDir);
+  logger.info(
+    { file: generated.file, keyId: generated.key.publicJwk.kid },
+    generated.created ? 'generated a development issuer key' : 'using the development issuer key',
+  );
+  return generated.key;
+}
 let server: Server | undefined;
 
 async function start(): Promise<void> {
@@ -73,7 +85,8 @@ async function start(): Promise<void> {
   await registerSigningKey(database, signingKey);
   sealer = new Sealer(database, signingKey, logger, { intervalMs: config.decisions.sealIntervalMs });
   sealer.start();
-  const created = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey });
+  const devIssuer = await devIssuerKey();
+  const created = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey, devIssuer });
   const { app, events } = created;
   functions = created.functions;
   realtime = created.realtime;

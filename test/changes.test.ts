@@ -6,10 +6,11 @@ import { createTenant } from './support/tenant.ts';
 describe('cache invalidation across instances', () => {
   it('keeps listening after its connection is killed, and applies the next change from another instance', async () => {
     const owner = await ownerClient();
+    // A listener's last statement is its second LISTEN (cordon_events, for realtime) once it is set up.
     const listeners = async () =>
       (
         await owner.query(
-          "select pid from pg_stat_activity where datname = current_database() and query = 'listen cordon_changes'",
+          "select pid from pg_stat_activity where datname = current_database() and query in ('listen cordon_changes', 'listen cordon_events')",
         )
       ).rows.map((row: { pid: number }) => row.pid);
     // Other test files listen too: only the connections these two instances open are killed.

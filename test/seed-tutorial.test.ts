@@ -1,7 +1,11 @@
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { promisify } from 'node:util';
+import { developmentIssuerKey } from '../src/auth/dev-issuer.ts';
 import { startTestApp, type TestApp } from './support/app.ts';
 import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
@@ -13,7 +17,8 @@ import { WebhookReceiver } from './support/webhook-receiver.ts';
  * Project and Task structures, the notify-assignee function and its `record_updated` trigger; the
  * app subscribes a webhook to `notification.requested`; a member reassigns a task over HTTP and the
  * app's receiver (verifying every signature with standardwebhooks) gets the notification to send.
- * The background runs on a database of its own, as `npm start` runs it.
+ * The background runs on a database of its own, as `npm start` runs it. The seed also binds the
+ * development issuer, so `npm run token` (beside it, on the same DATA_DIR) signs tokens acme trusts.
  */
 
 let cordon: TestApp;
@@ -23,12 +28,15 @@ let tenant: TestTenant;
 let admin: string;
 let member: string;
 let app: WebhookReceiver;
+let dataDir: string;
 
 const as = (token: string, method: 'get' | 'post' | 'patch', path: string) =>
   cordon.http()[method](`/v1/workspaces/${tenant.slug}${path}`).auth(token, { type: 'bearer' });
 
 beforeAll(async () => {
-  cordon = await startTestApp({ ownDatabase: true, background: true });
+  dataDir = await mkdtemp(path.join(tmpdir(), 'cordon-seed-'));
+  const devIssuer = (await developmentIssuerKey(dataDir)).key;
+  cordon = await startTestApp({ ownDatabase: true, background: true, devIssuer });
   server = cordon.app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const seeded = await promisify(execFile)(process.execPath, ['seeds/run.ts'], {
@@ -40,6 +48,7 @@ beforeAll(async () => {
   });
   expect(seeded.stdout).toContain('created function notify-assignee');
   expect(seeded.stdout).toContain('created trigger task-assigned');
+  expect(seeded.stdout).toContain('created identity provider dev');
   const workspace = (await cordon.admin().get('/v1/workspaces/acme').expect(200)).body;
   issuer = await TestIssuer.start();
   tenant = await trustIssuer(cordon, issuer, workspace);
@@ -58,6 +67,7 @@ afterAll(async () => {
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
   await cordon.close();
+  await rm(dataDir, { recursive: true, force: true });
 });
 
 it('seeds again without failing: what exists is said to exist', async () => {
@@ -70,6 +80,41 @@ it('seeds again without failing: what exists is said to exist', async () => {
   });
   expect(again.stdout).toContain('function notify-assignee exists already');
   expect(again.stdout).toContain('trigger task-assigned exists already');
+  expect(again.stdout).toContain('identity provider dev exists already');
+  expect(again.stdout).not.toContain('rebind');
+});
+
+it("binds the development issuer: the token script's token creates and lists a Project", async () => {
+  const cordonUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const providers = (await cordon.admin().get('/v1/workspaces/acme/identity-providers').expect(200)).body.data;
+  expect(providers).toContainEqual(
+    expect.objectContaining({
+      name: 'dev',
+      type: 'oidc',
+      issuer: `${cordonUrl}/v1/dev`,
+      jwksUri: `${cordonUrl}/v1/dev/jwks.json`,
+      orgId: 'acme',
+    }),
+  );
+  const token = (
+    await promisify(execFile)(
+      process.execPath,
+      ['src/features/dev-issuer/token.ts', '--workspace', 'acme', '--user', 'user_ann', '--role', 'admin'],
+      { env: { PATH: process.env.PATH, CORDON_URL: cordonUrl, DATA_DIR: dataDir } },
+    )
+  ).stdout.trim();
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const created = await fetch(`${cordonUrl}/v1/workspaces/acme/records/Project`, {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({ data: { name: 'Gemini' } }),
+  });
+  expect(created.status).toBe(201);
+  const { id } = (await created.json()) as { id: string };
+  const listed = (await (await fetch(`${cordonUrl}/v1/workspaces/acme/records/Project`, { headers })).json()) as {
+    data: { id: string; createdBy: string }[];
+  };
+  expect(listed.data).toContainEqual(expect.objectContaining({ id, createdBy: 'user_ann' }));
 });
 
 it('sends the app one task-assigned notification per reassignment, none for the same person or nobody', async () => {

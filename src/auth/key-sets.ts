@@ -4,10 +4,12 @@ import {
   errors,
   type CompactVerifyGetKey,
   type CryptoKey,
+  type JSONWebKeySet,
   type JWTVerifyGetKey,
   type KeyObject,
 } from 'jose';
 import { LRUCache } from 'lru-cache';
+import { isDevIssuerUrl } from './dev-issuer.ts';
 import type { IdentityProvider } from './identity-provider.ts';
 import { RemoteKeySet } from './remote-key-set.ts';
 import { createSafeFetch } from './safe-fetch.ts';
@@ -22,6 +24,12 @@ export interface KeySetOptions {
   now?: () => number;
   /** The most key sets held at once; 10,000 unless a test says otherwise. */
   maxSets?: number;
+  /**
+   * The development issuer's public keys (outside production only). A JWKS URI of a development
+   * issuer (`isDevIssuerUrl`) is never fetched: it resolves to these in-process, or to no key at
+   * all when there are none (production), so its tokens are refused as signed by an unknown key.
+   */
+  devIssuerKeys?: JSONWebKeySet;
 }
 
 type VerificationKey = CryptoKey | KeyObject | Uint8Array;
@@ -63,7 +71,8 @@ interface KeySet {
 
 /**
  * One key resolver per source of keys, shared by every request and every provider naming it.
- * Remote sets are fetched through the SSRF-safe fetch, cached (cooldown on unknown `kid`, refetch
+ * A development issuer's set is this instance's own, never fetched (`devIssuerKeys`). Other
+ * remote sets are fetched through the SSRF-safe fetch, cached (cooldown on unknown `kid`, refetch
  * on rotation) and never taken from the token's own `jku`, `x5u` or `jwk` headers. While the set
  * is fresh, a key jose already selected is reused directly: selecting it again costs as much as a
  * quarter of an RS256 verification.
@@ -167,6 +176,8 @@ export class KeySets {
     };
     if (provider.jwks) {
       created.select = createLocalJWKSet(provider.jwks as Parameters<typeof createLocalJWKSet>[0]);
+    } else if (provider.jwksUri && isDevIssuerUrl(provider.jwksUri)) {
+      created.select = createLocalJWKSet(this.options.devIssuerKeys ?? { keys: [] });
     } else {
       const remote = new RemoteKeySet(provider.jwksUri ?? 'invalid:', {
         fetch: this.fetch,

@@ -1,7 +1,7 @@
 import type { Express, Request, RequestHandler, Response } from 'express';
 import type { z } from 'zod';
 import type { Caller, Requirement } from '../policy/access.ts';
-import { ProblemError, type FieldError } from './errors.ts';
+import { errorCatalogue, ProblemError, type ErrorCode, type FieldError } from './errors.ts';
 import { escapePointer } from '../json.ts';
 import { refuseUnstorableInput } from './storable.ts';
 
@@ -61,11 +61,25 @@ export function fieldErrors(issues: z.core.$ZodIssue[], location: FieldError['in
   }));
 }
 
+/**
+ * A refinement may name a problem more telling than `validation_failed` with
+ * `params: { problem: <code> }` (e.g. `dev_issuer_in_production`); the field errors are the same.
+ */
+function namedProblem(issues: z.core.$ZodIssue[]): { code: ErrorCode; detail: string } | undefined {
+  for (const issue of issues) {
+    const problem: unknown = issue.code === 'custom' ? issue.params?.problem : undefined;
+    if (typeof problem === 'string' && Object.hasOwn(errorCatalogue, problem))
+      return { code: problem as ErrorCode, detail: `${issue.path.join('.')} ${issue.message}`.trim() };
+  }
+  return undefined;
+}
+
 function parse(schema: z.ZodType | undefined, value: unknown, location: FieldError['in']): unknown {
   if (!schema) return undefined;
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  throw new ProblemError('validation_failed', `The request ${location} is invalid`, {
+  const named = namedProblem(result.error.issues);
+  throw new ProblemError(named?.code ?? 'validation_failed', named?.detail ?? `The request ${location} is invalid`, {
     errors: fieldErrors(result.error.issues, location),
   });
 }

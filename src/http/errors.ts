@@ -7,6 +7,7 @@ export const errorCatalogue = {
   invalid_json: { status: 400, title: 'Request body is not valid JSON' },
   validation_failed: { status: 400, title: 'Request did not pass validation' },
   invalid_cursor: { status: 400, title: 'Cursor is malformed or was not issued for this query' },
+  dev_issuer_in_production: { status: 400, title: 'A development issuer is never trusted in production' },
   // 401
   admin_key_missing: { status: 401, title: 'Platform admin key required' },
   admin_key_invalid: { status: 401, title: 'Platform admin key is invalid' },

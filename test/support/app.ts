@@ -4,6 +4,7 @@ import pg from 'pg';
 import { pino } from 'pino';
 import supertest from 'supertest';
 import { createApp, entities } from '../../src/app.ts';
+import type { DevIssuerKey } from '../../src/auth/dev-issuer.ts';
 import { Background, type BackgroundDependencies } from '../../src/background.ts';
 import { prepareDatabase } from '../../src/db/bootstrap.ts';
 import { EventSecrets } from '../../src/events/secrets.ts';
@@ -78,6 +79,8 @@ export interface TestAppOptions {
    * other files' events, needs its own.
    */
   ownDatabase?: boolean;
+  /** The development issuer's key, as main.ts hands it over outside production (none otherwise). */
+  devIssuer?: DevIssuerKey;
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
@@ -113,6 +116,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     signingKey,
     ...(options.sandbox && { sandbox: options.sandbox }),
     ...(options.realtime && { realtime: options.realtime }),
+    ...(options.devIssuer && { devIssuer: options.devIssuer }),
   });
   const sealer = new Sealer(database, signingKey, logger);
   const background = new Background({

@@ -1,20 +1,34 @@
 import { z } from 'zod';
 import { verifiableAlgorithms } from '../../auth/algorithms.ts';
+import { devIssuerPath, isDevIssuerUrl } from '../../auth/dev-issuer.ts';
 
 const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
-/** https everywhere; plain http only for loopback, and only outside production. */
+/**
+ * https everywhere; plain http only for loopback, and only outside production. In production a
+ * development issuer (Cordon's own, for `npm run token`) is refused by name.
+ */
 const endpointUrl = (production: boolean) =>
-  z.url().refine(
-    (value) => {
-      // zod runs refinements even after z.url() failed: never let a non-URL reach `new URL`.
-      if (!URL.canParse(value)) return false;
-      const url = new URL(value);
-      if (url.protocol === 'https:') return true;
-      return !production && url.protocol === 'http:' && loopbackHosts.has(url.hostname);
-    },
-    production ? 'must be an https URL' : 'must be an https URL (http only for loopback outside production)',
-  );
+  z
+    .url()
+    .refine(
+      (value) => {
+        // zod runs refinements even after z.url() failed: never let a non-URL reach `new URL`.
+        if (!URL.canParse(value)) return false;
+        const url = new URL(value);
+        if (url.protocol === 'https:') return true;
+        return !production && url.protocol === 'http:' && loopbackHosts.has(url.hostname);
+      },
+      production ? 'must be an https URL' : 'must be an https URL (http only for loopback outside production)',
+    )
+    .superRefine((value, context) => {
+      if (production && isDevIssuerUrl(value))
+        context.addIssue({
+          code: 'custom',
+          message: `names a development issuer (${devIssuerPath} on a loopback host), which production never trusts`,
+          params: { problem: 'dev_issuer_in_production' },
+        });
+    });
 
 /** A dotted path (`o.rol`) or a whole claim name containing dots or slashes (`https://x.com/roles`). */
 /** zod drops a `__proto__` key from a record without a word: refuse it instead of losing it. */
