@@ -1,3 +1,4 @@
+import { builtinModules } from 'node:module';
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
@@ -32,7 +33,7 @@ const boundSql = [
 ];
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.data/', 'dist/', 'coverage/'] },
+  { ignores: ['node_modules/', '.data/', 'dist/', 'coverage/', 'clients/typescript/dist/'] },
   js.configs.recommended,
   ...tseslint.configs.strict,
   {
@@ -92,6 +93,31 @@ export default tseslint.config(
     // identifiers are escaped there, and every value is a bound parameter.
     files: ['src/db/bootstrap.ts', 'src/db/embedded.ts', 'src/db/embedded/**/*.ts'],
     rules: { 'no-restricted-syntax': ['error', processEnv] },
+  },
+  {
+    // The client runs in browsers as well as Node 20+: nothing Node-only, neither modules nor globals.
+    files: ['clients/typescript/src/**/*.ts'],
+    languageOptions: { globals: { process: 'off' } },
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { regex: '^node:', message: 'The client runs in browsers too: no Node modules.' },
+            {
+              regex: `^(${builtinModules.join('|')})(/|$)`,
+              message: 'The client runs in browsers too: no Node modules.',
+            },
+          ],
+        },
+      ],
+      'no-restricted-globals': [
+        'error',
+        ...['process', 'Buffer', 'global', 'require', 'module', '__dirname', '__filename', 'setImmediate'].map(
+          (name) => ({ name, message: 'The client runs in browsers too: no Node-only globals.' }),
+        ),
+      ],
+    },
   },
   {
     // Tests and the scripts beside the service (bench, seed, `npm run token`) read their own variables.

@@ -49,6 +49,33 @@ describe('GET /openapi.json', () => {
   });
 });
 
+describe('references in the document', () => {
+  /** JSON pointer (RFC 6901) lookup from the document's root, as `$ref: '#/…'` means in OpenAPI. */
+  const resolve = (document: unknown, ref: string) =>
+    ref
+      .slice(2)
+      .split('/')
+      .map((token) => token.replaceAll('~1', '/').replaceAll('~0', '~'))
+      .reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], document);
+
+  function refs(node: unknown, found: string[] = []): string[] {
+    if (Array.isArray(node)) node.forEach((item) => refs(item, found));
+    else if (node && typeof node === 'object')
+      for (const [key, value] of Object.entries(node)) {
+        if (key === '$ref' && typeof value === 'string') found.push(value);
+        else refs(value, found);
+      }
+    return found;
+  }
+
+  it('resolves every $ref from the document root, recursive JSON values included', async () => {
+    const { body: document } = await cordon.http().get('/openapi.json').expect(200);
+    const all = refs(document);
+    expect(all).toContain('#/components/schemas/JsonValue');
+    expect(all.filter((ref) => !ref.startsWith('#/') || resolve(document, ref) === undefined)).toEqual([]);
+  });
+});
+
 describe('the identity-provider body in the document', () => {
   /** Every combination of the fields the cross-field rules read, each otherwise valid. */
   function bodies(): Record<string, unknown>[] {
