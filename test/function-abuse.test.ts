@@ -89,13 +89,17 @@ describe('a function that abuses its sandbox', () => {
   });
 
   it('recurses without end: fails on its stack limit, also through JSON.stringify', async () => {
-    const recursion = await invoke('async function run() { const down = (n) => down(n + 1) + 1; return down(0) }');
+    // The longest deadline: on a loaded machine the stack must still run out first.
+    const recursion = await invoke('async function run() { const down = (n) => down(n + 1) + 1; return down(0) }', {
+      timeoutMs: 10_000,
+    });
     expect(recursion).toMatchObject({
       status: 'failed',
       error: { kind: 'stack', message: 'InternalError: stack overflow' },
     });
     const nested = await invoke(
       'async function run() { let o = {}, p = o; for (let i = 0; i < 20000; i++) { p.a = {}; p = p.a } return o }',
+      { timeoutMs: 10_000 },
     );
     expect(nested).toMatchObject({ status: 'failed', error: { kind: expect.stringMatching(/^(stack|result)$/) } });
   });
