@@ -61,6 +61,10 @@ export class SseClient {
     this.response?.pause();
   }
 
+  resume(): void {
+    this.response?.resume();
+  }
+
   close(): void {
     this.destroy?.();
     this.ended = true;

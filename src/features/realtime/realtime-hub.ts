@@ -32,6 +32,11 @@ export const realtimeDefaults: Omit<RealtimeOptions, 'maxStreams' | 'maxStreamsP
   view: eventView,
 };
 
+/** A stream's place within the limits, taken before its connect is decided (`RealtimeHub.admit`). */
+export interface StreamPlace {
+  release(): void;
+}
+
 export interface Subscription {
   principal: Principal;
   workspaceId: string;
@@ -114,42 +119,44 @@ export class RealtimeHub {
     );
   }
 
-  /** Refuses a stream past the instance's or the principal's limit (429 too_many_streams), before anything is written. */
-  refuseBeyondLimits(workspaceId: string, principalId: string): void {
-    const mine = this.perPrincipal.get(`${workspaceId}:${principalId}`) ?? 0;
-    if (this.streams < this.options.maxStreams && mine < this.options.maxStreamsPerPrincipal) return;
-    const which =
-      this.streams >= this.options.maxStreams
-        ? `this instance serves ${this.options.maxStreams} streams already`
-        : `this principal has ${this.options.maxStreamsPerPrincipal} streams open already`;
-    throw new ProblemError('too_many_streams', `${which}; close one or try again later`, {
-      headers: { 'Retry-After': '5' },
-    });
-  }
-
-  private admit(workspaceId: string, principalId: string): string {
-    this.refuseBeyondLimits(workspaceId, principalId);
+  /**
+   * Takes a stream's place within the instance's and the principal's limits, or refuses with 429
+   * `too_many_streams` before anything is written. The place is given back once, by `release`.
+   */
+  admit(workspaceId: string, principalId: string): StreamPlace {
     const key = `${workspaceId}:${principalId}`;
-    this.perPrincipal.set(key, (this.perPrincipal.get(key) ?? 0) + 1);
+    const mine = this.perPrincipal.get(key) ?? 0;
+    if (this.streams >= this.options.maxStreams || mine >= this.options.maxStreamsPerPrincipal) {
+      const which =
+        this.streams >= this.options.maxStreams
+          ? `this instance serves ${this.options.maxStreams} streams already`
+          : `this principal has ${this.options.maxStreamsPerPrincipal} streams open already`;
+      throw new ProblemError('too_many_streams', `${which}; close one or try again later`, {
+        headers: { 'Retry-After': '5' },
+      });
+    }
+    this.perPrincipal.set(key, mine + 1);
     this.streams += 1;
     this.openStreams.set(this.streams);
-    return key;
-  }
-
-  private release(key: string): void {
-    const mine = (this.perPrincipal.get(key) ?? 1) - 1;
-    if (mine > 0) this.perPrincipal.set(key, mine);
-    else this.perPrincipal.delete(key);
-    this.streams -= 1;
-    this.openStreams.set(this.streams);
+    let held = true;
+    return {
+      release: () => {
+        if (!held) return;
+        held = false;
+        const left = (this.perPrincipal.get(key) ?? 1) - 1;
+        if (left > 0) this.perPrincipal.set(key, left);
+        else this.perPrincipal.delete(key);
+        this.streams -= 1;
+        this.openStreams.set(this.streams);
+      },
+    };
   }
 
   /**
    * Serves one stream until either side ends it: the current position, or the events after
    * `lastEventId` read from the table (a `reset` when retention took some), then live events.
    */
-  async subscribe(subscription: Subscription, request: Request, response: Response): Promise<void> {
-    const key = this.admit(subscription.workspaceId, subscription.principal.id);
+  async subscribe(subscription: Subscription, place: StreamPlace, request: Request, response: Response): Promise<void> {
     let stream: EventStream | undefined;
     try {
       let feed = await this.feed(subscription.workspaceId);
@@ -170,7 +177,7 @@ export class RealtimeHub {
         onEnd: (ended, reason) => {
           if (reason) this.dropped.inc({ reason: reason.event === 'error' ? reason.code : reason.event });
           feed.remove(ended);
-          this.release(key);
+          place.release();
           if (!feed.size) this.retire(feed);
         },
       });
@@ -189,7 +196,7 @@ export class RealtimeHub {
       }
       if (stream.position < feed.position) stream.position = feed.position;
     } catch (error) {
-      if (!stream) this.release(key);
+      if (!stream) place.release();
       else if (stream.open) {
         this.logger.warn({ err: error }, 'starting an event stream failed');
         stream.end({ event: 'error', code: 'evaluation_failed', detail: 'the stream could not start; reconnect' });

@@ -4,7 +4,7 @@ import { ProblemError } from '../../http/errors.ts';
 import type { AccessControl } from '../../policy/access.ts';
 import { Ruling } from '../../policy/ruling.ts';
 import type { StructureCatalog } from '../structures/structure-catalog.ts';
-import type { RealtimeHub } from './realtime-hub.ts';
+import type { RealtimeHub, StreamPlace } from './realtime-hub.ts';
 import { streamParams, streamQuery, streamResponse } from './realtime.schema.ts';
 
 const eventId = /^\d{1,19}$/;
@@ -35,6 +35,7 @@ export function realtimeRoutes(api: Api, hub: RealtimeHub, access: AccessControl
         (subject) =>
           new Ruling({ action: 'read', operation: 'list', subject, decision: caller.ability.decide('read', subject) }),
       );
+      let place: StreamPlace | undefined;
       try {
         for (const ruling of rulings) ruling.require(ruling.entry.decision);
         for (const name of query.structures) {
@@ -43,7 +44,7 @@ export function realtimeRoutes(api: Api, hub: RealtimeHub, access: AccessControl
         }
         if (resumeAt !== undefined && !eventId.test(resumeAt))
           throw new ProblemError('invalid_last_event_id', 'Last-Event-ID must be the id (seq) of an event');
-        hub.refuseBeyondLimits(caller.workspaceId, caller.principal.id);
+        place = hub.admit(caller.workspaceId, caller.principal.id);
       } catch (error) {
         await access.decided(
           caller,
@@ -51,10 +52,15 @@ export function realtimeRoutes(api: Api, hub: RealtimeHub, access: AccessControl
         );
         throw error;
       }
-      await access.decided(
-        caller,
-        rulings.map((ruling) => ruling.entry),
-      );
+      await access
+        .decided(
+          caller,
+          rulings.map((ruling) => ruling.entry),
+        )
+        .catch((error: unknown) => {
+          place.release();
+          throw error;
+        });
       await hub.subscribe(
         {
           principal: caller.principal,
@@ -65,6 +71,7 @@ export function realtimeRoutes(api: Api, hub: RealtimeHub, access: AccessControl
           structures: query.structures,
           lastEventId: resumeAt === undefined ? undefined : BigInt(resumeAt),
         },
+        place,
         request,
         response,
       );

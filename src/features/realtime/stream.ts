@@ -34,6 +34,8 @@ export class EventStream {
   private readonly maxBufferBytes: number;
   private readonly timers: NodeJS.Timeout[] = [];
   private ended = false;
+  /** Bytes written in this turn of the event loop. */
+  private burst = 0;
   private readonly onEnd: (stream: EventStream, reason: StreamEnd | undefined) => void;
 
   constructor(options: {
@@ -83,26 +85,29 @@ export class EventStream {
     this.write(': connected\n\n');
   }
 
-  /** An already formatted message (`formatMessage`), shared by every stream that sees the same thing. */
+  /**
+   * An already formatted message (`formatEvent`), shared by every stream that sees the same thing.
+   * Only output left from earlier turns of the event loop counts against the bound: what was
+   * written in this turn (a burst of events, a page of backlog) has had no chance to leave yet.
+   */
   write(text: string): void {
     if (this.ended) return;
-    this.response.write(text);
-    if (this.response.writableLength > this.maxBufferBytes) {
+    if (this.response.writableLength - this.burst > this.maxBufferBytes) {
       this.end({
         event: 'error',
         code: 'too_slow',
         detail: `more than ${this.maxBufferBytes} bytes waited for this consumer; reconnect with Last-Event-ID`,
       });
+      return;
     }
+    if (!this.burst) setImmediate(() => (this.burst = 0));
+    this.burst += Buffer.byteLength(text);
+    this.response.write(text);
   }
 
-  /** Whether the unsent output is small enough to write a backlog page now. */
-  get drained(): boolean {
-    return this.response.writableLength < this.maxBufferBytes / 2;
-  }
-
+  /** Resolves once the socket has taken what was written (a backlog page waits for it before the next). */
   waitForDrain(): Promise<void> {
-    if (this.ended || this.drained) return Promise.resolve();
+    if (this.ended || !this.response.writableNeedDrain) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
         this.response.off('drain', done);
