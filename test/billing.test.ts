@@ -75,6 +75,48 @@ const recordCount = async (workspaceId: string, structure?: string) =>
     ).rows[0].count,
   );
 
+/**
+ * Runs `creates` while the structure row is locked for update, so every create gets through its
+ * limit check and waits at the structure's share lock (or at the limit's lock), then lets them all
+ * go at once: the race is as tight as it can be made, not left to timing.
+ */
+async function racing<T>(
+  workspaceId: string,
+  structure: string,
+  creates: () => Promise<T>[],
+  seen: { limitWaits?: number } = {},
+): Promise<T[]> {
+  const blocker = await ownerClient();
+  try {
+    await blocker.query('begin');
+    await blocker.query('select 1 from structures where workspace_id = $1 and name = $2 for update', [
+      workspaceId,
+      structure,
+    ]);
+    const responses = Promise.all(creates());
+    const deadline = Date.now() + 5_000;
+    // Each app's pool has 5 connections: at least 5 creates are in the database, waiting.
+    while (Date.now() < deadline) {
+      const { rows } = await owner.query(
+        `select count(*) from pg_locks l join pg_stat_activity a using (pid)
+         where not l.granted and a.datname = current_database() and a.query like '%cordon_insert_record%'`,
+      );
+      if (Number(rows[0].count) >= 5) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const { rows } = await owner.query(
+      `select count(*) from pg_locks l join pg_stat_activity a using (pid)
+       where not l.granted and l.locktype = 'advisory' and a.datname = current_database()
+         and a.query like '%cordon_insert_record%'`,
+    );
+    seen.limitWaits = Number(rows[0].count);
+    await blocker.query('commit');
+    return await responses;
+  } finally {
+    await blocker.end();
+  }
+}
+
 /** The workspace's billing row changed behind the API's back; a rename announces it to the caches. */
 async function setBilling(tenant: Tenant, columns: string, values: unknown[]): Promise<void> {
   await owner.query(`update workspace_billing set ${columns} where workspace_id = $1`, [tenant.id, ...values]);
@@ -208,7 +250,7 @@ describe('records limits', () => {
   it('gives exactly one success of ten concurrent creates at limit − 1 (one instance)', async () => {
     const tenant = await tenantOn('starter');
     await fill(tenant.id, 'Project', 9);
-    const responses = await Promise.all(
+    const responses = await racing(tenant.id, 'Project', () =>
       Array.from({ length: 10 }, (_, i) => tenant.as('post', '/records/Project').send({ data: { title: `r${i}` } })),
     );
     const statuses = responses.map((response) => response.status).sort();
@@ -219,7 +261,7 @@ describe('records limits', () => {
   it('gives exactly one success of ten concurrent creates at limit − 1 across two instances', async () => {
     const tenant = await tenantOn('starter');
     await fill(tenant.id, 'Project', 9);
-    const responses = await Promise.all(
+    const responses = await racing(tenant.id, 'Project', () =>
       Array.from({ length: 10 }, (_, i) =>
         tenant.as('post', '/records/Project', i % 2 ? other : cordon).send({ data: { title: `r${i}` } }),
       ),
@@ -234,7 +276,7 @@ describe('records limits', () => {
     expect(Number(margin)).toBeLessThan(2000);
     const tenant = await tenantOn('professional');
     await fill(tenant.id, 'Task', 1999);
-    const responses = await Promise.all(
+    const responses = await racing(tenant.id, 'Task', () =>
       Array.from({ length: 10 }, (_, i) =>
         tenant.as('post', '/records/Task', i % 2 ? other : cordon).send({ data: { title: `r${i}` } }),
       ),
@@ -243,15 +285,22 @@ describe('records limits', () => {
     expect(await recordCount(tenant.id)).toBe(2000);
   });
 
-  it('lets creates far from the limit proceed together', async () => {
+  it('lets creates far from the limit proceed together: all of them pass the limit check at once', async () => {
     const tenant = await tenantOn('professional');
-    const responses = await Promise.all(
-      Array.from({ length: 20 }, (_, i) =>
-        tenant.as('post', '/records/Task', i % 2 ? other : cordon).send({ data: { title: `r${i}` } }),
-      ),
+    // Under an exclusive lock only one create at a time would reach the structure's lock.
+    const seen: { limitWaits?: number } = {};
+    const responses = await racing(
+      tenant.id,
+      'Task',
+      () =>
+        Array.from({ length: 10 }, (_, i) =>
+          tenant.as('post', '/records/Task', i % 2 ? other : cordon).send({ data: { title: `r${i}` } }),
+        ),
+      seen,
     );
+    expect(seen.limitWaits).toBe(0);
     expect(responses.every((response) => response.status === 201)).toBe(true);
-    expect(await recordCount(tenant.id)).toBe(20);
+    expect(await recordCount(tenant.id)).toBe(10);
   });
 });
 
