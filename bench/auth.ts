@@ -37,7 +37,7 @@ export async function authBench(appUrl: string, millis: number): Promise<Measure
   for (const algorithm of ['RS256', 'ES256'] as SigningAlgorithm[]) {
     const issuer = await TestIssuer.start(algorithm);
     const slug = `bench-auth-${algorithm.toLowerCase()}-${randomUUID().slice(0, 6)}`;
-    await admin().post('/v1/workspaces').send({ slug, name: 'Bench' }).expect(201);
+    await admin().post('/v1/workspaces').send({ slug, name: 'Bench', plan: 'enterprise' }).expect(201);
     await admin()
       .post(`/v1/workspaces/${slug}/identity-providers`)
       .send({
@@ -158,7 +158,7 @@ async function membersSameToken(
   issuer: TestIssuer,
 ): Promise<() => Promise<number>> {
   const { admin, config, database, changes, millis } = bench;
-  await admin().post('/v1/workspaces').send({ slug, name: 'Bench members' }).expect(201);
+  await admin().post('/v1/workspaces').send({ slug, name: 'Bench members', plan: 'enterprise' }).expect(201);
   await admin()
     .post(`/v1/workspaces/${slug}/identity-providers`)
     .send({

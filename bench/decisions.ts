@@ -97,7 +97,7 @@ async function checkBench(appUrl: string, millis: number): Promise<Measurement[]
   try {
     const admin = supertest.agent(apps[0]!.app).auth(config.adminApiKey, { type: 'bearer' });
     const slug = `bench-check-${randomBytes(3).toString('hex')}`;
-    await admin.post('/v1/workspaces').send({ slug, name: 'Bench' }).expect(201);
+    await admin.post('/v1/workspaces').send({ slug, name: 'Bench', plan: 'enterprise' }).expect(201);
     await admin
       .post(`/v1/workspaces/${slug}/identity-providers`)
       .send({ name: 'clerk', type: 'clerk', issuer: issuer.url, jwksUri: issuer.jwksUri, orgId: 'org_bench' })

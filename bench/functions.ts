@@ -72,7 +72,8 @@ export async function functionsBench(
   });
   const admin = supertest.agent(cordon.app).auth(config.adminApiKey, { type: 'bearer' });
   const slug = `bench-functions-${randomBytes(3).toString('hex')}`;
-  const workspace = (await admin.post('/v1/workspaces').send({ slug, name: 'Bench' }).expect(201)).body as {
+  const workspace = (await admin.post('/v1/workspaces').send({ slug, name: 'Bench', plan: 'enterprise' }).expect(201))
+    .body as {
     id: string;
   };
   const base = `/v1/workspaces/${slug}`;

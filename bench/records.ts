@@ -62,7 +62,8 @@ export async function recordsBench(
   const cordon = createApp({ config, database: served, changes, logger, signingKey: generateSigningKey() });
   const admin = supertest.agent(cordon.app).auth(config.adminApiKey, { type: 'bearer' });
   const slug = `bench-records-${randomBytes(3).toString('hex')}`;
-  const workspace = (await admin.post('/v1/workspaces').send({ slug, name: 'Bench' }).expect(201)).body as {
+  const workspace = (await admin.post('/v1/workspaces').send({ slug, name: 'Bench', plan: 'enterprise' }).expect(201))
+    .body as {
     id: string;
   };
   await admin

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { authBench } from './auth.ts';
+import { billingBench } from './billing.ts';
 import { decisionsBench } from './decisions.ts';
 import { functionsBench } from './functions.ts';
 import { recordsBench } from './records.ts';
@@ -29,6 +30,7 @@ const suites: Record<string, (database: { ownerUrl: string; appUrl: string }) =>
   records: (database) => recordsBench(database, millis),
   functions: (database) => functionsBench(database, millis),
   triggers: (database) => triggersBench(database, millis),
+  billing: (database) => billingBench(database, millis),
 };
 
 const database = await benchDatabase();

@@ -86,7 +86,9 @@ export async function triggersBench(
 
   async function workspace(name: string): Promise<{ id: string; slug: string; token: string }> {
     const slug = `bench-triggers-${name}-${randomBytes(3).toString('hex')}`;
-    const { id } = (await admin().post('/v1/workspaces').send({ slug, name }).expect(201)).body as { id: string };
+    const { id } = (await admin().post('/v1/workspaces').send({ slug, name, plan: 'enterprise' }).expect(201)).body as {
+      id: string;
+    };
     const orgId = `org_bench_${name}`;
     await admin()
       .post(`/v1/workspaces/${slug}/identity-providers`)

@@ -59,10 +59,17 @@ import { createMetrics } from './http/metrics.ts';
 import { openApiDocument } from './http/openapi.ts';
 import { notFound, problemHandler } from './http/problems.ts';
 import { AccessControl } from './policy/access.ts';
+import { Plans } from './policy/plans.ts';
+import { UsageMeter } from './policy/usage-meter.ts';
+import { billingRoutes } from './features/billing/billing.routes.ts';
+import { BillingService } from './features/billing/billing.service.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 
 export interface AppDependencies {
-  config: Pick<Config, 'env' | 'bodyLimit' | 'trustProxy' | 'auth' | 'invitations' | 'events' | 'realtime'> & {
+  config: Pick<
+    Config,
+    'env' | 'bodyLimit' | 'trustProxy' | 'auth' | 'invitations' | 'events' | 'realtime' | 'billing'
+  > & {
     adminApiKey: string;
   };
   database: Database;
@@ -79,6 +86,10 @@ export interface AppDependencies {
   realtime?: Partial<RealtimeOptions>;
   /** The development issuer's key (main.ts keeps it in DATA_DIR); ignored in production. */
   devIssuer?: DevIssuerKey;
+  /** The plans (main.ts loads them before anything starts); read from config.billing.plansFile when absent. */
+  plans?: Plans;
+  /** Only the benchmark turns API-call metering off, to measure what it costs. */
+  meterUsage?: boolean;
 }
 
 /** Every entity, handed to the ORM once (MikroORM refuses a module it sees twice). */
@@ -139,6 +150,8 @@ export function createApp(dependencies: AppDependencies): {
   functions: FunctionRunner;
   /** Event streams; `close()` ends them (before the server closes, or it would wait for them). */
   realtime: RealtimeHub;
+  /** API calls counted in memory; `close()` writes what is still unflushed. */
+  usage: UsageMeter;
 } {
   const { config, database, changes, logger, signingKey } = dependencies;
   const app = express();
@@ -160,8 +173,13 @@ export function createApp(dependencies: AppDependencies): {
   });
   app.use(requireJsonBody, parseJsonBody(config.bodyLimit));
 
+  const plans = dependencies.plans ?? Plans.load(config.billing.plansFile);
   const directory = new WorkspaceDirectory(database, changes);
   const authenticator = createAuthenticator(dependencies, directory);
+  const usage = new UsageMeter(database, { flushMs: config.billing.usageFlushMs, logger });
+  usage.start();
+  // Every request authenticated as a workspace principal counts once toward its workspace's month.
+  const metered = dependencies.meterUsage === false ? [] : [usage.guard(plans)];
   const bearer = authenticator.guard();
   const policyStore = new PolicyStore(database);
   const access = new AccessControl({
@@ -169,20 +187,21 @@ export function createApp(dependencies: AppDependencies): {
     database,
     directory,
     logDecisions: dependencies.logDecisions ?? true,
+    graceDays: config.billing.graceDays,
   });
   const api = new Api(
     app,
     {
       admin: [requirePlatformAdmin(config.adminApiKey)],
-      bearer: [bearer],
-      adminOrBearer: [adminOrBearer(config.adminApiKey, bearer)],
-      bearerOrQuery: [authenticator.guard({ queryToken: true })],
+      bearer: [bearer, ...metered],
+      adminOrBearer: [adminOrBearer(config.adminApiKey, bearer), ...metered],
+      bearerOrQuery: [authenticator.guard({ queryToken: true }), ...metered],
       none: [],
     },
     (request, requirement, work) => access.authorized(request, requirement, work),
   );
   const events = dependencies.events ?? new EventLog();
-  const services = { database, access, changes, events };
+  const services = { database, access, changes, events, plans };
   let document: unknown;
   healthRoutes(api, database, metrics, () => (document ??= openApiDocument(api.routes, apiVersion)));
   workspaceRoutes(api, new WorkspacesService(services), access);
@@ -192,7 +211,7 @@ export function createApp(dependencies: AppDependencies): {
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(services));
   const catalog = new StructureCatalog(database, changes);
-  const records = new RecordsService(new RecordStore(database), catalog, access, events);
+  const records = new RecordsService(new RecordStore(database), catalog, access, events, plans);
   recordRoutes(api, records, access);
   // Other instances hear of this one's commits (their streams read the events themselves).
   events.on('committed', (workspaceId) => changes.announceEvents(workspaceId));
@@ -224,10 +243,11 @@ export function createApp(dependencies: AppDependencies): {
     logger,
   });
   functionRoutes(api, new FunctionsService(services, functions, runs));
+  billingRoutes(api, new BillingService(services, { plans, meter: usage, graceDays: config.billing.graceDays }), plans);
   const devIssuer = devIssuerOf(dependencies);
   if (devIssuer) devIssuerRoutes(api, devIssuer);
 
   app.use(notFound);
   app.use(problemHandler);
-  return { app, api, events, functions, realtime };
+  return { app, api, events, functions, realtime, usage };
 }

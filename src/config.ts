@@ -59,6 +59,9 @@ const environment = z
     REALTIME_MAX_STREAMS: z.coerce.number().int().min(1).max(100_000).default(10_000),
     REALTIME_MAX_STREAMS_PER_PRINCIPAL: z.coerce.number().int().min(1).max(1_000).default(20),
     REALTIME_MAX_BUFFER_KB: z.coerce.number().int().min(16).max(65_536).default(1_024),
+    BILLING_GRACE_DAYS: z.coerce.number().int().min(0).max(90).default(7),
+    PLANS_FILE: z.string().min(1).optional(),
+    API_USAGE_FLUSH_MS: z.coerce.number().int().min(100).max(300_000).default(5_000),
   })
   .superRefine((env, context) => {
     if (env.NODE_ENV !== 'production') return;
@@ -114,6 +117,14 @@ export interface Config {
     maxStreamsPerPrincipal: number;
     /** A stream whose unsent output passes this many bytes is dropped (a slow consumer). */
     maxBufferBytes: number;
+  };
+  billing: {
+    /** How long a past_due workspace keeps full use before it turns read-only. */
+    graceDays: number;
+    /** The plans file; seeds/plans.json when unset. */
+    plansFile: string | undefined;
+    /** How often counted API calls are written (what a crash can lose). */
+    usageFlushMs: number;
   };
   database: {
     /** Owner connection: runs migrations. Undefined means "start the embedded PostgreSQL". */
@@ -173,6 +184,11 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       maxStreams: env.REALTIME_MAX_STREAMS,
       maxStreamsPerPrincipal: env.REALTIME_MAX_STREAMS_PER_PRINCIPAL,
       maxBufferBytes: env.REALTIME_MAX_BUFFER_KB * 1024,
+    },
+    billing: {
+      graceDays: env.BILLING_GRACE_DAYS,
+      plansFile: env.PLANS_FILE,
+      usageFlushMs: env.API_USAGE_FLUSH_MS,
     },
     database: {
       ownerUrl: env.DATABASE_URL,

@@ -15,12 +15,17 @@ import { Sealer } from './features/decisions/sealer.ts';
 import { registerSigningKey } from './features/decisions/signing-keys.ts';
 import { developmentSigningKey, signingKeyFromPem, type SigningKey } from './features/decisions/signing.ts';
 import { createLogger } from './http/logging.ts';
+import { Plans, PlansError } from './policy/plans.ts';
+import type { UsageMeter } from './policy/usage-meter.ts';
 
 let config: Config;
+let plans: Plans;
 try {
   config = parseConfig(process.env);
+  // Checked before anything starts: a bad plans file stops the start with one line.
+  plans = Plans.load(config.billing.plansFile);
 } catch (error) {
-  if (!(error instanceof ConfigError)) throw error;
+  if (!(error instanceof ConfigError) && !(error instanceof PlansError)) throw error;
   process.stderr.write(`${error.message}\n`);
   process.exit(1);
 }
@@ -33,6 +38,7 @@ let functions: FunctionRunner | undefined;
 let realtime: RealtimeHub | undefined;
 let changes: ChangeBus | undefined;
 let sealer: Sealer | undefined;
+let usage: UsageMeter | undefined;
 
 async function decisionSigningKey(): Promise<SigningKey> {
   if (config.decisions.signingKeyPem) return signingKeyFromPem(config.decisions.signingKeyPem);
@@ -86,8 +92,17 @@ async function start(): Promise<void> {
   sealer = new Sealer(database, signingKey, logger, { intervalMs: config.decisions.sealIntervalMs });
   sealer.start();
   const devIssuer = await devIssuerKey();
-  const created = createApp({ config: { ...config, adminApiKey }, database, changes, logger, signingKey, devIssuer });
+  const created = createApp({
+    config: { ...config, adminApiKey },
+    database,
+    changes,
+    logger,
+    signingKey,
+    devIssuer,
+    plans,
+  });
   const { app, events } = created;
+  usage = created.usage;
   functions = created.functions;
   realtime = created.realtime;
   background = new Background({
@@ -118,6 +133,8 @@ async function stop(signal: string): Promise<void> {
   await closed;
   await background?.stop();
   await functions?.close();
+  // The API calls counted since the last flush.
+  await usage?.close().catch(() => undefined);
   await sealer?.stop();
   // One last pass, so a clean stop leaves nothing unsealed that this instance could seal.
   await sealer?.sealAll().catch(() => undefined);

@@ -69,6 +69,8 @@ async function fill(tenant: TestTenant): Promise<void> {
     .send({ event: { type: 'test', id: crypto.randomUUID() } })
     .expect(200);
   await cordon.sealer.sealWorkspace(tenant.id);
+  // The API calls counted above reach api_usage.
+  await cordon.usage.flush();
 }
 
 beforeAll(async () => {

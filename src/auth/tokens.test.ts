@@ -53,7 +53,14 @@ async function setup(cacheSize = 100) {
     updatedAt: new Date(),
   } as IdentityProvider;
   const tenant: Tenant = {
-    workspace: { id: provider.workspaceId, slug: 'unit', status: 'active', plan: 'free', policySetVersion: 1 },
+    workspace: {
+      id: provider.workspaceId,
+      slug: 'unit',
+      status: 'active',
+      plan: 'free',
+      policySetVersion: 1,
+      billing: { plan: 'free', status: 'none', currentPeriodEnd: null, graceEndsAt: null, updatedAt: new Date(0) },
+    },
     providers: [provider],
   };
   const keySets = new CountingKeySets(keySetOptions);

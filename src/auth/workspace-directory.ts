@@ -5,12 +5,22 @@ import type { Database } from '../db/database.ts';
 import type { IdentityProvider } from './identity-provider.ts';
 import { isUuid, isWorkspaceReference } from '../json.ts';
 
+/** The workspace's billing state, as enforcement needs it (see policy/standing.ts). */
+export interface TenantBilling {
+  plan: string;
+  status: string;
+  currentPeriodEnd: Date | null;
+  graceEndsAt: Date | null;
+  updatedAt: Date;
+}
+
 export interface TenantWorkspace {
   id: string;
   slug: string;
   status: string;
   plan: string;
   policySetVersion: number;
+  billing: TenantBilling;
 }
 
 /** What the front door needs to know about the workspace named in a URL. */
@@ -104,9 +114,14 @@ export class WorkspaceDirectory {
     const [row] = await this.database.inWorkspace(
       target,
       (scope) => sql<LoadedRow>`with ${scope}
-        select w.id, w.slug, w.status, w.plan, w.policy_set_version, coalesce(providers.list, '[]'::json) as providers
+        select w.id, w.slug, w.status, w.policy_set_version, coalesce(providers.list, '[]'::json) as providers,
+          coalesce(b.plan, 'free') as plan, coalesce(b.status, 'none') as billing_status, b.current_period_end,
+          b.grace_ends_at, coalesce(b.updated_at, w.created_at) as billing_updated_at
         from scope
         left join workspaces w on w.id = scope.workspace_id
+        left join lateral (
+          select * from workspace_billing wb where wb.workspace_id = scope.workspace_id offset 0
+        ) b on true
         left join lateral (
           select json_agg(${providerJson} order by p.created_at, p.id) as list
           from identity_providers p where p.workspace_id = scope.workspace_id
@@ -120,6 +135,13 @@ export class WorkspaceDirectory {
         status: row.status,
         plan: row.plan,
         policySetVersion: Number(row.policy_set_version),
+        billing: {
+          plan: row.plan,
+          status: row.billing_status,
+          currentPeriodEnd: row.current_period_end,
+          graceEndsAt: row.grace_ends_at,
+          updatedAt: row.billing_updated_at,
+        },
       },
       providers: row.providers.map((provider) => ({
         ...provider,
@@ -143,6 +165,10 @@ interface LoadedRow {
   slug: string;
   status: string;
   plan: string;
+  billing_status: string;
+  current_period_end: Date | null;
+  grace_ends_at: Date | null;
+  billing_updated_at: Date;
   policy_set_version: string;
   providers: (Omit<IdentityProvider, 'createdAt' | 'updatedAt'> & { createdAt: string; updatedAt: string })[];
 }

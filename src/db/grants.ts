@@ -20,6 +20,10 @@ export const servingGrants: Record<string, readonly string[]> = {
   deliveries: ['select', 'insert', 'update'],
   delivery_attempts: ['select', 'insert'],
   functions: ['select', 'insert', 'update', 'delete'],
+  // Plans are assigned (and, later, subscriptions applied) in place; the row goes with its workspace.
+  workspace_billing: ['select', 'insert', 'update'],
+  // API calls per month: each flush adds its delta to the month's row.
+  api_usage: ['select', 'insert', 'update'],
   function_runs: ['select', 'insert'],
   // Job-queue workers alive (platform, not tenant rows): a stale one's jobs are released.
   worker_heartbeats: ['select', 'insert', 'update', 'delete'],
@@ -44,4 +48,6 @@ export const servingFunctions: readonly string[] = [
   'cordon_workspaces_with_pending_events(text)',
   'cordon_purge_expired(timestamptz, timestamptz, integer)',
   'cordon_purge_events(uuid)',
+  'cordon_workspace_plans(uuid[])',
+  'cordon_records_under_limit(uuid, text, bigint, boolean)',
 ];

@@ -24,6 +24,9 @@ export const errorCatalogue = {
   token_authorized_party: { status: 401, title: 'Token authorized party is not accepted' },
   token_session_pending: { status: 401, title: 'Token belongs to a pending session' },
   token_claims: { status: 401, title: 'Token lacks a required claim' },
+  // 402
+  plan_limit_reached: { status: 402, title: "The workspace's plan limit is reached" },
+  subscription_inactive: { status: 402, title: 'The subscription is inactive: the workspace is read-only' },
   // 403
   forbidden: { status: 403, title: 'Forbidden' },
   org_mismatch: { status: 403, title: 'Token organization is not bound to this workspace' },
@@ -60,6 +63,7 @@ export const errorCatalogue = {
   invitation_revoked: { status: 409, title: 'The invitation was revoked' },
   invitation_not_pending: { status: 409, title: 'Only a pending invitation can be revoked' },
   too_many_streams: { status: 429, title: 'Too many event streams are open' },
+  api_quota_exceeded: { status: 429, title: "The plan's monthly API calls are spent" },
   invalid_last_event_id: { status: 400, title: 'Last-Event-ID is not an event id of this stream' },
   function_name_taken: { status: 409, title: 'This workspace already has a function with that name' },
   trigger_name_taken: { status: 409, title: 'This workspace already has a trigger with that name' },
@@ -94,11 +98,18 @@ export class ProblemError extends Error {
   readonly status: number;
   readonly errors: FieldError[] | undefined;
   readonly headers: Record<string, string>;
+  /** RFC 9457 extension members, beside the standard ones. */
+  readonly extensions: Record<string, unknown>;
 
   constructor(
     code: ErrorCode,
     detail?: string,
-    options: { errors?: FieldError[]; headers?: Record<string, string>; cause?: unknown } = {},
+    options: {
+      errors?: FieldError[];
+      headers?: Record<string, string>;
+      extensions?: Record<string, unknown>;
+      cause?: unknown;
+    } = {},
   ) {
     // The cause is logged with a 5xx (pino serialises it), never sent.
     super(detail ?? errorCatalogue[code].title, options.cause === undefined ? undefined : { cause: options.cause });
@@ -106,6 +117,7 @@ export class ProblemError extends Error {
     this.status = errorCatalogue[code].status;
     this.errors = options.errors;
     this.headers = options.headers ?? {};
+    this.extensions = options.extensions ?? {};
   }
 }
 

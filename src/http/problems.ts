@@ -81,6 +81,7 @@ export function sendProblem(request: Request, response: Response, problem: Probl
     .type('application/problem+json')
     .send(
       JSON.stringify({
+        ...problem.extensions,
         type: problemTypeBase + problem.code.replaceAll('_', '-'),
         title: errorCatalogue[problem.code].title,
         status: problem.status,

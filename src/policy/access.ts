@@ -1,6 +1,6 @@
 import type { Request } from 'express';
 import type { Principal } from '../auth/principal.ts';
-import type { WorkspaceDirectory } from '../auth/workspace-directory.ts';
+import type { TenantWorkspace, WorkspaceDirectory } from '../auth/workspace-directory.ts';
 import { sql } from 'kysely';
 import { prepared, type Database, type Scope } from '../db/database.ts';
 import { ProblemError } from '../http/errors.ts';
@@ -9,6 +9,7 @@ import { appendDecisions, type DecisionContext, type DecisionEntry, type Operati
 import { DecisionWriter } from './decision-writer.ts';
 import type { PolicyStore } from './policy-store.ts';
 import { Ruling } from './ruling.ts';
+import { isReadOnly, subscriptionInactive } from './standing.ts';
 import type { Action } from './vocabulary.ts';
 import type { EventOrigin } from '../events/event-log.ts';
 
@@ -38,6 +39,8 @@ export interface Caller {
   ruling?: Ruling;
   /** Where the caller's changes come from, as their events record it. */
   origin: EventOrigin;
+  /** The workspace as the front door resolved it (its billing state), when it did. */
+  tenant?: TenantWorkspace;
 }
 
 /** A workspace principal (never the platform admin): records, `/check`. */
@@ -45,6 +48,12 @@ export interface PrincipalCaller extends Caller {
   principal: Principal;
   ability: PrincipalAbility;
 }
+
+/**
+ * Subjects whose changes a read-only (unpaid, or past due after grace) workspace still makes: its
+ * billing, and what keeps it reachable and auditable. Everything else is tenant data.
+ */
+const writableWhenReadOnly = new Set(['Billing', 'DecisionLog', 'IdentityProvider', 'Workspace']);
 
 const platformAdmin = { id: 'platform-admin', roles: [], provider: 'admin-key' };
 const adminDecision: Decision = {
@@ -66,6 +75,7 @@ export class AccessControl {
   private readonly database: Database;
   private readonly directory: WorkspaceDirectory;
   private readonly writer: DecisionWriter | undefined;
+  private readonly graceDays: number;
 
   /** `logDecisions: false` exists only so the benchmark can measure what logging costs. */
   constructor(options: {
@@ -73,11 +83,28 @@ export class AccessControl {
     database: Database;
     directory: WorkspaceDirectory;
     logDecisions?: boolean;
+    /** BILLING_GRACE_DAYS: how long a past_due workspace keeps full use when no grace end is recorded. */
+    graceDays?: number;
   }) {
     this.policies = options.policies;
     this.database = options.database;
     this.directory = options.directory;
     this.writer = options.logDecisions === false ? undefined : new DecisionWriter(options.database);
+    this.graceDays = options.graceDays ?? 7;
+  }
+
+  /**
+   * A change of tenant data in a workspace whose subscription made it read-only is 402
+   * `subscription_inactive` (for the platform admin too); reads, exports and billing go on.
+   */
+  async requireWritable(workspaceId: string, known?: TenantWorkspace): Promise<void> {
+    const workspace = known ?? (await this.directory.resolve(workspaceId))?.workspace;
+    if (workspace && isReadOnly(workspace.billing, this.graceDays)) throw subscriptionInactive(workspace.billing);
+  }
+
+  /** The caller's workspace with its billing state: as the front door resolved it, or from the directory. */
+  async tenantOf(caller: Pick<Caller, 'workspaceId' | 'tenant'>): Promise<TenantWorkspace | undefined> {
+    return caller.tenant ?? (await this.directory.resolve(caller.workspaceId))?.workspace;
   }
 
   /**
@@ -90,6 +117,9 @@ export class AccessControl {
     const ruling = new Ruling({ ...requirement, decision });
     await this.decide(caller, ruling, async () => {
       ruling.require(decision);
+      if (requirement.action !== 'read' && !writableWhenReadOnly.has(requirement.subject)) {
+        await this.requireWritable(caller.workspaceId, request.workspace);
+      }
       await work({ ...caller, ruling });
     });
   }
@@ -102,7 +132,14 @@ export class AccessControl {
       policySetVersion: workspace.policySetVersion,
     });
     const context = contextOf(request, principal, workspace.id);
-    return { principal, workspaceId: workspace.id, context, ability, origin: originOf(context, 'user') };
+    return {
+      principal,
+      workspaceId: workspace.id,
+      context,
+      ability,
+      origin: originOf(context, 'user'),
+      tenant: workspace,
+    };
   }
 
   /** The platform admin names the workspace in the URL; an unknown one is a plain 404. */

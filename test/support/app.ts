@@ -13,6 +13,7 @@ import type { FunctionRunner } from '../../src/features/functions/function-runne
 import type { SandboxPoolOptions } from '../../src/features/functions/sandbox-pool.ts';
 import type { RealtimeHub, RealtimeOptions } from '../../src/features/realtime/realtime-hub.ts';
 import { parseConfig } from '../../src/config.ts';
+import type { UsageMeter } from '../../src/policy/usage-meter.ts';
 import { createLogger } from '../../src/http/logging.ts';
 import { ChangeBus } from '../../src/db/changes.ts';
 import { Database } from '../../src/db/database.ts';
@@ -37,6 +38,8 @@ export interface TestApp {
   functions: FunctionRunner;
   /** Event streams served by this app. */
   realtime: RealtimeHub;
+  /** API calls counted in memory (tests flush on demand). */
+  usage: UsageMeter;
   /** The owner's connection to this app's database (the shared test database unless `ownDatabase`). */
   ownerUrl: string;
   close: () => Promise<void>;
@@ -108,7 +111,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const changes = new ChangeBus(url, logger);
   if (options.listen) await changes.listen();
-  const { app, events, functions, realtime } = createApp({
+  const { app, events, functions, realtime, usage } = createApp({
     config: { ...config, adminApiKey: adminKey },
     database,
     changes,
@@ -143,8 +146,10 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     functions,
     realtime,
     ownerUrl: own?.url ?? testDatabase.ownerUrl(),
+    usage,
     close: async () => {
       await realtime.close();
+      await usage.close();
       await background.stop();
       await functions.close();
       await changes.close();

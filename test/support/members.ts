@@ -26,7 +26,7 @@ export async function membersWorkspace(
     await cordon
       .admin()
       .post('/v1/workspaces')
-      .send({ slug: uniqueSlug(prefix), name: prefix })
+      .send({ slug: uniqueSlug(prefix), name: prefix, plan: 'enterprise' })
       .expect(201)
   ).body;
   const orgId = `org_${randomUUID().slice(0, 12)}`;

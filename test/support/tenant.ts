@@ -13,13 +13,21 @@ export interface TestTenant {
   token(userId: string, role?: string, claims?: Record<string, unknown>): Promise<string>;
 }
 
-/** A workspace trusting the issuer as a Clerk provider bound to a fresh org. */
-export async function createTenant(cordon: TestApp, issuer: TestIssuer, prefix = 'tenant'): Promise<TestTenant> {
+/**
+ * A workspace trusting the issuer as a Clerk provider bound to a fresh org. On the enterprise plan
+ * (no limits) unless `plan` says otherwise, so the tests of other features never meet a limit.
+ */
+export async function createTenant(
+  cordon: TestApp,
+  issuer: TestIssuer,
+  prefix = 'tenant',
+  plan = 'enterprise',
+): Promise<TestTenant> {
   const workspace = (
     await cordon
       .admin()
       .post('/v1/workspaces')
-      .send({ slug: uniqueSlug(prefix), name: prefix })
+      .send({ slug: uniqueSlug(prefix), name: prefix, plan })
       .expect(201)
   ).body;
   return trustIssuer(cordon, issuer, workspace);

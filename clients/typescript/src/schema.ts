@@ -259,6 +259,73 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/plans': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The plans, their prices and limits (null: unlimited) */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Every plan */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              data: {
+                currency: string;
+                features: string[];
+                id: string;
+                limits: {
+                  /** @description null: unlimited */
+                  apiCallsPerMonth: number | null;
+                  /** @description null: unlimited */
+                  members: number | null;
+                  /** @description "*": every structure together; a structure name: that structure */
+                  records: {
+                    [key: string]: number | null;
+                  };
+                };
+                name: string;
+                /** @description In minor units (cents) */
+                prices: {
+                  month: number;
+                  year: number;
+                };
+              }[];
+            };
+          };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/workspaces': {
     parameters: {
       query?: never;
@@ -287,6 +354,11 @@ export interface paths {
           content: {
             'application/json': {
               data: {
+                /**
+                 * @description The subscription status (none: no subscription, free plan)
+                 * @enum {string}
+                 */
+                billingStatus: 'none' | 'trialing' | 'active' | 'past_due' | 'unpaid' | 'canceled';
                 /** Format: date-time */
                 createdAt: string;
                 /** Format: uuid */
@@ -343,6 +415,11 @@ export interface paths {
           };
           content: {
             'application/json': {
+              /**
+               * @description The subscription status (none: no subscription, free plan)
+               * @enum {string}
+               */
+              billingStatus: 'none' | 'trialing' | 'active' | 'past_due' | 'unpaid' | 'canceled';
               /** Format: date-time */
               createdAt: string;
               /** Format: uuid */
@@ -402,6 +479,11 @@ export interface paths {
           };
           content: {
             'application/json': {
+              /**
+               * @description The subscription status (none: no subscription, free plan)
+               * @enum {string}
+               */
+              billingStatus: 'none' | 'trialing' | 'active' | 'past_due' | 'unpaid' | 'canceled';
               /** Format: date-time */
               createdAt: string;
               /** Format: uuid */
@@ -492,6 +574,11 @@ export interface paths {
           };
           content: {
             'application/json': {
+              /**
+               * @description The subscription status (none: no subscription, free plan)
+               * @enum {string}
+               */
+              billingStatus: 'none' | 'trialing' | 'active' | 'past_due' | 'unpaid' | 'canceled';
               /** Format: date-time */
               createdAt: string;
               /** Format: uuid */
@@ -519,6 +606,79 @@ export interface paths {
         };
       };
     };
+    trace?: never;
+  };
+  '/v1/workspaces/{ws}/billing': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The workspace's plan, subscription status, limits and usage */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          ws: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Plan, status, limits and usage */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              cancelAtPeriodEnd: boolean;
+              currentPeriodEnd: string | null;
+              graceEndsAt: string | null;
+              limits: {
+                /** @description null: unlimited */
+                apiCallsPerMonth: number | null;
+                /** @description null: unlimited */
+                members: number | null;
+                /** @description "*": every structure together; a structure name: that structure */
+                records: {
+                  [key: string]: number | null;
+                };
+              };
+              plan: string;
+              /** @enum {string} */
+              status: 'none' | 'trialing' | 'active' | 'past_due' | 'unpaid' | 'canceled';
+              usage: {
+                /** @description This month's (UTC) calls */
+                apiCalls: number;
+                /** @description Members plus pending invitations: what counts toward the members limit */
+                members: number;
+                records: {
+                  [key: string]: number;
+                };
+              };
+            };
+          };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
     trace?: never;
   };
   '/v1/workspaces/{ws}/check': {

@@ -9,6 +9,7 @@ import { Migration20261129030000Events } from './Migration20261129030000Events.t
 import { Migration20261129134500FunctionRuns } from './Migration20261129134500FunctionRuns.ts';
 import { Migration20261130010000DeliveryEvents } from './Migration20261130010000DeliveryEvents.ts';
 import { Migration20261130020000EventRetentionMark } from './Migration20261130020000EventRetentionMark.ts';
+import { Migration20261130030000Billing } from './Migration20261130030000Billing.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -23,4 +24,5 @@ export const migrations = [
   Migration20261129134500FunctionRuns,
   Migration20261130010000DeliveryEvents,
   Migration20261130020000EventRetentionMark,
+  Migration20261130030000Billing,
 ];

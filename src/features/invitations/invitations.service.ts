@@ -12,7 +12,10 @@ import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
 import type { AccessControl, Caller, PrincipalCaller } from '../../policy/access.ts';
 import { Refusal, Ruling } from '../../policy/ruling.ts';
+import type { Plans } from '../../policy/plans.ts';
+import { effectivePlan, unbilled } from '../../policy/standing.ts';
 import { checkGrant } from '../members/grants.ts';
+import { requireMemberRoom } from '../members/member-limit.ts';
 import { toResponse as memberResponse, type MemberResponse, type MemberRow } from '../members/members.schema.ts';
 import {
   statusOf,
@@ -43,12 +46,14 @@ export class InvitationsService {
   private readonly events: EventLog;
   private readonly secrets: EventSecrets;
   private readonly settings: InvitationSettings;
+  private readonly plans: Plans;
 
   constructor(
-    options: { database: Database; access: AccessControl; changes: ChangeBus; events: EventLog },
+    options: { database: Database; access: AccessControl; changes: ChangeBus; events: EventLog; plans: Plans },
     secrets: EventSecrets,
     settings: InvitationSettings,
   ) {
+    this.plans = options.plans;
     this.database = options.database;
     this.access = options.access;
     this.changes = options.changes;
@@ -101,6 +106,7 @@ export class InvitationsService {
     const token = randomBytes(32).toString('base64url');
     const acceptUrl = this.settings.acceptUrl.replace(/\{token\}|%7Btoken%7D/, token);
     const expiresAt = new Date(Date.now() + (input.expiresInHours ?? this.settings.ttlHours) * 3_600_000);
+    const plan = effectivePlan(this.plans, (await this.access.tenantOf(caller))?.billing ?? unbilled);
     const created = await this.access.change(caller, async (scope, ruling) => {
       const workspaceId = scope.workspaceId;
       // Concurrent invitations of one email queue here: each replaces the one before it, instead
@@ -112,6 +118,8 @@ export class InvitationsService {
         sql`update invitations set status = 'revoked', revoked_at = now()
           where workspace_id = ${workspaceId}::uuid and lower(email) = lower(${input.email}::text) and status = 'pending'`,
       );
+      // Counted after the replaced invitation is revoked: re-inviting an email takes no more room.
+      await requireMemberRoom(scope, plan);
       const [row] = await scope.query(
         sql<InvitationRow>`insert into invitations (id, workspace_id, email, roles, invited_by, token_hash, expires_at)
           values (${uuidv7()}::uuid, ${workspaceId}::uuid, ${input.email}, ${input.roles}::text[], ${caller.principal.id},
@@ -210,6 +218,7 @@ export class InvitationsService {
     });
     const change: Change = { topic: 'member', workspaceId: caller.workspaceId, userId: caller.principal.id };
     const member = await this.access.decide(caller, ruling, async () => {
+      await this.access.requireWritable(caller.workspaceId);
       const accepted = await this.database.withWorkspace(caller.workspaceId, async (scope) => {
         const value = await this.acceptIn(scope, caller, hash, ruling);
         await this.access.decidedIn(scope, caller, [ruling.entry]);

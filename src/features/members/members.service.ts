@@ -7,7 +7,10 @@ import { ProblemError } from '../../http/errors.ts';
 import type { Caller } from '../../policy/access.ts';
 import { Managers } from '../../policy/managers.ts';
 import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
+import type { Plans } from '../../policy/plans.ts';
+import { effectivePlan, unbilled } from '../../policy/standing.ts';
 import { checkGrant } from './grants.ts';
+import { requireMemberRoom } from './member-limit.ts';
 import {
   toResponse,
   type CreateMember,
@@ -21,8 +24,11 @@ const position = z.object({ at: exactTime.schema, user: z.string() });
 
 /** Members of a workspace: one row per (workspace, userId), the source of roles for `roleSource: members`. */
 export class MembersService extends WorkspaceConfiguration {
-  constructor(options: ConstructorParameters<typeof WorkspaceConfiguration>[0]) {
+  private readonly plans: Plans;
+
+  constructor(options: ConstructorParameters<typeof WorkspaceConfiguration>[0] & { plans: Plans }) {
     super(options, 'member');
+    this.plans = options.plans;
   }
 
   private async load(scope: Scope, userId: string, lock = false): Promise<MemberRow> {
@@ -67,10 +73,12 @@ export class MembersService extends WorkspaceConfiguration {
     });
   }
 
-  create(caller: Caller, input: CreateMember): Promise<MemberResponse> {
+  async create(caller: Caller, input: CreateMember): Promise<MemberResponse> {
     caller.ruling?.refine({ resourceId: input.userId });
     checkGrant(caller, input.roles);
+    const plan = effectivePlan(this.plans, (await this.access.tenantOf(caller))?.billing ?? unbilled);
     return this.changeOfMember(caller, input.userId, async (scope) => {
+      await requireMemberRoom(scope, plan);
       const [row] = await scope.query(
         sql<MemberRow>`insert into members (workspace_id, user_id, email, roles, invited_by, joined_at, updated_at)
           values (${scope.workspaceId}::uuid, ${input.userId}, ${input.email ?? null}::text, ${input.roles}::text[],

@@ -49,8 +49,15 @@ const referencedStatement =
       where r.workspace_id = scope.workspace_id and r.structure = ${structure} and r.id = any(${ids}::uuid[])
         and ${readable} offset 0) found`;
 
+/** How one records limit is checked in an insert: count up to `bound` under the lock (null: no limit). */
+export interface LimitCheck {
+  bound: number | null;
+  exclusive: boolean;
+}
+
 export class RecordStore {
   private readonly database: Database;
+  private maxConnections: Promise<number> | undefined;
 
   constructor(database: Database) {
     this.database = database;
@@ -113,9 +120,11 @@ export class RecordStore {
   /**
    * Inserts the record, its decision and its event (`event`: an insert that takes effect only
    * `where exists (select 1 from inserted)`) in one statement, provided the structure is still at the
-   * version the data was validated against; false when it is not (the caller reloads and retries).
-   * The structure row is share-locked, so a change in flight (which holds it for update) is waited
-   * for and then seen.
+   * version the data was validated against and the plan's records limits leave room. The structure
+   * row is share-locked, so a change in flight (which holds it for update) is waited for and then
+   * seen. Each limit (this structure's, then every structure's) takes its advisory lock and counts
+   * committed rows up to its bound (see `RecordLimit`); nothing is inserted unless both counts are
+   * below their bounds. `inserted` false with both counts below their bounds: the structure changed.
    */
   async insert(
     workspaceId: string,
@@ -124,26 +133,58 @@ export class RecordStore {
     row: RecordRow,
     decision: DecisionBatch,
     event: Statement<unknown>,
-  ): Promise<boolean> {
+    limits: { structure: LimitCheck; overall: LimitCheck },
+  ): Promise<{ inserted: boolean; structureCount: number; overallCount: number }> {
     const [result] = await this.database.inWorkspace(workspaceId, (scope) =>
       prepared(
         'cordon_insert_record',
-        sql<{ inserted: number }>`with ${scope},
+        sql<{ inserted: number; structure_count: string; overall_count: string }>`with ${scope},
+          structure_limit as materialized (
+            select cordon_records_under_limit(scope.workspace_id, ${structure}::text, ${limits.structure.bound}::bigint,
+                                              ${limits.structure.exclusive}::boolean) as counted
+            from scope),
+          overall_limit as materialized (
+            select cordon_records_under_limit(scope.workspace_id, null, ${limits.overall.bound}::bigint,
+                                              ${limits.overall.exclusive}::boolean) as counted
+            from scope cross join structure_limit),
           inserted as (
             insert into records (id, workspace_id, structure, data, created_by, created_at, updated_at, version)
             select ${row.id}::uuid, scope.workspace_id, ${structure}, ${JSON.stringify(row.data)}::jsonb,
                    ${row.created_by}, ${row.created_at}::timestamptz, ${row.updated_at}::timestamptz, 1
-            from scope cross join lateral (
+            from scope cross join structure_limit cross join overall_limit cross join lateral (
               select 1 from structures s
               where s.workspace_id = scope.workspace_id and s.name = ${structure}
                 and s.version = ${structureVersion}::integer offset 0 for share) current_structure
+            where coalesce(structure_limit.counted < ${limits.structure.bound}::bigint, true)
+              and coalesce(overall_limit.counted < ${limits.overall.bound}::bigint, true)
             returning id),
           logged as (${appendDecisions([decision])} where exists (select 1 from inserted) returning 1),
           evented as (${event} returning 1)
-          select count(*)::int as inserted from inserted`,
+          select (select count(*)::int from inserted) as inserted, structure_limit.counted as structure_count,
+                 overall_limit.counted as overall_count
+          from structure_limit cross join overall_limit`,
       ),
     );
-    return result!.inserted === 1;
+    return {
+      inserted: result!.inserted === 1,
+      structureCount: Number(result!.structure_count),
+      overallCount: Number(result!.overall_count),
+    };
+  }
+
+  /**
+   * An upper bound on the transactions in flight at once across every instance: PostgreSQL's
+   * max_connections (each transaction holds a connection), read once.
+   */
+  inFlightBound(): Promise<number> {
+    this.maxConnections ??= this.database
+      .query(sql<{ setting: string }>`select current_setting('max_connections') as setting`)
+      .then(([row]) => Number(row!.setting))
+      .catch((error: unknown) => {
+        this.maxConnections = undefined;
+        throw error;
+      });
+    return this.maxConnections;
   }
 
   /** Runs `work` on the row locked for update, in one transaction inside the scope. */

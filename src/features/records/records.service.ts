@@ -6,12 +6,15 @@ import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
 import type { Decision } from '../../policy/ability.ts';
 import type { AccessControl, PrincipalCaller } from '../../policy/access.ts';
+import type { Plans } from '../../policy/plans.ts';
 import { Ruling } from '../../policy/ruling.ts';
+import { effectivePlan, planLimitReached, unbilled } from '../../policy/standing.ts';
 import type { Operation } from '../../policy/decision-log.ts';
 import type { Action } from '../../policy/vocabulary.ts';
 import type { KnownStructure, StructureCatalog } from '../structures/structure-catalog.ts';
 import { listFilter, listPage, permittedWhere } from './list-query.ts';
 import { mergePatch } from './merge-patch.ts';
+import { RecordLimit } from './record-limits.ts';
 import type { RecordRow, RecordSession, RecordStore } from './record-store.ts';
 import { validateRecord } from './record-validation.ts';
 import { documentOf, subjectOf, toResponse, versionMatches, writeDecision } from './record-view.ts';
@@ -37,11 +40,14 @@ export class RecordsService {
   private readonly access: AccessControl;
   private readonly events: EventLog;
 
-  constructor(store: RecordStore, catalog: StructureCatalog, access: AccessControl, events: EventLog) {
+  private readonly plans: Plans;
+
+  constructor(store: RecordStore, catalog: StructureCatalog, access: AccessControl, events: EventLog, plans: Plans) {
     this.store = store;
     this.catalog = catalog;
     this.access = access;
     this.events = events;
+    this.plans = plans;
   }
 
   async get(caller: PrincipalCaller, name: string, id: string): Promise<RecordResponse> {
@@ -105,11 +111,23 @@ export class RecordsService {
     });
   }
 
+  /**
+   * A create inside the plan's records limits (this structure's and "*"), race-safe across
+   * instances: see `RecordLimit`. Refused by a limit, nothing is stored and the request's one
+   * decision is logged with its 402.
+   */
   async create(caller: PrincipalCaller, name: string, input: Record<string, unknown>): Promise<RecordResponse> {
     return this.decide(caller, name, 'create', 'create', async (ruling, first) => {
       const fields = Object.keys(input);
+      const tenant = await this.access.tenantOf(caller);
+      const plan = effectivePlan(this.plans, tenant?.billing ?? unbilled);
+      const margin = await this.store.inFlightBound();
+      const limits = {
+        structure: new RecordLimit(`records.${name}`, plan.limits.records[name] ?? null, margin),
+        overall: new RecordLimit('records.*', plan.limits.records['*'] ?? null, margin),
+      };
       let structure = first;
-      for (let attempt = 1; attempt <= maxAttempts; attempt++) {
+      for (let attempt = 1; attempt <= maxAttempts;) {
         const data = structure.schema.normalise(input, { defaults: true });
         await validateRecord(caller.ability, structure, data, (target, ids, readable) =>
           this.store.referenced(caller.workspaceId, target, ids, readable),
@@ -124,12 +142,34 @@ export class RecordsService {
           [{ type: 'record_created', structure: name, recordId: row.id, data: { after: documentOf(row), version: 1 } }],
           sql`where exists (select 1 from inserted)`,
         );
-        if (await this.store.insert(caller.workspaceId, name, structure.version, row, decision, event)) {
+        const checks = { structure: limits.structure.check(), overall: limits.overall.check() };
+        const result = await this.store.insert(
+          caller.workspaceId,
+          name,
+          structure.version,
+          row,
+          decision,
+          event,
+          checks,
+        );
+        if (result.inserted) {
           ruling.written = true;
           this.events.committed(caller.workspaceId);
           return toResponse(caller.ability, name, row, true);
         }
+        const near = [
+          { limit: limits.structure, count: result.structureCount },
+          { limit: limits.overall, count: result.overallCount },
+        ].filter(({ limit, count }) => limit.refuses(count));
+        const reached = near.find(({ limit }) => limit.exclusive);
+        if (reached) throw planLimitReached(plan, reached.limit.name, reached.count, reached.limit.limit!);
+        if (near.length) {
+          // Near a limit: count exactly, under the lock held exclusive, in a new transaction.
+          for (const { limit } of near) limit.exclusive = true;
+          continue;
+        }
         structure = await this.reload(caller, name);
+        attempt++;
       }
       throw keepsChanging(name);
     });
@@ -215,6 +255,7 @@ export class RecordsService {
       new Ruling({ action, operation, subject: name, decision: typeLevel }),
       async (ruling) => {
         ruling.require(typeLevel);
+        if (action !== 'read') await this.access.requireWritable(caller.workspaceId, caller.tenant);
         const structure = await this.catalog.find(caller.workspaceId, name);
         if (!structure) throw new ProblemError('structure_not_found', `No structure "${name}" in this workspace`);
         return work(ruling, structure);

@@ -7,7 +7,6 @@ export const WorkspaceEntity = defineEntity({
     id: p.uuid().primary(),
     slug: p.text().unique(),
     name: p.text(),
-    plan: p.text().default('free'),
     status: p.text().default('active'),
     policySetVersion: p.bigint('number').default(1),
     createdAt: p.datetime().onCreate(() => new Date()),

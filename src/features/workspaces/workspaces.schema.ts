@@ -1,5 +1,6 @@
 import { isUuid, slugPattern } from '../../json.ts';
 import { z } from 'zod';
+import { billingStatuses } from '../../policy/standing.ts';
 
 export const slug = z
   .string()
@@ -38,6 +39,7 @@ export const workspaceResponse = z.object({
   slug: z.string(),
   name: z.string(),
   plan: z.string(),
+  billingStatus: z.enum(billingStatuses).describe('The subscription status (none: no subscription, free plan)'),
   status: z.enum(['active', 'suspended']),
   createdAt: z.iso.datetime(),
   updatedAt: z.iso.datetime(),

@@ -8,6 +8,8 @@ import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
 import type { AccessControl, Caller } from '../../policy/access.ts';
 import type { DecisionEntry } from '../../policy/decision-log.ts';
+import type { Plans } from '../../policy/plans.ts';
+import { billingStore } from '../billing/billing-store.ts';
 import { installDefaultPolicies } from '../policies/default-policies.ts';
 import { WorkspaceEntity, type Workspace } from './workspace.entity.ts';
 import type { CreateWorkspace, UpdateWorkspace, WorkspaceResponse } from './workspaces.schema.ts';
@@ -17,20 +19,42 @@ interface Counts {
   recordCount: number;
 }
 
+interface Billing {
+  plan: string;
+  billingStatus: WorkspaceResponse['billingStatus'];
+}
+
 const cursorPosition = z.object({ after: z.uuid() });
 const noCounts: Counts = { memberCount: 0, recordCount: 0 };
+const unbilled: Billing = { plan: 'free', billingStatus: 'none' };
 
-function toResponse(workspace: Workspace, counts: Counts): WorkspaceResponse {
+function toResponse(workspace: Workspace, counts: Counts, billing: Billing): WorkspaceResponse {
   return {
     id: workspace.id,
     slug: workspace.slug,
     name: workspace.name,
-    plan: workspace.plan,
+    plan: billing.plan,
+    billingStatus: billing.billingStatus,
     status: workspace.status as WorkspaceResponse['status'],
     createdAt: workspace.createdAt.toISOString(),
     updatedAt: workspace.updatedAt.toISOString(),
     ...counts,
   };
+}
+
+/** Counts and billing of a page of workspaces: two statements, whatever the page's size. */
+async function summariesOf(transaction: Transaction, workspaces: Workspace[]) {
+  const ids = workspaces.map((workspace) => workspace.id);
+  const counts = await countsFor(transaction, ids);
+  const plans = await billingStore.plansOf(transaction, ids);
+  return workspaces.map((workspace) => {
+    const billing = plans.get(workspace.id);
+    return toResponse(
+      workspace,
+      counts.get(workspace.id) ?? noCounts,
+      billing ? { plan: billing.plan, billingStatus: billing.status as Billing['billingStatus'] } : unbilled,
+    );
+  });
 }
 
 /** Member and record counts across tenants come from a definer function that returns numbers only. */
@@ -72,11 +96,26 @@ export class WorkspacesService {
   private readonly database: Database;
   private readonly changes: ChangeBus;
   private readonly access: AccessControl;
+  private readonly plans: Plans;
 
-  constructor(options: { database: Database; changes: ChangeBus; access: AccessControl }) {
+  constructor(options: { database: Database; changes: ChangeBus; access: AccessControl; plans: Plans }) {
     this.database = options.database;
     this.changes = options.changes;
     this.access = options.access;
+    this.plans = options.plans;
+  }
+
+  private knownPlan(plan: string): string {
+    if (this.plans.find(plan)) return plan;
+    throw new ProblemError('validation_failed', `No plan "${plan}"`, {
+      errors: [
+        {
+          pointer: '/plan',
+          in: 'body',
+          detail: `must be one of ${this.plans.all.map((entry) => entry.id).join(', ')}`,
+        },
+      ],
+    });
   }
 
   /** Workspace rows are few and rarely change: any change drops every cached tenant. */
@@ -101,18 +140,21 @@ export class WorkspacesService {
     return workspace;
   }
 
-  /** The workspace, its default policies and its first decision commit together, or not at all. */
+  /** The workspace, its billing row, its default policies and its first decision commit together, or not at all. */
   async create(input: CreateWorkspace, admin: PlatformAdminIn): Promise<WorkspaceResponse> {
+    const { plan, ...fields } = input;
+    this.knownPlan(plan);
     const workspace = await this.announced(async (transaction) => {
-      const created = transaction.em.create(WorkspaceEntity, { id: uuidv7(), ...input });
+      const created = transaction.em.create(WorkspaceEntity, { id: uuidv7(), ...fields });
       await transaction.em.flush();
       const scope = await transaction.enter(created.id);
+      await billingStore.create(scope, plan);
       await installDefaultPolicies(scope);
       const caller = admin(created.id);
       await this.access.decidedIn(scope, caller, [adminEntry(caller, 'create')]);
       return created;
     });
-    return toResponse(workspace, noCounts);
+    return toResponse(workspace, noCounts, { plan, billingStatus: plan === 'free' ? 'none' : 'active' });
   }
 
   async list(options: { limit: number; cursor?: string | undefined }) {
@@ -123,36 +165,32 @@ export class WorkspacesService {
         limit: options.limit + 1,
       });
       const { shown, nextCursor } = keysetPage(page, options.limit, (last) => encodeCursor({ after: last.id }));
-      const counts = await countsFor(
-        transaction,
-        shown.map((workspace) => workspace.id),
-      );
-      return {
-        data: shown.map((workspace) => toResponse(workspace, counts.get(workspace.id) ?? noCounts)),
-        nextCursor,
-      };
+      return { data: await summariesOf(transaction, shown), nextCursor };
     });
   }
 
   get(reference: string): Promise<WorkspaceResponse> {
     return this.database.outsideWorkspaces(async (transaction) => {
       const workspace = await this.find(transaction, reference);
-      const counts = await countsFor(transaction, [workspace.id]);
-      return toResponse(workspace, counts.get(workspace.id) ?? noCounts);
+      const [response] = await summariesOf(transaction, [workspace]);
+      return response!;
     });
   }
 
+  /** A plan named in the patch is assigned (active, no period end): how plans are given without Stripe. */
   update(reference: string, patch: UpdateWorkspace, admin: PlatformAdminIn): Promise<WorkspaceResponse> {
     return this.announced(async (transaction) => {
+      const { plan, ...fields } = patch;
+      if (plan !== undefined) this.knownPlan(plan);
       const workspace = await this.find(transaction, reference);
-      transaction.em.assign(workspace, patch);
+      transaction.em.assign(workspace, fields);
       await transaction.em.flush();
       const caller = admin(workspace.id);
-      await this.access.decidedIn(await transaction.enter(workspace.id), caller, [
-        { ...adminEntry(caller, 'update'), fields: Object.keys(patch) },
-      ]);
-      const counts = await countsFor(transaction, [workspace.id]);
-      return toResponse(workspace, counts.get(workspace.id) ?? noCounts);
+      const scope = await transaction.enter(workspace.id);
+      if (plan !== undefined) await billingStore.assign(scope, plan);
+      await this.access.decidedIn(scope, caller, [{ ...adminEntry(caller, 'update'), fields: Object.keys(patch) }]);
+      const [response] = await summariesOf(transaction, [workspace]);
+      return response!;
     });
   }
 
