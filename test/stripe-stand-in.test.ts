@@ -207,6 +207,8 @@ describe('checkout and subscriptions', () => {
       billing_reason: 'subscription_create',
       parent: { type: 'subscription_details', subscription_details: { subscription: subscription.id } },
     });
+    const expanded = await stripe.subscriptions.retrieve(subscription.id, { expand: ['latest_invoice'] });
+    expect(expanded.latest_invoice).toMatchObject({ id: invoice.id, object: 'invoice' });
     expect(await stripe.checkout.sessions.retrieve(session.id)).toMatchObject({
       status: 'complete',
       payment_status: 'paid',

@@ -31,9 +31,12 @@ export function createCustomer({ state, params }: ApiCall): Customer {
 
 export function updateCustomer({ state, params, id }: ApiCall): Customer {
   const customer = state.require('customer', id);
-  customer.metadata = mergeMetadata(customer.metadata, params);
-  for (const field of ['name', 'email', 'description', 'phone'] as const) {
-    const value = text(params, field);
+  const metadata = mergeMetadata(customer.metadata, params);
+  const fields = (['name', 'email', 'description', 'phone'] as const).map(
+    (field) => [field, text(params, field)] as const,
+  );
+  customer.metadata = metadata;
+  for (const [field, value] of fields) {
     if (value !== undefined) customer[field] = value === '' ? null : value;
   }
   return customer;
@@ -76,9 +79,12 @@ export function createProduct({ state, params }: ApiCall): Product {
 
 export function updateProduct({ state, params, id }: ApiCall): Product {
   const product = state.require('product', id);
-  product.metadata = mergeMetadata(product.metadata, params);
-  product.name = text(params, 'name') ?? product.name;
-  product.active = boolean(params, 'active') ?? product.active;
+  const metadata = mergeMetadata(product.metadata, params);
+  const name = text(params, 'name');
+  const active = boolean(params, 'active');
+  product.metadata = metadata;
+  product.name = name ?? product.name;
+  product.active = active ?? product.active;
   product.updated = state.now();
   return product;
 }
@@ -183,9 +189,12 @@ function moveLookupKey(price: Price, { key, holder }: LookupKeyChange): void {
 export function updatePrice({ state, params, id }: ApiCall): Price {
   const price = state.require('price', id);
   const lookup = lookupKey(state, params, price.id);
-  price.metadata = mergeMetadata(price.metadata, params);
-  price.active = boolean(params, 'active') ?? price.active;
-  price.nickname = text(params, 'nickname') ?? price.nickname;
+  const metadata = mergeMetadata(price.metadata, params);
+  const active = boolean(params, 'active');
+  const nickname = text(params, 'nickname');
+  price.metadata = metadata;
+  price.active = active ?? price.active;
+  price.nickname = nickname ?? price.nickname;
   moveLookupKey(price, lookup);
   // Subscription items show the price as it is now.
   for (const subscription of state.all('subscription')) {

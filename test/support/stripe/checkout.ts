@@ -86,10 +86,6 @@ export function createCheckoutSession({ state, params }: ApiCall): CheckoutSessi
   });
 }
 
-export function retrieveCheckoutSession({ state, params, id }: ApiCall): CheckoutSession {
-  return state.expand(state.require('checkout.session', id), params);
-}
-
 export function listCheckoutSessions({ state, params }: ApiCall) {
   const customer = text(params, 'customer');
   const subscription = text(params, 'subscription');
@@ -99,7 +95,7 @@ export function listCheckoutSessions({ state, params }: ApiCall) {
     .filter((session) => customer === undefined || session.customer === customer)
     .filter((session) => subscription === undefined || session.subscription === subscription)
     .filter((session) => status === undefined || session.status === status);
-  return state.expand(state.page(sessions, params, '/v1/checkout/sessions'), params);
+  return state.page(sessions, params, '/v1/checkout/sessions');
 }
 
 /** POST /v1/billing_portal/sessions: a short-lived link to the customer portal. */

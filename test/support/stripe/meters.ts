@@ -52,10 +52,6 @@ export function listMeters({ state, params }: ApiCall) {
   return state.page(meters, params, '/v1/billing/meters');
 }
 
-export function retrieveMeter({ state, params, id }: ApiCall): Meter {
-  return state.expand(state.require('billing.meter', id), params);
-}
-
 /**
  * POST /v1/billing/meter_events. Stripe validates the request at once and the payload against the
  * meter later (an unknown event_name or customer is reported by `v1.billing.meter.error_report_triggered`,

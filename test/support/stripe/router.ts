@@ -9,30 +9,18 @@ import {
   updatePrice,
   updateProduct,
 } from './catalog.ts';
-import {
-  createCheckoutSession,
-  createPortalSession,
-  listCheckoutSessions,
-  retrieveCheckoutSession,
-} from './checkout.ts';
+import { createCheckoutSession, createPortalSession, listCheckoutSessions } from './checkout.ts';
 import { StripeApiError } from './errors.ts';
-import { createMeter, createMeterEvent, listMeters, retrieveMeter } from './meters.ts';
+import { createMeter, createMeterEvent, listMeters } from './meters.ts';
 import { strings, text } from './params.ts';
 import type { Stored } from './shapes.ts';
 import type { ApiCall } from './state.ts';
-import {
-  cancelSubscription,
-  listInvoices,
-  listSubscriptions,
-  retrieveInvoice,
-  retrieveSubscription,
-  updateSubscription,
-} from './subscriptions.ts';
+import { cancelSubscription, listInvoices, listSubscriptions, updateSubscription } from './subscriptions.ts';
 
 type Handler = (call: ApiCall) => unknown;
 
 function retrieve(kind: keyof Stored): Handler {
-  return ({ state, params, id }) => state.expand(state.require(kind, id), params);
+  return ({ state, id }) => state.require(kind, id);
 }
 
 function listEvents({ state, params }: ApiCall) {
@@ -56,22 +44,22 @@ const routes: [method: string, path: string, handler: Handler][] = [
   ['GET', '/v1/products/:id', retrieve('product')],
   ['POST', '/v1/products/:id', updateProduct],
   ['POST', '/v1/prices', createPrice],
-  ['GET', '/v1/prices', (call) => call.state.expand(listPrices(call), call.params)],
+  ['GET', '/v1/prices', listPrices],
   ['GET', '/v1/prices/:id', retrieve('price')],
   ['POST', '/v1/prices/:id', updatePrice],
   ['POST', '/v1/checkout/sessions', createCheckoutSession],
   ['GET', '/v1/checkout/sessions', listCheckoutSessions],
-  ['GET', '/v1/checkout/sessions/:id', retrieveCheckoutSession],
+  ['GET', '/v1/checkout/sessions/:id', retrieve('checkout.session')],
   ['POST', '/v1/billing_portal/sessions', createPortalSession],
   ['GET', '/v1/subscriptions', listSubscriptions],
-  ['GET', '/v1/subscriptions/:id', retrieveSubscription],
+  ['GET', '/v1/subscriptions/:id', retrieve('subscription')],
   ['POST', '/v1/subscriptions/:id', updateSubscription],
   ['DELETE', '/v1/subscriptions/:id', cancelSubscription],
   ['GET', '/v1/invoices', listInvoices],
-  ['GET', '/v1/invoices/:id', retrieveInvoice],
+  ['GET', '/v1/invoices/:id', retrieve('invoice')],
   ['POST', '/v1/billing/meters', createMeter],
   ['GET', '/v1/billing/meters', listMeters],
-  ['GET', '/v1/billing/meters/:id', retrieveMeter],
+  ['GET', '/v1/billing/meters/:id', retrieve('billing.meter')],
   ['POST', '/v1/billing/meter_events', createMeterEvent],
   ['GET', '/v1/events', listEvents],
   ['GET', '/v1/events/:id', retrieve('event')],

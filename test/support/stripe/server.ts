@@ -130,12 +130,9 @@ export class ApiServer {
     let save = true;
     try {
       const { handler, id } = route(method, path);
-      const result = handler({
-        state: this.state,
-        params,
-        id,
-        origin: { id: requestId, idempotency_key: idempotencyKey },
-      });
+      const origin = { id: requestId, idempotency_key: idempotencyKey };
+      // Every answer honours `expand[]`, on lists as `data.<field>`.
+      const result = this.state.expand(handler({ state: this.state, params, id, origin }), params);
       answer = { status: 200, body: JSON.stringify(result, null, 2), headers: {} };
     } catch (error) {
       // A fault of the stand-in itself answers as Stripe's rare 500 does, with type api_error.

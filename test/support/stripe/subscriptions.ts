@@ -2,12 +2,8 @@ import { boundary, changes, createInvoice, newItem, planOf } from './billing.ts'
 import { StripeApiError } from './errors.ts';
 import { cancelNow, setCancelAtPeriodEnd, subscriptionStatuses } from './lifecycle.ts';
 import { boolean, integer, list, mergeMetadata, text, type Params } from './params.ts';
-import type { Invoice, Price, Subscription, SubscriptionItem } from './shapes.ts';
+import type { Price, Subscription, SubscriptionItem } from './shapes.ts';
 import type { ApiCall, StripeState } from './state.ts';
-
-export function retrieveSubscription({ state, params, id }: ApiCall): Subscription {
-  return state.expand(state.require('subscription', id), params);
-}
 
 /**
  * Without `status`, every subscription that is not canceled; `ended` is canceled and
@@ -38,7 +34,7 @@ export function listSubscriptions({ state, params }: ApiCall) {
       if (status === 'ended') return subscription.status === 'canceled' || subscription.status === 'incomplete_expired';
       return subscription.status === status;
     });
-  return state.expand(state.page(subscriptions, params, '/v1/subscriptions'), params);
+  return state.page(subscriptions, params, '/v1/subscriptions');
 }
 
 const allowedOnCanceled = new Set(['metadata', 'cancellation_details', 'expand']);
@@ -82,7 +78,7 @@ export function updateSubscription({ state, params, id, origin }: ApiCall): Subs
     state.emit(declined ? 'invoice.payment_failed' : 'invoice.paid', invoice, undefined, origin);
   }
   state.emit('customer.subscription.updated', subscription, changes(before, subscription), origin);
-  return state.expand(subscription, params);
+  return subscription;
 }
 
 interface ItemChange {
@@ -170,15 +166,11 @@ function applyItems(resolved: ResolvedChange[], subscription: Subscription, stat
 }
 
 /** DELETE /v1/subscriptions/:id. A canceled subscription answers "No such subscription" (stripe/stripe-go#1887). */
-export function cancelSubscription({ state, params, id, origin }: ApiCall): Subscription {
+export function cancelSubscription({ state, id, origin }: ApiCall): Subscription {
   const subscription = state.require('subscription', id);
   if (subscription.status === 'canceled') throw StripeApiError.noSuch('subscription', id);
   cancelNow(state, subscription, origin);
-  return state.expand(subscription, params);
-}
-
-export function retrieveInvoice({ state, params, id }: ApiCall): Invoice {
-  return state.expand(state.require('invoice', id), params);
+  return subscription;
 }
 
 export function listInvoices({ state, params }: ApiCall) {
@@ -192,5 +184,5 @@ export function listInvoices({ state, params }: ApiCall) {
       (invoice) => subscription === undefined || invoice.parent?.subscription_details?.subscription === subscription,
     )
     .filter((invoice) => status === undefined || invoice.status === status);
-  return state.expand(state.page(invoices, params, '/v1/invoices'), params);
+  return state.page(invoices, params, '/v1/invoices');
 }
