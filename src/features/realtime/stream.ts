@@ -90,7 +90,7 @@ export class EventStream {
    * Only output left from earlier turns of the event loop counts against the bound: what was
    * written in this turn (a burst of events, a page of backlog) has had no chance to leave yet.
    */
-  write(text: string): void {
+  write(text: string | Buffer): void {
     if (this.ended) return;
     if (this.response.writableLength - this.burst > this.maxBufferBytes) {
       this.end({
@@ -101,7 +101,7 @@ export class EventStream {
       return;
     }
     if (!this.burst) setImmediate(() => (this.burst = 0));
-    this.burst += Buffer.byteLength(text);
+    this.burst += typeof text === 'string' ? Buffer.byteLength(text) : text.length;
     this.response.write(text);
   }
 

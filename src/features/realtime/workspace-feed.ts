@@ -166,7 +166,7 @@ export class WorkspaceFeed {
         this.refresh(this.context.refreshAbilities(this.workspaceId, policySetVersion));
       this.policySetVersion = policySetVersion;
       while (this.refreshing.size) await Promise.all(this.refreshing);
-      for (const event of events) this.deliver(event);
+      this.deliver(events);
       this.position = events.length === pageSize ? BigInt(events.at(-1)!.seq) : through;
       for (const stream of this.streams)
         if (!stream.backlog && stream.position < this.position) stream.position = this.position;
@@ -174,29 +174,53 @@ export class WorkspaceFeed {
     return true;
   }
 
-  /** One evaluation per group that has a stream for the event's structure; one formatted message per group. */
-  private deliver(event: StoredEvent): void {
-    const seq = BigInt(event.seq);
-    for (const [ability, streams] of this.groups) {
-      const interested = [...streams].filter((stream) => stream.structures.has(event.structure!));
-      if (!interested.length) continue;
-      let text: string | undefined;
+  /**
+   * A page of events to every group: each event evaluated once per group that has a stream for its
+   * structure, and formatted once; then one write per stream for the whole page, of one buffer
+   * shared by the group's streams that name the same structures (a socket write is the costly part).
+   */
+  private deliver(events: readonly StoredEvent[]): void {
+    if (!events.length) return;
+    const last = BigInt(events.at(-1)!.seq);
+    for (const [ability, group] of this.groups) {
+      const streams = [...group];
+      const wanted = new Set(streams.flatMap((stream) => [...stream.structures]));
+      const seen: { seq: bigint; structure: string; text: string | undefined }[] = [];
       try {
-        this.context.evaluated();
-        const message = this.context.view(ability, event);
-        text = message && formatEvent(message.event, message, seq);
+        for (const event of events) {
+          if (!wanted.has(event.structure!)) continue;
+          this.context.evaluated();
+          const message = this.context.view(ability, event);
+          seen.push({
+            seq: BigInt(event.seq),
+            structure: event.structure!,
+            text: message && formatEvent(message.event, message, event.seq),
+          });
+        }
       } catch (error) {
         this.context.logger.warn({ err: error, workspaceId: this.workspaceId }, 'a stream could not see an event');
-        for (const stream of interested)
+        for (const stream of streams)
           stream.end({ event: 'error', code: 'evaluation_failed', detail: 'this stream could not be evaluated' });
         continue;
       }
-      for (const stream of interested) {
-        if (stream.backlog) stream.backlog.push({ seq, send: () => text && stream.write(text) });
-        else {
-          if (text) stream.write(text);
-          stream.position = seq;
+      const pages = new Map<string, Buffer | undefined>();
+      for (const stream of streams) {
+        if (stream.backlog) {
+          for (const { seq, structure, text } of seen)
+            if (stream.structures.has(structure)) stream.backlog.push({ seq, send: () => text && stream.write(text) });
+          continue;
         }
+        const key = [...stream.structures].join(',');
+        if (!pages.has(key)) {
+          const text = seen
+            .filter((item) => item.text && stream.structures.has(item.structure))
+            .map((item) => item.text)
+            .join('');
+          pages.set(key, text ? Buffer.from(text) : undefined);
+        }
+        const page = pages.get(key);
+        if (page) stream.write(page);
+        stream.position = last;
       }
     }
   }
