@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { authBench } from './auth.ts';
 import { decisionsBench } from './decisions.ts';
 import { functionsBench } from './functions.ts';
+import { realtimeBench } from './realtime.ts';
 import { recordsBench } from './records.ts';
 import { triggersBench } from './triggers.ts';
 import { benchDatabase } from './database.ts';
@@ -29,6 +30,7 @@ const suites: Record<string, (database: { ownerUrl: string; appUrl: string }) =>
   records: (database) => recordsBench(database, millis),
   functions: (database) => functionsBench(database, millis),
   triggers: (database) => triggersBench(database, millis),
+  realtime: (database) => realtimeBench(database, millis),
 };
 
 const database = await benchDatabase();

@@ -1,0 +1,239 @@
+import { request } from 'node:http';
+import { parentPort } from 'node:worker_threads';
+
+/** What the main thread asks of the subscribers' thread, one request at a time. */
+export type SubscribersRequest =
+  | { op: 'open'; url: string; tokens: string[] }
+  | { op: 'reset' }
+  | { op: 'sentinel'; number: number; timeoutMs: number }
+  | { op: 'summary' }
+  | { op: 'close' };
+
+export interface SubscribersSummary {
+  /** Record events received since the last reset, by every subscriber together. */
+  delivered: number;
+  /** Of those, the ones whose record carried a send time (`sentAt` > 0). */
+  timed: number;
+  /** When the last timed one arrived (timeOrigin + now, ms: comparable across threads). */
+  lastAt: number;
+  p50: number;
+  p99: number;
+  /** This thread's CPU seconds since the last reset. */
+  cpuSeconds: number;
+}
+
+const binsPerMs = 10;
+const maxMs = 10_000;
+const now = () => performance.timeOrigin + performance.now();
+
+/**
+ * Latencies in 0.1 ms bins up to 10 s (beyond goes in the last one): no allocation per event,
+ * and quantiles without sorting a million numbers.
+ */
+class Histogram {
+  private readonly bins = new Uint32Array(maxMs * binsPerMs + 1);
+  count = 0;
+
+  add(ms: number): void {
+    this.bins[Math.min(this.bins.length - 1, Math.max(0, Math.round(ms * binsPerMs)))]! += 1;
+    this.count += 1;
+  }
+
+  quantile(q: number): number {
+    const rank = Math.min(this.count - 1, Math.floor(q * this.count));
+    let seen = 0;
+    for (let bin = 0; bin < this.bins.length; bin++) {
+      seen += this.bins[bin]!;
+      if (seen > rank) return bin / binsPerMs;
+    }
+    return maxMs;
+  }
+}
+
+/**
+ * One subscriber's stream, read by a minimal SSE parser: lines split on `\n` (Cordon writes no
+ * `\r`), a blank line dispatches, and of a record event's data only the number after `"sentAt":`
+ * is read — by index, without parsing the JSON or slicing lines.
+ */
+class Subscriber {
+  opened = false;
+  /** The highest sentinel seen: a record with `sentAt` = −n is sentinel n. */
+  sentinel = 0;
+  private rest = '';
+  private record = false;
+  private other: string | undefined;
+  private sentAt = Number.NaN;
+  private hasId = false;
+
+  private readonly group: Subscribers;
+
+  constructor(group: Subscribers) {
+    this.group = group;
+  }
+
+  feed(chunk: string): void {
+    const at = now();
+    const text = this.rest === '' ? chunk : this.rest + chunk;
+    let start = 0;
+    for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+      if (end === start) this.dispatch(at);
+      else if (text.startsWith('data:', start)) {
+        const field = text.indexOf('"sentAt":', start);
+        if (field >= 0 && field < end) this.sentAt = Number.parseFloat(text.slice(field + 9, field + 40));
+      } else if (text.startsWith('event: record_', start)) this.record = true;
+      else if (text.startsWith('event:', start)) this.other = text.slice(start + 6, end).trim();
+      else if (text.startsWith('id:', start)) this.hasId = true;
+      start = end + 1;
+    }
+    this.rest = start === text.length ? '' : text.slice(start);
+  }
+
+  private dispatch(at: number): void {
+    if (this.record) this.group.received(this, this.sentAt, at);
+    else if (this.other !== undefined) this.group.failed(`a stream got "${this.other}"`);
+    else if (this.hasId) this.opened = true;
+    this.record = false;
+    this.other = undefined;
+    this.sentAt = Number.NaN;
+    this.hasId = false;
+  }
+}
+
+/** Every subscriber of the bench, on this thread: their counts, their latencies, the waits on them. */
+class Subscribers {
+  readonly all: Subscriber[] = [];
+  private readonly requests: (() => void)[] = [];
+  private histogram = new Histogram();
+  private delivered = 0;
+  private lastAt = 0;
+  private cpuStart = process.threadCpuUsage();
+  private failure: string | undefined;
+  private waiting: { sentinel: number; reached: number; settle: (failure?: string) => void } | undefined;
+  private closing = false;
+
+  received(subscriber: Subscriber, sentAt: number, at: number): void {
+    this.delivered += 1;
+    if (sentAt > 0) {
+      this.histogram.add(at - sentAt);
+      this.lastAt = at;
+    } else if (sentAt < 0 && -sentAt > subscriber.sentinel) {
+      subscriber.sentinel = -sentAt;
+      const waiting = this.waiting;
+      if (waiting && subscriber.sentinel >= waiting.sentinel && ++waiting.reached === this.all.length) {
+        this.waiting = undefined;
+        waiting.settle();
+      }
+    }
+  }
+
+  failed(reason: string): void {
+    if (this.closing) return;
+    this.failure ??= reason;
+    this.waiting?.settle(reason);
+    this.waiting = undefined;
+  }
+
+  /** Opens the streams a few at a time; resolves when each has its first `id:` (it is live). */
+  async open(url: string, tokens: string[]): Promise<void> {
+    let next = 0;
+    const openOne = () =>
+      new Promise<void>((resolve, reject) => {
+        const token = tokens[next++]!;
+        const subscriber = new Subscriber(this);
+        this.all.push(subscriber);
+        const outgoing = request(url, {
+          agent: false,
+          headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` },
+        });
+        this.requests.push(() => outgoing.destroy());
+        outgoing.on('error', (error) => (subscriber.opened ? this.failed(String(error)) : reject(error)));
+        outgoing.on('response', (response) => {
+          response.setEncoding('utf8');
+          if (response.statusCode !== 200) {
+            let body = '';
+            response.on('data', (chunk: string) => (body += chunk));
+            response.on('end', () => reject(new Error(`stream refused: ${response.statusCode} ${body}`)));
+            return;
+          }
+          response.on('data', (chunk: string) => {
+            const was = subscriber.opened;
+            subscriber.feed(chunk);
+            if (!was && subscriber.opened) resolve();
+          });
+          response.on('close', () => this.failed('a stream ended'));
+        });
+        outgoing.end();
+      });
+    const opener = async () => {
+      while (next < tokens.length) await openOne();
+    };
+    await Promise.all(Array.from({ length: 25 }, opener));
+  }
+
+  reset(): void {
+    if (this.failure) throw new Error(this.failure);
+    this.histogram = new Histogram();
+    this.delivered = 0;
+    this.lastAt = 0;
+    this.cpuStart = process.threadCpuUsage();
+  }
+
+  /** Until every subscriber has seen sentinel `number` (each sees its events in order: all before it too). */
+  sentinel(number: number, timeoutMs: number): Promise<void> {
+    if (this.failure) return Promise.reject(new Error(this.failure));
+    const reached = this.all.filter((subscriber) => subscriber.sentinel >= number).length;
+    if (reached === this.all.length) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => this.failed(`sentinel ${number} reached ${this.waiting?.reached} streams`),
+        timeoutMs,
+      );
+      this.waiting = {
+        sentinel: number,
+        reached,
+        settle: (failure) => {
+          clearTimeout(timer);
+          if (failure) reject(new Error(failure));
+          else resolve();
+        },
+      };
+    });
+  }
+
+  summary(): SubscribersSummary {
+    if (this.failure) throw new Error(this.failure);
+    const cpu = process.threadCpuUsage(this.cpuStart);
+    return {
+      delivered: this.delivered,
+      timed: this.histogram.count,
+      lastAt: this.lastAt,
+      p50: this.histogram.quantile(0.5),
+      p99: this.histogram.quantile(0.99),
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    };
+  }
+
+  close(): void {
+    this.closing = true;
+    for (const destroy of this.requests.splice(0)) destroy();
+  }
+}
+
+/**
+ * The subscribers' thread: a thousand SSE connections read off the main thread, so that reading
+ * them never queues behind (or delays) the server's own work on the main thread's event loop.
+ */
+const subscribers = new Subscribers();
+parentPort!.on('message', async (message: SubscribersRequest) => {
+  try {
+    let reply: unknown = null;
+    if (message.op === 'open') await subscribers.open(message.url, message.tokens);
+    else if (message.op === 'reset') subscribers.reset();
+    else if (message.op === 'sentinel') await subscribers.sentinel(message.number, message.timeoutMs);
+    else if (message.op === 'summary') reply = subscribers.summary();
+    else subscribers.close();
+    parentPort!.postMessage({ reply });
+  } catch (error) {
+    parentPort!.postMessage({ failure: String(error) });
+  }
+});
