@@ -50,42 +50,63 @@ class Histogram {
   }
 }
 
+const newline = 0x0a;
+const sentAtField = Buffer.from('"sentAt":');
+const recordEvent = Buffer.from('event: record_');
+
+/** The JSON number at `index`, read off the bytes (no string made). */
+function numberAt(bytes: Buffer, index: number): number {
+  const sign = bytes[index] === 0x2d ? -1 : 1;
+  let value = 0;
+  let scale = 0;
+  for (let at = sign < 0 ? index + 1 : index; at < bytes.length; at++) {
+    const byte = bytes[at]!;
+    if (byte >= 0x30 && byte <= 0x39) {
+      value = value * 10 + byte - 0x30;
+      if (scale) scale *= 10;
+    } else if (byte === 0x2e && !scale) scale = 1;
+    else break;
+  }
+  return (sign * value) / (scale || 1);
+}
+
 /**
- * One subscriber's stream, read by a minimal SSE parser: lines split on `\n` (Cordon writes no
- * `\r`), a blank line dispatches, and of a record event's data only the number after `"sentAt":`
- * is read — by index, without parsing the JSON or slicing lines.
+ * One subscriber's stream, read by a minimal SSE parser over the raw bytes: lines split on `\n`
+ * (Cordon writes no `\r`), a blank line dispatches, and of a record event's data only the number
+ * after `"sentAt":` is read — no string decoding, no JSON parsing, no line copied.
  */
 class Subscriber {
   opened = false;
   /** The highest sentinel seen: a record with `sentAt` = −n is sentinel n. */
   sentinel = 0;
-  private rest = '';
+  private rest: Buffer | undefined;
   private record = false;
   private other: string | undefined;
   private sentAt = Number.NaN;
   private hasId = false;
-
   private readonly group: Subscribers;
 
   constructor(group: Subscribers) {
     this.group = group;
   }
 
-  feed(chunk: string): void {
+  feed(chunk: Buffer): void {
     const at = now();
-    const text = this.rest === '' ? chunk : this.rest + chunk;
+    const bytes = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
     let start = 0;
-    for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n', start)) {
+    for (let end = bytes.indexOf(newline); end >= 0; end = bytes.indexOf(newline, start)) {
+      const first = bytes[start];
       if (end === start) this.dispatch(at);
-      else if (text.startsWith('data:', start)) {
-        const field = text.indexOf('"sentAt":', start);
-        if (field >= 0 && field < end) this.sentAt = Number.parseFloat(text.slice(field + 9, field + 40));
-      } else if (text.startsWith('event: record_', start)) this.record = true;
-      else if (text.startsWith('event:', start)) this.other = text.slice(start + 6, end).trim();
-      else if (text.startsWith('id:', start)) this.hasId = true;
+      else if (first === 0x64 /* data */) {
+        const field = bytes.indexOf(sentAtField, start);
+        if (field >= 0 && field < end) this.sentAt = numberAt(bytes, field + sentAtField.length);
+      } else if (first === 0x65 /* event */) {
+        if (recordEvent.compare(bytes, start, start + recordEvent.length) === 0) this.record = true;
+        else this.other = bytes.toString('utf8', start + 6, end).trim();
+      } else if (first === 0x69 /* id */) this.hasId = true;
       start = end + 1;
     }
-    this.rest = start === text.length ? '' : text.slice(start);
+    this.rest = start === bytes.length ? undefined : bytes.subarray(start);
   }
 
   private dispatch(at: number): void {
@@ -148,14 +169,13 @@ class Subscribers {
         this.requests.push(() => outgoing.destroy());
         outgoing.on('error', (error) => (subscriber.opened ? this.failed(String(error)) : reject(error)));
         outgoing.on('response', (response) => {
-          response.setEncoding('utf8');
           if (response.statusCode !== 200) {
             let body = '';
-            response.on('data', (chunk: string) => (body += chunk));
+            response.on('data', (chunk: Buffer) => (body += chunk.toString()));
             response.on('end', () => reject(new Error(`stream refused: ${response.statusCode} ${body}`)));
             return;
           }
-          response.on('data', (chunk: string) => {
+          response.on('data', (chunk: Buffer) => {
             const was = subscriber.opened;
             subscriber.feed(chunk);
             if (!was && subscriber.opened) resolve();
