@@ -18,8 +18,6 @@ export interface SubscribersSummary {
   lastAt: number;
   p50: number;
   p99: number;
-  /** This thread's CPU seconds since the last reset. */
-  cpuSeconds: number;
 }
 
 const binsPerMs = 10;
@@ -127,7 +125,6 @@ class Subscribers {
   private histogram = new Histogram();
   private delivered = 0;
   private lastAt = 0;
-  private cpuStart = process.threadCpuUsage();
   private failure: string | undefined;
   private waiting: { sentinel: number; reached: number; settle: (failure?: string) => void } | undefined;
   private closing = false;
@@ -195,7 +192,6 @@ class Subscribers {
     this.histogram = new Histogram();
     this.delivered = 0;
     this.lastAt = 0;
-    this.cpuStart = process.threadCpuUsage();
   }
 
   /** Until every subscriber has seen sentinel `number` (each sees its events in order: all before it too). */
@@ -222,14 +218,12 @@ class Subscribers {
 
   summary(): SubscribersSummary {
     if (this.failure) throw new Error(this.failure);
-    const cpu = process.threadCpuUsage(this.cpuStart);
     return {
       delivered: this.delivered,
       timed: this.histogram.count,
       lastAt: this.lastAt,
       p50: this.histogram.quantile(0.5),
       p99: this.histogram.quantile(0.99),
-      cpuSeconds: (cpu.user + cpu.system) / 1e6,
     };
   }
 
