@@ -1,4 +1,4 @@
-import { request } from 'node:http';
+import { Agent, request } from 'node:http';
 import { parentPort } from 'node:worker_threads';
 
 /** What the main thread asks of the subscribers' thread, one request at a time. */
@@ -6,15 +6,14 @@ export type SubscribersRequest =
   | { op: 'open'; url: string; tokens: string[] }
   | { op: 'reset' }
   | { op: 'sentinel'; number: number; timeoutMs: number }
+  | { op: 'write'; url: string; token: string; records: object[]; perSecond: number }
   | { op: 'summary' }
   | { op: 'close' };
 
 export interface SubscribersSummary {
-  /** Record events received since the last reset, by every subscriber together. */
-  delivered: number;
-  /** Of those, the ones whose record carried a send time (`sentAt` > 0). */
-  timed: number;
-  /** When the last timed one arrived (timeOrigin + now, ms: comparable across threads). */
+  /** Record events received since the last reset whose record carried a send time (`sentAt` > 0), by every subscriber together. */
+  stamped: number;
+  /** When the last of them arrived (timeOrigin + now, ms: comparable across threads). */
   lastAt: number;
   p50: number;
   p99: number;
@@ -123,14 +122,12 @@ class Subscribers {
   readonly all: Subscriber[] = [];
   private readonly requests: (() => void)[] = [];
   private histogram = new Histogram();
-  private delivered = 0;
   private lastAt = 0;
   private failure: string | undefined;
   private waiting: { sentinel: number; reached: number; settle: (failure?: string) => void } | undefined;
   private closing = false;
 
   received(subscriber: Subscriber, sentAt: number, at: number): void {
-    this.delivered += 1;
     if (sentAt > 0) {
       this.histogram.add(at - sentAt);
       this.lastAt = at;
@@ -190,7 +187,6 @@ class Subscribers {
   reset(): void {
     if (this.failure) throw new Error(this.failure);
     this.histogram = new Histogram();
-    this.delivered = 0;
     this.lastAt = 0;
   }
 
@@ -219,8 +215,7 @@ class Subscribers {
   summary(): SubscribersSummary {
     if (this.failure) throw new Error(this.failure);
     return {
-      delivered: this.delivered,
-      timed: this.histogram.count,
+      stamped: this.histogram.count,
       lastAt: this.lastAt,
       p50: this.histogram.quantile(0.5),
       p99: this.histogram.quantile(0.99),
@@ -234,8 +229,46 @@ class Subscribers {
 }
 
 /**
- * The subscribers' thread: a thousand SSE connections read off the main thread, so that reading
- * them never queues behind (or delays) the server's own work on the main thread's event loop.
+ * Creates `records` at a steady rate, each sent on its own schedule (not a fixed pause after the
+ * last), with its send time as `sentAt`; resolves when every create has answered 201.
+ */
+async function write(url: string, token: string, records: object[], perSecond: number): Promise<void> {
+  const agent = new Agent({ keepAlive: true });
+  const started = now();
+  const answers: Promise<void>[] = [];
+  for (const [index, record] of records.entries()) {
+    const due = started + (index * 1_000) / perSecond;
+    if (due > now()) await new Promise((resolve) => setTimeout(resolve, due - now()));
+    const body = JSON.stringify({ data: { ...record, sentAt: now() } });
+    answers.push(
+      new Promise((resolve, reject) => {
+        const outgoing = request(url, {
+          agent,
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        });
+        outgoing.on('error', reject);
+        outgoing.on('response', (response) => {
+          response.resume();
+          response.on('end', () =>
+            response.statusCode === 201 ? resolve() : reject(new Error(`create: ${response.statusCode}`)),
+          );
+        });
+        outgoing.end(body);
+      }),
+    );
+  }
+  try {
+    await Promise.all(answers);
+  } finally {
+    agent.destroy();
+  }
+}
+
+/**
+ * The subscribers' thread: a thousand SSE connections read off the main thread, and the steady
+ * creates sent from it, so that the bench's own client work never queues behind (or delays) the
+ * server's on the main thread's event loop.
  */
 const subscribers = new Subscribers();
 parentPort!.on('message', async (message: SubscribersRequest) => {
@@ -244,6 +277,7 @@ parentPort!.on('message', async (message: SubscribersRequest) => {
     if (message.op === 'open') await subscribers.open(message.url, message.tokens);
     else if (message.op === 'reset') subscribers.reset();
     else if (message.op === 'sentinel') await subscribers.sentinel(message.number, message.timeoutMs);
+    else if (message.op === 'write') await write(message.url, message.token, message.records, message.perSecond);
     else if (message.op === 'summary') reply = subscribers.summary();
     else subscribers.close();
     parentPort!.postMessage({ reply });
