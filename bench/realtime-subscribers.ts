@@ -234,32 +234,38 @@ class Subscribers {
  */
 async function write(url: string, token: string, records: object[], perSecond: number): Promise<void> {
   const agent = new Agent({ keepAlive: true });
+  const send = (body: string, again = false): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const outgoing = request(url, {
+        agent,
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      });
+      outgoing.on('error', (error: NodeJS.ErrnoException) =>
+        // A kept-alive socket the server closed as this request went out: sent again once, as
+        // Node's documentation advises (the record's send time stays the first one).
+        !again && outgoing.reusedSocket && error.code === 'ECONNRESET' ? resolve(send(body, true)) : reject(error),
+      );
+      outgoing.on('response', (response) => {
+        response.resume();
+        response.on('end', () =>
+          response.statusCode === 201 ? resolve() : reject(new Error(`create: ${response.statusCode}`)),
+        );
+      });
+      outgoing.end(body);
+    });
   const started = now();
   const answers: Promise<void>[] = [];
-  for (const [index, record] of records.entries()) {
-    const due = started + (index * 1_000) / perSecond;
-    if (due > now()) await new Promise((resolve) => setTimeout(resolve, due - now()));
-    const body = JSON.stringify({ data: { ...record, sentAt: now() } });
-    answers.push(
-      new Promise((resolve, reject) => {
-        const outgoing = request(url, {
-          agent,
-          method: 'POST',
-          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        });
-        outgoing.on('error', reject);
-        outgoing.on('response', (response) => {
-          response.resume();
-          response.on('end', () =>
-            response.statusCode === 201 ? resolve() : reject(new Error(`create: ${response.statusCode}`)),
-          );
-        });
-        outgoing.end(body);
-      }),
-    );
-  }
+  let failure: unknown;
   try {
+    for (const [index, record] of records.entries()) {
+      if (failure) break;
+      const due = started + (index * 1_000) / perSecond;
+      if (due > now()) await new Promise((resolve) => setTimeout(resolve, due - now()));
+      answers.push(send(JSON.stringify({ data: { ...record, sentAt: now() } })).catch((error) => (failure ??= error)));
+    }
     await Promise.all(answers);
+    if (failure) throw failure;
   } finally {
     agent.destroy();
   }

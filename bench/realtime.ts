@@ -34,17 +34,28 @@ const audience = (index: number) => {
   return (2 + Number(priority === 'high') + Number(status !== 'archived')) * (subscriberCount / roles.length);
 };
 
-/** The subscribers' thread (bench/realtime-subscribers.ts), one request at a time. */
+/** The subscribers' thread (bench/realtime-subscribers.ts), one request at a time; its crash fails the request. */
 function subscribersThread(): { ask: <T>(request: SubscribersRequest) => Promise<T>; stop: () => Promise<number> } {
   const thread = new Worker(new URL('./realtime-subscribers.ts', import.meta.url));
+  let crash: Error | undefined;
+  let abandon: ((error: Error) => void) | undefined;
+  thread.on('error', (error) => {
+    crash = error;
+    abandon?.(error);
+  });
   let queue: Promise<unknown> = Promise.resolve();
   const ask = <T>(request: SubscribersRequest) => {
     const answer = queue.then(
       () =>
         new Promise<T>((resolve, reject) => {
-          thread.once('message', (message: { reply: T } | { failure: string }) =>
-            'failure' in message ? reject(new Error(`subscribers: ${message.failure}`)) : resolve(message.reply),
-          );
+          const fail = (error: unknown) => reject(new Error(`subscribers: ${String(error)}`));
+          if (crash) return fail(crash);
+          abandon = fail;
+          thread.once('message', (message: { reply: T } | { failure: string }) => {
+            abandon = undefined;
+            if ('failure' in message) fail(message.failure);
+            else resolve(message.reply);
+          });
           thread.postMessage(request);
         }),
     );
