@@ -3,6 +3,7 @@ import { authBench } from './auth.ts';
 import { billingBench } from './billing.ts';
 import { decisionsBench } from './decisions.ts';
 import { functionsBench } from './functions.ts';
+import { realtimeBench } from './realtime.ts';
 import { recordsBench } from './records.ts';
 import { triggersBench } from './triggers.ts';
 import { benchDatabase } from './database.ts';
@@ -31,6 +32,7 @@ const suites: Record<string, (database: { ownerUrl: string; appUrl: string }) =>
   functions: (database) => functionsBench(database, millis),
   triggers: (database) => triggersBench(database, millis),
   billing: (database) => billingBench(database, millis),
+  realtime: (database) => realtimeBench(database, millis),
 };
 
 const database = await benchDatabase();
