@@ -106,7 +106,7 @@ export async function realtimeBench(
     name: string,
   ): Promise<{ slug: string; token: (user: string, role: string) => Promise<string> }> {
     const slug = `bench-realtime-${name}-${randomBytes(3).toString('hex')}`;
-    await admin().post('/v1/workspaces').send({ slug, name }).expect(201);
+    await admin().post('/v1/workspaces').send({ slug, name, plan: 'enterprise' }).expect(201);
     const orgId = `org_bench_realtime_${name}`;
     await admin()
       .post(`/v1/workspaces/${slug}/identity-providers`)
