@@ -149,12 +149,7 @@ export class TriggersService extends WorkspaceConfiguration {
       const trigger = scope.em.create(TriggerEntity, {
         workspaceId: scope.workspaceId,
         id: uuidv7(),
-        name: input.name,
-        events: input.events,
-        structure: input.structure ?? null,
-        condition: input.condition ?? null,
-        enabled: input.enabled,
-        action: input.action,
+        ...settingsOf(input),
       });
       ruling.refine({ resourceId: trigger.id });
       await scope.em.flush();
@@ -177,12 +172,7 @@ export class TriggersService extends WorkspaceConfiguration {
       const wasWebhook = trigger.action.type === 'webhook';
       const wasEnabled = trigger.enabled;
       scope.em.assign(trigger, {
-        name: input.name,
-        events: input.events,
-        structure: input.structure ?? null,
-        condition: input.condition ?? null,
-        enabled: input.enabled,
-        action: input.action,
+        ...settingsOf(input),
         disabledReason: input.enabled ? null : trigger.disabledReason,
         version: trigger.version + 1,
         updatedAt: new Date(),
@@ -250,3 +240,13 @@ export class TriggersService extends WorkspaceConfiguration {
     });
   }
 }
+
+/** What a create or a replace stores of the body. */
+const settingsOf = (input: TriggerInput) => ({
+  name: input.name,
+  events: input.events,
+  structure: input.structure ?? null,
+  condition: input.condition ?? null,
+  enabled: input.enabled,
+  action: input.action,
+});
