@@ -1,13 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { pino } from 'pino';
 import supertest from 'supertest';
-import { createApp, entities } from '../src/app.ts';
-import { parseConfig } from '../src/config.ts';
-import { ChangeBus } from '../src/db/changes.ts';
-import { Database } from '../src/db/database.ts';
+import { createApp } from '../src/app.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { Plans, type Plan } from '../src/policy/plans.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
+import { benchServing } from './database.ts';
 import { load, serve, type LoadResult } from './load.ts';
 import { seedTasks } from './records.ts';
 import { compared, interleaved, type Measurement } from './report.ts';
@@ -48,10 +45,7 @@ export async function billingBench(
   database: { ownerUrl: string; appUrl: string },
   millis: number,
 ): Promise<Measurement[]> {
-  const logger = pino({ level: 'silent' });
-  const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
-  const served = await Database.open({ url: database.appUrl, poolSize: 5, entities }, logger);
-  const changes = new ChangeBus(undefined, logger);
+  const { logger, config, served, changes } = await benchServing(database.appUrl, 5);
   const issuer = await TestIssuer.start('ES256');
   const app = (meterUsage: boolean) =>
     createApp({ config, database: served, changes, logger, signingKey: generateSigningKey(), plans, meterUsage });

@@ -1,14 +1,11 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
-import { pino } from 'pino';
 import supertest from 'supertest';
-import { createApp, entities } from '../src/app.ts';
-import { parseConfig } from '../src/config.ts';
-import { ChangeBus } from '../src/db/changes.ts';
-import { Database } from '../src/db/database.ts';
+import { createApp } from '../src/app.ts';
 import type { StoredEvent } from '../src/events/event-log.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import type { FunctionRunner } from '../src/features/functions/function-runner.ts';
+import { benchServing } from './database.ts';
 import { measurement, type Measurement } from './report.ts';
 
 /** The seed tutorial's function, verbatim (issue #12). */
@@ -60,13 +57,11 @@ export async function functionsBench(
   database: { ownerUrl: string; appUrl: string },
   millis: number,
 ): Promise<Measurement[]> {
-  const logger = pino({ level: 'silent' });
-  const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
-  const served = await Database.open({ url: database.appUrl, poolSize: 5, entities }, logger);
+  const { logger, config, served, changes } = await benchServing(database.appUrl, 5);
   const cordon = createApp({
     config,
     database: served,
-    changes: new ChangeBus(undefined, logger),
+    changes,
     logger,
     signingKey: generateSigningKey(),
   });

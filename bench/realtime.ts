@@ -1,13 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { Worker } from 'node:worker_threads';
-import { pino } from 'pino';
 import supertest from 'supertest';
-import { createApp, entities } from '../src/app.ts';
-import { parseConfig } from '../src/config.ts';
-import { ChangeBus } from '../src/db/changes.ts';
-import { Database } from '../src/db/database.ts';
+import { createApp } from '../src/app.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
+import { benchServing } from './database.ts';
 import { load, serve } from './load.ts';
 import type { SubscribersRequest, SubscribersSummary } from './realtime-subscribers.ts';
 import { compared, interleaved, measurement, type Measurement } from './report.ts';
@@ -94,10 +91,7 @@ export async function realtimeBench(
   database: { ownerUrl: string; appUrl: string },
   millis: number,
 ): Promise<Measurement[]> {
-  const logger = pino({ level: 'silent' });
-  const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
-  const served = await Database.open({ url: database.appUrl, poolSize: config.database.poolSize, entities }, logger);
-  const changes = new ChangeBus(undefined, logger);
+  const { logger, config, served, changes } = await benchServing(database.appUrl);
   const issuer = await TestIssuer.start('ES256');
   const cordon = createApp({ config, database: served, changes, logger, signingKey: generateSigningKey() });
   const admin = () => supertest.agent(cordon.app).auth(config.adminApiKey, { type: 'bearer' });

@@ -1,13 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { pino } from 'pino';
 import supertest from 'supertest';
-import { createApp, entities } from '../src/app.ts';
-import { parseConfig } from '../src/config.ts';
-import { ChangeBus } from '../src/db/changes.ts';
-import { Database } from '../src/db/database.ts';
+import { createApp } from '../src/app.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
+import { benchServing } from './database.ts';
 import { baselineRecordsApp } from './baseline-records.ts';
 import { load, serve, type LoadResult } from './load.ts';
 import { compared, interleaved, type Measurement } from './report.ts';
@@ -54,10 +51,7 @@ export async function recordsBench(
   database: { ownerUrl: string; appUrl: string },
   millis: number,
 ): Promise<Measurement[]> {
-  const logger = pino({ level: 'silent' });
-  const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
-  const served = await Database.open({ url: database.appUrl, poolSize: 5, entities }, logger);
-  const changes = new ChangeBus(undefined, logger);
+  const { logger, config, served, changes } = await benchServing(database.appUrl, 5);
   const issuer = await TestIssuer.start('ES256');
   const cordon = createApp({ config, database: served, changes, logger, signingKey: generateSigningKey() });
   const admin = supertest.agent(cordon.app).auth(config.adminApiKey, { type: 'bearer' });

@@ -2,16 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
-import { pino } from 'pino';
 import supertest from 'supertest';
-import { createApp, entities } from '../src/app.ts';
+import { createApp } from '../src/app.ts';
 import { Background } from '../src/background.ts';
-import { parseConfig } from '../src/config.ts';
-import { ChangeBus } from '../src/db/changes.ts';
-import { Database } from '../src/db/database.ts';
 import { EventSecrets } from '../src/events/secrets.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
+import { benchServing } from './database.ts';
 import { load, serve } from './load.ts';
 import { compared, interleaved, measurement, type Measurement } from './report.ts';
 
@@ -61,10 +58,7 @@ export async function triggersBench(
   database: { ownerUrl: string; appUrl: string },
   millis: number,
 ): Promise<Measurement[]> {
-  const logger = pino({ level: 'silent' });
-  const config = { ...parseConfig({ NODE_ENV: 'test' }), adminApiKey: randomBytes(32).toString('hex') };
-  const served = await Database.open({ url: database.appUrl, poolSize: config.database.poolSize, entities }, logger);
-  const changes = new ChangeBus(undefined, logger);
+  const { logger, config, served, changes } = await benchServing(database.appUrl);
   const issuer = await TestIssuer.start('ES256');
   const cordon = createApp({ config, database: served, changes, logger, signingKey: generateSigningKey() });
   const secrets = new EventSecrets(config.adminApiKey);
