@@ -171,7 +171,6 @@ export class RealtimeHub {
         structures: new Set(subscription.structures),
         token: subscription.token,
         ability: subscription.ability,
-        position: feed.position,
         maxBufferBytes: this.options.maxBufferBytes,
         expiresAt: typeof exp === 'number' ? exp * 1000 : undefined,
         onEnd: (ended, reason) => {
@@ -190,11 +189,7 @@ export class RealtimeHub {
       await this.catchUp(stream, subscription, upTo);
       const waiting = stream.backlog;
       stream.backlog = undefined;
-      for (const entry of waiting) {
-        entry.send();
-        stream.position = entry.seq;
-      }
-      if (stream.position < feed.position) stream.position = feed.position;
+      for (const send of waiting) send();
     } catch (error) {
       if (!stream) place.release();
       else if (stream.open) {
@@ -210,12 +205,10 @@ export class RealtimeHub {
     const from = subscription.lastEventId;
     if (from === undefined || from === upTo) {
       stream.write(`id: ${upTo}\n\n`);
-      stream.position = upTo;
       return;
     }
     if (from > upTo || from < (await this.retainedAfter(subscription.workspaceId))) {
       stream.write(formatEvent('reset', { event: 'reset', seq: upTo.toString() }, upTo));
-      stream.position = upTo;
       return;
     }
     let position = from;
@@ -229,7 +222,6 @@ export class RealtimeHub {
         if (message) stream.write(formatEvent(message.event, message, event.seq));
       }
       position = events.length === eventPageSize ? BigInt(events.at(-1)!.seq) : upTo;
-      stream.position = position;
       await stream.waitForDrain();
     }
   }

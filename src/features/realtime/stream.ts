@@ -16,7 +16,7 @@ const lastWordsMs = 5_000;
 /**
  * One subscriber's Server-Sent Events stream. Writes never wait: a consumer that reads too slowly
  * for its unsent output to stay under the bound is dropped with a final event, and the others
- * never notice. `position` is the last `seq` this subscriber is past (sent, or not for it).
+ * never notice.
  */
 export class EventStream {
   readonly workspaceId: string;
@@ -27,9 +27,8 @@ export class EventStream {
   /** Kept in memory only, to authenticate again when policies, roles or providers change. */
   readonly token: string;
   ability: PrincipalAbility;
-  position: bigint;
-  /** Events that arrived while the stream was still reading its backlog, for after it. */
-  backlog: { seq: bigint; send: () => void }[] | undefined;
+  /** Events that arrived while the stream was still reading its backlog, to send after it. */
+  backlog: (() => void)[] | undefined;
   private readonly response: Response;
   private readonly maxBufferBytes: number;
   private readonly timers: NodeJS.Timeout[] = [];
@@ -46,7 +45,6 @@ export class EventStream {
     structures: ReadonlySet<string>;
     token: string;
     ability: PrincipalAbility;
-    position: bigint;
     maxBufferBytes: number;
     /** When the token expires (ms since the epoch), if it does. */
     expiresAt: number | undefined;
@@ -60,7 +58,6 @@ export class EventStream {
     this.structures = options.structures;
     this.token = options.token;
     this.ability = options.ability;
-    this.position = options.position;
     this.maxBufferBytes = options.maxBufferBytes;
     this.onEnd = options.onEnd;
     this.response.on('close', () => this.finish(undefined));

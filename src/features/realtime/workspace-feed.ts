@@ -168,8 +168,6 @@ export class WorkspaceFeed {
       while (this.refreshing.size) await Promise.all(this.refreshing);
       this.deliver(events);
       this.position = events.length === pageSize ? BigInt(events.at(-1)!.seq) : through;
-      for (const stream of this.streams)
-        if (!stream.backlog && stream.position < this.position) stream.position = this.position;
     }
     return true;
   }
@@ -181,18 +179,16 @@ export class WorkspaceFeed {
    */
   private deliver(events: readonly StoredEvent[]): void {
     if (!events.length) return;
-    const last = BigInt(events.at(-1)!.seq);
     for (const [ability, group] of this.groups) {
       const streams = [...group];
       const wanted = new Set(streams.flatMap((stream) => [...stream.structures]));
-      const seen: { seq: bigint; structure: string; text: string | undefined }[] = [];
+      const seen: { structure: string; text: string | undefined }[] = [];
       try {
         for (const event of events) {
           if (!wanted.has(event.structure!)) continue;
           this.context.evaluated();
           const message = this.context.view(ability, event);
           seen.push({
-            seq: BigInt(event.seq),
             structure: event.structure!,
             text: message && formatEvent(message.event, message, event.seq),
           });
@@ -206,8 +202,8 @@ export class WorkspaceFeed {
       const pages = new Map<string, Buffer | undefined>();
       for (const stream of streams) {
         if (stream.backlog) {
-          for (const { seq, structure, text } of seen)
-            if (stream.structures.has(structure)) stream.backlog.push({ seq, send: () => text && stream.write(text) });
+          for (const { structure, text } of seen)
+            if (stream.structures.has(structure)) stream.backlog.push(() => text && stream.write(text));
           continue;
         }
         const key = [...stream.structures].join(',');
@@ -220,7 +216,6 @@ export class WorkspaceFeed {
         }
         const page = pages.get(key);
         if (page) stream.write(page);
-        stream.position = last;
       }
     }
   }
