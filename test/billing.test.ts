@@ -75,6 +75,20 @@ const recordCount = async (workspaceId: string, structure?: string) =>
     ).rows[0].count,
   );
 
+/** The trigger-kept counters agree with the rows, per structure and in all. */
+async function expectCountersAgree(workspaceId: string): Promise<void> {
+  const { rows } = await owner.query(
+    `select s.name, (select count(*) from records r where r.workspace_id = s.workspace_id and r.structure = s.name)::int as rows,
+            (select coalesce(sum(c.records), 0) from record_counts c
+              where c.workspace_id = s.workspace_id and c.structure = s.name)::int as counted
+     from structures s where s.workspace_id = $1`,
+    [workspaceId],
+  );
+  expect(rows.length).toBeGreaterThan(0);
+  for (const row of rows)
+    expect({ structure: row.name, counted: row.counted }).toEqual({ structure: row.name, counted: row.rows });
+}
+
 /**
  * Runs `creates` while the structure row is locked for update, so every create gets through its
  * limit check and waits at the structure's share lock (or at the limit's lock), then lets them all
@@ -94,16 +108,18 @@ async function racing<T>(
       structure,
     ]);
     const responses = Promise.all(creates());
-    const deadline = Date.now() + 5_000;
+    const deadline = Date.now() + 10_000;
     // Each app's pool has 5 connections: at least 5 creates are in the database, waiting.
-    while (Date.now() < deadline) {
+    let waiting = 0;
+    while (waiting < 5 && Date.now() < deadline) {
       const { rows } = await owner.query(
         `select count(*) from pg_locks l join pg_stat_activity a using (pid)
          where not l.granted and a.datname = current_database() and a.query like '%cordon_insert_record%'`,
       );
-      if (Number(rows[0].count) >= 5) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      waiting = Number(rows[0].count);
+      if (waiting < 5) await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    expect(waiting).toBeGreaterThanOrEqual(5);
     const { rows } = await owner.query(
       `select count(*) from pg_locks l join pg_stat_activity a using (pid)
        where not l.granted and l.locktype = 'advisory' and a.datname = current_database()
@@ -256,6 +272,7 @@ describe('records limits', () => {
     const statuses = responses.map((response) => response.status).sort();
     expect(statuses).toEqual([201, ...Array(9).fill(402)]);
     expect(await recordCount(tenant.id, 'Project')).toBe(10);
+    await expectCountersAgree(tenant.id);
   });
 
   it('gives exactly one success of ten concurrent creates at limit − 1 across two instances', async () => {
@@ -301,6 +318,44 @@ describe('records limits', () => {
     expect(seen.limitWaits).toBe(0);
     expect(responses.every((response) => response.status === 201)).toBe(true);
     expect(await recordCount(tenant.id)).toBe(10);
+    await expectCountersAgree(tenant.id);
+  });
+
+  it('gives a deleted record’s room back, and forgets a deleted structure’s count', async () => {
+    const tenant = await tenantOn('starter');
+    await fill(tenant.id, 'Project', 10);
+    await tenant
+      .as('post', '/records/Project')
+      .send({ data: { title: 'over' } })
+      .expect(402);
+    const { body: page } = await tenant.as('get', '/records/Project?limit=2').expect(200);
+    await tenant.as('delete', `/records/Project/${page.data[0].id}`).expect(204);
+    await owner.query('delete from records where id = $1', [page.data[1].id]);
+    await tenant
+      .as('post', '/records/Project')
+      .send({ data: { title: 'room again' } })
+      .expect(201);
+    await expectCountersAgree(tenant.id);
+
+    // The structure goes with its records and its counts; one of the same name starts from none.
+    await tenant.as('delete', '/structures/Project?force=true').expect(204);
+    expect(
+      (
+        await owner.query('select count(*)::int as n from record_counts where workspace_id = $1 and structure = $2', [
+          tenant.id,
+          'Project',
+        ])
+      ).rows[0].n,
+    ).toBe(0);
+    await tenant
+      .as('post', '/structures')
+      .send({ name: 'Project', fields: { title: { type: 'text' } } })
+      .expect(201);
+    await tenant
+      .as('post', '/records/Project')
+      .send({ data: { title: 'first again' } })
+      .expect(201);
+    await expectCountersAgree(tenant.id);
   });
 });
 

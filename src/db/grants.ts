@@ -7,6 +7,8 @@ export const servingGrants: Record<string, readonly string[]> = {
   policies: ['select', 'insert', 'update', 'delete'],
   members: ['select', 'insert', 'update', 'delete'],
   records: ['select', 'insert', 'update', 'delete'],
+  // Kept by triggers on records, in the transaction of the records they count.
+  record_counts: ['select', 'insert', 'update'],
   identity_providers: ['select', 'insert', 'update', 'delete'],
   policy_versions: ['select', 'insert'],
   structures: ['select', 'insert', 'update', 'delete'],
@@ -49,5 +51,5 @@ export const servingFunctions: readonly string[] = [
   'cordon_purge_expired(timestamptz, timestamptz, integer)',
   'cordon_purge_events(uuid)',
   'cordon_workspace_plans(uuid[])',
-  'cordon_records_under_limit(uuid, text, bigint, boolean)',
+  'cordon_records_under_limits(uuid, text, bigint, boolean, bigint, boolean)',
 ];

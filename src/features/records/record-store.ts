@@ -122,9 +122,10 @@ export class RecordStore {
    * `where exists (select 1 from inserted)`) in one statement, provided the structure is still at the
    * version the data was validated against and the plan's records limits leave room. The structure
    * row is share-locked, so a change in flight (which holds it for update) is waited for and then
-   * seen. Each limit (this structure's, then every structure's) takes its advisory lock and counts
-   * committed rows up to its bound (see `RecordLimit`); nothing is inserted unless both counts are
-   * below their bounds. `inserted` false with both counts below their bounds: the structure changed.
+   * seen. Each limit (this structure's, then every structure's) takes its advisory lock and reads
+   * the committed count of records (see `RecordLimit`, and the `record_counts` migration); nothing
+   * is inserted unless both counts are below their bounds. Without limits, neither is read.
+   * `inserted` false with both counts below their bounds: the structure changed.
    */
   async insert(
     workspaceId: string,
@@ -135,35 +136,44 @@ export class RecordStore {
     event: Statement<unknown>,
     limits: { structure: LimitCheck; overall: LimitCheck },
   ): Promise<{ inserted: boolean; structureCount: number; overallCount: number }> {
-    const [result] = await this.database.inWorkspace(workspaceId, (scope) =>
-      prepared(
-        'cordon_insert_record',
-        sql<{ inserted: number; structure_count: string; overall_count: string }>`with ${scope},
-          structure_limit as materialized (
-            select cordon_records_under_limit(scope.workspace_id, ${structure}::text, ${limits.structure.bound}::bigint,
-                                              ${limits.structure.exclusive}::boolean) as counted
-            from scope),
-          overall_limit as materialized (
-            select cordon_records_under_limit(scope.workspace_id, null, ${limits.overall.bound}::bigint,
-                                              ${limits.overall.exclusive}::boolean) as counted
-            from scope cross join structure_limit),
-          inserted as (
+    const limited = limits.structure.bound !== null || limits.overall.bound !== null;
+    const insertion = (from: Fragment, room: Fragment) =>
+      sql`inserted as (
             insert into records (id, workspace_id, structure, data, created_by, created_at, updated_at, version)
             select ${row.id}::uuid, scope.workspace_id, ${structure}, ${JSON.stringify(row.data)}::jsonb,
                    ${row.created_by}, ${row.created_at}::timestamptz, ${row.updated_at}::timestamptz, 1
-            from scope cross join structure_limit cross join overall_limit cross join lateral (
+            from ${from} cross join lateral (
               select 1 from structures s
               where s.workspace_id = scope.workspace_id and s.name = ${structure}
                 and s.version = ${structureVersion}::integer offset 0 for share) current_structure
-            where coalesce(structure_limit.counted < ${limits.structure.bound}::bigint, true)
-              and coalesce(overall_limit.counted < ${limits.overall.bound}::bigint, true)
+            where ${room}
             returning id),
           logged as (${appendDecisions([decision])} where exists (select 1 from inserted) returning 1),
-          evented as (${event} returning 1)
-          select (select count(*)::int from inserted) as inserted, structure_limit.counted as structure_count,
-                 overall_limit.counted as overall_count
-          from structure_limit cross join overall_limit`,
-      ),
+          evented as (${event} returning 1)`;
+    type Result = { inserted: number; structure_count: string; overall_count: string };
+    const [result] = await this.database.inWorkspace(workspaceId, (scope) =>
+      limited
+        ? prepared(
+            'cordon_insert_record_limited',
+            sql<Result>`with ${scope},
+              limits as materialized (
+                select counted.* from scope cross join lateral cordon_records_under_limits(
+                  scope.workspace_id, ${structure}::text,
+                  ${limits.structure.bound}::bigint, ${limits.structure.exclusive}::boolean,
+                  ${limits.overall.bound}::bigint, ${limits.overall.exclusive}::boolean) counted),
+              ${insertion(
+                sql`scope cross join limits`,
+                sql`coalesce(limits.structure_count < ${limits.structure.bound}::bigint, true)
+                  and coalesce(limits.overall_count < ${limits.overall.bound}::bigint, true)`,
+              )}
+              select (select count(*)::int from inserted) as inserted, limits.structure_count, limits.overall_count
+              from limits`,
+          )
+        : prepared(
+            'cordon_insert_record',
+            sql<Result>`with ${scope}, ${insertion(sql`scope`, sql`true`)}
+              select (select count(*)::int from inserted) as inserted, 0 as structure_count, 0 as overall_count`,
+          ),
     );
     return {
       inserted: result!.inserted === 1,
