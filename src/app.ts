@@ -53,6 +53,7 @@ import { workspaceRoutes } from './features/workspaces/workspaces.routes.ts';
 import { WorkspacesService } from './features/workspaces/workspaces.service.ts';
 import { Api } from './http/api.ts';
 import { parseJsonBody, requireJsonBody } from './http/body.ts';
+import { Drain } from './http/drain.ts';
 import { healthRoutes } from './http/health.ts';
 import { requestLogging } from './http/logging.ts';
 import { createMetrics } from './http/metrics.ts';
@@ -152,6 +153,8 @@ export function createApp(dependencies: AppDependencies): {
   realtime: RealtimeHub;
   /** API calls counted in memory; `close()` writes what is still unflushed. */
   usage: UsageMeter;
+  /** A graceful stop's HTTP side: `begin()` turns `/readyz` to 503 and asks clients to close connections. */
+  drain: Drain;
 } {
   const { config, database, changes, logger, signingKey } = dependencies;
   const app = express();
@@ -160,6 +163,8 @@ export function createApp(dependencies: AppDependencies): {
   app.set('query parser', 'simple');
 
   const metrics = createMetrics();
+  const drain = new Drain();
+  app.use(drain.middleware);
   app.use((request, _response, next) => {
     request.startedAt = process.hrtime.bigint();
     next();
@@ -203,7 +208,7 @@ export function createApp(dependencies: AppDependencies): {
   const events = dependencies.events ?? new EventLog();
   const services = { database, access, changes, events, plans };
   let document: unknown;
-  healthRoutes(api, database, metrics, () => (document ??= openApiDocument(api.routes, apiVersion)));
+  healthRoutes(api, database, metrics, drain, () => (document ??= openApiDocument(api.routes, apiVersion)));
   workspaceRoutes(api, new WorkspacesService(services), access);
   identityProviderRoutes(api, new IdentityProvidersService(services), config.env === 'production');
   whoamiRoutes(api);
@@ -249,5 +254,5 @@ export function createApp(dependencies: AppDependencies): {
 
   app.use(notFound);
   app.use(problemHandler);
-  return { app, api, events, functions, realtime, usage };
+  return { app, api, events, functions, realtime, usage, drain };
 }

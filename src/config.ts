@@ -62,6 +62,7 @@ const environment = z
     BILLING_GRACE_DAYS: z.coerce.number().int().min(0).max(90).default(7),
     PLANS_FILE: z.string().min(1).optional(),
     API_USAGE_FLUSH_MS: z.coerce.number().int().min(100).max(300_000).default(5_000),
+    SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(20_000),
   })
   .superRefine((env, context) => {
     if (env.NODE_ENV !== 'production') return;
@@ -81,6 +82,8 @@ export interface Config {
   dataDir: string;
   bodyLimit: string;
   trustProxy: boolean;
+  /** On SIGTERM, how long in-flight requests and open connections get before they are cut. */
+  shutdownGraceMs: number;
   /** Undefined until main.ts resolves it (from the environment or `.data/admin-key`). */
   adminApiKey: string | undefined;
   auth: {
@@ -157,6 +160,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     dataDir: env.DATA_DIR,
     bodyLimit: env.BODY_LIMIT,
     trustProxy: env.TRUST_PROXY,
+    shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     adminApiKey: env.ADMIN_API_KEY,
     auth: {
       allowPrivateNetworks: env.OUTBOUND_ALLOW_PRIVATE ?? env.NODE_ENV !== 'production',

@@ -3,6 +3,7 @@ import { createApp, entities } from './app.ts';
 import { Background } from './background.ts';
 import type { FunctionRunner } from './features/functions/function-runner.ts';
 import type { RealtimeHub } from './features/realtime/realtime-hub.ts';
+import { closeGracefully, type Drain } from './http/drain.ts';
 import { developmentAdminKey } from './auth/admin-key.ts';
 import { developmentIssuerKey, type DevIssuerKey } from './auth/dev-issuer.ts';
 import { ConfigError, parseConfig, type Config } from './config.ts';
@@ -39,6 +40,7 @@ let realtime: RealtimeHub | undefined;
 let changes: ChangeBus | undefined;
 let sealer: Sealer | undefined;
 let usage: UsageMeter | undefined;
+let drain: Drain | undefined;
 
 async function decisionSigningKey(): Promise<SigningKey> {
   if (config.decisions.signingKeyPem) return signingKeyFromPem(config.decisions.signingKeyPem);
@@ -103,6 +105,7 @@ async function start(): Promise<void> {
   });
   const { app, events } = created;
   usage = created.usage;
+  drain = created.drain;
   functions = created.functions;
   realtime = created.realtime;
   background = new Background({
@@ -126,11 +129,17 @@ let stopping = false;
 async function stop(signal: string): Promise<void> {
   if (stopping) return;
   stopping = true;
-  logger.info({ signal }, 'stopping');
-  const closed = new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-  // Open event streams would hold the server open: end them (clients resume elsewhere with Last-Event-ID).
+  logger.info({ signal, graceMs: config.shutdownGraceMs }, 'stopping');
+  // Not ready from now on; every response asks its client to close its connection.
+  drain?.begin();
+  // No new connections; requests in flight (and any sent on connections already open) are served.
+  const closed = server ? closeGracefully(server, config.shutdownGraceMs) : Promise.resolve({ cut: 0 });
+  // Open event streams would hold the server open: end them with `shutdown` (clients resume
+  // elsewhere with Last-Event-ID).
   await realtime?.close();
-  await closed;
+  const { cut } = await closed;
+  if (cut) logger.warn({ connections: cut }, 'cut connections still open after the shutdown grace');
+  // Running jobs finish (or, past graphile-worker's abort timeout, go back to the queue).
   await background?.stop();
   await functions?.close();
   // The API calls counted since the last flush.

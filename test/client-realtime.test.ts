@@ -161,6 +161,33 @@ it('asks for a new token on token_expired and reconnects at once', async () => {
   expect(errors).toEqual([]);
 });
 
+it('reconnects at once, with the same token and Last-Event-ID, when the instance ends the stream with shutdown', async () => {
+  const calls: unknown[] = [];
+  const { events, errors } = subscribe(
+    [
+      (connection) => {
+        open(connection);
+        send(connection, created('8'));
+        send(connection, { event: 'shutdown', data: { event: 'shutdown' } });
+        connection.response.end();
+      },
+    ],
+    {
+      token: async (options) => {
+        calls.push(options);
+        return 'token-1';
+      },
+      tuning: { minDelayMs: 10_000, maxDelayMs: 10_000 },
+    },
+  );
+  const second = await stand.connection(2);
+  expect(second.at - (await stand.connection(1)).at).toBeLessThan(2_000);
+  expect(second.headers).toMatchObject({ authorization: 'Bearer token-1', 'last-event-id': '8' });
+  expect(calls.filter((options) => options !== undefined)).toEqual([]);
+  expect(events).toHaveLength(1);
+  expect(errors).toEqual([]);
+});
+
 it('surfaces reset to onEvent and continues from its position', async () => {
   const { events } = subscribe([
     (connection) => {

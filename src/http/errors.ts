@@ -80,6 +80,7 @@ export const errorCatalogue = {
   // 5xx
   internal: { status: 500, title: 'Internal server error' },
   database_unavailable: { status: 503, title: 'Database unavailable' },
+  shutting_down: { status: 503, title: 'Shutting down' },
   sandbox_busy: { status: 503, title: 'No function sandbox is free; retry shortly' },
   identity_provider_unavailable: { status: 503, title: "Identity provider's keys could not be fetched" },
 } as const satisfies Record<string, { status: number; title: string }>;

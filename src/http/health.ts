@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { Database } from '../db/database.ts';
+import type { Drain } from './drain.ts';
 import type { Api } from './api.ts';
 import { ProblemError } from './errors.ts';
 import type { Metrics } from './metrics.ts';
@@ -7,7 +8,13 @@ import { z } from 'zod';
 
 const status = z.object({ status: z.literal('ok') });
 
-export function healthRoutes(api: Api, database: Database, metrics: Metrics, openApi: () => unknown): void {
+export function healthRoutes(
+  api: Api,
+  database: Database,
+  metrics: Metrics,
+  drain: Drain,
+  openApi: () => unknown,
+): void {
   api.route(
     {
       method: 'get',
@@ -26,12 +33,16 @@ export function healthRoutes(api: Api, database: Database, metrics: Metrics, ope
     {
       method: 'get',
       path: '/readyz',
-      summary: 'Readiness: the database answers',
+      summary: 'Readiness: not stopping, and the database answers',
       tag: 'Operations',
       security: 'none',
-      responses: { 200: { description: 'Ready', schema: status }, 503: { description: 'Database unreachable' } },
+      responses: {
+        200: { description: 'Ready', schema: status },
+        503: { description: 'Stopping (`shutting_down`), or the database unreachable (`database_unavailable`)' },
+      },
     },
     async (_input, _request, response) => {
+      if (drain.draining) throw new ProblemError('shutting_down', 'This instance is stopping');
       const reachable = await Promise.race([
         database.query(sql`select 1`).then(
           () => true,

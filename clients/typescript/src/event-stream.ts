@@ -188,6 +188,8 @@ export class EventStream<Data extends object> {
   private dispatch(message: EventSourceMessage, response: Response): Next | undefined {
     const type = message.event;
     if (type === 'token_expired') return { then: 'now', renewToken: true };
+    // The instance is stopping: another one takes the stream from the last id.
+    if (type === 'shutdown') return { then: 'now', renewToken: false };
     let data: Record<string, unknown>;
     try {
       data = JSON.parse(message.data) as Record<string, unknown>;

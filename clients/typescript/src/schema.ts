@@ -155,7 +155,7 @@ export interface paths {
       path?: never;
       cookie?: never;
     };
-    /** Readiness: the database answers */
+    /** Readiness: not stopping, and the database answers */
     get: {
       parameters: {
         query?: never;
@@ -177,7 +177,7 @@ export interface paths {
             };
           };
         };
-        /** @description Database unreachable */
+        /** @description Stopping (`shutting_down`), or the database unreachable (`database_unavailable`) */
         503: {
           headers: {
             [name: string]: unknown;

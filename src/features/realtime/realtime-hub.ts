@@ -322,7 +322,7 @@ export class RealtimeHub {
     await Promise.allSettled(this.feeds.values());
     for (const feed of [...this.ready.values()]) {
       feed.close();
-      for (const stream of feed.streams) stream.end();
+      for (const stream of feed.streams) stream.end({ event: 'shutdown' });
     }
     this.ready.clear();
     this.feeds.clear();

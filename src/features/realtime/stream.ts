@@ -4,6 +4,8 @@ import type { PrincipalAbility } from '../../policy/ability.ts';
 /** Why a stream ends on the server's side, as its last event's `code`. */
 export type StreamEnd =
   | { event: 'token_expired' }
+  /** The instance is stopping: reconnect (to another one) with `Last-Event-ID`. */
+  | { event: 'shutdown' }
   | {
       event: 'error';
       code: 'too_slow' | 'evaluation_failed' | 'token_invalid' | 'workspace_suspended';
