@@ -9,7 +9,7 @@ import { TokenVerifier } from './auth/tokens.ts';
 import { WorkspaceDirectory } from './auth/workspace-directory.ts';
 import type { Config } from './config.ts';
 import type { ChangeBus } from './db/changes.ts';
-import type { Database } from './db/database.ts';
+import type { Database, Scope } from './db/database.ts';
 import { checkRoutes } from './features/check/check.routes.ts';
 import { DecisionReader } from './features/decisions/decision-reader.ts';
 import { decisionRoutes } from './features/decisions/decisions.routes.ts';
@@ -49,6 +49,10 @@ import { structureRoutes } from './features/structures/structures.routes.ts';
 import { StructuresService } from './features/structures/structures.service.ts';
 import { PoliciesService } from './features/policies/policies.service.ts';
 import { whoamiRoutes } from './features/whoami/whoami.routes.ts';
+import { lifecycleRoutes } from './features/lifecycle/lifecycle.routes.ts';
+import { LifecycleService } from './features/lifecycle/lifecycle.service.ts';
+import { Templates } from './features/lifecycle/templates.ts';
+import { TriggerSecrets } from './features/triggers/trigger-secrets.ts';
 import { workspaceRoutes } from './features/workspaces/workspaces.routes.ts';
 import { WorkspacesService } from './features/workspaces/workspaces.service.ts';
 import { Api } from './http/api.ts';
@@ -209,7 +213,22 @@ export function createApp(dependencies: AppDependencies): {
   const services = { database, access, changes, events, plans };
   let document: unknown;
   healthRoutes(api, database, metrics, drain, () => (document ??= openApiDocument(api.routes, apiVersion)));
-  workspaceRoutes(api, new WorkspacesService(services), access);
+  const secrets = new EventSecrets(config.adminApiKey);
+  const triggerSecrets = new TriggerSecrets(secrets);
+  const production = config.env === 'production';
+  const templates = Templates.load();
+  const workspaceTemplates = {
+    check: (name: string) => templates.check(name),
+    apply: (scope: Scope, name: string) =>
+      templates.apply(scope, name, { production, actor: 'system', secrets: triggerSecrets }),
+  };
+  workspaceRoutes(api, new WorkspacesService({ ...services, templates: workspaceTemplates }), access);
+  lifecycleRoutes(
+    api,
+    new LifecycleService({ database, access, changes, secrets: triggerSecrets, production }),
+    templates,
+    access,
+  );
   identityProviderRoutes(api, new IdentityProvidersService(services), config.env === 'production');
   whoamiRoutes(api);
   policyRoutes(api, new PoliciesService(services));
@@ -232,7 +251,6 @@ export function createApp(dependencies: AppDependencies): {
   });
   realtimeRoutes(api, realtime, access, catalog);
   memberRoutes(api, new MembersService(services));
-  const secrets = new EventSecrets(config.adminApiKey);
   invitationRoutes(api, new InvitationsService(services, secrets, config.invitations), access, authenticator);
   triggerRoutes(api, new TriggersService({ ...services, sealer: secrets }), config.env === 'production');
   decisionRoutes(api, new DecisionReader(database), access, signingKey);

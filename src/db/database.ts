@@ -1,4 +1,5 @@
 import {
+  IsolationLevel,
   MikroORM,
   type AnyEntity,
   type EntityClass,
@@ -189,14 +190,19 @@ export class Database {
     return new Database(orm, pool, orm.em.getKysely() as unknown as Sql, state);
   }
 
-  /** Several statements in one transaction inside the workspace's scope. */
+  /**
+   * Several statements in one transaction inside the workspace's scope. `snapshot`: every
+   * statement sees the same snapshot (REPEATABLE READ), for a read that must be consistent across
+   * tables (an export).
+   */
   withWorkspace<T>(
     workspaceId: string,
     work: (scope: Scope) => Promise<T>,
-    options: { readOnly?: boolean } = {},
+    options: { readOnly?: boolean; snapshot?: boolean } = {},
   ): Promise<T> {
     return this.orm.em.fork().transactional(async (em) => work(await new Transaction(em).enter(workspaceId)), {
       readOnly: options.readOnly ?? false,
+      ...(options.snapshot && { isolationLevel: IsolationLevel.REPEATABLE_READ }),
     });
   }
 

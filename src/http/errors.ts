@@ -8,6 +8,10 @@ export const errorCatalogue = {
   validation_failed: { status: 400, title: 'Request did not pass validation' },
   invalid_cursor: { status: 400, title: 'Cursor is malformed or was not issued for this query' },
   dev_issuer_in_production: { status: 400, title: 'A development issuer is never trusted in production' },
+  import_malformed_line: { status: 400, title: 'An import line is not a JSON object { kind, data }' },
+  import_unknown_kind: { status: 400, title: 'An import line names an unknown kind' },
+  import_invalid_line: { status: 400, title: 'An import line does not pass validation' },
+  template_not_found: { status: 400, title: 'No workspace template of that name' },
   // 401
   admin_key_missing: { status: 401, title: 'Platform admin key required' },
   admin_key_invalid: { status: 401, title: 'Platform admin key is invalid' },
@@ -57,6 +61,8 @@ export const errorCatalogue = {
   structure_change_breaks_records: { status: 409, title: 'The change would leave stored records invalid' },
   structure_has_records: { status: 409, title: 'The structure still has records' },
   structure_in_use: { status: 409, title: 'Other structures reference this structure' },
+  import_target_not_empty: { status: 409, title: 'The workspace to import into is not empty' },
+  import_conflict: { status: 409, title: 'An import line conflicts with data outside the workspace' },
   member_exists: { status: 409, title: 'This user is already a member of the workspace' },
   last_admin: { status: 409, title: 'The last member who can manage members cannot be removed or demoted' },
   invitation_used: { status: 409, title: 'The invitation has already been accepted' },
@@ -76,6 +82,7 @@ export const errorCatalogue = {
   precondition_failed: { status: 412, title: 'The record has changed since the version named in If-Match' },
   // 413, 415
   payload_too_large: { status: 413, title: 'Request body is too large' },
+  import_line_too_long: { status: 413, title: 'An import line is longer than an import line may be' },
   unsupported_media_type: { status: 415, title: 'Unsupported content type' },
   // 5xx
   internal: { status: 500, title: 'Internal server error' },

@@ -326,6 +326,59 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/templates': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The workspace templates POST /v1/workspaces can start from */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description The templates */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              data: {
+                description: string;
+                name: string;
+                records: number;
+                structures: string[];
+                title: string;
+              }[];
+            };
+          };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/workspaces': {
     parameters: {
       query?: never;
@@ -404,6 +457,8 @@ export interface paths {
             /** @default free */
             plan?: string;
             slug: string;
+            /** @description A template's name (GET /v1/templates): its structures, policies and sample records */
+            template?: string;
           };
         };
       };
@@ -1122,6 +1177,51 @@ export interface paths {
           content: {
             'text/event-stream': string;
           };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/workspaces/{ws}/export': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Stream the workspace out as NDJSON: structures, policies, identity providers, members, functions, triggers, records */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          ws: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description One { kind, data } a line */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
         };
         /** @description Problem */
         default: {
@@ -2026,6 +2126,71 @@ export interface paths {
         };
       };
     };
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/workspaces/{ws}/import': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Restore an export (NDJSON body) into an empty workspace, all or nothing */
+    post: {
+      parameters: {
+        query?: {
+          identityProviders?: 'import' | 'skip';
+        };
+        header?: never;
+        path: {
+          ws: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description What was imported */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @description Rows written, by kind */
+              imported: {
+                [key: string]: number;
+              };
+              /** @description Lines read */
+              lines: number;
+              /** @description New signing secrets of the imported webhook triggers (exports carry none), shown this once */
+              triggerSecrets: {
+                /** Format: uuid */
+                id: string;
+                name: string;
+                secret: string;
+              }[];
+              /** Format: uuid */
+              workspaceId: string;
+            };
+          };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    delete?: never;
     options?: never;
     head?: never;
     patch?: never;

@@ -1,6 +1,6 @@
 import { stringify } from 'csv-stringify/sync';
-import type { Response } from 'express';
 import type { Api } from '../../http/api.ts';
+import { writeWithBackpressure } from '../../http/backpressure.ts';
 import type { AccessControl } from '../../policy/access.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { DecisionReader } from './decision-reader.ts';
@@ -76,22 +76,6 @@ const csvCells = (decision: DecisionResponse) => [
   decision.ip,
   decision.userAgent,
 ];
-
-/** Writes and waits for the client when the socket buffer is full: memory stays flat. */
-function writeWithBackpressure(response: Response, chunk: string): Promise<void> {
-  if (response.write(chunk)) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    const onDrain = () => {
-      response.off('close', onClose);
-      resolve();
-    };
-    const onClose = () => {
-      response.off('drain', onDrain);
-      reject(new Error('client went away'));
-    };
-    response.once('drain', onDrain).once('close', onClose);
-  });
-}
 
 export function decisionRoutes(api: Api, reader: DecisionReader, access: AccessControl, key: SigningKey): void {
   api.route(

@@ -14,6 +14,11 @@ export const createWorkspaceBody = z.strictObject({
   slug,
   name,
   plan: plan.default('free'),
+  template: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a template name')
+    .optional()
+    .describe("A template's name (GET /v1/templates): its structures, policies and sample records"),
 });
 
 export const updateWorkspaceBody = z

@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import type { ChangeBus } from '../../db/changes.ts';
-import type { Database, Transaction } from '../../db/database.ts';
+import type { Database, Scope, Transaction } from '../../db/database.ts';
 import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
@@ -78,6 +78,12 @@ async function countsFor(transaction: Pick<Transaction, 'query'>, ids: string[])
 /** The platform admin acting on one tenant: its decision goes into that tenant's log. */
 export type PlatformAdminIn = (workspaceId: string) => Caller;
 
+/** Templates, as the lifecycle feature applies them: `check` refuses an unknown name before any write. */
+export interface WorkspaceTemplates {
+  check(name: string): void;
+  apply(scope: Scope, name: string): Promise<void>;
+}
+
 const adminEntry = (caller: Caller, action: 'create' | 'update'): DecisionEntry => ({
   action,
   operation: 'admin',
@@ -97,12 +103,20 @@ export class WorkspacesService {
   private readonly changes: ChangeBus;
   private readonly access: AccessControl;
   private readonly plans: Plans;
+  private readonly templates: WorkspaceTemplates | undefined;
 
-  constructor(options: { database: Database; changes: ChangeBus; access: AccessControl; plans: Plans }) {
+  constructor(options: {
+    database: Database;
+    changes: ChangeBus;
+    access: AccessControl;
+    plans: Plans;
+    templates?: WorkspaceTemplates;
+  }) {
     this.database = options.database;
     this.changes = options.changes;
     this.access = options.access;
     this.plans = options.plans;
+    this.templates = options.templates;
   }
 
   private knownPlan(plan: string): string {
@@ -140,16 +154,24 @@ export class WorkspacesService {
     return workspace;
   }
 
-  /** The workspace, its billing row, its default policies and its first decision commit together, or not at all. */
+  /**
+   * The workspace, its billing row, its default policies (or its template's), the template's
+   * structures and records, and its first decision commit together, or not at all.
+   */
   async create(input: CreateWorkspace, admin: PlatformAdminIn): Promise<WorkspaceResponse> {
-    const { plan, ...fields } = input;
+    const { plan, template, ...fields } = input;
     this.knownPlan(plan);
+    if (template !== undefined) {
+      if (!this.templates) throw new ProblemError('template_not_found', 'No templates are installed');
+      this.templates.check(template);
+    }
     const workspace = await this.announced(async (transaction) => {
       const created = transaction.em.create(WorkspaceEntity, { id: uuidv7(), ...fields });
       await transaction.em.flush();
       const scope = await transaction.enter(created.id);
       await billingStore.create(scope, plan);
       await installDefaultPolicies(scope);
+      if (template !== undefined) await this.templates!.apply(scope, template);
       const caller = admin(created.id);
       await this.access.decidedIn(scope, caller, [adminEntry(caller, 'create')]);
       return created;
