@@ -229,7 +229,11 @@ export function createApp(dependencies: AppDependencies): {
     templates,
     access,
   );
-  identityProviderRoutes(api, new IdentityProvidersService(services), config.env === 'production');
+  identityProviderRoutes(
+    api,
+    new IdentityProvidersService({ ...services, proof: authenticator }),
+    config.env === 'production',
+  );
   whoamiRoutes(api);
   policyRoutes(api, new PoliciesService(services));
   checkRoutes(api, policyStore, access);

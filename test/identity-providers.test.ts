@@ -666,8 +666,15 @@ describe('workspace principals, by policy', () => {
       const path = `/v1/workspaces/${tenant.slug}/identity-providers`;
       const listed = await cordon.http().get(path).auth(admin, { type: 'bearer' }).expect(200);
       const [provider] = listed.body.data;
-      const body = { ...clerkBody({ name: 'second' }), orgId: `org_second_${Date.now()}` };
-      await cordon.http().post(path).auth(admin, { type: 'bearer' }).send(body).expect(201);
+      // A second organization of the same issuer, bound with proof: a token of that organization.
+      const secondOrg = `org_second_${Date.now()}`;
+      const body = {
+        ...clerkBody({ name: 'second', issuer: issuer.url, jwksUri: issuer.jwksUri }),
+        orgId: secondOrg,
+        proofToken: await issuer.sign({ v: 2, sub: 'user_admin', o: { id: secondOrg, rol: 'admin' } }),
+      };
+      const second = await cordon.http().post(path).auth(admin, { type: 'bearer' }).send(body).expect(201);
+      expect(second.body).not.toHaveProperty('proofToken');
 
       const denied = await cordon
         .http()
@@ -693,6 +700,95 @@ describe('workspace principals, by policy', () => {
         { principal_id: 'user_member', action: 'delete', allowed: false },
         { principal_id: 'user_member', action: 'read', allowed: false },
       ]);
+    } finally {
+      await issuer.close();
+    }
+  });
+});
+
+describe('binding an organization takes proof (no squatting)', () => {
+  it('refuses a workspace admin without a token of the organization, before revealing whether it is bound', async () => {
+    const issuer = await TestIssuer.start();
+    try {
+      const victim = await createTenant(cordon, issuer, 'idp-victim');
+      const squatter = await createTenant(cordon, issuer, 'idp-squatter');
+      const squatterAdmin = await squatter.token('user_squatter', 'admin');
+      const path = `/v1/workspaces/${squatter.slug}/identity-providers`;
+      const bind = (orgId: string, proofToken?: string) =>
+        cordon
+          .http()
+          .post(path)
+          .auth(squatterAdmin, { type: 'bearer' })
+          .send({
+            ...clerkBody({ name: `squat-${orgId}`, issuer: issuer.url, jwksUri: issuer.jwksUri, orgId }),
+            ...(proofToken && { proofToken }),
+          });
+      const unbound = uniqueOrg('org_unclaimed');
+      // The victim's org (bound) and an org nobody bound yet answer alike: no proof, no answer.
+      for (const orgId of [victim.orgId, unbound]) {
+        const refused = await bind(orgId).expect(400);
+        expect(refused.body.code).toBe('binding_proof_required');
+      }
+      // The squatter's own session token proves its own org, not the victim's.
+      for (const orgId of [victim.orgId, unbound]) {
+        const refused = await bind(orgId, squatterAdmin).expect(400);
+        expect(refused.body).toMatchObject({ code: 'binding_proof_invalid' });
+        expect(refused.body.detail).toMatch(/^proofToken: /);
+      }
+      // A token claiming the victim's org but signed by another key (a forged one) proves nothing.
+      const forger = await TestIssuer.start();
+      try {
+        const forged = await forger.sign({
+          iss: issuer.url,
+          v: 2,
+          sub: 'user_x',
+          o: { id: victim.orgId, rol: 'admin' },
+        });
+        expect((await bind(victim.orgId, forged).expect(400)).body.code).toBe('binding_proof_invalid');
+      } finally {
+        await forger.close();
+      }
+      // An expired token of the org proves nothing either.
+      const stale = await issuer.sign(
+        { v: 2, sub: 'user_x', o: { id: unbound, rol: 'admin' } },
+        { expiresInSeconds: -600 },
+      );
+      expect((await bind(unbound, stale).expect(400)).body.code).toBe('binding_proof_invalid');
+      const { rows } = await owner.query('select count(*)::int as n from identity_providers where workspace_id = $1', [
+        squatter.id,
+      ]);
+      expect(rows[0].n).toBe(1);
+
+      // With a token of the org, the unbound org binds; the victim's stays the victim's (409 only now).
+      const proof = (orgId: string) => issuer.sign({ v: 2, sub: 'user_owner', o: { id: orgId, rol: 'admin' } });
+      await bind(unbound, await proof(unbound)).expect(201);
+      expect((await bind(victim.orgId, await proof(victim.orgId)).expect(409)).body.code).toBe(
+        'identity_provider_taken',
+      );
+    } finally {
+      await issuer.close();
+    }
+  });
+
+  it('asks a workspace admin for proof on a replacement too, and the platform admin for none', async () => {
+    const issuer = await TestIssuer.start();
+    try {
+      const tenant = await createTenant(cordon, issuer, 'idp-replace');
+      const admin = await tenant.token('user_admin', 'admin');
+      const path = `/v1/workspaces/${tenant.slug}/identity-providers`;
+      const [provider] = (await cordon.http().get(path).auth(admin, { type: 'bearer' }).expect(200)).body.data;
+      const elsewhere = uniqueOrg('org_elsewhere');
+      const replacement = clerkBody({ name: 'clerk', issuer: issuer.url, jwksUri: issuer.jwksUri, orgId: elsewhere });
+      const refused = await cordon
+        .http()
+        .put(`${path}/${provider.id}`)
+        .auth(admin, { type: 'bearer' })
+        .send(replacement)
+        .expect(400);
+      expect(refused.body.code).toBe('binding_proof_required');
+      expect((await storedRow(provider.id))?.org_id).toBe(tenant.orgId);
+      await cordon.admin().put(`${path}/${provider.id}`).send(replacement).expect(200);
+      expect((await storedRow(provider.id))?.org_id).toBe(elsewhere);
     } finally {
       await issuer.close();
     }

@@ -3,6 +3,7 @@ import type { Database } from '../db/database.ts';
 import { ProblemError } from '../http/errors.ts';
 import { bearerToken } from './admin.ts';
 import { mapClaims } from './claims.ts';
+import type { IdentityProvider } from './identity-provider.ts';
 import { MemberRoles } from './member-roles.ts';
 import type { Principal } from './principal.ts';
 import { tokenProblem, type TokenVerifier } from './tokens.ts';
@@ -38,6 +39,11 @@ export class Authenticator {
    * The principal's email is the one the token itself asserts (never one from the members
    * table), and only if the token does not say it is unverified (`email_verified: false`).
    */
+  /** See `TokenVerifier.proveOrganization`: binding an (issuer, orgId) takes a token of that org. */
+  proveOrganization(provider: IdentityProvider, token: string): Promise<void> {
+    return this.verifier.proveOrganization(provider, token);
+  }
+
   async authenticate(
     workspaceReference: string,
     token: string | undefined,

@@ -158,21 +158,7 @@ export class TokenVerifier {
     if (!tenant) throw tokenProblem('token_untrusted_issuer', 'The token issuer is not trusted by this workspace');
     const provider = chooseProvider(tenant, payload);
     const keyGeneration = this.keySets.generation(provider);
-    try {
-      // jose checks the header: `alg` against the provider's allow-list before any key is looked
-      // up, `crit`, and the signature over exactly the segments decoded above. The claims are
-      // checked below (iss already chose the provider), so jose need not decode them again.
-      const { protectedHeader } = await compactVerify(token, this.keySets.resolver(provider), {
-        algorithms: provider.algorithms,
-      });
-      // RFC 7797 unencoded payloads are not JWTs (jose.jwtVerify refuses them the same way).
-      if (protectedHeader.b64 === false) throw tokenProblem('token_malformed', 'The token uses an unencoded payload');
-    } catch (error) {
-      throw error instanceof ProblemError ? error : fromJose(error);
-    }
-    checkAudience(provider, payload);
-    checkTimes(payload, provider.clockToleranceSeconds, now);
-    checkProviderRules(provider, payload);
+    await this.check(provider, token, payload, now);
     this.cache.set(
       key,
       {
@@ -185,5 +171,41 @@ export class TokenVerifier {
       now,
     );
     return { tenant, provider, payload };
+  }
+
+  /**
+   * A token of `provider`'s organization, checked against that configuration (one not stored yet,
+   * or about to replace the stored one) exactly as requests will be, then its organization claim
+   * against `orgId`: proof that whoever binds (issuer, orgId) holds a session of that org. Never
+   * cached. Refusals are the same problems a request's token gets.
+   */
+  async proveOrganization(provider: IdentityProvider, token: string): Promise<void> {
+    const payload = decodeClaims(token);
+    if (payload.iss !== provider.issuer) {
+      throw tokenProblem('token_untrusted_issuer', "The token's issuer is not this provider's");
+    }
+    await this.check(provider, token, payload, this.clock());
+    if (mapClaims(provider, payload).orgId !== provider.orgId) {
+      throw new ProblemError('org_mismatch', "The token's organization is not this provider's orgId");
+    }
+  }
+
+  /** Signature (jose), audience, times and the provider's own rules; `iss` already chose the provider. */
+  private async check(provider: IdentityProvider, token: string, payload: JWTPayload, now: number): Promise<void> {
+    try {
+      // jose checks the header: `alg` against the provider's allow-list before any key is looked
+      // up, `crit`, and the signature over exactly the segments decoded above. The claims are
+      // checked below, so jose need not decode them again.
+      const { protectedHeader } = await compactVerify(token, this.keySets.resolver(provider), {
+        algorithms: provider.algorithms,
+      });
+      // RFC 7797 unencoded payloads are not JWTs (jose.jwtVerify refuses them the same way).
+      if (protectedHeader.b64 === false) throw tokenProblem('token_malformed', 'The token uses an unencoded payload');
+    } catch (error) {
+      throw error instanceof ProblemError ? error : fromJose(error);
+    }
+    checkAudience(provider, payload);
+    checkTimes(payload, provider.clockToleranceSeconds, now);
+    checkProviderRules(provider, payload);
   }
 }

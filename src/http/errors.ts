@@ -40,6 +40,8 @@ export const errorCatalogue = {
   route_not_found: { status: 404, title: 'No such route' },
   workspace_not_found: { status: 404, title: 'Workspace not found' },
   identity_provider_not_found: { status: 404, title: 'Identity provider not found' },
+  binding_proof_required: { status: 400, title: 'A token of the organization is required to bind it' },
+  binding_proof_invalid: { status: 400, title: 'The token does not prove the organization' },
   policy_not_found: { status: 404, title: 'Policy not found' },
   structure_not_found: { status: 404, title: 'Structure not found' },
   record_not_found: { status: 404, title: 'Record not found' },

@@ -1817,6 +1817,8 @@ export interface paths {
             jwksUri?: string;
             name: string;
             orgId: string;
+            /** @description A current token of this organization, signed by this issuer (e.g. your own session token). Required unless the platform admin binds: it proves the binding is yours. Checked, never stored. */
+            proofToken?: string;
             roleMap?: {
               [key: string]: string | string[];
             };
@@ -2023,6 +2025,8 @@ export interface paths {
             jwksUri?: string;
             name: string;
             orgId: string;
+            /** @description A current token of this organization, signed by this issuer (e.g. your own session token). Required unless the platform admin binds: it proves the binding is yours. Checked, never stored. */
+            proofToken?: string;
             roleMap?: {
               [key: string]: string | string[];
             };

@@ -121,6 +121,16 @@ export function identityProviderBody(production: boolean) {
         .default({}),
       roleSource: z.enum(['claims', 'members', 'both']).default('claims'),
       allowPendingSessions: z.boolean().default(false),
+      proofToken: z
+        .string()
+        .min(1)
+        .max(16_384)
+        .optional()
+        .meta({
+          description:
+            'A current token of this organization, signed by this issuer (e.g. your own session token). Required ' +
+            'unless the platform admin binds: it proves the binding is yours. Checked, never stored.',
+        }),
     })
     .superRefine((provider, context) => {
       const issue = (path: string[], message: string) => context.addIssue({ code: 'custom', path, message });

@@ -2,6 +2,7 @@ import { v7 as uuidv7 } from 'uuid';
 import type { Scope } from '../../db/database.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
+import type { IdentityProvider as TrustedProvider } from '../../auth/identity-provider.ts';
 import type { Caller } from '../../policy/access.ts';
 import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
 import { IdentityProviderEntity, type IdentityProvider } from './identity-provider.entity.ts';
@@ -31,15 +32,55 @@ export function toResponse(provider: IdentityProvider): IdentityProviderResponse
   };
 }
 
-const columns = (input: IdentityProviderInput) => ({
+const columns = ({ proofToken: _proof, ...input }: IdentityProviderInput) => ({
   ...input,
   jwksUri: input.jwksUri ?? null,
   jwks: input.jwks ?? null,
 });
 
+/** Checks that a token belongs to the organization a provider configuration binds (the front door's rules). */
+export interface BindingProof {
+  proveOrganization(provider: TrustedProvider, token: string): Promise<void>;
+}
+
 export class IdentityProvidersService extends WorkspaceConfiguration {
-  constructor(options: ConstructorParameters<typeof WorkspaceConfiguration>[0]) {
+  private readonly proof: BindingProof;
+
+  constructor(options: ConstructorParameters<typeof WorkspaceConfiguration>[0] & { proof: BindingProof }) {
     super(options, 'identity-provider');
+    this.proof = options.proof;
+  }
+
+  /**
+   * Binding (issuer, orgId) takes proof, so a workspace admin cannot claim another organization's
+   * binding before its owner does, nor learn whether it is bound: a token of that org, verified
+   * against the configuration being saved, before anything is read or written. The platform admin
+   * (who provisions tenants) needs none.
+   */
+  private async proven(caller: Caller, input: IdentityProviderInput): Promise<void> {
+    if (!caller.ability) return;
+    if (!input.proofToken) {
+      throw new ProblemError(
+        'binding_proof_required',
+        'Send proofToken: a current token of this organization signed by this issuer (your own session token)',
+      );
+    }
+    const now = new Date();
+    const candidate = {
+      // A key set of its own: never mistaken for a stored provider's cached keys.
+      id: `proof-${uuidv7()}`,
+      workspaceId: caller.workspaceId,
+      ...columns(input),
+      version: 0,
+      createdAt: now,
+      updatedAt: now,
+    };
+    try {
+      await this.proof.proveOrganization(candidate, input.proofToken);
+    } catch (error) {
+      if (!(error instanceof ProblemError) || error.code === 'identity_provider_unavailable') throw error;
+      throw new ProblemError('binding_proof_invalid', `proofToken: ${error.message}`);
+    }
   }
 
   private async load(scope: Scope, id: string): Promise<IdentityProvider> {
@@ -70,7 +111,8 @@ export class IdentityProvidersService extends WorkspaceConfiguration {
     });
   }
 
-  create(caller: Caller, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
+  async create(caller: Caller, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
+    await this.proven(caller, input);
     return this.change(caller, async (scope, ruling) => {
       const provider = scope.em.create(IdentityProviderEntity, {
         id: uuidv7(),
@@ -84,7 +126,8 @@ export class IdentityProvidersService extends WorkspaceConfiguration {
   }
 
   /** PUT replaces the whole configuration; the version moves on so cached tokens are re-verified. */
-  replace(caller: Caller, id: string, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
+  async replace(caller: Caller, id: string, input: IdentityProviderInput): Promise<IdentityProviderResponse> {
+    await this.proven(caller, input);
     return this.change(caller, async (scope, ruling) => {
       ruling.refine({ resourceId: id });
       const provider = await this.load(scope, id);
