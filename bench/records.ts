@@ -6,11 +6,13 @@ import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
 import { benchServing } from './database.ts';
 import { baselineRecordsApp } from './baseline-records.ts';
-import { load, serve, type LoadResult } from './load.ts';
+import { load, openLoad, serve, type LoadResult } from './load.ts';
 import { compared, interleaved, type Measurement } from './report.ts';
 
 export const benchRecordCount = 100_000;
 const connections = 64;
+/** Offered rates of the open-loop latency runs. */
+const openLoopRates = [1_000, 2_000];
 
 /** Fills a workspace's Task structure with generated records, straight through SQL (as the owner). */
 export async function seedTasks(ownerUrl: string, workspaceId: string, count = benchRecordCount): Promise<void> {
@@ -149,20 +151,40 @@ export async function recordsBench(
               'req/s',
               pairs(measured, 'requestsPerSecond'),
               'Express + CASL + pg, hand-rolled',
-              'ratio >= 0.7',
+              'ratio >= 1.0',
             ),
           );
           if (timed.length)
             results.push(
               compared(`records: ${shape.name}, p50`, 'ms', pairs(timed, 'p50'), 'baseline p50'),
-              compared(
-                `records: ${shape.name}, p99`,
-                'ms',
-                pairs(timed, 'p99'),
-                'baseline p99',
-                shape.name === 'read one record' ? 'value < 5' : undefined,
-              ),
+              compared(`records: ${shape.name}, p99`, 'ms', pairs(timed, 'p99'), 'baseline p99'),
             );
+        }
+
+        // Latency under a fixed offered load (open loop): at 64 busy connections the closed loop's
+        // p99 is only queueing, which 2 cores cannot avoid (a bare Express hello-world misses 5 ms too).
+        for (const rate of openLoopRates) {
+          const run = (url: string) => async () => {
+            const result = await openLoad({ url, headers, rate, connections, millis: 2 * millis });
+            if (result.errors + result.non2xx) throw new Error(`open loop: ${result.errors + result.non2xx} failed`);
+            return result;
+          };
+          const sides = {
+            baseline: run(`${baselineUrl}/records/Task/${someTask}`),
+            cordon: run(`${cordonUrl}/v1/workspaces/${slug}/records/Task/${someTask}`),
+          };
+          await interleaved(1, sides);
+          const measured = await interleaved(6, sides);
+          const pairs = (metric: 'p50' | 'p99') =>
+            measured.map((round) => ({ subject: round.cordon[metric], baseline: round.baseline[metric] }));
+          const name = `records: read one record at ${rate} req/s offered (open loop)`;
+          results.push(compared(`${name}, p50`, 'ms', pairs('p50'), 'hand-rolled p50'));
+          // Targets: p99 < 5 ms at 1,000 req/s, and no worse than the hand-rolled app's at every rate.
+          if (rate === 1_000)
+            results.push(compared(`${name}, p99`, 'ms', pairs('p99'), 'hand-rolled p99', 'value < 5'));
+          results.push(
+            compared(`${name}, p99 against hand-rolled`, 'ms', pairs('p99'), 'hand-rolled p99', 'ratio <= 1.0'),
+          );
         }
       }),
     );
