@@ -102,6 +102,8 @@ async function start(): Promise<void> {
     plans,
   });
   const { app, events } = created;
+  // Products, prices and the meter exist in Stripe before the first Checkout (idempotent; safe when instances race).
+  await created.billing?.catalog.sync();
   usage = created.usage;
   functions = created.functions;
   realtime = created.realtime;
@@ -113,6 +115,7 @@ async function start(): Promise<void> {
     secrets: new EventSecrets(adminApiKey),
     logger,
     functions,
+    billing: created.billing?.jobs,
   });
   await background.start();
   const listening = app.listen(config.port, config.host);

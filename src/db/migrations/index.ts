@@ -10,6 +10,7 @@ import { Migration20261129134500FunctionRuns } from './Migration20261129134500Fu
 import { Migration20261130010000DeliveryEvents } from './Migration20261130010000DeliveryEvents.ts';
 import { Migration20261130020000EventRetentionMark } from './Migration20261130020000EventRetentionMark.ts';
 import { Migration20261130030000Billing } from './Migration20261130030000Billing.ts';
+import { Migration20261201000000StripeBilling } from './Migration20261201000000StripeBilling.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -25,4 +26,5 @@ export const migrations = [
   Migration20261130010000DeliveryEvents,
   Migration20261130020000EventRetentionMark,
   Migration20261130030000Billing,
+  Migration20261201000000StripeBilling,
 ];
