@@ -32,13 +32,18 @@ export const billingStore = {
     );
   },
 
-  /** The platform admin's assignment: active, with no period end (nothing bills it). */
+  /**
+   * The platform admin's assignment: active, with no period end and no subscription behind it
+   * (nothing bills it, so no MRR). The Stripe customer is kept; with Stripe configured the next
+   * webhook or reconciliation writes the customer's subscription again, if it has one.
+   */
   async assign(scope: Scope, plan: string): Promise<void> {
     await scope.query(
       sql`insert into workspace_billing (workspace_id, plan, status)
         values (${scope.workspaceId}::uuid, ${plan}, 'active')
         on conflict (workspace_id) do update set plan = excluded.plan, status = 'active', current_period_end = null,
-          cancel_at_period_end = false, grace_ends_at = null, updated_at = now()`,
+          cancel_at_period_end = false, grace_ends_at = null, billing_interval = null, stripe_subscription_id = null,
+          ended_at = null, updated_at = now()`,
     );
   },
 
