@@ -603,3 +603,123 @@ describe('without Stripe', () => {
     expect(await billingOf(t)).toMatchObject({ plan: 'starter', status: 'active' });
   });
 });
+
+describe('operator metrics', () => {
+  let ops: TestApp;
+  let opsOwner: pg.Client;
+  beforeAll(async () => {
+    // A database of its own: the figures are of every tenant, and other files make tenants too.
+    ops = await startTestApp({
+      env: { ...stripeEnv(standIn.url, standIn.secretKey), API_USAGE_FLUSH_MS: '300000' },
+      ownDatabase: true,
+      listen: true,
+    });
+    opsOwner = await ownerClient(ops.ownerUrl);
+    await ops.billing!.catalog.sync();
+  });
+  afterAll(async () => {
+    await opsOwner?.end();
+    await ops?.close();
+  });
+
+  it('adds up tenants, subscriptions, MRR and usage as computed by hand, in the list and the gauges too', async () => {
+    const url = await urlOf(ops);
+    const send = async (events: StripeEvent[]) => {
+      for (const event of events) expect(await standIn.send(event, url, { secret: webhookSecret })).toBe(200);
+    };
+    const monthly = await subscribed('starter', { app: ops }); // 2900
+    const yearly = await subscribed('professional', { app: ops, interval: 'year' }); // 99000 / 12 = 8250
+    const trialing = await subscribed('starter', { app: ops, status: 'trialing' }); // a trial: 0
+    const pastDue = await subscribed('professional', { app: ops }); // 9900
+    await send(standIn.setSubscriptionStatus(pastDue.subscription, 'past_due'));
+    const canceled = await subscribed('starter', { app: ops, interval: 'year' }); // ended now: 0, churned
+    await send(standIn.cancel(canceled.subscription, { atPeriodEnd: false }));
+    const free = await tenant(ops);
+    const assigned = await tenant(ops); // enterprise by the platform admin, suspended: no subscription, no MRR
+    await ops
+      .admin()
+      .patch(`/v1/workspaces/${assigned.slug}`)
+      .send({ plan: 'enterprise', status: 'suspended' })
+      .expect(200);
+
+    for (const userId of ['user_a1', 'user_a2']) {
+      await monthly.t
+        .as('post', '/members')
+        .send({ userId, roles: ['member'] })
+        .expect(201);
+    }
+    await yearly.t
+      .as('post', '/members')
+      .send({ userId: 'user_b1', roles: ['member'] })
+      .expect(201);
+    const memberToken = await monthly.t.token('user_a1', 'member');
+    await ops
+      .http()
+      .get(`/v1/workspaces/${monthly.t.slug}/records/Project`)
+      .auth(memberToken, { type: 'bearer' })
+      .expect(200);
+    await createProject(monthly.t).expect(201);
+    await createProject(monthly.t).expect(201);
+    await createProject(yearly.t).expect(201);
+    const thisMonth = monthOf(new Date()).period;
+    const yearAgo = monthOf(new Date(Date.now() - 365 * day)).period;
+    for (const [workspace, period, calls] of [
+      [monthly.t.id, thisMonth, 100],
+      [yearly.t.id, thisMonth, 25],
+      [monthly.t.id, yearAgo, 1000],
+    ] as const) {
+      await opsOwner.query('insert into api_usage (workspace_id, period, calls) values ($1, $2, $3)', [
+        workspace,
+        period,
+        calls,
+      ]);
+    }
+
+    const { body } = await ops.admin().get('/v1/admin/metrics').expect(200);
+    expect(body).toEqual({
+      tenants: {
+        total: 7,
+        active: 6,
+        suspended: 1,
+        byPlan: { free: 2, starter: 2, professional: 2, enterprise: 1 },
+        byStatus: { none: 1, trialing: 1, active: 3, past_due: 1, unpaid: 0, canceled: 1 },
+      },
+      subscriptions: { active: 2, trialing: 1, pastDue: 1 },
+      mrr: { amount: 2900 + 8250 + 9900, currency: 'usd' },
+      arr: { amount: (2900 + 8250 + 9900) * 12, currency: 'usd' },
+      users: { members: 3, activeLast30Days: 1 },
+      records: 3,
+      apiCalls: { last30Days: 125 },
+      newTenants30Days: 7,
+      churned30Days: 1,
+    });
+
+    const listed = (await ops.admin().get('/v1/workspaces?limit=50').expect(200)).body.data as {
+      id: string;
+      plan: string;
+      billingStatus: string;
+      mrr: { amount: number };
+    }[];
+    const summary = Object.fromEntries(
+      listed.map((workspace) => [workspace.id, [workspace.plan, workspace.billingStatus, workspace.mrr.amount]]),
+    );
+    expect(summary).toEqual({
+      [monthly.t.id]: ['starter', 'active', 2900],
+      [yearly.t.id]: ['professional', 'active', 8250],
+      [trialing.t.id]: ['starter', 'trialing', 0],
+      [pastDue.t.id]: ['professional', 'past_due', 9900],
+      [canceled.t.id]: ['starter', 'canceled', 0],
+      [free.id]: ['free', 'none', 0],
+      [assigned.id]: ['enterprise', 'active', 0],
+    });
+
+    const scraped = (await ops.admin().get('/metrics').expect(200)).text;
+    expect(scraped).toMatch(/^cordon_tenants\{status="active"\} 3$/m);
+    expect(scraped).toMatch(/^cordon_tenants\{status="canceled"\} 1$/m);
+    expect(scraped).toMatch(/^cordon_mrr_minor_units\{currency="usd"\} 21050$/m);
+
+    await ops.http().get('/v1/admin/metrics').expect(401);
+    const tenantAdmin = await ops.http().get('/v1/admin/metrics').auth(monthly.t.admin, { type: 'bearer' });
+    expect(tenantAdmin.status).toBe(401);
+  });
+});
