@@ -180,7 +180,7 @@ export function createApp(dependencies: AppDependencies): {
     next();
   });
   // Stripe signs the bytes it sends: its webhook's body is kept raw, and verified before it is parsed.
-  app.post('/v1/billing/webhook', express.raw({ type: () => true, limit: config.bodyLimit }));
+  app.use('/v1/billing/webhook', express.raw({ type: () => true, limit: config.bodyLimit }));
   app.use(requireJsonBody, parseJsonBody(config.bodyLimit));
 
   const plans = dependencies.plans ?? Plans.load(config.billing.plansFile);
