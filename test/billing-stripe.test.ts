@@ -8,6 +8,7 @@ import { monthOf } from '../src/policy/usage-meter.ts';
 import { every } from '../src/background.ts';
 import { meterIdentifier } from '../src/features/billing/billing-jobs.ts';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { StripeStandIn, type StripeEvent } from './support/stripe-stand-in.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
@@ -436,6 +437,25 @@ describe('reconciliation', () => {
     // A second run finds nothing to repair here.
     const again = await cordon.billing!.jobs.reconcile();
     expect(again.repaired).toBe(0);
+  });
+
+  it('runs as a job on the queue, with the webhook’s repair', async () => {
+    // A database of its own: its workers run every job added to it.
+    const queued = await startTestApp({
+      env: stripeEnv(standIn.url, standIn.secretKey),
+      ownDatabase: true,
+      background: true,
+    });
+    try {
+      const t = await tenant(queued);
+      const session = await checkout(t, 'starter');
+      standIn.completeCheckout(session.id);
+      await queued.background.queue.addNow([{ task: 'cordon_billing_reconcile', payload: {} }]);
+      await eventually(async () => (await billingOf(t)).status === 'active');
+      expect(await billingOf(t)).toMatchObject({ plan: 'starter', status: 'active' });
+    } finally {
+      await queued.close();
+    }
   });
 
   it('is scheduled on the queue every BILLING_RECONCILE_MINUTES', () => {
