@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
@@ -183,6 +186,35 @@ describe('catalog', () => {
       await one.close();
       await two.close();
       await fresh.close();
+    }
+  });
+  it('moves the lookup_key to a new price when a plan’s amount changes; the old price is left to its subscriptions', async () => {
+    const fresh = await StripeStandIn.start();
+    const dir = await mkdtemp(path.join(tmpdir(), 'cordon-plans-'));
+    const changed = path.join(dir, 'plans.json');
+    const file = JSON.parse(await readFile(plansFile, 'utf8')) as {
+      plans: { id: string; prices: { month: number } }[];
+    };
+    file.plans.find((plan) => plan.id === 'starter')!.prices.month = 3900;
+    await writeFile(changed, JSON.stringify(file));
+    const before = await startTestApp({ env: stripeEnv(fresh.url, fresh.secretKey) });
+    const after = await startTestApp({ env: { ...stripeEnv(fresh.url, fresh.secretKey), PLANS_FILE: changed } });
+    try {
+      await before.billing!.catalog.sync();
+      const [old] = (await fresh.client().prices.list({ lookup_keys: ['cordon_starter_month'] })).data;
+      await after.billing!.catalog.sync();
+      await after.billing!.catalog.sync();
+      const [current] = (await fresh.client().prices.list({ lookup_keys: ['cordon_starter_month'] })).data;
+      expect(current).toMatchObject({ unit_amount: 3900, product: 'cordon_starter' });
+      expect(current!.id).not.toBe(old!.id);
+      expect(fresh.find('price', old!.id)).toMatchObject({ unit_amount: 2900, lookup_key: null, active: true });
+      const created = fresh.requests.filter((request) => request.path === '/v1/prices' && request.method === 'POST');
+      expect(created.filter((request) => !request.replayed && request.status === 200)).toHaveLength(7);
+    } finally {
+      await before.close();
+      await after.close();
+      await fresh.close();
+      await rm(dir, { recursive: true });
     }
   });
 });
