@@ -47,21 +47,6 @@ export const billingStore = {
     );
   },
 
-  /**
-   * A status change as a subscription reports it: moving into past_due starts the grace period
-   * (BILLING_GRACE_DAYS), any other status ends it.
-   */
-  async setStatus(scope: Scope, status: BillingStatus, graceDays: number): Promise<void> {
-    await scope.query(
-      sql`update workspace_billing set status = ${status},
-          grace_ends_at = case when ${status} <> 'past_due' then null
-                               when status = 'past_due' then grace_ends_at
-                               else now() + make_interval(days => ${graceDays}::integer) end,
-          updated_at = now()
-        where workspace_id = ${scope.workspaceId}::uuid`,
-    );
-  },
-
   async find(scope: Scope): Promise<BillingRow | undefined> {
     const [row] = await scope.query(
       sql<BillingRow>`select plan, status, current_period_end, cancel_at_period_end, grace_ends_at, updated_at
