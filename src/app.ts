@@ -68,6 +68,12 @@ import { Plans } from './policy/plans.ts';
 import { UsageMeter } from './policy/usage-meter.ts';
 import { billingRoutes } from './features/billing/billing.routes.ts';
 import { BillingService } from './features/billing/billing.service.ts';
+import { BillingJobs } from './features/billing/billing-jobs.ts';
+import { OperatorMetrics } from './features/billing/operator-metrics.ts';
+import { StripeBilling } from './features/billing/stripe-billing.service.ts';
+import { StripeCatalog } from './features/billing/stripe-catalog.ts';
+import { createStripe } from './features/billing/stripe-client.ts';
+import { SubscriptionSync } from './features/billing/subscription-sync.ts';
 import { PolicyStore } from './policy/policy-store.ts';
 
 export interface AppDependencies {
@@ -159,6 +165,8 @@ export function createApp(dependencies: AppDependencies): {
   usage: UsageMeter;
   /** A graceful stop's HTTP side: `begin()` turns `/readyz` to 503 and asks clients to close connections. */
   drain: Drain;
+  /** With Stripe configured: the catalog to sync at start, and the jobs the queue runs. */
+  billing: { catalog: StripeCatalog; jobs: BillingJobs } | undefined;
 } {
   const { config, database, changes, logger, signingKey } = dependencies;
   const app = express();
@@ -180,6 +188,8 @@ export function createApp(dependencies: AppDependencies): {
     response.setHeader('Cache-Control', 'no-store');
     next();
   });
+  // Stripe signs the bytes it sends: its webhook's body is kept raw, and verified before it is parsed.
+  app.use('/v1/billing/webhook', express.raw({ type: () => true, limit: config.bodyLimit }));
   app.use(requireJsonBody, parseJsonBody(config.bodyLimit));
 
   const plans = dependencies.plans ?? Plans.load(config.billing.plansFile);
@@ -270,11 +280,55 @@ export function createApp(dependencies: AppDependencies): {
     logger,
   });
   functionRoutes(api, new FunctionsService(services, functions, runs));
-  billingRoutes(api, new BillingService(services, { plans, meter: usage, graceDays: config.billing.graceDays }), plans);
+  const stripe = config.billing.stripe && {
+    settings: config.billing.stripe,
+    client: createStripe(config.billing.stripe),
+  };
+  let billing: { catalog: StripeCatalog; jobs: BillingJobs; service: StripeBilling } | undefined;
+  if (stripe) {
+    const { client, settings } = stripe;
+    const catalog = new StripeCatalog(client, plans, { logger, meterEventName: settings.meterEventName });
+    const sync = new SubscriptionSync(client, {
+      database,
+      changes,
+      plans,
+      logger,
+      graceDays: config.billing.graceDays,
+    });
+    billing = {
+      catalog,
+      jobs: new BillingJobs(client, { database, sync, logger, meterEventName: settings.meterEventName }),
+      service: new StripeBilling(client, {
+        database,
+        plans,
+        catalog,
+        sync,
+        webhookSecret: settings.webhookSecret,
+        logger,
+      }),
+    };
+  }
+  const operatorMetrics = new OperatorMetrics(database, plans);
+  operatorMetrics.register(metrics.registry, logger);
+  billingRoutes(
+    api,
+    new BillingService(services, { plans, meter: usage, graceDays: config.billing.graceDays }),
+    plans,
+    { stripe: billing?.service, metrics: operatorMetrics },
+  );
   const devIssuer = devIssuerOf(dependencies);
   if (devIssuer) devIssuerRoutes(api, devIssuer);
 
   app.use(notFound);
   app.use(problemHandler);
-  return { app, api, events, functions, realtime, usage, drain };
+  return {
+    app,
+    api,
+    events,
+    functions,
+    realtime,
+    usage,
+    drain,
+    billing: billing && { catalog: billing.catalog, jobs: billing.jobs },
+  };
 }

@@ -7,13 +7,14 @@ import type { EventLog } from './events/event-log.ts';
 import { JobQueue } from './events/queue.ts';
 import { purgeExpired } from './events/retention.ts';
 import type { EventSecrets } from './events/secrets.ts';
+import type { BillingJobs } from './features/billing/billing-jobs.ts';
 import type { FunctionAction } from './features/triggers/action.ts';
 import { TriggerCatalog } from './features/triggers/trigger-catalog.ts';
 import { deliveryOptions, TriggerDelivery, type DeliveryOptions } from './features/triggers/trigger-delivery.ts';
 import { TriggerDispatch } from './features/triggers/trigger-dispatch.ts';
 
 export interface BackgroundDependencies {
-  config: Pick<Config, 'env' | 'auth' | 'events'>;
+  config: Pick<Config, 'env' | 'auth' | 'events'> & { billing?: Pick<Config['billing'], 'reconcileMinutes'> };
   database: Database;
   /** The event log's in-process news of commits: this instance's dispatcher looks at once. */
   events: EventLog;
@@ -23,6 +24,8 @@ export interface BackgroundDependencies {
   logger: Logger;
   /** Runs function triggers (features/functions). */
   functions: FunctionAction;
+  /** With Stripe configured: reconciliation and meter reporting, run on the queue's crontab. */
+  billing?: BillingJobs | undefined;
   /** Tests shorten the retry schedule and the dispatcher's interval. */
   tuning?: {
     delivery?: Partial<Omit<DeliveryOptions, 'webhook'>> & { webhook?: Partial<DeliveryOptions['webhook']> };
@@ -43,11 +46,23 @@ export class Background {
 
   constructor(dependencies: BackgroundDependencies) {
     this.dependencies = dependencies;
-    const { config, database, changes, events, secrets, logger, functions, tuning } = dependencies;
+    const { config, database, changes, events, secrets, logger, functions, tuning, billing } = dependencies;
+    const crontab = ['*/10 * * * * cordon_retention ?max=1&id=retention'];
+    if (billing) {
+      crontab.push(
+        `${every(config.billing?.reconcileMinutes ?? 15)} cordon_billing_reconcile ?max=1&id=billing_reconcile`,
+        // Last month's API calls go to Stripe's meter once it has been closed an hour; hourly tries suffice.
+        '7 * * * * cordon_billing_meter ?max=3&id=billing_meter',
+      );
+    }
     this.queue = new JobQueue(database, logger, {
       concurrency: config.events.workerConcurrency,
-      crontab: '*/10 * * * * cordon_retention ?max=1&id=retention',
+      crontab: crontab.join('\n'),
     });
+    if (billing) {
+      this.queue.task('cordon_billing_reconcile', async () => void (await billing.reconcile()));
+      this.queue.task('cordon_billing_meter', async () => void (await billing.reportUsage()));
+    }
     this.queue.task('cordon_retention', async () => {
       await purgeExpired(database, logger, {
         eventHours: config.events.retentionHours,
@@ -81,4 +96,11 @@ export class Background {
     for (const dispatcher of this.dispatchers) await dispatcher.stop();
     await this.queue.stop();
   }
+}
+
+/** A crontab schedule every `minutes` (minutes that divide an hour, or whole hours that divide a day). */
+export function every(minutes: number): string {
+  if (minutes < 60) return minutes === 1 ? '* * * * *' : `*/${minutes} * * * *`;
+  const hours = minutes / 60;
+  return hours === 24 ? '0 0 * * *' : `0 */${hours} * * *`;
 }

@@ -67,3 +67,42 @@ describe('a bad configuration at start', () => {
     expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^Invalid configuration: PORT /)]);
   });
 });
+
+describe('Stripe settings', () => {
+  it('leaves Stripe unconfigured without a secret key, and reconciles every 15 minutes by default', () => {
+    const { billing } = parseConfig({});
+    expect(billing.stripe).toBeUndefined();
+    expect(billing.reconcileMinutes).toBe(15);
+  });
+
+  it('takes STRIPE_API_URL apart into host, port and protocol for the client', () => {
+    const { billing } = parseConfig({
+      STRIPE_SECRET_KEY: 'sk_test_abc123',
+      STRIPE_WEBHOOK_SECRET: 'whsec_abc',
+      STRIPE_API_URL: 'http://127.0.0.1:12111',
+      BILLING_RECONCILE_MINUTES: '120',
+    });
+    expect(billing.stripe).toEqual({
+      secretKey: 'sk_test_abc123',
+      webhookSecret: 'whsec_abc',
+      api: { host: '127.0.0.1', port: 12111, protocol: 'http' },
+      meterEventName: 'cordon_api_calls',
+    });
+    expect(billing.reconcileMinutes).toBe(120);
+    expect(
+      parseConfig({ STRIPE_SECRET_KEY: 'sk_live_x', STRIPE_WEBHOOK_SECRET: 'whsec_y' }).billing.stripe?.api,
+    ).toBeUndefined();
+  });
+
+  it.each([
+    [{ STRIPE_SECRET_KEY: 'pk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_a' }, 'STRIPE_SECRET_KEY'],
+    [{ STRIPE_SECRET_KEY: 'sk_test_abc' }, 'STRIPE_WEBHOOK_SECRET'],
+    [{ STRIPE_WEBHOOK_SECRET: 'secret' }, 'STRIPE_WEBHOOK_SECRET'],
+    [{ STRIPE_API_URL: 'ftp://stripe.example' }, 'STRIPE_API_URL'],
+    [{ BILLING_RECONCILE_MINUTES: '7' }, 'BILLING_RECONCILE_MINUTES'],
+    [{ BILLING_RECONCILE_MINUTES: '90' }, 'BILLING_RECONCILE_MINUTES'],
+    [{ BILLING_RECONCILE_MINUTES: '0' }, 'BILLING_RECONCILE_MINUTES'],
+  ])('names the bad variable in %j', (env, name) => {
+    expect(() => parseConfig(env)).toThrow(new RegExp(`^Invalid configuration: ${name} `));
+  });
+});

@@ -63,8 +63,36 @@ const environment = z
     PLANS_FILE: z.string().min(1).optional(),
     API_USAGE_FLUSH_MS: z.coerce.number().int().min(100).max(300_000).default(5_000),
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(20_000),
+    STRIPE_SECRET_KEY: z
+      .string()
+      .regex(/^(sk|rk)_(test|live)_\w+$/, 'must be a Stripe secret key (sk_… or rk_…)')
+      .optional(),
+    STRIPE_WEBHOOK_SECRET: z.string().startsWith('whsec_', 'must be a webhook signing secret (whsec_…)').optional(),
+    STRIPE_API_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s):// URL' }).optional(),
+    STRIPE_METER_EVENT_NAME: z
+      .string()
+      .regex(/^[a-z0-9_]{1,100}$/, 'must be a meter event name (a-z, 0-9, _)')
+      .default('cordon_api_calls'),
+    // Minutes that divide an hour, or whole hours that divide a day: a crontab step either way.
+    BILLING_RECONCILE_MINUTES: z.coerce
+      .number()
+      .int()
+      .min(1)
+      .max(1_440)
+      .refine((minutes) => (minutes < 60 ? 60 % minutes === 0 : minutes % 60 === 0 && 24 % (minutes / 60) === 0), {
+        message: 'must divide an hour (1–30) or be whole hours that divide a day (60, 120, …, 1440)',
+      })
+      .default(15),
   })
   .superRefine((env, context) => {
+    // Without the signing secret no webhook could be verified: a secret key alone is a half setup.
+    if (env.STRIPE_SECRET_KEY && !env.STRIPE_WEBHOOK_SECRET) {
+      context.addIssue({
+        code: 'custom',
+        path: ['STRIPE_WEBHOOK_SECRET'],
+        message: 'is required with STRIPE_SECRET_KEY',
+      });
+    }
     if (env.NODE_ENV !== 'production') return;
     // Invitation emails must not point at localhost: production names the accept page.
     for (const name of ['ADMIN_API_KEY', 'DATABASE_URL', 'DECISION_SIGNING_KEY', 'INVITATION_ACCEPT_URL'] as const) {
@@ -128,6 +156,10 @@ export interface Config {
     plansFile: string | undefined;
     /** How often counted API calls are written (what a crash can lose). */
     usageFlushMs: number;
+    /** How often every subscription is read again from Stripe (missed webhooks repaired). */
+    reconcileMinutes: number;
+    /** Undefined without STRIPE_SECRET_KEY: billing routes answer 503 and plans are assigned by the platform admin. */
+    stripe: StripeSettings | undefined;
   };
   database: {
     /** Owner connection: runs migrations. Undefined means "start the embedded PostgreSQL". */
@@ -139,7 +171,23 @@ export interface Config {
   };
 }
 
+export interface StripeSettings {
+  secretKey: string;
+  webhookSecret: string;
+  /** STRIPE_API_URL taken apart for the client; Stripe's own API when unset. */
+  api: { host: string; port: number; protocol: 'http' | 'https' } | undefined;
+  /** The Billing Meter's event_name that API calls are reported under. */
+  meterEventName: string;
+}
+
 export class ConfigError extends Error {}
+
+function stripeApi(url: string | undefined): StripeSettings['api'] {
+  if (!url) return undefined;
+  const parsed = new URL(url);
+  const protocol = parsed.protocol === 'http:' ? 'http' : 'https';
+  return { host: parsed.hostname, port: Number(parsed.port || (protocol === 'http' ? 80 : 443)), protocol };
+}
 
 /** Parses the environment once; the message names every bad variable on one line. */
 export function parseConfig(source: Record<string, string | undefined>): Config {
@@ -193,6 +241,15 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
       graceDays: env.BILLING_GRACE_DAYS,
       plansFile: env.PLANS_FILE,
       usageFlushMs: env.API_USAGE_FLUSH_MS,
+      reconcileMinutes: env.BILLING_RECONCILE_MINUTES,
+      stripe: env.STRIPE_SECRET_KEY
+        ? {
+            secretKey: env.STRIPE_SECRET_KEY,
+            webhookSecret: env.STRIPE_WEBHOOK_SECRET!,
+            api: stripeApi(env.STRIPE_API_URL),
+            meterEventName: env.STRIPE_METER_EVENT_NAME,
+          }
+        : undefined,
     },
     database: {
       ownerUrl: env.DATABASE_URL,

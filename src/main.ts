@@ -104,6 +104,8 @@ async function start(): Promise<void> {
     plans,
   });
   const { app, events } = created;
+  // Products, prices and the meter exist in Stripe before the first Checkout (idempotent; safe when instances race).
+  await created.billing?.catalog.sync();
   usage = created.usage;
   drain = created.drain;
   functions = created.functions;
@@ -116,6 +118,7 @@ async function start(): Promise<void> {
     secrets: new EventSecrets(adminApiKey),
     logger,
     functions,
+    billing: created.billing?.jobs,
   });
   await background.start();
   const listening = app.listen(config.port, config.host);

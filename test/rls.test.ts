@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { sql } from 'kysely';
 import type pg from 'pg';
 import { servingGrants } from '../src/db/grants.ts';
@@ -6,6 +9,7 @@ import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
 import { WebhookReceiver } from './support/webhook-receiver.ts';
+import { StripeStandIn } from './support/stripe-stand-in.ts';
 
 /**
  * Row-level security, driven by the catalogue: every table with a `workspace_id` column is found
@@ -18,6 +22,9 @@ let cordon: TestApp;
 let owner: pg.Client;
 let issuer: TestIssuer;
 let tenants: TestTenant[];
+let standIn: StripeStandIn;
+let server: Server;
+const webhookSecret = `whsec_${randomBytes(16).toString('hex')}`;
 let tenantTables: string[];
 const receivers: WebhookReceiver[] = [];
 
@@ -68,6 +75,15 @@ async function fill(tenant: TestTenant): Promise<void> {
   await as('post', '/functions/fixture/invoke')
     .send({ event: { type: 'test', id: crypto.randomUUID() } })
     .expect(200);
+  // A Stripe subscription through Checkout, and its webhook event applied (billing_events).
+  const checkout = (
+    await as('post', '/billing/checkout')
+      .send({ plan: 'starter', interval: 'month', successUrl: 'https://a.example', cancelUrl: 'https://a.example' })
+      .expect(200)
+  ).body;
+  const [, created] = standIn.completeCheckout(checkout.url.split('/').pop());
+  const webhook = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/billing/webhook`;
+  expect(await standIn.send(created!, webhook, { secret: webhookSecret })).toBe(200);
   await cordon.sealer.sealWorkspace(tenant.id);
   // The API calls counted above reach api_usage.
   await cordon.usage.flush();
@@ -75,7 +91,13 @@ async function fill(tenant: TestTenant): Promise<void> {
 
 beforeAll(async () => {
   // The background delivers the triggers' events, so their delivery tables fill as in production.
-  cordon = await startTestApp({ background: true });
+  standIn = await StripeStandIn.start();
+  cordon = await startTestApp({
+    background: true,
+    env: { STRIPE_SECRET_KEY: standIn.secretKey, STRIPE_WEBHOOK_SECRET: webhookSecret, STRIPE_API_URL: standIn.url },
+  });
+  server = cordon.app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
   owner = await ownerClient();
   issuer = await TestIssuer.start();
   tenants = [await createTenant(cordon, issuer, 'rls-a'), await createTenant(cordon, issuer, 'rls-b')];
@@ -92,7 +114,10 @@ afterAll(async () => {
   for (const receiver of receivers) await receiver.close();
   await issuer.close();
   await owner.end();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
   await cordon.close();
+  await standIn.close();
 });
 
 const rowsOf = (table: string, workspaceId: string) =>

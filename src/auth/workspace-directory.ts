@@ -57,7 +57,7 @@ export class WorkspaceDirectory {
         this.changesSeen += 1;
         this.found.clear();
         this.missing.clear();
-      } else if (change.topic === 'identity-provider' || change.topic === 'policy') {
+      } else if (change.topic === 'identity-provider' || change.topic === 'policy' || change.topic === 'billing') {
         this.changesSeen += 1;
         this.forget(change.workspaceId);
       }

@@ -15,7 +15,8 @@ export type Change =
   | { topic: 'member'; workspaceId: string; userId?: string }
   | { topic: 'structure'; workspaceId: string }
   | { topic: 'function'; workspaceId: string }
-  | { topic: 'trigger'; workspaceId: string };
+  | { topic: 'trigger'; workspaceId: string }
+  | { topic: 'billing'; workspaceId: string };
 
 const channel = 'cordon_changes';
 /** News that a workspace committed events: its id alone, never their data (each instance reads the table). */

@@ -26,6 +26,8 @@ export const servingGrants: Record<string, readonly string[]> = {
   workspace_billing: ['select', 'insert', 'update'],
   // API calls per month: each flush adds its delta to the month's row.
   api_usage: ['select', 'insert', 'update'],
+  // Stripe webhook events applied, by id: written once with their effect, never changed.
+  billing_events: ['select', 'insert'],
   function_runs: ['select', 'insert'],
   // Job-queue workers alive (platform, not tenant rows): a stale one's jobs are released.
   worker_heartbeats: ['select', 'insert', 'update', 'delete'],
@@ -52,4 +54,9 @@ export const servingFunctions: readonly string[] = [
   'cordon_purge_events(uuid)',
   'cordon_workspace_plans(uuid[])',
   'cordon_records_under_limits(uuid, text, bigint, boolean, bigint, boolean)',
+  'cordon_workspace_of_stripe_customer(text)',
+  'cordon_stripe_customers()',
+  'cordon_unreported_api_usage(date, date)',
+  'cordon_billing_overview()',
+  'cordon_platform_totals(timestamptz)',
 ];

@@ -12,6 +12,7 @@ export const errorCatalogue = {
   import_unknown_kind: { status: 400, title: 'An import line names an unknown kind' },
   import_invalid_line: { status: 400, title: 'An import line does not pass validation' },
   template_not_found: { status: 400, title: 'No workspace template of that name' },
+  webhook_signature_invalid: { status: 400, title: 'The webhook signature is invalid or too old' },
   // 401
   admin_key_missing: { status: 401, title: 'Platform admin key required' },
   admin_key_invalid: { status: 401, title: 'Platform admin key is invalid' },
@@ -70,6 +71,7 @@ export const errorCatalogue = {
   invitation_used: { status: 409, title: 'The invitation has already been accepted' },
   invitation_revoked: { status: 409, title: 'The invitation was revoked' },
   invitation_not_pending: { status: 409, title: 'Only a pending invitation can be revoked' },
+  subscription_exists: { status: 409, title: 'The workspace already has a subscription' },
   too_many_streams: { status: 429, title: 'Too many event streams are open' },
   api_quota_exceeded: { status: 429, title: "The plan's monthly API calls are spent" },
   invalid_last_event_id: { status: 400, title: 'Last-Event-ID is not an event id of this stream' },
@@ -92,6 +94,8 @@ export const errorCatalogue = {
   shutting_down: { status: 503, title: 'Shutting down' },
   sandbox_busy: { status: 503, title: 'No function sandbox is free; retry shortly' },
   identity_provider_unavailable: { status: 503, title: "Identity provider's keys could not be fetched" },
+  billing_provider_error: { status: 502, title: 'Stripe refused or did not answer the request' },
+  billing_not_configured: { status: 503, title: 'Billing through Stripe is not configured' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof errorCatalogue;

@@ -40,6 +40,8 @@ export interface TestApp {
   realtime: RealtimeHub;
   /** API calls counted in memory (tests flush on demand). */
   usage: UsageMeter;
+  /** With STRIPE_SECRET_KEY in `env`: the Stripe catalog (sync on demand) and the billing jobs (run on demand). */
+  billing: ReturnType<typeof createApp>['billing'];
   /** The owner's connection to this app's database (the shared test database unless `ownDatabase`). */
   ownerUrl: string;
   close: () => Promise<void>;
@@ -111,7 +113,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   });
   const changes = new ChangeBus(url, logger);
   if (options.listen) await changes.listen();
-  const { app, events, functions, realtime, usage } = createApp({
+  const { app, events, functions, realtime, usage, billing } = createApp({
     config: { ...config, adminApiKey: adminKey },
     database,
     changes,
@@ -130,6 +132,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     secrets: new EventSecrets(adminKey),
     logger,
     functions,
+    billing: billing?.jobs,
     tuning: options.tuning,
   });
   if (options.background) await background.start();
@@ -147,6 +150,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     realtime,
     ownerUrl: own?.url ?? testDatabase.ownerUrl(),
     usage,
+    billing,
     close: async () => {
       await realtime.close();
       await usage.close();

@@ -203,6 +203,157 @@ export interface paths {
     patch?: never;
     trace?: never;
   };
+  '/v1/admin/metrics': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** Tenants, subscriptions, MRR and usage across every workspace */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description The SaaS metrics */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              apiCalls: {
+                /** @description Calls of the calendar months (UTC) that overlap the last 30 days */
+                last30Days: number;
+              };
+              /** @description MRR × 12 */
+              arr: {
+                /** @description In minor units (cents) */
+                amount: number;
+                currency: string;
+              };
+              /** @description Subscriptions that ended in the last 30 days */
+              churned30Days: number;
+              /** @description Active and past-due subscriptions' prices, yearly ones divided by 12; trials excluded */
+              mrr: {
+                /** @description In minor units (cents) */
+                amount: number;
+                currency: string;
+              };
+              newTenants30Days: number;
+              records: number;
+              subscriptions: {
+                active: number;
+                pastDue: number;
+                trialing: number;
+              };
+              tenants: {
+                active: number;
+                /** @description The plan whose limits apply now */
+                byPlan: {
+                  [key: string]: number;
+                };
+                /** @description Subscription status */
+                byStatus: {
+                  [key: string]: number;
+                };
+                suspended: number;
+                total: number;
+              };
+              users: {
+                /** @description Members with a decision of their own in the last 30 days */
+                activeLast30Days: number;
+                members: number;
+              };
+            };
+          };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/billing/webhook': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Stripe's webhook: the raw event body, verified against its Stripe-Signature header */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path?: never;
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description Received (applied once, or not about a Cordon customer) */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /** @constant */
+              received: true;
+            };
+          };
+        };
+        /** @description Signature invalid or older than 5 minutes (webhook_signature_invalid) */
+        400: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description Stripe is not configured (billing_not_configured) */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
   '/v1/invitations/{token}/accept': {
     parameters: {
       query?: never;
@@ -417,6 +568,12 @@ export interface paths {
                 /** Format: uuid */
                 id: string;
                 memberCount: number;
+                /** @description The workspace's monthly recurring revenue: its active or past-due subscription, yearly price / 12 */
+                mrr: {
+                  /** @description In minor units (cents) */
+                  amount: number;
+                  currency: string;
+                };
                 name: string;
                 plan: string;
                 recordCount: number;
@@ -480,6 +637,12 @@ export interface paths {
               /** Format: uuid */
               id: string;
               memberCount: number;
+              /** @description The workspace's monthly recurring revenue: its active or past-due subscription, yearly price / 12 */
+              mrr: {
+                /** @description In minor units (cents) */
+                amount: number;
+                currency: string;
+              };
               name: string;
               plan: string;
               recordCount: number;
@@ -544,6 +707,12 @@ export interface paths {
               /** Format: uuid */
               id: string;
               memberCount: number;
+              /** @description The workspace's monthly recurring revenue: its active or past-due subscription, yearly price / 12 */
+              mrr: {
+                /** @description In minor units (cents) */
+                amount: number;
+                currency: string;
+              };
               name: string;
               plan: string;
               recordCount: number;
@@ -639,6 +808,12 @@ export interface paths {
               /** Format: uuid */
               id: string;
               memberCount: number;
+              /** @description The workspace's monthly recurring revenue: its active or past-due subscription, yearly price / 12 */
+              mrr: {
+                /** @description In minor units (cents) */
+                amount: number;
+                currency: string;
+              };
               name: string;
               plan: string;
               recordCount: number;
@@ -730,6 +905,152 @@ export interface paths {
     };
     put?: never;
     post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/workspaces/{ws}/billing/checkout': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Start a Stripe Checkout for a paid plan; the subscription it creates is kept by webhooks */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          ws: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            /** Format: uri */
+            cancelUrl: string;
+            /** @enum {string} */
+            interval: 'month' | 'year';
+            plan: string;
+            /** Format: uri */
+            successUrl: string;
+          };
+        };
+      };
+      responses: {
+        /** @description The Checkout page's URL */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /**
+               * Format: uri
+               * @description Stripe's page to send the user to
+               */
+              url: string;
+            };
+          };
+        };
+        /** @description The workspace has a subscription already: use the portal */
+        409: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description Stripe is not configured (billing_not_configured) */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/workspaces/{ws}/billing/portal': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Open Stripe's customer portal (plan changes, payment methods, invoices, cancelation) */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          ws: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            /** Format: uri */
+            returnUrl: string;
+          };
+        };
+      };
+      responses: {
+        /** @description The portal session's URL */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              /**
+               * Format: uri
+               * @description Stripe's page to send the user to
+               */
+              url: string;
+            };
+          };
+        };
+        /** @description Stripe is not configured (billing_not_configured) */
+        503: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content?: never;
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
     delete?: never;
     options?: never;
     head?: never;

@@ -11,6 +11,7 @@ import { Migration20261130010000DeliveryEvents } from './Migration20261130010000
 import { Migration20261130020000EventRetentionMark } from './Migration20261130020000EventRetentionMark.ts';
 import { Migration20261130030000Billing } from './Migration20261130030000Billing.ts';
 import { Migration20261130040000RecordCounts } from './Migration20261130040000RecordCounts.ts';
+import { Migration20261201000000StripeBilling } from './Migration20261201000000StripeBilling.ts';
 import { Migration20261201010000WorkspaceScopedIds } from './Migration20261201010000WorkspaceScopedIds.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
@@ -28,5 +29,6 @@ export const migrations = [
   Migration20261130020000EventRetentionMark,
   Migration20261130030000Billing,
   Migration20261130040000RecordCounts,
+  Migration20261201000000StripeBilling,
   Migration20261201010000WorkspaceScopedIds,
 ];

@@ -35,3 +35,50 @@ export const billingResponse = z.object({
 });
 
 export type BillingResponse = z.output<typeof billingResponse>;
+
+const returnUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).max(2_000);
+
+export const checkoutBody = z.strictObject({
+  plan: z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'must be a plan identifier'),
+  interval: z.enum(['month', 'year']),
+  successUrl: returnUrl,
+  cancelUrl: returnUrl,
+});
+
+export const portalBody = z.strictObject({ returnUrl });
+
+export const redirectResponse = z.object({ url: z.url().describe("Stripe's page to send the user to") });
+
+export const webhookResponse = z.object({ received: z.literal(true) });
+
+const money = z.object({
+  amount: z.number().int().describe('In minor units (cents)'),
+  currency: z.string(),
+});
+
+export const adminMetricsResponse = z.object({
+  tenants: z.object({
+    total: z.number().int(),
+    active: z.number().int(),
+    suspended: z.number().int(),
+    byPlan: z.record(z.string(), z.number().int()).describe('The plan whose limits apply now'),
+    byStatus: z.record(z.string(), z.number().int()).describe('Subscription status'),
+  }),
+  subscriptions: z.object({ active: z.number().int(), trialing: z.number().int(), pastDue: z.number().int() }),
+  mrr: money.describe("Active and past-due subscriptions' prices, yearly ones divided by 12; trials excluded"),
+  arr: money.describe('MRR × 12'),
+  users: z.object({
+    members: z.number().int(),
+    activeLast30Days: z.number().int().describe('Members with a decision of their own in the last 30 days'),
+  }),
+  records: z.number().int(),
+  apiCalls: z.object({
+    last30Days: z.number().int().describe('Calls of the calendar months (UTC) that overlap the last 30 days'),
+  }),
+  newTenants30Days: z.number().int(),
+  churned30Days: z.number().int().describe('Subscriptions that ended in the last 30 days'),
+});
+
+export type CheckoutBody = z.output<typeof checkoutBody>;
+export type PortalBody = z.output<typeof portalBody>;
+export type AdminMetricsResponse = z.output<typeof adminMetricsResponse>;

@@ -109,7 +109,7 @@ export class RealtimeHub {
     events.on('committed', (workspaceId) => this.wake(workspaceId));
     changes.onEvents((workspaceId) => this.wake(workspaceId));
     changes.subscribe((change) => {
-      if (change.topic === 'structure' || change.topic === 'function' || change.topic === 'trigger') return;
+      if (['structure', 'function', 'trigger', 'billing'].includes(change.topic)) return;
       const userId = change.topic === 'member' ? change.userId : undefined;
       void this.refresh(change.workspaceId, { userId });
     });

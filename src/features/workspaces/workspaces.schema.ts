@@ -45,6 +45,9 @@ export const workspaceResponse = z.object({
   name: z.string(),
   plan: z.string(),
   billingStatus: z.enum(billingStatuses).describe('The subscription status (none: no subscription, free plan)'),
+  mrr: z
+    .object({ amount: z.number().int().describe('In minor units (cents)'), currency: z.string() })
+    .describe("The workspace's monthly recurring revenue: its active or past-due subscription, yearly price / 12"),
   status: z.enum(['active', 'suspended']),
   createdAt: z.iso.datetime(),
   updatedAt: z.iso.datetime(),

@@ -10,6 +10,7 @@ import type { AccessControl, Caller } from '../../policy/access.ts';
 import type { DecisionEntry } from '../../policy/decision-log.ts';
 import type { Plans } from '../../policy/plans.ts';
 import { billingStore } from '../billing/billing-store.ts';
+import { monthlyRevenue, revenueCurrency } from '../billing/revenue.ts';
 import { installDefaultPolicies } from '../policies/default-policies.ts';
 import { WorkspaceEntity, type Workspace } from './workspace.entity.ts';
 import type { CreateWorkspace, UpdateWorkspace, WorkspaceResponse } from './workspaces.schema.ts';
@@ -22,11 +23,16 @@ interface Counts {
 interface Billing {
   plan: string;
   billingStatus: WorkspaceResponse['billingStatus'];
+  mrr: WorkspaceResponse['mrr'];
 }
 
 const cursorPosition = z.object({ after: z.uuid() });
 const noCounts: Counts = { memberCount: 0, recordCount: 0 };
-const unbilled: Billing = { plan: 'free', billingStatus: 'none' };
+const unbilled = (plans: Plans): Billing => ({
+  plan: 'free',
+  billingStatus: 'none',
+  mrr: { amount: 0, currency: revenueCurrency(plans) },
+});
 
 function toResponse(workspace: Workspace, counts: Counts, billing: Billing): WorkspaceResponse {
   return {
@@ -35,6 +41,7 @@ function toResponse(workspace: Workspace, counts: Counts, billing: Billing): Wor
     name: workspace.name,
     plan: billing.plan,
     billingStatus: billing.billingStatus,
+    mrr: billing.mrr,
     status: workspace.status as WorkspaceResponse['status'],
     createdAt: workspace.createdAt.toISOString(),
     updatedAt: workspace.updatedAt.toISOString(),
@@ -43,16 +50,23 @@ function toResponse(workspace: Workspace, counts: Counts, billing: Billing): Wor
 }
 
 /** Counts and billing of a page of workspaces: two statements, whatever the page's size. */
-async function summariesOf(transaction: Transaction, workspaces: Workspace[]) {
+async function summariesOf(transaction: Transaction, workspaces: Workspace[], plans: Plans) {
   const ids = workspaces.map((workspace) => workspace.id);
   const counts = await countsFor(transaction, ids);
-  const plans = await billingStore.plansOf(transaction, ids);
+  const billings = await billingStore.plansOf(transaction, ids);
+  const currency = revenueCurrency(plans);
   return workspaces.map((workspace) => {
-    const billing = plans.get(workspace.id);
+    const billing = billings.get(workspace.id);
     return toResponse(
       workspace,
       counts.get(workspace.id) ?? noCounts,
-      billing ? { plan: billing.plan, billingStatus: billing.status as Billing['billingStatus'] } : unbilled,
+      billing
+        ? {
+            plan: billing.plan,
+            billingStatus: billing.status as Billing['billingStatus'],
+            mrr: { amount: Math.round(monthlyRevenue(plans, billing)), currency },
+          }
+        : unbilled(plans),
     );
   });
 }
@@ -176,7 +190,11 @@ export class WorkspacesService {
       await this.access.decidedIn(scope, caller, [adminEntry(caller, 'create')]);
       return created;
     });
-    return toResponse(workspace, noCounts, { plan, billingStatus: plan === 'free' ? 'none' : 'active' });
+    return toResponse(workspace, noCounts, {
+      plan,
+      billingStatus: plan === 'free' ? 'none' : 'active',
+      mrr: unbilled(this.plans).mrr,
+    });
   }
 
   async list(options: { limit: number; cursor?: string | undefined }) {
@@ -187,14 +205,14 @@ export class WorkspacesService {
         limit: options.limit + 1,
       });
       const { shown, nextCursor } = keysetPage(page, options.limit, (last) => encodeCursor({ after: last.id }));
-      return { data: await summariesOf(transaction, shown), nextCursor };
+      return { data: await summariesOf(transaction, shown, this.plans), nextCursor };
     });
   }
 
   get(reference: string): Promise<WorkspaceResponse> {
     return this.database.outsideWorkspaces(async (transaction) => {
       const workspace = await this.find(transaction, reference);
-      const [response] = await summariesOf(transaction, [workspace]);
+      const [response] = await summariesOf(transaction, [workspace], this.plans);
       return response!;
     });
   }
@@ -211,7 +229,7 @@ export class WorkspacesService {
       const scope = await transaction.enter(workspace.id);
       if (plan !== undefined) await billingStore.assign(scope, plan);
       await this.access.decidedIn(scope, caller, [{ ...adminEntry(caller, 'update'), fields: Object.keys(patch) }]);
-      const [response] = await summariesOf(transaction, [workspace]);
+      const [response] = await summariesOf(transaction, [workspace], this.plans);
       return response!;
     });
   }
