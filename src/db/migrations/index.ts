@@ -11,6 +11,7 @@ import { Migration20261130010000DeliveryEvents } from './Migration20261130010000
 import { Migration20261130020000EventRetentionMark } from './Migration20261130020000EventRetentionMark.ts';
 import { Migration20261130030000Billing } from './Migration20261130030000Billing.ts';
 import { Migration20261130040000RecordCounts } from './Migration20261130040000RecordCounts.ts';
+import { Migration20261201000000CitusReady } from './Migration20261201000000CitusReady.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -27,4 +28,5 @@ export const migrations = [
   Migration20261130020000EventRetentionMark,
   Migration20261130030000Billing,
   Migration20261130040000RecordCounts,
+  Migration20261201000000CitusReady,
 ];
