@@ -52,4 +52,5 @@ export const servingFunctions: readonly string[] = [
   'cordon_purge_events(uuid)',
   'cordon_workspace_plans(uuid[])',
   'cordon_records_under_limits(uuid, text, bigint, boolean, bigint, boolean)',
+  'cordon_records_containing(text, jsonb[])',
 ];

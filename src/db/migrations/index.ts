@@ -12,6 +12,7 @@ import { Migration20261130020000EventRetentionMark } from './Migration2026113002
 import { Migration20261130030000Billing } from './Migration20261130030000Billing.ts';
 import { Migration20261130040000RecordCounts } from './Migration20261130040000RecordCounts.ts';
 import { Migration20261201000000CitusReady } from './Migration20261201000000CitusReady.ts';
+import { Migration20261201010000NeedleFilters } from './Migration20261201010000NeedleFilters.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -29,4 +30,5 @@ export const migrations = [
   Migration20261130030000Billing,
   Migration20261130040000RecordCounts,
   Migration20261201000000CitusReady,
+  Migration20261201010000NeedleFilters,
 ];
