@@ -4,7 +4,7 @@ import { entities } from '../src/app.ts';
 import { Database } from '../src/db/database.ts';
 import { buildAbility, type PolicyRule } from '../src/policy/ability.ts';
 import { parseConditions } from '../src/policy/conditions.ts';
-import { recordCondition, rulesCondition } from '../src/policy/sql-filter.ts';
+import { containmentDocuments, recordCondition, rulesCondition } from '../src/policy/sql-filter.ts';
 import { afterCursor, listFingerprint, orderBy, parseSort, sortColumns } from '../src/features/records/list-query.ts';
 import { pageStatement } from '../src/features/records/record-store.ts';
 import { pino } from 'pino';
@@ -51,6 +51,23 @@ const shapes: { name: string; role: string; sort?: string; filter?: unknown; cur
   },
   { name: 'filter {status: "done"}', role: 'member', filter: { status: 'done' } },
   { name: 'selective filter {title: "Task 777"} (1 row)', role: 'member', filter: { title: 'Task 777' } },
+  {
+    name: 'selective filter {title: "Task 777"}, sorted by title (no GIN branch)',
+    role: 'member',
+    filter: { title: 'Task 777' },
+    sort: 'title',
+  },
+  {
+    name: 'filter {title: {$in: ["Task 7", "Task 99999"]}} (2 rows)',
+    role: 'member',
+    filter: { title: { $in: ['Task 7', 'Task 99999'] } },
+  },
+  {
+    name: 'filter {status: "done"}, page 2 by cursor',
+    role: 'member',
+    filter: { status: 'done' },
+    cursorAt: ['2100-01-01T00:00:00.000Z', 'ffffffff-ffff-4fff-bfff-ffffffffffff'],
+  },
   { name: 'policy {assignee: principal.id} (1 in 50 rows)', role: 'contractor' },
   {
     name: 'policy deny {status: "done"}, filter {priority: {$gte: 4}}',
@@ -75,12 +92,23 @@ for (const shape of shapes) {
   );
   const keys = parseSort(shape.sort ?? '-createdAt', fieldNames);
   let where = rulesCondition(ability.rulesFor('read', 'Task'));
-  if (shape.filter) where = sql`${where} and ${recordCondition(parseConditions(shape.filter, '').condition!)}`;
+  const filter = shape.filter ? parseConditions(shape.filter, '').condition! : undefined;
+  if (filter) where = sql`${where} and ${recordCondition(filter)}`;
+  let after;
   if (shape.cursorAt) {
     const fingerprint = listFingerprint(workspaceId, 'Task', shape.sort ?? '-createdAt', undefined);
-    where = sql`${where} and ${afterCursor(encodeCursor({ q: fingerprint, k: shape.cursorAt }), fingerprint, keys)}`;
+    after = afterCursor(encodeCursor({ q: fingerprint, k: shape.cursorAt }), fingerprint, keys);
   }
-  const statement = pageStatement('Task', { where, columns: sortColumns(keys), orderBy: orderBy(keys), limit: 51 });
+  // As listPage decides: candidates from the GIN index only for the index's order.
+  const containing = filter && !shape.sort ? containmentDocuments(filter) : undefined;
+  const statement = pageStatement('Task', {
+    where,
+    after,
+    columns: sortColumns(keys),
+    orderBy: orderBy(keys),
+    limit: 51,
+    containing,
+  });
   const rows = await serving.inWorkspace(
     workspaceId,
     (scope) => sql<{ 'QUERY PLAN': string }>`explain (analyze, costs off, summary on) ${statement(scope)}`,

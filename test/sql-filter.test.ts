@@ -13,7 +13,7 @@ import {
   sql,
   type RawBuilder,
 } from 'kysely';
-import { recordCondition, rulesCondition } from '../src/policy/sql-filter.ts';
+import { containmentDocuments, recordCondition, rulesCondition } from '../src/policy/sql-filter.ts';
 import { referenceMatches } from './support/mongo-reference.ts';
 import { ownerClient, uniqueSlug } from './support/app.ts';
 import { documents, queries } from './support/query-arbitraries.ts';
@@ -61,6 +61,7 @@ describe('SQL filter agreement', () => {
   async function selected(
     condition: Parameters<typeof recordCondition>[0],
     batch: Record<string, unknown>[],
+    where: RawBuilder<unknown> = recordCondition(condition),
   ): Promise<boolean[]> {
     await client.query('begin');
     try {
@@ -70,7 +71,7 @@ describe('SQL filter agreement', () => {
          select id, $1, 'Doc', data, 'tester' from unnest($2::uuid[], $3::jsonb[]) as batch(id, data)`,
         [workspaceId, ids, batch.map((document) => JSON.stringify(document))],
       );
-      const { rows } = await client.query<{ id: string }>(selectWhere(recordCondition(condition)));
+      const { rows } = await client.query<{ id: string }>(selectWhere(where));
       const found = new Set(rows.map((row) => row.id));
       return ids.map((id) => found.has(id));
     } finally {
@@ -117,6 +118,22 @@ describe('SQL filter agreement', () => {
       { numRuns: 1500 },
     );
     expect(matched).toBeGreaterThan(500);
+  }, 90_000);
+
+  it('finds every matching record among those containing one of its containment documents', async () => {
+    let guided = 0;
+    await fc.assert(
+      fc.asyncProperty(queries, fc.array(documents, { minLength: 1, maxLength: 8 }), async (query, batch) => {
+        const condition = parseConditions(query, '').condition!;
+        const containing = containmentDocuments(condition);
+        if (!containing) return;
+        guided += 1;
+        const outside = sql`${recordCondition(condition)} and not (r.data @> any (${containing.map((document) => JSON.stringify(document))}::jsonb[]))`;
+        expect(await selected(condition, batch as Record<string, unknown>[], outside)).toEqual(batch.map(() => false));
+      }),
+      { numRuns: 800 },
+    );
+    expect(guided).toBeGreaterThan(100);
   }, 90_000);
 
   it('agrees with CASL and the reference on whole rule sets: precedence, system fields, hostile values', async () => {

@@ -59,4 +59,5 @@ export const servingFunctions: readonly string[] = [
   'cordon_unreported_api_usage(date, date)',
   'cordon_billing_overview()',
   'cordon_platform_totals(timestamptz)',
+  'cordon_records_containing(text, jsonb[])',
 ];

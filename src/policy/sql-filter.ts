@@ -277,6 +277,39 @@ function predicate(condition: Condition): Predicate {
   return systemLeaf(condition, column);
 }
 
+/**
+ * JSON documents such that a record the condition matches contains at least one of them
+ * (`data @> document`), found from a top-level equality or `$in` on a data field, which compile to
+ * exactly these containments (see `containment`); undefined when the condition names none. The
+ * list query uses them to look candidates up in the GIN index: a superset, the condition itself
+ * is still applied to every row.
+ */
+export function containmentDocuments(condition: Condition): unknown[] | undefined {
+  switch (condition.kind) {
+    case 'and':
+      for (const part of condition.conditions) {
+        const documents = containmentDocuments(part);
+        if (documents) return documents;
+      }
+      return undefined;
+    case 'or': {
+      const branches = condition.conditions.map(containmentDocuments);
+      return branches.length > 0 && branches.every((branch) => branch !== undefined) ? branches.flat() : undefined;
+    }
+    case 'compare':
+    case 'in': {
+      const field = condition.path[0]!;
+      if (condition.path.length !== 1 || Object.hasOwn(systemColumns, field)) return undefined;
+      const values = condition.kind === 'compare' ? [condition.value] : condition.values;
+      const equal = condition.kind === 'compare' ? condition.operator === 'eq' : !condition.negated;
+      if (!equal || values.includes(null)) return undefined;
+      return values.flatMap((value) => [{ [field]: value }, { [field]: [value] }]);
+    }
+    default:
+      return undefined;
+  }
+}
+
 /** SQL that holds for a records row `r` exactly when the condition matches the record's document. */
 export function recordCondition(condition: Condition): Fragment {
   return sqlConstant(predicate(condition));

@@ -152,7 +152,7 @@ export const stripeStore = {
   async recordEvent(scope: Scope, event: { id: string; type: string }): Promise<boolean> {
     const rows = await scope.query(
       sql`insert into billing_events (event_id, workspace_id, type) values (${event.id}, ${scope.workspaceId}::uuid, ${event.type})
-        on conflict (event_id) do nothing returning event_id`,
+        on conflict (workspace_id, event_id) do nothing returning event_id`,
     );
     return rows.length === 1;
   },

@@ -42,7 +42,7 @@ function where(workspaceId: string, filters: DecisionFilters): RawBuilder<unknow
   return sql.join(clauses, sql` and `);
 }
 
-const selectSealed = sql`select d.*, s.seq, s.prev_hash, s.hash from decisions d left join decision_seals s on s.decision_id = d.id`;
+const selectSealed = sql`select d.*, s.seq, s.prev_hash, s.hash from decisions d left join decision_seals s on s.workspace_id = d.workspace_id and s.decision_id = d.id`;
 const listPosition = z.object({ before: z.string().regex(/^\d{1,19}$/) });
 
 const checkpointPosition = z.object({ after: z.string().regex(/^\d{1,19}$/) });
@@ -151,7 +151,7 @@ export class DecisionReader {
         sql<{ sealed: string; unsealed: string }>`select
           (select count(*) from decision_seals where workspace_id = ${workspaceId}::uuid) as sealed,
           (select count(*) from decisions d where d.workspace_id = ${workspaceId}::uuid
-             and not exists (select 1 from decision_seals s where s.decision_id = d.id)) as unsealed`,
+             and not exists (select 1 from decision_seals s where s.workspace_id = d.workspace_id and s.decision_id = d.id)) as unsealed`,
       );
       if (!counts) throw new Error('counts query returned no row');
       return {

@@ -101,7 +101,7 @@ export class Sealer {
 
     // Rows sealed already are skipped: the windowed sealer sealed out of position order.
     const rows = await scope.query(
-      sql<Row>`select d.*, exists (select 1 from decision_seals s where s.decision_id = d.id) as sealed
+      sql<Row>`select d.*, exists (select 1 from decision_seals s where s.workspace_id = d.workspace_id and s.decision_id = d.id) as sealed
         from decisions d
         where d.workspace_id = ${workspaceId}::uuid and d.position > ${from}::bigint and d.position <= ${final}::bigint
         order by d.position limit ${this.options.batchSize}::integer`,
@@ -127,7 +127,7 @@ export class Sealer {
       sql<{ position: string }>`select coalesce((
           select d.position - 1 from decisions d
           where d.workspace_id = ${scope.workspaceId}::uuid and d.position <= ${final}::bigint
-            and not exists (select 1 from decision_seals s where s.decision_id = d.id)
+            and not exists (select 1 from decision_seals s where s.workspace_id = d.workspace_id and s.decision_id = d.id)
           order by d.position limit 1), ${final}::bigint) as position`,
     );
     return start!.position;

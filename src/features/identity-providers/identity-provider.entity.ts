@@ -5,8 +5,8 @@ export const IdentityProviderEntity = defineEntity({
   name: 'IdentityProvider',
   tableName: 'identity_providers',
   properties: {
+    workspaceId: p.uuid().primary(),
     id: p.uuid().primary(),
-    workspaceId: p.uuid(),
     name: p.text(),
     type: p.text().$type<'clerk' | 'auth0' | 'oidc'>(),
     issuer: p.text(),

@@ -4,8 +4,8 @@ export const PolicyEntity = defineEntity({
   name: 'Policy',
   tableName: 'policies',
   properties: {
+    workspaceId: p.uuid().primary(),
     id: p.uuid().primary(),
-    workspaceId: p.uuid(),
     name: p.text(),
     description: p.text().default(''),
     roles: p.array().$type<string[]>(),

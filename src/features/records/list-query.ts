@@ -6,7 +6,7 @@ import { ProblemError, type FieldError } from '../../http/errors.ts';
 import { canonicalUuid, storable } from '../../json.ts';
 import { parseConditions, type Condition } from '../../policy/conditions.ts';
 import type { PrincipalAbility } from '../../policy/ability.ts';
-import { isCanonicalIso, recordCondition, rulesCondition } from '../../policy/sql-filter.ts';
+import { containmentDocuments, isCanonicalIso, recordCondition, rulesCondition } from '../../policy/sql-filter.ts';
 import { systemFields } from '../../policy/vocabulary.ts';
 import { unstorableData } from '../structures/record-schema.ts';
 import type { KnownStructure } from '../structures/structure-catalog.ts';
@@ -179,16 +179,26 @@ export function listFilter(query: ListQuery, structure: Pick<KnownStructure, 'fi
   return { condition, keys, sort, fields: [...used].filter((field) => structure.fieldNames.includes(field)) };
 }
 
+/** Sorts that are the order of the (workspace_id, structure, created_at, id) index, either way. */
+const inIndexOrder = (keys: readonly SortKey[]) =>
+  keys.length === 2 &&
+  keys[0]!.field === 'createdAt' &&
+  keys[1]!.field === 'id' &&
+  keys[0]!.descending === keys[1]!.descending;
+
 /** One page of the list: after the cursor's position, in sort order, and the cursor after its last row. */
 export function listPage(workspaceId: string, structure: string, query: ListQuery, filter: ListFilter) {
   const fingerprint = listFingerprint(workspaceId, structure, filter.sort, query.filter);
   const after = query.cursor ? afterCursor(query.cursor, fingerprint, filter.keys) : undefined;
+  const containing = filter.condition && inIndexOrder(filter.keys) ? containmentDocuments(filter.condition) : undefined;
   return {
     of: (where: Fragment): PageQuery => ({
-      where: after ? sql`${where} and ${after}` : where,
+      where,
+      after,
       columns: sortColumns(filter.keys),
       orderBy: orderBy(filter.keys),
       limit: query.limit + 1,
+      containing,
     }),
     cursorAfter: (last: Record<string, unknown>) => encodeListCursor(fingerprint, filter.keys, last),
   };

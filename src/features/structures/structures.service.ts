@@ -4,7 +4,8 @@ import type { Scope } from '../../db/database.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
 import type { Caller } from '../../policy/access.ts';
 import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
-import { defaultErrors, unstorableData, withCandidateSchema, type RecordSchema } from './record-schema.ts';
+import { breakingCondition } from './breaking-records.ts';
+import { defaultErrors, unstorableData, withCandidateSchema } from './record-schema.ts';
 import { StructureEntity, type Structure } from './structure.entity.ts';
 import type { Fields, StructureInput, StructureReplacement, StructureResponse } from './structures.schema.ts';
 
@@ -18,8 +19,6 @@ export function toResponse(structure: Structure): StructureResponse {
     updatedAt: structure.updatedAt.toISOString(),
   };
 }
-
-const scanBatch = 1_000;
 
 export class StructuresService extends WorkspaceConfiguration {
   constructor(options: ConstructorParameters<typeof WorkspaceConfiguration>[0]) {
@@ -119,12 +118,16 @@ export class StructuresService extends WorkspaceConfiguration {
         ([field, definition]) =>
           !Object.hasOwn(structure.fields, field) && 'default' in definition && definition.default !== undefined,
       );
-      const { breaking, defaults } = await withCandidateSchema(input.fields, async (schema) => {
-        const all = schema.normalise({}, { defaults: true });
-        // Only newly added fields are filled in stored records, so only theirs count here.
-        const filled = Object.fromEntries(added.map(([field]) => [field, all[field]]));
-        return { breaking: await this.countBreaking(scope, name, schema, filled), defaults: all };
-      });
+      const defaults = await withCandidateSchema(input.fields, async (schema) =>
+        schema.normalise({}, { defaults: true }),
+      );
+      // Only newly added fields are filled in stored records, so only theirs count here.
+      const breaking = await this.countBreaking(
+        scope,
+        name,
+        input.fields,
+        added.map(([field]) => field),
+      );
       if (breaking > 0 && !force) {
         throw new ProblemError(
           'structure_change_breaks_records',
@@ -145,26 +148,16 @@ export class StructuresService extends WorkspaceConfiguration {
     });
   }
 
-  /** Records that would fail the new schema once the `filled` defaults of new fields are in. */
-  private async countBreaking(
-    scope: Scope,
-    name: string,
-    schema: RecordSchema,
-    filled: Record<string, unknown>,
-  ): Promise<number> {
-    let breaking = 0;
-    let after = '00000000-0000-0000-0000-000000000000';
-    for (;;) {
-      const rows = await scope.query(
-        sql<{ id: string; data: Record<string, unknown> }>`select id, data from records
-          where workspace_id = ${scope.workspaceId}::uuid and structure = ${name} and id > ${after}::uuid
-          order by id limit ${scanBatch}::integer`,
-      );
-      for (const row of rows)
-        if (schema.validate(schema.normalise({ ...filled, ...row.data }, { defaults: false })).length) breaking += 1;
-      if (rows.length < scanBatch) return breaking;
-      after = rows.at(-1)!.id;
-    }
+  /**
+   * Records that would fail the new schema once the defaults of the `filled` fields are in: one
+   * statement, whatever the number of records (see breaking-records.ts).
+   */
+  private async countBreaking(scope: Scope, name: string, fields: Fields, filled: string[]): Promise<number> {
+    const [row] = await scope.query(
+      sql<{ count: string }>`select count(*) from records r
+        where r.workspace_id = ${scope.workspaceId}::uuid and r.structure = ${name} and ${breakingCondition(fields, filled)}`,
+    );
+    return Number(row?.count ?? 0);
   }
 
   async remove(caller: Caller, name: string, force: boolean): Promise<void> {
