@@ -9,13 +9,18 @@ import { v7 as uuidv7 } from 'uuid';
  * CASL middleware building the ability from the token's role, and raw `pg` queries filtered by
  * `WHERE workspace_id = $1`. No decision log, no row-level security, no list filtering by policy.
  */
+/** Connections each side of the records comparison may use: Cordon's default DATABASE_POOL_SIZE. */
+export const baselinePoolSize = 10;
+
 export function baselineRecordsApp(options: {
   databaseUrl: string;
   issuer: string;
   jwksUri: string;
   workspaceId: string;
 }): { app: Express; close: () => Promise<void> } {
-  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: 10 });
+  const pool = new pg.Pool({ connectionString: options.databaseUrl, max: baselinePoolSize });
+  // A connection the bench's database drops when it stops must not take the bench down.
+  pool.on('error', () => undefined);
   const jwks = createRemoteJWKSet(new URL(options.jwksUri));
   const abilities = new Map<string, MongoAbility>([
     ['member', createMongoAbility([{ action: ['create', 'read', 'update'], subject: 'all' }])],

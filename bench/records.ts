@@ -5,7 +5,7 @@ import { createApp } from '../src/app.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
 import { benchServing } from './database.ts';
-import { baselineRecordsApp } from './baseline-records.ts';
+import { baselinePoolSize, baselineRecordsApp } from './baseline-records.ts';
 import { load, openLoad, serve, type LoadResult } from './load.ts';
 import { compared, interleaved, type Measurement } from './report.ts';
 
@@ -55,7 +55,8 @@ export async function recordsBench(
   database: { ownerUrl: string; appUrl: string },
   millis: number,
 ): Promise<Measurement[]> {
-  const { logger, config, served, changes } = await benchServing(database.appUrl, 5);
+  // The same number of connections as the hand-rolled app (it was 5 against 10 until now).
+  const { logger, config, served, changes } = await benchServing(database.appUrl, baselinePoolSize);
   const issuer = await TestIssuer.start('ES256');
   const cordon = createApp({ config, database: served, changes, logger, signingKey: generateSigningKey() });
   const admin = supertest.agent(cordon.app).auth(config.adminApiKey, { type: 'bearer' });
