@@ -6,10 +6,13 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { pino } from 'pino';
 import type Stripe from 'stripe';
 import { monthOf } from '../src/policy/usage-meter.ts';
+import { Plans } from '../src/policy/plans.ts';
 import { every } from '../src/background.ts';
 import { meterIdentifier } from '../src/features/billing/billing-jobs.ts';
+import { StripeCatalog } from '../src/features/billing/stripe-catalog.ts';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
@@ -213,6 +216,68 @@ describe('catalog', () => {
     } finally {
       await before.close();
       await after.close();
+      await fresh.close();
+      await rm(dir, { recursive: true });
+    }
+  });
+});
+
+/** The fixture plans with one monthly amount changed, in a file of their own. */
+async function plansWith(dir: string, planId: string, month: number): Promise<string> {
+  const changed = path.join(dir, 'plans.json');
+  const file = JSON.parse(await readFile(plansFile, 'utf8')) as { plans: { id: string; prices: { month: number } }[] };
+  file.plans.find((plan) => plan.id === planId)!.prices.month = month;
+  await writeFile(changed, JSON.stringify(file));
+  return changed;
+}
+
+describe('a plan’s amount changes', () => {
+  it('still maps the old price’s subscribers to their plan: cancelation ends on free, past_due gets its grace', async () => {
+    // A stand-in of its own (the lookup_key moves), running 40 days behind: a period ends in the past.
+    const fresh = await StripeStandIn.start({ clock: () => Date.now() - 40 * day });
+    const app = await startTestApp({ env: stripeEnv(fresh.url, fresh.secretKey), listen: true });
+    const dir = await mkdtemp(path.join(tmpdir(), 'cordon-plans-'));
+    try {
+      await app.billing!.catalog.sync();
+      const url = await urlOf(app);
+      const send = async (events: StripeEvent[]) => {
+        for (const event of events) expect(await fresh.send(event, url, { secret: webhookSecret })).toBe(200);
+      };
+      const subscribe = async () => {
+        const t = await tenant(app);
+        const { body } = await t.as('post', '/billing/checkout').send(checkoutBody('starter')).expect(200);
+        const sessionId = (body.url as string).split('/').pop()!;
+        await send(byType(fresh.completeCheckout(sessionId), 'customer.subscription.created'));
+        return { t, subscription: fresh.find('checkout.session', sessionId)!.subscription as string };
+      };
+      const canceling = await subscribe();
+      const lapsing = await subscribe();
+      expect(await billingOf(canceling.t)).toMatchObject({ plan: 'starter', status: 'active' });
+
+      // Starter's monthly amount changes: the next start's catalog sync gives its lookup_key to a new price.
+      const changed = Plans.load(await plansWith(dir, 'starter', 3900));
+      await new StripeCatalog(fresh.client(), changed, {
+        logger: pino({ level: 'silent' }),
+        meterEventName: 'cordon_api_calls',
+      }).sync();
+      const [item] = fresh.find('subscription', canceling.subscription)!.items.data;
+      expect(item!.price).toMatchObject({ lookup_key: null, unit_amount: 2900 });
+
+      await send(fresh.cancel(canceling.subscription, { atPeriodEnd: true }));
+      expect(await billingOf(canceling.t)).toMatchObject({
+        plan: 'starter',
+        status: 'active',
+        cancelAtPeriodEnd: true,
+      });
+      await send(fresh.advancePeriod(canceling.subscription));
+      expect(await billingOf(canceling.t)).toMatchObject({ status: 'canceled', limits: { records: { '*': 1000 } } });
+
+      await send(fresh.setSubscriptionStatus(lapsing.subscription, 'past_due'));
+      const lapsed = await billingOf(lapsing.t);
+      expect(lapsed).toMatchObject({ plan: 'starter', status: 'past_due' });
+      expect(Date.parse(lapsed.graceEndsAt)).toBeGreaterThan(Date.now() + 6 * day);
+    } finally {
+      await app.close();
       await fresh.close();
       await rm(dir, { recursive: true });
     }

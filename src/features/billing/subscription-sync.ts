@@ -5,7 +5,7 @@ import type { Database } from '../../db/database.ts';
 import type { Plans } from '../../policy/plans.ts';
 import type { BillingStatus } from '../../policy/standing.ts';
 import { stripeStore, type SubscriptionState } from './billing-store.ts';
-import { planOfLookupKey } from './stripe-catalog.ts';
+import { planOfPrice } from './stripe-catalog.ts';
 
 export type SyncOutcome = 'applied' | 'unchanged' | 'duplicate' | 'unknown_customer' | 'no_subscription';
 
@@ -81,10 +81,10 @@ export class SubscriptionSync {
 
   private stateOf(subscription: Stripe.Subscription): SubscriptionState | undefined {
     const items = subscription.items.data;
-    const priced = items.map((item) => planOfLookupKey(item.price.lookup_key)).find((found) => found !== undefined);
+    const priced = items.map((item) => planOfPrice(item.price)).find((found) => found !== undefined);
     if (!priced || !this.plans.find(priced.plan)) {
       this.logger.warn(
-        { subscription: subscription.id, lookupKeys: items.map((item) => item.price.lookup_key) },
+        { subscription: subscription.id, prices: items.map((item) => item.price.id) },
         'Stripe subscription without a price of a known plan: not applied',
       );
       return undefined;
