@@ -536,6 +536,19 @@ describe('reconciliation', () => {
     expect(again.repaired).toBe(0);
   });
 
+  it('leaves a plan the platform admin assigned after the subscription ended: an ended one not stored is not applied', async () => {
+    const { t, subscription } = await subscribed('starter');
+    await deliver(standIn.cancel(subscription, { atPeriodEnd: false }));
+    expect(await billingOf(t)).toMatchObject({ status: 'canceled', limits: { records: { '*': 1000 } } });
+    await cordon.admin().patch(`/v1/workspaces/${t.slug}`).send({ plan: 'professional' }).expect(200);
+    await cordon.billing!.jobs.reconcile();
+    expect(await billingOf(t)).toMatchObject({
+      plan: 'professional',
+      status: 'active',
+      limits: { records: { Project: 50 } },
+    });
+  });
+
   it('runs as a job on the queue, with the webhook’s repair', async () => {
     // A database of its own: its workers run every job added to it.
     const queued = await startTestApp({

@@ -58,7 +58,8 @@ export class SubscriptionSync {
     const outcome = await this.database.withWorkspace(workspaceId, async (scope): Promise<SyncOutcome> => {
       if (event && !(await stripeStore.recordEvent(scope, event))) return 'duplicate';
       await stripeStore.lock(scope);
-      const state = await this.current(customer);
+      const stored = (await stripeStore.customer(scope)).subscription;
+      const state = await this.current(customer, stored);
       if (!state) return 'no_subscription';
       if (!(await stripeStore.apply(scope, state, this.graceDays))) return 'unchanged';
       await this.changes.announce(scope, change);
@@ -68,14 +69,20 @@ export class SubscriptionSync {
     return outcome;
   }
 
-  /** The customer's current subscription: the newest live one, else the newest that ended. */
-  private async current(customer: string): Promise<SubscriptionState | undefined> {
+  /**
+   * The customer's current subscription: the newest live one, else the stored one if it ended. An
+   * ended subscription that is not the stored one is never applied: the platform admin may have
+   * assigned a plan since (stored id null), or another subscription took its place.
+   */
+  private async current(customer: string, stored: string | null): Promise<SubscriptionState | undefined> {
     const subscriptions: Stripe.Subscription[] = [];
     for await (const subscription of this.stripe.subscriptions.list({ customer, status: 'all', limit: 100 })) {
       if (started.has(subscription.status)) subscriptions.push(subscription);
     }
-    subscriptions.sort((a, b) => Number(live.has(b.status)) - Number(live.has(a.status)) || b.created - a.created);
-    const subscription = subscriptions[0];
+    const newest = subscriptions
+      .filter((subscription) => live.has(subscription.status))
+      .sort((a, b) => b.created - a.created)[0];
+    const subscription = newest ?? subscriptions.find((ended) => ended.id === stored);
     return subscription && this.stateOf(subscription);
   }
 
