@@ -287,6 +287,7 @@ describe('a plan’s amount changes', () => {
 describe('checkout', () => {
   it('creates the Stripe customer first, once per workspace however many checkouts race, and keeps it', async () => {
     const t = await tenant();
+    // No subscription exists yet, so each racing request gets a Checkout Session of its own (one customer).
     const responses = await Promise.all(
       Array.from({ length: 3 }, () => t.as('post', '/billing/checkout').send(checkoutBody('starter'))),
     );
@@ -365,6 +366,19 @@ describe('checkout', () => {
       other.id,
     ]);
     expect(rows[0].stripe_customer_id).toBeNull();
+  });
+
+  it('refuses a Checkout after one completed in Stripe whose webhooks have not arrived yet (409)', async () => {
+    const t = await tenant();
+    const session = await checkout(t, 'starter');
+    standIn.completeCheckout(session.id);
+    expect(await billingOf(t)).toMatchObject({ plan: 'free', status: 'none' });
+    const sessions = standIn.requests.filter((request) => request.path === '/v1/checkout/sessions').length;
+    const { body } = await t.as('post', '/billing/checkout').send(checkoutBody('professional')).expect(409);
+    expect(body.code).toBe('subscription_exists');
+    expect(standIn.requests.filter((request) => request.path === '/v1/checkout/sessions').length).toBe(sessions);
+    const subscriptions = await stripe.subscriptions.list({ customer: session.customer as string });
+    expect(subscriptions.data).toHaveLength(1);
   });
 
   it('refuses members, viewers, other workspaces and no token on checkout and portal; nothing is created', async () => {
