@@ -505,6 +505,23 @@ describe('webhook', () => {
     expect(await storedEvents(t.id)).toEqual(expect.arrayContaining(events.map((event) => event.id)));
   });
 
+  it('answers 502 billing_provider_error when Stripe cannot be read, stores nothing, and applies the retry', async () => {
+    const t = await tenant();
+    const session = await checkout(t, 'starter');
+    const [, created] = standIn.completeCheckout(session.id);
+    standIn.outage((method, path) => method === 'GET' && path === '/v1/subscriptions');
+    let status: number;
+    try {
+      status = await standIn.send(created!, webhookUrl, { secret: webhookSecret });
+    } finally {
+      standIn.outage(false);
+    }
+    expect(status).toBe(502);
+    expect(await storedEvents(t.id)).toEqual([]);
+    expect(await deliver([created!])).toEqual([200]);
+    expect(await billingOf(t)).toMatchObject({ plan: 'starter', status: 'active' });
+  });
+
   it('acknowledges events of customers it does not know, logs them and stores nothing', async () => {
     const customer = await stripe.customers.create({ email: 'someone@example.com' }, { idempotencyKey: 'x-unknown' });
     const [event] = byType(standIn.events, 'customer.subscription.created').slice(-1);

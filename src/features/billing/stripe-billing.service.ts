@@ -160,7 +160,10 @@ export class StripeBilling {
       this.logger.warn({ event: event.id, type: event.type }, 'Stripe event without a customer: ignored');
       return { received: true };
     }
-    const outcome = await this.sync.apply(customer, { id: event.id, type: event.type });
+    // Stripe failing to answer the re-read is a 502: Stripe retries any non-2xx delivery.
+    const outcome = await this.sync.apply(customer, { id: event.id, type: event.type }).catch((error: unknown) => {
+      throw stripeFailure(error);
+    });
     this.logger.info({ event: event.id, type: event.type, outcome }, 'Stripe event');
     return { received: true };
   }
