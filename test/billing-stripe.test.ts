@@ -270,7 +270,11 @@ describe('a plan’s amount changes', () => {
         cancelAtPeriodEnd: true,
       });
       await send(fresh.advancePeriod(canceling.subscription));
-      expect(await billingOf(canceling.t)).toMatchObject({ status: 'canceled', limits: { records: { '*': 1000 } } });
+      expect(await billingOf(canceling.t)).toMatchObject({
+        plan: 'free',
+        status: 'canceled',
+        limits: { records: { '*': 1000 } },
+      });
 
       await send(fresh.setSubscriptionStatus(lapsing.subscription, 'past_due'));
       const lapsed = await billingOf(lapsing.t);
@@ -661,10 +665,10 @@ describe('subscription states', () => {
       await deliver(standIn.cancel(subscription, { atPeriodEnd: true }));
       await deliver(standIn.advancePeriod(subscription));
       const billing = await billingOf(t);
-      expect(billing).toMatchObject({ status: 'canceled', limits: { records: { '*': 1000 } } });
+      expect(billing).toMatchObject({ plan: 'free', status: 'canceled', limits: { records: { '*': 1000 } } });
       expect(Date.parse(billing.currentPeriodEnd)).toBeLessThan(Date.now());
       expect((await cordon.admin().get(`/v1/workspaces/${t.slug}`).expect(200)).body).toMatchObject({
-        plan: 'starter',
+        plan: 'free',
         billingStatus: 'canceled',
       });
     } finally {
@@ -869,7 +873,7 @@ describe('operator metrics', () => {
       [yearly.t.id]: ['professional', 'active', 8250],
       [trialing.t.id]: ['starter', 'trialing', 0],
       [pastDue.t.id]: ['professional', 'past_due', 9900],
-      [canceled.t.id]: ['starter', 'canceled', 0],
+      [canceled.t.id]: ['free', 'canceled', 0],
       [free.id]: ['free', 'none', 0],
       [assigned.id]: ['enterprise', 'active', 0],
     });

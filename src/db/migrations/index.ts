@@ -13,6 +13,7 @@ import { Migration20261130030000Billing } from './Migration20261130030000Billing
 import { Migration20261130040000RecordCounts } from './Migration20261130040000RecordCounts.ts';
 import { Migration20261201000000StripeBilling } from './Migration20261201000000StripeBilling.ts';
 import { Migration20261201010000WorkspaceScopedIds } from './Migration20261201010000WorkspaceScopedIds.ts';
+import { Migration20261201020000EffectivePlanInList } from './Migration20261201020000EffectivePlanInList.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -31,4 +32,5 @@ export const migrations = [
   Migration20261130040000RecordCounts,
   Migration20261201000000StripeBilling,
   Migration20261201010000WorkspaceScopedIds,
+  Migration20261201020000EffectivePlanInList,
 ];
