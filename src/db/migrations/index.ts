@@ -14,6 +14,7 @@ import { Migration20261130040000RecordCounts } from './Migration20261130040000Re
 import { Migration20261201000000StripeBilling } from './Migration20261201000000StripeBilling.ts';
 import { Migration20261201010000WorkspaceScopedIds } from './Migration20261201010000WorkspaceScopedIds.ts';
 import { Migration20261201020000EffectivePlanInList } from './Migration20261201020000EffectivePlanInList.ts';
+import { Migration20261201030000OperatorTotals } from './Migration20261201030000OperatorTotals.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -33,4 +34,5 @@ export const migrations = [
   Migration20261201000000StripeBilling,
   Migration20261201010000WorkspaceScopedIds,
   Migration20261201020000EffectivePlanInList,
+  Migration20261201030000OperatorTotals,
 ];
