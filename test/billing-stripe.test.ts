@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Server } from 'node:http';
@@ -13,9 +14,10 @@ import { Plans } from '../src/policy/plans.ts';
 import { every } from '../src/background.ts';
 import { meterIdentifier } from '../src/features/billing/billing-jobs.ts';
 import { StripeCatalog } from '../src/features/billing/stripe-catalog.ts';
-import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { createScratchDatabase, ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
+import { startService } from './support/process.ts';
 import { StripeStandIn, type StripeEvent } from './support/stripe-stand-in.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
 
@@ -735,6 +737,61 @@ describe('usage reporting', () => {
         { workspace_id: one.t.id, period: lastMonth, reported: true },
       ]),
     );
+  });
+});
+
+describe('start while Stripe is unreachable', () => {
+  it('starts all the same, ready, with a warning that names no secret', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'cordon-stripe-down-'));
+    await chmod(dataDir, 0o755);
+    const scratch = await createScratchDatabase();
+    const secretKey = `sk_test_${randomBytes(16).toString('hex')}`;
+    const service = await startService(
+      {
+        NODE_ENV: 'test',
+        PORT: '0',
+        DATA_DIR: dataDir,
+        DATABASE_URL: scratch.url,
+        ADMIN_API_KEY: randomBytes(32).toString('hex'),
+        LOG_LEVEL: 'info',
+        ...stripeEnv(`http://127.0.0.1:${port}`, secretKey),
+      },
+      { timeoutMs: 90_000 },
+    ).catch(async (error: unknown) => {
+      await scratch.drop();
+      throw error;
+    });
+    try {
+      expect((await fetch(`http://127.0.0.1:${service.port}/readyz`)).status).toBe(200);
+      expect(service.output()).toContain('Stripe catalog not synced at start');
+      expect(service.output()).not.toContain(secretKey);
+      expect(service.output()).not.toContain(webhookSecret);
+    } finally {
+      expect(await service.stop()).toBe(0);
+      await scratch.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('makes the catalog and meter the start could not make before the meter job reports usage', async () => {
+    const fresh = await StripeStandIn.start();
+    const app = await startTestApp({ env: stripeEnv(fresh.url, fresh.secretKey) });
+    try {
+      await app.billing!.jobs.reportUsage();
+      const meters = (await fresh.client().billing.meters.list({ status: 'active' })).data;
+      expect(meters.map((meter) => meter.event_name)).toEqual(['cordon_api_calls']);
+      // Synced once: the next run asks Stripe nothing about the catalog.
+      const before = fresh.requests.length;
+      await app.billing!.jobs.reportUsage();
+      expect(fresh.requests.length).toBe(before);
+    } finally {
+      await app.close();
+      await fresh.close();
+    }
   });
 });
 

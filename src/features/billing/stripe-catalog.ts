@@ -63,6 +63,8 @@ export class StripeCatalog {
   private readonly meterEventName: string;
   /** lookup_key → price id, as synced or looked up. */
   private readonly prices = new Map<string, string>();
+  /** Whether a sync has completed: the start's may have failed (Stripe down), and is then made up later. */
+  private synced = false;
 
   constructor(stripe: Stripe, plans: Plans, options: { logger: Logger; meterEventName: string }) {
     this.stripe = stripe;
@@ -93,6 +95,12 @@ export class StripeCatalog {
       this.logger.info({ lookupKey: entry.key, price: created.id }, 'Stripe price created');
     }
     await this.meter();
+    this.synced = true;
+  }
+
+  /** The sync the start could not do, before anything that needs the catalog (the meter's events). */
+  async syncIfNeeded(): Promise<void> {
+    if (!this.synced) await this.sync();
   }
 
   /** The Billing Meter API calls are reported to (sum of `value` per customer), made when missing. */
