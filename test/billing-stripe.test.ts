@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { parseCrontab } from 'graphile-worker';
 import type pg from 'pg';
 import { pino } from 'pino';
 import type Stripe from 'stripe';
@@ -39,6 +40,8 @@ let owner: pg.Client;
 let issuer: TestIssuer;
 /** The stand-in's clock runs this far from the real one (a test that needs a period already over). */
 let clockOffset = 0;
+/** While set, the stand-in's clock stands still here (events of one second). */
+let frozenAt: number | undefined;
 const webhookSecret = `whsec_${randomBytes(24).toString('base64url')}`;
 
 const stripeEnv = (standInUrl: string, secretKey: string) => ({
@@ -49,7 +52,7 @@ const stripeEnv = (standInUrl: string, secretKey: string) => ({
 });
 
 beforeAll(async () => {
-  standIn = await StripeStandIn.start({ clock: () => Date.now() + clockOffset });
+  standIn = await StripeStandIn.start({ clock: () => frozenAt ?? Date.now() + clockOffset });
   stripe = standIn.client();
   cordon = await startTestApp({ env: stripeEnv(standIn.url, standIn.secretKey), listen: true });
   server = cordon.app.listen(0, '127.0.0.1');
@@ -497,6 +500,25 @@ describe('webhook', () => {
     expect(await billingOf(t)).toMatchObject({ plan: 'professional', status: 'active' });
   });
 
+  it('ends in Stripe’s state when two updates of the same second with different states arrive in reverse order', async () => {
+    const { t, subscription } = await subscribed('starter');
+    let lapsed: StripeEvent | undefined;
+    let paid: StripeEvent | undefined;
+    frozenAt = Date.now();
+    try {
+      [lapsed] = byType(standIn.setSubscriptionStatus(subscription, 'past_due'), 'customer.subscription.updated');
+      [paid] = byType(standIn.setSubscriptionStatus(subscription, 'active'), 'customer.subscription.updated');
+    } finally {
+      frozenAt = undefined;
+    }
+    expect(lapsed!.created).toBe(paid!.created);
+    expect([lapsed!.data.object, paid!.data.object]).toMatchObject([{ status: 'past_due' }, { status: 'active' }]);
+    // The older state arrives last: applying payloads would end past_due; the re-read ends where Stripe is.
+    expect(await deliver([paid!, lapsed!])).toEqual([200, 200]);
+    expect(await billingOf(t)).toMatchObject({ plan: 'starter', status: 'active', graceEndsAt: null });
+    expect(await storedEvents(t.id)).toEqual(expect.arrayContaining([lapsed!.id, paid!.id]));
+  });
+
   it('ends in Stripe’s state when two events of the same second arrive at once', async () => {
     const { t, subscription } = await subscribed('starter');
     const events = standIn.setSubscriptionStatus(subscription, 'past_due');
@@ -605,11 +627,36 @@ describe('reconciliation', () => {
     }
   });
 
-  it('is scheduled on the queue every BILLING_RECONCILE_MINUTES', () => {
+  it('is scheduled on the queue every BILLING_RECONCILE_MINUTES, and the queue registers it', async () => {
     expect(every(15)).toBe('*/15 * * * *');
     expect(every(1)).toBe('* * * * *');
     expect(every(120)).toBe('0 */2 * * *');
     expect(every(1_440)).toBe('0 0 * * *');
+    const queued = await startTestApp({
+      env: { ...stripeEnv(standIn.url, standIn.secretKey), BILLING_RECONCILE_MINUTES: '5' },
+      ownDatabase: true,
+      background: true,
+    });
+    const queuedOwner = await ownerClient(queued.ownerUrl);
+    try {
+      const items = parseCrontab(queued.background.crontab);
+      const reconcile = items.find((item) => item.identifier === 'billing_reconcile')!;
+      expect(reconcile.task).toBe('cordon_billing_reconcile');
+      const at = (min: number) => ({ min, hour: 3, date: 1, month: 1, dow: 1 });
+      expect([0, 5, 10, 55].map((min) => reconcile.match(at(min)))).toEqual([true, true, true, true]);
+      expect([1, 7, 59].map((min) => reconcile.match(at(min)))).toEqual([false, false, false]);
+      expect(items.find((item) => item.identifier === 'billing_meter')?.task).toBe('cordon_billing_meter');
+      // The running worker knows both schedules (graphile-worker records each one it registered).
+      const { rows } = await queuedOwner.query(
+        'select identifier from graphile_worker._private_known_crontabs order by identifier',
+      );
+      expect(rows.map((row: { identifier: string }) => row.identifier)).toEqual(
+        expect.arrayContaining(['billing_meter', 'billing_reconcile']),
+      );
+    } finally {
+      await queuedOwner.end();
+      await queued.close();
+    }
   });
 });
 
