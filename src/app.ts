@@ -297,7 +297,7 @@ export function createApp(dependencies: AppDependencies): {
     });
     billing = {
       catalog,
-      jobs: new BillingJobs(client, { database, sync, logger, meterEventName: settings.meterEventName }),
+      jobs: new BillingJobs(client, { database, sync, catalog, logger, meterEventName: settings.meterEventName }),
       service: new StripeBilling(client, {
         database,
         plans,

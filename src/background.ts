@@ -39,6 +39,8 @@ export interface BackgroundDependencies {
  */
 export class Background {
   readonly queue: JobQueue;
+  /** The recurring jobs registered with the queue (graphile-worker's crontab syntax). */
+  readonly crontab: string;
   /** Hands committed events to the trigger matcher. */
   readonly triggers: EventDispatcher;
   private readonly dependencies: BackgroundDependencies;
@@ -55,9 +57,10 @@ export class Background {
         '7 * * * * cordon_billing_meter ?max=3&id=billing_meter',
       );
     }
+    this.crontab = crontab.join('\n');
     this.queue = new JobQueue(database, logger, {
       concurrency: config.events.workerConcurrency,
-      crontab: crontab.join('\n'),
+      crontab: this.crontab,
     });
     if (billing) {
       this.queue.task('cordon_billing_reconcile', async () => void (await billing.reconcile()));

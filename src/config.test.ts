@@ -99,10 +99,42 @@ describe('Stripe settings', () => {
     [{ STRIPE_SECRET_KEY: 'sk_test_abc' }, 'STRIPE_WEBHOOK_SECRET'],
     [{ STRIPE_WEBHOOK_SECRET: 'secret' }, 'STRIPE_WEBHOOK_SECRET'],
     [{ STRIPE_API_URL: 'ftp://stripe.example' }, 'STRIPE_API_URL'],
+    [{ STRIPE_API_URL: 'https://user:pass@stripe.example' }, 'STRIPE_API_URL'],
+    [{ STRIPE_API_URL: 'https://stripe.example/v1' }, 'STRIPE_API_URL'],
+    [{ STRIPE_API_URL: 'https://stripe.example/?key=1' }, 'STRIPE_API_URL'],
+    [{ STRIPE_API_URL: 'https://stripe.example#top' }, 'STRIPE_API_URL'],
     [{ BILLING_RECONCILE_MINUTES: '7' }, 'BILLING_RECONCILE_MINUTES'],
     [{ BILLING_RECONCILE_MINUTES: '90' }, 'BILLING_RECONCILE_MINUTES'],
     [{ BILLING_RECONCILE_MINUTES: '0' }, 'BILLING_RECONCILE_MINUTES'],
   ])('names the bad variable in %j', (env, name) => {
     expect(() => parseConfig(env)).toThrow(new RegExp(`^Invalid configuration: ${name} `));
+  });
+
+  it('wants an https STRIPE_API_URL in production unless OUTBOUND_ALLOW_PRIVATE is set', () => {
+    const production = {
+      NODE_ENV: 'production',
+      ADMIN_API_KEY: 'k'.repeat(32),
+      DATABASE_URL: 'postgres://cordon@db.example/cordon',
+      DECISION_SIGNING_KEY: '-----BEGIN PRIVATE KEY-----\nunused by this test\n-----END PRIVATE KEY-----',
+      INVITATION_ACCEPT_URL: 'https://app.example.com/join/{token}',
+      STRIPE_SECRET_KEY: 'sk_live_abc',
+      STRIPE_WEBHOOK_SECRET: 'whsec_abc',
+    };
+    expect(() => parseConfig({ ...production, STRIPE_API_URL: 'http://stripe-proxy.internal:8080' })).toThrow(
+      /STRIPE_API_URL must be https:\/\/ in production/,
+    );
+    const allowed = {
+      ...production,
+      STRIPE_API_URL: 'http://stripe-proxy.internal:8080',
+      OUTBOUND_ALLOW_PRIVATE: 'true',
+    };
+    expect(parseConfig(allowed).billing.stripe?.api).toEqual({
+      host: 'stripe-proxy.internal',
+      port: 8080,
+      protocol: 'http',
+    });
+    expect(parseConfig({ ...production, STRIPE_API_URL: 'https://stripe-proxy.example/' }).billing.stripe?.api).toEqual(
+      { host: 'stripe-proxy.example', port: 443, protocol: 'https' },
+    );
   });
 });

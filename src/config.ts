@@ -93,6 +93,17 @@ const environment = z
         message: 'is required with STRIPE_SECRET_KEY',
       });
     }
+    if (env.STRIPE_API_URL) {
+      // The client takes only host, port and protocol: anything else would be silently dropped.
+      const url = new URL(env.STRIPE_API_URL);
+      const issue = (message: string) => context.addIssue({ code: 'custom', path: ['STRIPE_API_URL'], message });
+      if (url.username || url.password) issue('must not carry credentials (the secret key is STRIPE_SECRET_KEY)');
+      if (url.pathname !== '/' || url.search || url.hash) issue('must be an origin only (no path, query or fragment)');
+      // The secret key travels with every request: in production only over TLS, unless private endpoints are allowed.
+      if (env.NODE_ENV === 'production' && url.protocol !== 'https:' && !env.OUTBOUND_ALLOW_PRIVATE) {
+        issue('must be https:// in production (unless OUTBOUND_ALLOW_PRIVATE is set)');
+      }
+    }
     if (env.NODE_ENV !== 'production') return;
     // Invitation emails must not point at localhost: production names the accept page.
     for (const name of ['ADMIN_API_KEY', 'DATABASE_URL', 'DECISION_SIGNING_KEY', 'INVITATION_ACCEPT_URL'] as const) {

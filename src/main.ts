@@ -105,7 +105,13 @@ async function start(): Promise<void> {
   });
   const { app, events } = created;
   // Products, prices and the meter exist in Stripe before the first Checkout (idempotent; safe when instances race).
-  await created.billing?.catalog.sync();
+  // Stripe being unreachable does not stop the start: Checkout and the meter job sync when they need it.
+  await created.billing?.catalog.sync().catch((error: unknown) => {
+    logger.warn(
+      { reason: error instanceof Error ? error.message : String(error) },
+      'Stripe catalog not synced at start: it will be synced when first needed',
+    );
+  });
   usage = created.usage;
   drain = created.drain;
   functions = created.functions;

@@ -1,18 +1,24 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { parseCrontab } from 'graphile-worker';
 import type pg from 'pg';
+import { pino } from 'pino';
 import type Stripe from 'stripe';
 import { monthOf } from '../src/policy/usage-meter.ts';
+import { Plans } from '../src/policy/plans.ts';
 import { every } from '../src/background.ts';
 import { meterIdentifier } from '../src/features/billing/billing-jobs.ts';
-import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { StripeCatalog } from '../src/features/billing/stripe-catalog.ts';
+import { createScratchDatabase, ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
+import { startService } from './support/process.ts';
 import { StripeStandIn, type StripeEvent } from './support/stripe-stand-in.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
 
@@ -34,6 +40,8 @@ let owner: pg.Client;
 let issuer: TestIssuer;
 /** The stand-in's clock runs this far from the real one (a test that needs a period already over). */
 let clockOffset = 0;
+/** While set, the stand-in's clock stands still here (events of one second). */
+let frozenAt: number | undefined;
 const webhookSecret = `whsec_${randomBytes(24).toString('base64url')}`;
 
 const stripeEnv = (standInUrl: string, secretKey: string) => ({
@@ -44,7 +52,7 @@ const stripeEnv = (standInUrl: string, secretKey: string) => ({
 });
 
 beforeAll(async () => {
-  standIn = await StripeStandIn.start({ clock: () => Date.now() + clockOffset });
+  standIn = await StripeStandIn.start({ clock: () => frozenAt ?? Date.now() + clockOffset });
   stripe = standIn.client();
   cordon = await startTestApp({ env: stripeEnv(standIn.url, standIn.secretKey), listen: true });
   server = cordon.app.listen(0, '127.0.0.1');
@@ -219,9 +227,76 @@ describe('catalog', () => {
   });
 });
 
+/** The fixture plans with one monthly amount changed, in a file of their own. */
+async function plansWith(dir: string, planId: string, month: number): Promise<string> {
+  const changed = path.join(dir, 'plans.json');
+  const file = JSON.parse(await readFile(plansFile, 'utf8')) as { plans: { id: string; prices: { month: number } }[] };
+  file.plans.find((plan) => plan.id === planId)!.prices.month = month;
+  await writeFile(changed, JSON.stringify(file));
+  return changed;
+}
+
+describe('a plan’s amount changes', () => {
+  it('still maps the old price’s subscribers to their plan: cancelation ends on free, past_due gets its grace', async () => {
+    // A stand-in of its own (the lookup_key moves), running 40 days behind: a period ends in the past.
+    const fresh = await StripeStandIn.start({ clock: () => Date.now() - 40 * day });
+    const app = await startTestApp({ env: stripeEnv(fresh.url, fresh.secretKey), listen: true });
+    const dir = await mkdtemp(path.join(tmpdir(), 'cordon-plans-'));
+    try {
+      await app.billing!.catalog.sync();
+      const url = await urlOf(app);
+      const send = async (events: StripeEvent[]) => {
+        for (const event of events) expect(await fresh.send(event, url, { secret: webhookSecret })).toBe(200);
+      };
+      const subscribe = async () => {
+        const t = await tenant(app);
+        const { body } = await t.as('post', '/billing/checkout').send(checkoutBody('starter')).expect(200);
+        const sessionId = (body.url as string).split('/').pop()!;
+        await send(byType(fresh.completeCheckout(sessionId), 'customer.subscription.created'));
+        return { t, subscription: fresh.find('checkout.session', sessionId)!.subscription as string };
+      };
+      const canceling = await subscribe();
+      const lapsing = await subscribe();
+      expect(await billingOf(canceling.t)).toMatchObject({ plan: 'starter', status: 'active' });
+
+      // Starter's monthly amount changes: the next start's catalog sync gives its lookup_key to a new price.
+      const changed = Plans.load(await plansWith(dir, 'starter', 3900));
+      await new StripeCatalog(fresh.client(), changed, {
+        logger: pino({ level: 'silent' }),
+        meterEventName: 'cordon_api_calls',
+      }).sync();
+      const [item] = fresh.find('subscription', canceling.subscription)!.items.data;
+      expect(item!.price).toMatchObject({ lookup_key: null, unit_amount: 2900 });
+
+      await send(fresh.cancel(canceling.subscription, { atPeriodEnd: true }));
+      expect(await billingOf(canceling.t)).toMatchObject({
+        plan: 'starter',
+        status: 'active',
+        cancelAtPeriodEnd: true,
+      });
+      await send(fresh.advancePeriod(canceling.subscription));
+      expect(await billingOf(canceling.t)).toMatchObject({
+        plan: 'free',
+        status: 'canceled',
+        limits: { records: { '*': 1000 } },
+      });
+
+      await send(fresh.setSubscriptionStatus(lapsing.subscription, 'past_due'));
+      const lapsed = await billingOf(lapsing.t);
+      expect(lapsed).toMatchObject({ plan: 'starter', status: 'past_due' });
+      expect(Date.parse(lapsed.graceEndsAt)).toBeGreaterThan(Date.now() + 6 * day);
+    } finally {
+      await app.close();
+      await fresh.close();
+      await rm(dir, { recursive: true });
+    }
+  });
+});
+
 describe('checkout', () => {
   it('creates the Stripe customer first, once per workspace however many checkouts race, and keeps it', async () => {
     const t = await tenant();
+    // No subscription exists yet, so each racing request gets a Checkout Session of its own (one customer).
     const responses = await Promise.all(
       Array.from({ length: 3 }, () => t.as('post', '/billing/checkout').send(checkoutBody('starter'))),
     );
@@ -300,6 +375,19 @@ describe('checkout', () => {
       other.id,
     ]);
     expect(rows[0].stripe_customer_id).toBeNull();
+  });
+
+  it('refuses a Checkout after one completed in Stripe whose webhooks have not arrived yet (409)', async () => {
+    const t = await tenant();
+    const session = await checkout(t, 'starter');
+    standIn.completeCheckout(session.id);
+    expect(await billingOf(t)).toMatchObject({ plan: 'free', status: 'none' });
+    const sessions = standIn.requests.filter((request) => request.path === '/v1/checkout/sessions').length;
+    const { body } = await t.as('post', '/billing/checkout').send(checkoutBody('professional')).expect(409);
+    expect(body.code).toBe('subscription_exists');
+    expect(standIn.requests.filter((request) => request.path === '/v1/checkout/sessions').length).toBe(sessions);
+    const subscriptions = await stripe.subscriptions.list({ customer: session.customer as string });
+    expect(subscriptions.data).toHaveLength(1);
   });
 
   it('refuses members, viewers, other workspaces and no token on checkout and portal; nothing is created', async () => {
@@ -412,6 +500,25 @@ describe('webhook', () => {
     expect(await billingOf(t)).toMatchObject({ plan: 'professional', status: 'active' });
   });
 
+  it('ends in Stripe’s state when two updates of the same second with different states arrive in reverse order', async () => {
+    const { t, subscription } = await subscribed('starter');
+    let lapsed: StripeEvent | undefined;
+    let paid: StripeEvent | undefined;
+    frozenAt = Date.now();
+    try {
+      [lapsed] = byType(standIn.setSubscriptionStatus(subscription, 'past_due'), 'customer.subscription.updated');
+      [paid] = byType(standIn.setSubscriptionStatus(subscription, 'active'), 'customer.subscription.updated');
+    } finally {
+      frozenAt = undefined;
+    }
+    expect(lapsed!.created).toBe(paid!.created);
+    expect([lapsed!.data.object, paid!.data.object]).toMatchObject([{ status: 'past_due' }, { status: 'active' }]);
+    // The older state arrives last: applying payloads would end past_due; the re-read ends where Stripe is.
+    expect(await deliver([paid!, lapsed!])).toEqual([200, 200]);
+    expect(await billingOf(t)).toMatchObject({ plan: 'starter', status: 'active', graceEndsAt: null });
+    expect(await storedEvents(t.id)).toEqual(expect.arrayContaining([lapsed!.id, paid!.id]));
+  });
+
   it('ends in Stripe’s state when two events of the same second arrive at once', async () => {
     const { t, subscription } = await subscribed('starter');
     const events = standIn.setSubscriptionStatus(subscription, 'past_due');
@@ -424,6 +531,23 @@ describe('webhook', () => {
     expect(billing).toMatchObject({ plan: 'starter', status: 'past_due' });
     expect(Date.parse(billing.graceEndsAt)).toBeGreaterThan(Date.now() + 6 * day);
     expect(await storedEvents(t.id)).toEqual(expect.arrayContaining(events.map((event) => event.id)));
+  });
+
+  it('answers 502 billing_provider_error when Stripe cannot be read, stores nothing, and applies the retry', async () => {
+    const t = await tenant();
+    const session = await checkout(t, 'starter');
+    const [, created] = standIn.completeCheckout(session.id);
+    standIn.outage((method, path) => method === 'GET' && path === '/v1/subscriptions');
+    let status: number;
+    try {
+      status = await standIn.send(created!, webhookUrl, { secret: webhookSecret });
+    } finally {
+      standIn.outage(false);
+    }
+    expect(status).toBe(502);
+    expect(await storedEvents(t.id)).toEqual([]);
+    expect(await deliver([created!])).toEqual([200]);
+    expect(await billingOf(t)).toMatchObject({ plan: 'starter', status: 'active' });
   });
 
   it('acknowledges events of customers it does not know, logs them and stores nothing', async () => {
@@ -471,6 +595,19 @@ describe('reconciliation', () => {
     expect(again.repaired).toBe(0);
   });
 
+  it('leaves a plan the platform admin assigned after the subscription ended: an ended one not stored is not applied', async () => {
+    const { t, subscription } = await subscribed('starter');
+    await deliver(standIn.cancel(subscription, { atPeriodEnd: false }));
+    expect(await billingOf(t)).toMatchObject({ status: 'canceled', limits: { records: { '*': 1000 } } });
+    await cordon.admin().patch(`/v1/workspaces/${t.slug}`).send({ plan: 'professional' }).expect(200);
+    await cordon.billing!.jobs.reconcile();
+    expect(await billingOf(t)).toMatchObject({
+      plan: 'professional',
+      status: 'active',
+      limits: { records: { Project: 50 } },
+    });
+  });
+
   it('runs as a job on the queue, with the webhook’s repair', async () => {
     // A database of its own: its workers run every job added to it.
     const queued = await startTestApp({
@@ -490,11 +627,36 @@ describe('reconciliation', () => {
     }
   });
 
-  it('is scheduled on the queue every BILLING_RECONCILE_MINUTES', () => {
+  it('is scheduled on the queue every BILLING_RECONCILE_MINUTES, and the queue registers it', async () => {
     expect(every(15)).toBe('*/15 * * * *');
     expect(every(1)).toBe('* * * * *');
     expect(every(120)).toBe('0 */2 * * *');
     expect(every(1_440)).toBe('0 0 * * *');
+    const queued = await startTestApp({
+      env: { ...stripeEnv(standIn.url, standIn.secretKey), BILLING_RECONCILE_MINUTES: '5' },
+      ownDatabase: true,
+      background: true,
+    });
+    const queuedOwner = await ownerClient(queued.ownerUrl);
+    try {
+      const items = parseCrontab(queued.background.crontab);
+      const reconcile = items.find((item) => item.identifier === 'billing_reconcile')!;
+      expect(reconcile.task).toBe('cordon_billing_reconcile');
+      const at = (min: number) => ({ min, hour: 3, date: 1, month: 1, dow: 1 });
+      expect([0, 5, 10, 55].map((min) => reconcile.match(at(min)))).toEqual([true, true, true, true]);
+      expect([1, 7, 59].map((min) => reconcile.match(at(min)))).toEqual([false, false, false]);
+      expect(items.find((item) => item.identifier === 'billing_meter')?.task).toBe('cordon_billing_meter');
+      // The running worker knows both schedules (graphile-worker records each one it registered).
+      const { rows } = await queuedOwner.query(
+        'select identifier from graphile_worker._private_known_crontabs order by identifier',
+      );
+      expect(rows.map((row: { identifier: string }) => row.identifier)).toEqual(
+        expect.arrayContaining(['billing_meter', 'billing_reconcile']),
+      );
+    } finally {
+      await queuedOwner.end();
+      await queued.close();
+    }
   });
 });
 
@@ -552,10 +714,10 @@ describe('subscription states', () => {
       await deliver(standIn.cancel(subscription, { atPeriodEnd: true }));
       await deliver(standIn.advancePeriod(subscription));
       const billing = await billingOf(t);
-      expect(billing).toMatchObject({ status: 'canceled', limits: { records: { '*': 1000 } } });
+      expect(billing).toMatchObject({ plan: 'free', status: 'canceled', limits: { records: { '*': 1000 } } });
       expect(Date.parse(billing.currentPeriodEnd)).toBeLessThan(Date.now());
       expect((await cordon.admin().get(`/v1/workspaces/${t.slug}`).expect(200)).body).toMatchObject({
-        plan: 'starter',
+        plan: 'free',
         billingStatus: 'canceled',
       });
     } finally {
@@ -622,6 +784,61 @@ describe('usage reporting', () => {
         { workspace_id: one.t.id, period: lastMonth, reported: true },
       ]),
     );
+  });
+});
+
+describe('start while Stripe is unreachable', () => {
+  it('starts all the same, ready, with a warning that names no secret', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'cordon-stripe-down-'));
+    await chmod(dataDir, 0o755);
+    const scratch = await createScratchDatabase();
+    const secretKey = `sk_test_${randomBytes(16).toString('hex')}`;
+    const service = await startService(
+      {
+        NODE_ENV: 'test',
+        PORT: '0',
+        DATA_DIR: dataDir,
+        DATABASE_URL: scratch.url,
+        ADMIN_API_KEY: randomBytes(32).toString('hex'),
+        LOG_LEVEL: 'info',
+        ...stripeEnv(`http://127.0.0.1:${port}`, secretKey),
+      },
+      { timeoutMs: 90_000 },
+    ).catch(async (error: unknown) => {
+      await scratch.drop();
+      throw error;
+    });
+    try {
+      expect((await fetch(`http://127.0.0.1:${service.port}/readyz`)).status).toBe(200);
+      expect(service.output()).toContain('Stripe catalog not synced at start');
+      expect(service.output()).not.toContain(secretKey);
+      expect(service.output()).not.toContain(webhookSecret);
+    } finally {
+      expect(await service.stop()).toBe(0);
+      await scratch.drop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('makes the catalog and meter the start could not make before the meter job reports usage', async () => {
+    const fresh = await StripeStandIn.start();
+    const app = await startTestApp({ env: stripeEnv(fresh.url, fresh.secretKey) });
+    try {
+      await app.billing!.jobs.reportUsage();
+      const meters = (await fresh.client().billing.meters.list({ status: 'active' })).data;
+      expect(meters.map((meter) => meter.event_name)).toEqual(['cordon_api_calls']);
+      // Synced once: the next run asks Stripe nothing about the catalog.
+      const before = fresh.requests.length;
+      await app.billing!.jobs.reportUsage();
+      expect(fresh.requests.length).toBe(before);
+    } finally {
+      await app.close();
+      await fresh.close();
+    }
   });
 });
 
@@ -760,7 +977,7 @@ describe('operator metrics', () => {
       [yearly.t.id]: ['professional', 'active', 8250],
       [trialing.t.id]: ['starter', 'trialing', 0],
       [pastDue.t.id]: ['professional', 'past_due', 9900],
-      [canceled.t.id]: ['starter', 'canceled', 0],
+      [canceled.t.id]: ['free', 'canceled', 0],
       [free.id]: ['free', 'none', 0],
       [assigned.id]: ['enterprise', 'active', 0],
     });

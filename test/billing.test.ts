@@ -480,7 +480,10 @@ describe('read-only statuses', () => {
     const tenant = await tenantOn('enterprise');
     await setBilling(tenant, `status = 'canceled'`, []);
     const billing = (await tenant.as('get', '/billing').expect(200)).body;
-    expect(billing).toMatchObject({ plan: 'enterprise', status: 'canceled', limits: { members: 3 } });
+    // The plan reported is the one whose limits apply; the list says the same.
+    expect(billing).toMatchObject({ plan: 'free', status: 'canceled', limits: { members: 3 } });
+    const listed = (await cordon.admin().get(`/v1/workspaces/${tenant.slug}`).expect(200)).body;
+    expect(listed).toMatchObject({ plan: 'free', billingStatus: 'canceled' });
   });
 });
 

@@ -106,6 +106,7 @@ describe('products and prices', () => {
 
   it('refuses a lookup_key another price holds, unless transfer_lookup_key moves it', async () => {
     const plan = await createPlan('pro', 9900);
+    const { subscription } = await subscribe(plan.month);
     const again = {
       product: plan.product.id,
       currency: 'usd',
@@ -126,6 +127,14 @@ describe('products and prices', () => {
     const found = await stripe.prices.list({ lookup_keys: [plan.month.lookup_key!] });
     expect(found.data.map((price) => price.id)).toEqual([moved.id]);
     expect((await stripe.prices.retrieve(plan.month.id)).lookup_key).toBeNull();
+    // The old price keeps its metadata and product; its subscribers' items show it without the key.
+    const [item] = (await stripe.subscriptions.retrieve(subscription.id)).items.data;
+    expect(item!.price).toMatchObject({
+      id: plan.month.id,
+      lookup_key: null,
+      metadata: { plan: 'pro' },
+      product: plan.product.id,
+    });
   });
 
   it('refuses a product id that is taken', async () => {

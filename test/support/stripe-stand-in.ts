@@ -121,6 +121,14 @@ export class StripeStandIn {
     else this.state.declinedCustomers.delete(customerId);
   }
 
+  /**
+   * Until called again without one, requests `matches` picks (all, by default) are answered
+   * `500 api_error` before anything runs, as in an outage of Stripe's.
+   */
+  outage(matches: ((method: string, path: string) => boolean) | false = () => true): void {
+    this.api.outage = matches || undefined;
+  }
+
   /** The customer cancels in the portal: now, or at the end of the period. */
   cancel(subscriptionId: string, options: { atPeriodEnd: boolean }): StripeEvent[] {
     return cancel(this.state, subscriptionId, options.atPeriodEnd);

@@ -575,6 +575,7 @@ export interface paths {
                   currency: string;
                 };
                 name: string;
+                /** @description The plan whose limits apply now: free once a canceled subscription’s period is over */
                 plan: string;
                 recordCount: number;
                 slug: string;
@@ -644,6 +645,7 @@ export interface paths {
                 currency: string;
               };
               name: string;
+              /** @description The plan whose limits apply now: free once a canceled subscription’s period is over */
               plan: string;
               recordCount: number;
               slug: string;
@@ -714,6 +716,7 @@ export interface paths {
                 currency: string;
               };
               name: string;
+              /** @description The plan whose limits apply now: free once a canceled subscription’s period is over */
               plan: string;
               recordCount: number;
               slug: string;
@@ -815,6 +818,7 @@ export interface paths {
                 currency: string;
               };
               name: string;
+              /** @description The plan whose limits apply now: free once a canceled subscription’s period is over */
               plan: string;
               recordCount: number;
               slug: string;
@@ -877,6 +881,7 @@ export interface paths {
                   [key: string]: number | null;
                 };
               };
+              /** @description The plan whose limits apply now: free once a canceled subscription’s period is over */
               plan: string;
               /** @enum {string} */
               status: 'none' | 'trialing' | 'active' | 'past_due' | 'unpaid' | 'canceled';

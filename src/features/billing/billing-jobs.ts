@@ -3,6 +3,7 @@ import Stripe from 'stripe';
 import type { Database } from '../../db/database.ts';
 import { monthOf } from '../../policy/usage-meter.ts';
 import { stripeStore } from './billing-store.ts';
+import type { StripeCatalog } from './stripe-catalog.ts';
 import type { SubscriptionSync } from './subscription-sync.ts';
 
 const hourMillis = 3_600_000;
@@ -25,14 +26,22 @@ export class BillingJobs {
   private readonly sync: SubscriptionSync;
   private readonly logger: Logger;
   private readonly meterEventName: string;
+  private readonly catalog: Pick<StripeCatalog, 'syncIfNeeded'>;
 
   constructor(
     stripe: Stripe,
-    options: { database: Database; sync: SubscriptionSync; logger: Logger; meterEventName: string },
+    options: {
+      database: Database;
+      sync: SubscriptionSync;
+      catalog: Pick<StripeCatalog, 'syncIfNeeded'>;
+      logger: Logger;
+      meterEventName: string;
+    },
   ) {
     this.stripe = stripe;
     this.database = options.database;
     this.sync = options.sync;
+    this.catalog = options.catalog;
     this.logger = options.logger;
     this.meterEventName = options.meterEventName;
   }
@@ -67,6 +76,8 @@ export class BillingJobs {
     const before = monthOf(new Date(now.getTime() - hourMillis)).period;
     const since = monthOf(new Date(Date.parse(before) - 1)).period;
     let reported = 0;
+    // Stripe drops meter events of an event name without a meter: a start that could not sync makes it now.
+    await this.catalog.syncIfNeeded();
     for (const row of await stripeStore.unreportedUsage(this.database, since, before)) {
       const identifier = meterIdentifier(row.workspace_id, 'api_calls', row.period);
       try {

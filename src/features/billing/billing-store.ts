@@ -56,7 +56,10 @@ export const billingStore = {
   },
 
   /** Plan, status and subscription of many workspaces (the platform list), through a definer function. */
-  async plansOf(transaction: Pick<Transaction, 'query'>, ids: string[]): Promise<Map<string, Subscribed>> {
+  async plansOf(
+    transaction: Pick<Transaction, 'query'>,
+    ids: string[],
+  ): Promise<Map<string, Subscribed & { currentPeriodEnd: Date | null }>> {
     if (!ids.length) return new Map();
     const rows = await transaction.query(
       sql<{
@@ -65,12 +68,19 @@ export const billingStore = {
         status: string;
         billing_interval: string | null;
         subscribed: boolean;
+        current_period_end: Date | null;
       }>`select * from cordon_workspace_plans(${ids}::uuid[])`,
     );
     return new Map(
       rows.map((row) => [
         row.workspace_id,
-        { plan: row.plan, status: row.status, billingInterval: row.billing_interval, subscribed: row.subscribed },
+        {
+          plan: row.plan,
+          status: row.status,
+          billingInterval: row.billing_interval,
+          subscribed: row.subscribed,
+          currentPeriodEnd: row.current_period_end,
+        },
       ]),
     );
   },

@@ -21,7 +21,7 @@ export const planResponse = z.object({
 export const planListResponse = z.object({ data: z.array(planResponse) });
 
 export const billingResponse = z.object({
-  plan: z.string(),
+  plan: z.string().describe('The plan whose limits apply now: free once a canceled subscription’s period is over'),
   status: z.enum(billingStatuses),
   currentPeriodEnd: z.iso.datetime().nullable(),
   cancelAtPeriodEnd: z.boolean(),

@@ -44,13 +44,15 @@ export class BillingService {
         updatedAt: row?.updated_at ?? now,
       };
       const grace = graceEnd(billing, this.graceDays);
+      const plan = effectivePlan(this.plans, billing, now);
       return {
-        plan: billing.plan,
+        // The plan whose limits apply: free once a canceled subscription's period is over.
+        plan: plan.id,
         status: billing.status,
         currentPeriodEnd: billing.currentPeriodEnd?.toISOString() ?? null,
         cancelAtPeriodEnd: row?.cancel_at_period_end ?? false,
         graceEndsAt: grace?.toISOString() ?? null,
-        limits: effectivePlan(this.plans, billing, now).limits,
+        limits: plan.limits,
         usage: { ...usage, apiCalls: await this.meter.callsThisMonth(caller.workspaceId, now) },
       };
     });

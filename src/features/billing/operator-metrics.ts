@@ -29,15 +29,18 @@ interface TotalsRow {
 const dayMillis = 86_400_000;
 const cacheMillis = 5_000;
 
+type Overview = Omit<AdminMetricsResponse, 'users' | 'records' | 'apiCalls'>;
+
 /**
  * The operator's view across tenants (GET /v1/admin/metrics and the Prometheus gauges): one
  * billing row per workspace from a definer function, added up here, so no join can count a
- * subscription twice.
+ * subscription twice. The gauges need only that overview; the totals of members, records and API
+ * calls are read for the admin route alone.
  */
 export class OperatorMetrics {
   private readonly database: Database;
   private readonly plans: Plans;
-  private cached: { at: number; value: Promise<AdminMetricsResponse> } | undefined;
+  private cached: { at: number; value: Promise<Overview> } | undefined;
 
   constructor(database: Database, plans: Plans) {
     this.database = database;
@@ -46,10 +49,22 @@ export class OperatorMetrics {
 
   async compute(now = new Date()): Promise<AdminMetricsResponse> {
     const windowStart = new Date(now.getTime() - 30 * dayMillis);
+    const [overview, [totals]] = await Promise.all([
+      this.overview(now),
+      this.database.query(sql<TotalsRow>`select * from cordon_platform_totals(${windowStart}::timestamptz)`),
+    ]);
+    return {
+      ...overview,
+      users: { members: Number(totals?.members ?? 0), activeLast30Days: Number(totals?.active_members ?? 0) },
+      records: Number(totals?.records ?? 0),
+      apiCalls: { last30Days: Number(totals?.api_calls ?? 0) },
+    };
+  }
+
+  /** Tenants, subscriptions and revenue: one row per workspace, nothing counted in the big tables. */
+  async overview(now = new Date()): Promise<Overview> {
+    const windowStart = new Date(now.getTime() - 30 * dayMillis);
     const rows = await this.database.query(sql<OverviewRow>`select * from cordon_billing_overview()`);
-    const [totals] = await this.database.query(
-      sql<TotalsRow>`select * from cordon_platform_totals(${windowStart}::timestamptz)`,
-    );
     const byPlan: Record<string, number> = Object.fromEntries(this.plans.all.map((plan) => [plan.id, 0]));
     const byStatus: Record<string, number> = Object.fromEntries(billingStatuses.map((status) => [status, 0]));
     const subscriptions = { active: 0, trialing: 0, pastDue: 0 };
@@ -85,18 +100,15 @@ export class OperatorMetrics {
       subscriptions,
       mrr: { amount, currency },
       arr: { amount: amount * 12, currency },
-      users: { members: Number(totals?.members ?? 0), activeLast30Days: Number(totals?.active_members ?? 0) },
-      records: Number(totals?.records ?? 0),
-      apiCalls: { last30Days: Number(totals?.api_calls ?? 0) },
       newTenants30Days: newTenants,
       churned30Days: churned,
     };
   }
 
-  /** Scrapes within a few seconds share one computation. */
-  private recent(): Promise<AdminMetricsResponse> {
+  /** Scrapes within a few seconds share one overview. */
+  private recent(): Promise<Overview> {
     if (!this.cached || Date.now() - this.cached.at > cacheMillis) {
-      this.cached = { at: Date.now(), value: this.compute() };
+      this.cached = { at: Date.now(), value: this.overview() };
       this.cached.value.catch(() => (this.cached = undefined));
     }
     return this.cached.value;

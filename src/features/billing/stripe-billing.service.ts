@@ -25,6 +25,14 @@ const handled = new Set<string>(handledEvents);
 
 /** A subscription that still bills: a second Checkout would start a second one (changes go through the portal). */
 const subscribed = new Set(['trialing', 'active', 'past_due', 'unpaid']);
+/** The same in Stripe's words: paused (a trial ended unpaid, stored as unpaid) resumes in the portal. */
+const billing = new Set<string>([...subscribed, 'paused']);
+
+const subscriptionExists = () =>
+  new ProblemError(
+    'subscription_exists',
+    'The workspace has a subscription: change its plan in the customer portal (POST …/billing/portal)',
+  );
 
 const customerOf = (event: Stripe.Event): string | undefined => {
   const customer = (event.data.object as { customer?: string | { id: string } | null }).customer;
@@ -70,13 +78,10 @@ export class StripeBilling {
       });
     }
     const current = await this.database.withWorkspace(caller.workspaceId, (scope) => stripeStore.customer(scope));
-    if (current.subscription && subscribed.has(current.status)) {
-      throw new ProblemError(
-        'subscription_exists',
-        'The workspace has a subscription: change its plan in the customer portal (POST …/billing/portal)',
-      );
-    }
+    if (current.subscription && subscribed.has(current.status)) throw subscriptionExists();
     try {
+      // Our row lags the webhooks: a Checkout completed a moment ago has a subscription only Stripe knows of.
+      if (current.customer && (await this.billingSubscription(current.customer))) throw subscriptionExists();
       const customer = await this.customerOf(caller.workspaceId, current.customer);
       const price = await this.catalog.priceFor(plan.id, body.interval);
       if (!price) throw new Error(`no Stripe price for ${plan.id} by the ${body.interval}`);
@@ -98,6 +103,14 @@ export class StripeBilling {
     } catch (error) {
       throw stripeFailure(error);
     }
+  }
+
+  /** Whether the customer has a subscription in Stripe that still bills (Stripe lists the not canceled ones). */
+  private async billingSubscription(customer: string): Promise<boolean> {
+    for await (const subscription of this.stripe.subscriptions.list({ customer, limit: 100 })) {
+      if (billing.has(subscription.status)) return true;
+    }
+    return false;
   }
 
   async portal(caller: Caller, body: PortalBody): Promise<{ url: string }> {
@@ -147,7 +160,10 @@ export class StripeBilling {
       this.logger.warn({ event: event.id, type: event.type }, 'Stripe event without a customer: ignored');
       return { received: true };
     }
-    const outcome = await this.sync.apply(customer, { id: event.id, type: event.type });
+    // Stripe failing to answer the re-read is a 502: Stripe retries any non-2xx delivery.
+    const outcome = await this.sync.apply(customer, { id: event.id, type: event.type }).catch((error: unknown) => {
+      throw stripeFailure(error);
+    });
     this.logger.info({ event: event.id, type: event.type, outcome }, 'Stripe event');
     return { received: true };
   }

@@ -15,6 +15,29 @@ export function planOfLookupKey(key: string | null | undefined): { plan: string;
 
 const productIdOf = (plan: string) => `cordon_${plan}`;
 
+const planPattern = /^[a-z0-9][a-z0-9-]*$/;
+const isInterval = (value: unknown): value is Interval => value === 'month' || value === 'year';
+
+/**
+ * The plan and interval a subscription's price stands for. A price keeps its metadata
+ * (`cordon_plan`, `cordon_interval`, set when Cordon created it) and its product (`cordon_<plan>`)
+ * for ever, but loses its lookup_key when a new amount takes the key over: subscribers on the old
+ * price must still map to their plan. The lookup_key is the fallback for prices made by hand.
+ */
+export function planOfPrice(
+  price: Pick<Stripe.Price, 'metadata' | 'product' | 'recurring' | 'lookup_key'>,
+): { plan: string; interval: Interval } | undefined {
+  const { cordon_plan: plan, cordon_interval: interval } = price.metadata ?? {};
+  if (plan && planPattern.test(plan) && isInterval(interval)) return { plan, interval };
+  const product = typeof price.product === 'string' ? price.product : price.product?.id;
+  const fromProduct = /^cordon_([a-z0-9][a-z0-9-]*)$/.exec(product ?? '');
+  const recurring = price.recurring;
+  if (fromProduct && recurring?.interval_count === 1 && isInterval(recurring.interval)) {
+    return { plan: fromProduct[1]!, interval: recurring.interval };
+  }
+  return planOfLookupKey(price.lookup_key);
+}
+
 interface Wanted {
   plan: Plan;
   interval: Interval;
@@ -40,6 +63,8 @@ export class StripeCatalog {
   private readonly meterEventName: string;
   /** lookup_key → price id, as synced or looked up. */
   private readonly prices = new Map<string, string>();
+  /** Whether a sync has completed: the start's may have failed (Stripe down), and is then made up later. */
+  private synced = false;
 
   constructor(stripe: Stripe, plans: Plans, options: { logger: Logger; meterEventName: string }) {
     this.stripe = stripe;
@@ -70,6 +95,12 @@ export class StripeCatalog {
       this.logger.info({ lookupKey: entry.key, price: created.id }, 'Stripe price created');
     }
     await this.meter();
+    this.synced = true;
+  }
+
+  /** The sync the start could not do, before anything that needs the catalog (the meter's events). */
+  async syncIfNeeded(): Promise<void> {
+    if (!this.synced) await this.sync();
   }
 
   /** The Billing Meter API calls are reported to (sum of `value` per customer), made when missing. */

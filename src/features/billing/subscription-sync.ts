@@ -5,7 +5,7 @@ import type { Database } from '../../db/database.ts';
 import type { Plans } from '../../policy/plans.ts';
 import type { BillingStatus } from '../../policy/standing.ts';
 import { stripeStore, type SubscriptionState } from './billing-store.ts';
-import { planOfLookupKey } from './stripe-catalog.ts';
+import { planOfPrice } from './stripe-catalog.ts';
 
 export type SyncOutcome = 'applied' | 'unchanged' | 'duplicate' | 'unknown_customer' | 'no_subscription';
 
@@ -58,7 +58,8 @@ export class SubscriptionSync {
     const outcome = await this.database.withWorkspace(workspaceId, async (scope): Promise<SyncOutcome> => {
       if (event && !(await stripeStore.recordEvent(scope, event))) return 'duplicate';
       await stripeStore.lock(scope);
-      const state = await this.current(customer);
+      const stored = (await stripeStore.customer(scope)).subscription;
+      const state = await this.current(customer, stored);
       if (!state) return 'no_subscription';
       if (!(await stripeStore.apply(scope, state, this.graceDays))) return 'unchanged';
       await this.changes.announce(scope, change);
@@ -68,23 +69,29 @@ export class SubscriptionSync {
     return outcome;
   }
 
-  /** The customer's current subscription: the newest live one, else the newest that ended. */
-  private async current(customer: string): Promise<SubscriptionState | undefined> {
+  /**
+   * The customer's current subscription: the newest live one, else the stored one if it ended. An
+   * ended subscription that is not the stored one is never applied: the platform admin may have
+   * assigned a plan since (stored id null), or another subscription took its place.
+   */
+  private async current(customer: string, stored: string | null): Promise<SubscriptionState | undefined> {
     const subscriptions: Stripe.Subscription[] = [];
     for await (const subscription of this.stripe.subscriptions.list({ customer, status: 'all', limit: 100 })) {
       if (started.has(subscription.status)) subscriptions.push(subscription);
     }
-    subscriptions.sort((a, b) => Number(live.has(b.status)) - Number(live.has(a.status)) || b.created - a.created);
-    const subscription = subscriptions[0];
+    const newest = subscriptions
+      .filter((subscription) => live.has(subscription.status))
+      .sort((a, b) => b.created - a.created)[0];
+    const subscription = newest ?? subscriptions.find((ended) => ended.id === stored);
     return subscription && this.stateOf(subscription);
   }
 
   private stateOf(subscription: Stripe.Subscription): SubscriptionState | undefined {
     const items = subscription.items.data;
-    const priced = items.map((item) => planOfLookupKey(item.price.lookup_key)).find((found) => found !== undefined);
+    const priced = items.map((item) => planOfPrice(item.price)).find((found) => found !== undefined);
     if (!priced || !this.plans.find(priced.plan)) {
       this.logger.warn(
-        { subscription: subscription.id, lookupKeys: items.map((item) => item.price.lookup_key) },
+        { subscription: subscription.id, prices: items.map((item) => item.price.id) },
         'Stripe subscription without a price of a known plan: not applied',
       );
       return undefined;

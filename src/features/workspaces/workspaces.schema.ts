@@ -43,7 +43,7 @@ export const workspaceResponse = z.object({
   id: z.uuid(),
   slug: z.string(),
   name: z.string(),
-  plan: z.string(),
+  plan: z.string().describe('The plan whose limits apply now: free once a canceled subscription’s period is over'),
   billingStatus: z.enum(billingStatuses).describe('The subscription status (none: no subscription, free plan)'),
   mrr: z
     .object({ amount: z.number().int().describe('In minor units (cents)'), currency: z.string() })

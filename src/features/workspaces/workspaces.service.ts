@@ -9,6 +9,7 @@ import { isUuid } from '../../json.ts';
 import type { AccessControl, Caller } from '../../policy/access.ts';
 import type { DecisionEntry } from '../../policy/decision-log.ts';
 import type { Plans } from '../../policy/plans.ts';
+import { effectivePlan } from '../../policy/standing.ts';
 import { billingStore } from '../billing/billing-store.ts';
 import { monthlyRevenue, revenueCurrency } from '../billing/revenue.ts';
 import { installDefaultPolicies } from '../policies/default-policies.ts';
@@ -55,6 +56,7 @@ async function summariesOf(transaction: Transaction, workspaces: Workspace[], pl
   const counts = await countsFor(transaction, ids);
   const billings = await billingStore.plansOf(transaction, ids);
   const currency = revenueCurrency(plans);
+  const now = new Date();
   return workspaces.map((workspace) => {
     const billing = billings.get(workspace.id);
     return toResponse(
@@ -62,7 +64,8 @@ async function summariesOf(transaction: Transaction, workspaces: Workspace[], pl
       counts.get(workspace.id) ?? noCounts,
       billing
         ? {
-            plan: billing.plan,
+            // The plan whose limits apply: free once a canceled subscription's period is over.
+            plan: effectivePlan(plans, { ...billing, graceEndsAt: null, updatedAt: now }, now).id,
             billingStatus: billing.status as Billing['billingStatus'],
             mrr: { amount: Math.round(monthlyRevenue(plans, billing)), currency },
           }

@@ -135,6 +135,8 @@ export function createPrice(call: ApiCall): Price {
     unit_amount_decimal: String(unitAmount),
   });
   moveLookupKey(price, lookup);
+  // The price that gave its key up keeps its metadata and product; its subscribers see it without the key.
+  if (lookup.holder) refreshItems(state, lookup.holder);
   return price;
 }
 
@@ -196,7 +198,13 @@ export function updatePrice({ state, params, id }: ApiCall): Price {
   price.active = active ?? price.active;
   price.nickname = nickname ?? price.nickname;
   moveLookupKey(price, lookup);
-  // Subscription items show the price as it is now.
+  refreshItems(state, price);
+  if (lookup.holder) refreshItems(state, lookup.holder);
+  return price;
+}
+
+/** Subscription items show their price as it is now. */
+function refreshItems(state: StripeState, price: Price): void {
   for (const subscription of state.all('subscription')) {
     for (const item of subscription.items.data) {
       if (item.price.id !== price.id) continue;
@@ -204,7 +212,6 @@ export function updatePrice({ state, params, id }: ApiCall): Price {
       item.plan = planOf(price);
     }
   }
-  return price;
 }
 
 /** `lookup_keys` matches archived prices too unless `active` is given (zenn.dev/digitalcube/articles/7a90c1f1ea51b5). */

@@ -44,6 +44,8 @@ function masked(key: string): string {
 /** The HTTP face of the stand-in: authentication, Stripe-Version, idempotency, the request log. */
 export class ApiServer {
   readonly requests: LoggedRequest[] = [];
+  /** Requests this matches are answered as Stripe's rare 500 (type api_error), before anything runs. */
+  outage: ((method: string, path: string) => boolean) | undefined;
   private readonly saved = new Map<string, SavedResponse>();
   private readonly state: StripeState;
   private readonly secretKey: string;
@@ -102,6 +104,11 @@ export class ApiServer {
     });
     const refused = this.authenticate(request) ?? this.checkVersion(request);
     if (refused) return failure(refused);
+    if (this.outage?.(method, path)) {
+      return failure(
+        new StripeApiError(500, 'api_error', 'An unknown error occurred (stand-in outage).', { saved: false }),
+      );
+    }
     // Stripe honours Idempotency-Key on POST only; GET and DELETE are idempotent already
     // (docs.stripe.com/api/idempotent_requests).
     const fingerprint = `${method} ${path} ${canonical(params)}`;
