@@ -158,6 +158,15 @@ async function historyView(container, policy) {
     const a = chosen(from);
     const b = chosen(to);
     if (!a || !b) return show(diff);
+    if (a === b)
+      return show(
+        diff,
+        h(
+          'p',
+          { class: 'hint', id: 'same-version' },
+          `Version ${a.version} on both sides: pick two versions to compare.`,
+        ),
+      );
     const lines = diffLines(json(editable(a)), json(editable(b)));
     const changed = lines.filter((line) => line.kind !== 'same').length;
     show(
