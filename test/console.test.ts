@@ -122,6 +122,7 @@ describe('the console in Chromium', () => {
   let page: Page;
   let slug: string;
   let adminToken: string;
+  let auditorToken: string;
   const problems: string[] = [];
   const startedAt = new Date(Date.now() - 60_000);
 
@@ -131,6 +132,10 @@ describe('the console in Chromium', () => {
     // Tokens outlive the whole file on a slow machine.
     adminToken = await issuer.sign(
       { v: 2, sub: 'user_admin', azp: 'https://app.example.com', o: { id: tenant.orgId, rol: 'admin' } },
+      { expiresInSeconds: 900 },
+    );
+    auditorToken = await issuer.sign(
+      { v: 2, sub: 'user_auditor', azp: 'https://app.example.com', o: { id: tenant.orgId, rol: 'auditor' } },
       { expiresInSeconds: 900 },
     );
     browser = await chromium.launch({
@@ -332,7 +337,7 @@ describe('the console in Chromium', () => {
   (hasWhatIf ? it : it.skip)('replays the window against a draft and shows the flips', async () => {
     await page.click('a[href="#what-if"]');
     const editor = page.locator('textarea[aria-label="Draft policies JSON"]');
-    await editor.filter({ hasText: '"viewer"' }).waitFor();
+    await page.locator('textarea[aria-label="Draft policies JSON"][data-source="stored"]').waitFor();
     const drafts = JSON.parse(await editor.inputValue()) as { name: string; rules: unknown[] }[];
     // Viewers may read policies now: the named viewer's logged denial flips.
     const changed = drafts.map((policy) =>
@@ -359,6 +364,28 @@ describe('the console in Chromium', () => {
       }
     },
   );
+
+  it('keeps the token to its tab: another tab signs in on its own, here as an auditor', async () => {
+    const other = await context.newPage();
+    other.setDefaultTimeout(wait);
+    other.on('pageerror', (error) => problems.push(error.message));
+    try {
+      await other.goto(`${base}/console#decisions`);
+      await other.locator('#sign-in').waitFor();
+      expect(await other.evaluate(() => sessionStorage.length)).toBe(0);
+      await other.fill('#workspace', slug);
+      await other.fill('#token', auditorToken);
+      await other.click('#sign-in button[type=submit]');
+      await other.locator('#who[data-principal="user_auditor"]').waitFor();
+      await other.locator('.decision-row').first().waitFor();
+      await other.click('a[href="#policies"]');
+      await other.locator('section[data-page="policies"] .error[data-code="forbidden"]').waitFor();
+      // The first tab is still signed in as the admin.
+      expect(await page.evaluate(() => sessionStorage.getItem('cordon.console.token'))).toBe(adminToken);
+    } finally {
+      await other.close();
+    }
+  });
 
   it('signs out, forgetting the token; nothing broke the page policy', async () => {
     await page.click('#sign-out');

@@ -39,10 +39,13 @@ export async function decisionsPage(container) {
     to: isoFromLocal(to.input.value),
   });
 
-  const fetchPage = async (query, cursor) => {
+  // A newer search makes the pages of an older one stale: they are dropped when they arrive.
+  let generation = 0;
+  const fetchPage = async (query, cursor, round = generation) => {
     show(status, 'Loading…');
     try {
       const page = await call('GET', '/decisions', { query: { ...query, limit: pageSize, cursor } });
+      if (round !== generation) return;
       rows.append(...page.data.map(decisionRow));
       show(status, rows.children.length ? `${rows.children.length} decisions shown` : 'No decision matches.');
       status.dataset.count = String(rows.children.length);
@@ -51,18 +54,20 @@ export async function decisionsPage(container) {
         page.nextCursor
           ? h(
               'button',
-              { type: 'button', id: 'more-decisions', onclick: () => fetchPage(query, page.nextCursor) },
+              { type: 'button', id: 'more-decisions', onclick: () => fetchPage(query, page.nextCursor, round) },
               'More',
             )
           : null,
       );
     } catch (error) {
-      show(status, problemView(error));
+      if (round === generation) show(status, problemView(error));
     }
   };
 
   const search = (event) => {
     event?.preventDefault();
+    generation += 1;
+    delete status.dataset.count;
     rows.replaceChildren();
     show(more);
     return fetchPage(filters());

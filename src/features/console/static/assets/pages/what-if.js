@@ -32,6 +32,7 @@ export async function whatIfPage(container) {
   const loadStored = async () => {
     const { data } = await call('GET', '/policies');
     editor.value = json(data.map(editable));
+    editor.textarea.dataset.source = 'stored';
   };
   const run = async () => {
     const policies = editor.parse();
