@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
+import { jest } from '@jest/globals';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { startTestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
@@ -12,6 +13,9 @@ import { createTenant } from './support/tenant.ts';
  * listening on a port. The pages for policy tests and what-if are driven only where this build
  * serves their routes (read from its OpenAPI document); elsewhere the browser sees them say so.
  */
+
+// A cold Chromium on a loaded machine: each step waits on conditions, up to `wait` each.
+jest.setTimeout(60_000);
 
 // Top-level: which routes this build serves decides which browser tests run.
 const cordon = await startTestApp();
