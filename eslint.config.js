@@ -120,6 +120,49 @@ export default tseslint.config(
     },
   },
   {
+    // The console's page scripts run in the browser, as they are served (no build step). Data is
+    // rendered as text only, and the token stays in sessionStorage.
+    files: ['src/features/console/static/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        [
+          'window',
+          'document',
+          'location',
+          'sessionStorage',
+          'fetch',
+          'URL',
+          'Node',
+          'getComputedStyle',
+          'confirm',
+          'setTimeout',
+          'console',
+        ]
+          .map((name) => [name, 'readonly'])
+          .concat([['process', 'off']]),
+      ),
+    },
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          selector: 'MemberExpression[property.name=/^(innerHTML|outerHTML|srcdoc)$/]',
+          message: 'Render data as text (h(), textContent), never as HTML.',
+        },
+        {
+          selector:
+            'CallExpression[callee.property.name=/^(insertAdjacentHTML|write|writeln|createContextualFragment)$/]',
+          message: 'Render data as text (h(), textContent), never as HTML.',
+        },
+        {
+          selector: "MemberExpression[property.name='cookie'], Identifier[name='localStorage']",
+          message: 'The token lives in sessionStorage only: no cookies, no localStorage.',
+        },
+      ],
+    },
+  },
+  {
     // Tests and the scripts beside the service (bench, seed, `npm run token`) read their own variables.
     files: [
       'test/**',

@@ -11,6 +11,7 @@ import type { Config } from './config.ts';
 import type { ChangeBus } from './db/changes.ts';
 import type { Database, Scope } from './db/database.ts';
 import { checkRoutes } from './features/check/check.routes.ts';
+import { consoleRoutes } from './features/console/console.routes.ts';
 import { DecisionReader } from './features/decisions/decision-reader.ts';
 import { decisionRoutes } from './features/decisions/decisions.routes.ts';
 import { devIssuerRoutes } from './features/dev-issuer/dev-issuer.routes.ts';
@@ -318,6 +319,7 @@ export function createApp(dependencies: AppDependencies): {
   );
   const devIssuer = devIssuerOf(dependencies);
   if (devIssuer) devIssuerRoutes(api, devIssuer);
+  consoleRoutes(app);
 
   app.use(notFound);
   app.use(problemHandler);
