@@ -96,10 +96,7 @@ function typeMismatch(condition: Leaf, types: Set<JsonType>): boolean {
   }
 }
 
-function leafFailure(
-  condition: Leaf,
-  document: unknown,
-): ConditionFailure {
+function leafFailure(condition: Leaf, document: unknown): ConditionFailure {
   const values = resolvePath(document, condition.path);
   const field = condition.path.join('.');
   const base = { field, operator: operatorOf(condition), expected: expectedOf(condition) };

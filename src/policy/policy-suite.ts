@@ -178,7 +178,11 @@ export function runSuite(policies: readonly SuitePolicy[], suite: Suite, workspa
       policy && decision.ruleIndex !== null
         ? { policyId: policy.id, policyName: policy.name, ruleIndex: decision.ruleIndex }
         : null;
-    if (rule) decided.set(`${decision.policyId}#${rule.ruleIndex}`, (decided.get(`${decision.policyId}#${rule.ruleIndex}`) ?? 0) + 1);
+    if (rule)
+      decided.set(
+        `${decision.policyId}#${rule.ruleIndex}`,
+        (decided.get(`${decision.policyId}#${rule.ruleIndex}`) ?? 0) + 1,
+      );
     const actual = decision.allowed ? 'allow' : 'deny';
     const ruleHolds = test.rule === undefined || (rule !== null && ruleLabel(rule) === test.rule);
     return {
@@ -192,17 +196,15 @@ export function runSuite(policies: readonly SuitePolicy[], suite: Suite, workspa
     };
   });
   const rules = policies.flatMap((policy, index) =>
-    policy.rules.map(
-      (rule, ruleIndex): RuleCoverage => ({
-        policyId: policy.id,
-        policyName: policy.name,
-        ruleIndex,
-        action: rule.action,
-        subject: rule.subject,
-        effect: rule.inverted ? 'deny' : 'allow',
-        decided: decided.get(`${index}#${ruleIndex}`) ?? 0,
-      }),
-    ),
+    policy.rules.map((rule, ruleIndex): RuleCoverage => ({
+      policyId: policy.id,
+      policyName: policy.name,
+      ruleIndex,
+      action: rule.action,
+      subject: rule.subject,
+      effect: rule.inverted ? 'deny' : 'allow',
+      decided: decided.get(`${index}#${ruleIndex}`) ?? 0,
+    })),
   );
   const exercised = rules.filter((rule) => rule.decided > 0).length;
   const failed = results.filter((result) => !result.passed).length;

@@ -57,7 +57,13 @@ export async function guardPolicyChange<T>(scope: Scope, force: boolean, change:
         .join(', ')}${failures.length > 5 ? ', …' : ''}; fix the change, update the suite, or use ?force=true`,
       {
         extensions: {
-          failures: failures.map(({ name, expected, actual, rule, reason }) => ({ name, expected, actual, rule, reason })),
+          failures: failures.map(({ name, expected, actual, rule, reason }) => ({
+            name,
+            expected,
+            actual,
+            rule,
+            reason,
+          })),
         },
       },
     );
