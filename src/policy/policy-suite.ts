@@ -129,12 +129,9 @@ export const ruleLabel = (rule: Pick<RuleReference, 'policyName' | 'ruleIndex'>)
 
 /** The document conditions see: the resource's fields plus its system fields. */
 function documentOf(resource: Suite['resources'][string]): Record<string, unknown> {
-  const document: Record<string, unknown> = { ...resource.data };
-  for (const field of systemFields) {
-    const value = resource[field];
-    if (value !== undefined) document[field] = value;
-    else delete document[field];
-  }
+  const system: readonly string[] = systemFields;
+  const document = Object.fromEntries(Object.entries(resource.data).filter(([key]) => !system.includes(key)));
+  for (const field of systemFields) if (resource[field] !== undefined) document[field] = resource[field];
   return document;
 }
 
