@@ -19,6 +19,8 @@ import type { SigningKey } from './features/decisions/signing.ts';
 import { identityProviderRoutes } from './features/identity-providers/identity-providers.routes.ts';
 import { IdentityProvidersService } from './features/identity-providers/identity-providers.service.ts';
 import { policyRoutes } from './features/policies/policies.routes.ts';
+import { policyTestRoutes } from './features/policy-tests/policy-tests.routes.ts';
+import { PolicyTestsService } from './features/policy-tests/policy-tests.service.ts';
 import { PolicyEntity } from './features/policies/policy.entity.ts';
 import { IdentityProviderEntity } from './features/identity-providers/identity-provider.entity.ts';
 import { StructureEntity } from './features/structures/structure.entity.ts';
@@ -247,6 +249,7 @@ export function createApp(dependencies: AppDependencies): {
   );
   whoamiRoutes(api);
   policyRoutes(api, new PoliciesService(services));
+  policyTestRoutes(api, new PolicyTestsService(services));
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(services));
   const catalog = new StructureCatalog(database, changes);

@@ -65,6 +65,17 @@ async function fill(tenant: TestTenant): Promise<void> {
   await as('post', '/policies')
     .send({ name: 'extra', roles: ['viewer'], rules: [{ action: 'read', subject: 'Task' }] })
     .expect(201);
+  await cordon
+    .http()
+    .put(`/v1/workspaces/${tenant.slug}/policy-tests`)
+    .auth(admin, { type: 'bearer' })
+    .send({
+      suite: {
+        principals: { viewer: { id: 'user_viewer', roles: ['viewer'] } },
+        tests: [{ name: 'viewer reads tasks', principal: 'viewer', action: 'read', subject: 'Task', expect: 'allow' }],
+      },
+    })
+    .expect(200);
   await as('post', '/functions')
     .send({
       name: 'fixture',

@@ -11,6 +11,8 @@ export const servingGrants: Record<string, readonly string[]> = {
   record_counts: ['select', 'insert', 'update'],
   identity_providers: ['select', 'insert', 'update', 'delete'],
   policy_versions: ['select', 'insert'],
+  // One stored test suite per workspace, replaced in place; it goes with its workspace.
+  policy_tests: ['select', 'insert', 'update'],
   structures: ['select', 'insert', 'update', 'delete'],
   invitations: ['select', 'insert', 'update'],
   // The event log is append-only for the serving role; retention deletes through a definer function.

@@ -34,7 +34,7 @@ export interface Decision {
   reason: string;
 }
 
-interface RuleSource {
+export interface RuleSource {
   policy: StoredPolicy;
   ruleIndex: number;
 }
@@ -72,6 +72,11 @@ export class PrincipalAbility {
     if (!resource && field === undefined && isSystemSubject(subjectType))
       return this.decideUnconditionally(action, subjectType);
     return this.decideOn(action, resource ? asSubject(subjectType, { ...resource }) : subjectType, field);
+  }
+
+  /** The stored policy and rule index a CASL rule of this ability was built from. */
+  sourceOf(rule: object): RuleSource | undefined {
+    return this.sources.get(rule);
   }
 
   /** The same on a subject type or an object already tagged by `asRecordSubject`. */

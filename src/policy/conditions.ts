@@ -264,7 +264,7 @@ export function parseConditions(
  * The values a path reaches: own properties only (never the prototype chain), stepping through
  * one level of array per segment as MongoDB does; arrays nested in arrays are not entered.
  */
-function resolvePath(document: unknown, path: readonly string[]): unknown[] {
+export function resolvePath(document: unknown, path: readonly string[]): unknown[] {
   let current = [document];
   for (const segment of path) {
     const next: unknown[] = [];

@@ -5,6 +5,16 @@ import { buildAbility, type StoredPolicy } from './ability.ts';
 import { loadPolicies } from './policy-store.ts';
 
 /**
+ * Serialises, per workspace and to the end of the transaction, the changes that must see each
+ * other: members, policies, and the stored policy tests a policy change is checked against.
+ */
+export async function lockMembership(scope: Scope): Promise<void> {
+  await scope.query(
+    sql`select pg_advisory_xact_lock(hashtextextended('cordon.members:' || ${scope.workspaceId}::text, 0))`,
+  );
+}
+
+/**
  * The last manager of a workspace: a change to members or to policies may not leave no member
  * able to manage members where one could before. Decided on each member's combined roles (a role
  * that denies `manage` cancels one that grants it), from the policies as the transaction sees
@@ -21,9 +31,7 @@ export class Managers {
 
   /** Takes the workspace's membership lock, then reads the policies. */
   static async of(scope: Scope): Promise<Managers> {
-    await scope.query(
-      sql`select pg_advisory_xact_lock(hashtextextended('cordon.members:' || ${scope.workspaceId}::text, 0))`,
-    );
+    await lockMembership(scope);
     return new Managers(scope, await loadPolicies(scope));
   }
 

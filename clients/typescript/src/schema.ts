@@ -1093,6 +1093,8 @@ export interface paths {
               };
               subject: string;
             }[];
+            /** @default false */
+            explain?: boolean;
             principal?: {
               /** @default {} */
               claims?: {
@@ -1116,6 +1118,35 @@ export interface paths {
             'application/json': {
               results: {
                 allowed: boolean;
+                explanation?: {
+                  decidedBy: {
+                    /** Format: uuid */
+                    policyId: string;
+                    policyName: string;
+                    ruleIndex: number;
+                  } | null;
+                  reason: string;
+                  rules: {
+                    action: string | string[];
+                    applies: boolean;
+                    /** @enum {string} */
+                    effect: 'allow' | 'deny';
+                    failed?: {
+                      actual?: unknown;
+                      expected: unknown;
+                      field: string;
+                      operator: string;
+                      /** @enum {string} */
+                      why: 'missing' | 'type' | 'value';
+                    }[];
+                    matched: boolean | null;
+                    /** Format: uuid */
+                    policyId: string;
+                    policyName: string;
+                    ruleIndex: number;
+                    subject: string | string[];
+                  }[];
+                };
                 policyId: string | null;
                 policyVersion: number | null;
                 reason: string;
@@ -3058,10 +3089,12 @@ export interface paths {
       };
     };
     put?: never;
-    /** Create a policy (validated) */
+    /** Create a policy (validated); refused with 409 if stored policy tests would fail, unless ?force=true */
     post: {
       parameters: {
-        query?: never;
+        query?: {
+          force?: 'true' | 'false';
+        };
         header?: never;
         path: {
           ws: string;
@@ -3199,10 +3232,12 @@ export interface paths {
         };
       };
     };
-    /** Replace a policy; the old version is kept */
+    /** Replace a policy; the old version is kept; 409 if stored policy tests would fail, unless ?force=true */
     put: {
       parameters: {
-        query?: never;
+        query?: {
+          force?: 'true' | 'false';
+        };
         header?: never;
         path: {
           id: string;
@@ -3274,10 +3309,12 @@ export interface paths {
       };
     };
     post?: never;
-    /** Delete a policy; its versions are kept */
+    /** Delete a policy; its versions are kept; 409 if stored policy tests would fail, unless ?force=true */
     delete: {
       parameters: {
-        query?: never;
+        query?: {
+          force?: 'true' | 'false';
+        };
         header?: never;
         path: {
           id: string;
@@ -3375,6 +3412,347 @@ export interface paths {
       };
     };
     put?: never;
+    post?: never;
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/workspaces/{ws}/policies/test': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Run a policy test suite against the stored policies or a draft set; results and coverage per rule */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          ws: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            policies?: {
+              /** @default  */
+              description?: string;
+              name: string;
+              roles: string[];
+              rules: {
+                action: string | string[];
+                conditions?: {
+                  [key: string]: unknown;
+                };
+                fields?: string | string[];
+                inverted?: boolean;
+                reason?: string;
+                subject: string | string[];
+              }[];
+            }[];
+            suite: {
+              principals: {
+                [key: string]: {
+                  claims?: {
+                    [key: string]: unknown;
+                  };
+                  email?: string;
+                  id: string;
+                  roles: string[];
+                };
+              };
+              /** @default {} */
+              resources?: {
+                [key: string]: {
+                  createdAt?: string;
+                  createdBy?: string;
+                  data: {
+                    [key: string]: unknown;
+                  };
+                  id?: string;
+                  structure: string;
+                  updatedAt?: string;
+                };
+              };
+              tests: {
+                /** @enum {string} */
+                action: 'create' | 'read' | 'update' | 'delete' | 'manage';
+                /** @enum {string} */
+                expect: 'allow' | 'deny';
+                field?: string;
+                name: string;
+                principal: string;
+                resource?: string;
+                rule?: string;
+                subject?: string;
+              }[];
+            };
+          };
+        };
+      };
+      responses: {
+        /** @description Each test’s result, and coverage per rule */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              coverage: {
+                exercised: number;
+                rules: {
+                  action: string | string[];
+                  decided: number;
+                  /** @enum {string} */
+                  effect: 'allow' | 'deny';
+                  policyId: string | null;
+                  policyName: string;
+                  ruleIndex: number;
+                  subject: string | string[];
+                }[];
+                total: number;
+                unexercisedShare: number;
+              };
+              failed: number;
+              passed: boolean;
+              results: {
+                /** @enum {string} */
+                actual: 'allow' | 'deny';
+                /** @enum {string} */
+                expected: 'allow' | 'deny';
+                expectedRule?: string;
+                name: string;
+                passed: boolean;
+                reason: string;
+                rule: {
+                  policyId: string | null;
+                  policyName: string;
+                  ruleIndex: number;
+                } | null;
+              }[];
+              total: number;
+            };
+          };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/workspaces/{ws}/policy-tests': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    /** The workspace's stored policy test suite */
+    get: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          ws: string;
+        };
+        cookie?: never;
+      };
+      requestBody?: never;
+      responses: {
+        /** @description The stored suite */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              suite: {
+                principals: {
+                  [key: string]: {
+                    claims?: {
+                      [key: string]: unknown;
+                    };
+                    email?: string;
+                    id: string;
+                    roles: string[];
+                  };
+                };
+                /** @default {} */
+                resources: {
+                  [key: string]: {
+                    createdAt?: string;
+                    createdBy?: string;
+                    data: {
+                      [key: string]: unknown;
+                    };
+                    id?: string;
+                    structure: string;
+                    updatedAt?: string;
+                  };
+                };
+                tests: {
+                  /** @enum {string} */
+                  action: 'create' | 'read' | 'update' | 'delete' | 'manage';
+                  /** @enum {string} */
+                  expect: 'allow' | 'deny';
+                  field?: string;
+                  name: string;
+                  principal: string;
+                  resource?: string;
+                  rule?: string;
+                  subject?: string;
+                }[];
+              };
+              /** Format: date-time */
+              updatedAt: string;
+              updatedBy: string;
+            };
+          };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    /** Store the policy test suite every later policy change is checked against */
+    put: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          ws: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            suite: {
+              principals: {
+                [key: string]: {
+                  claims?: {
+                    [key: string]: unknown;
+                  };
+                  email?: string;
+                  id: string;
+                  roles: string[];
+                };
+              };
+              /** @default {} */
+              resources?: {
+                [key: string]: {
+                  createdAt?: string;
+                  createdBy?: string;
+                  data: {
+                    [key: string]: unknown;
+                  };
+                  id?: string;
+                  structure: string;
+                  updatedAt?: string;
+                };
+              };
+              tests: {
+                /** @enum {string} */
+                action: 'create' | 'read' | 'update' | 'delete' | 'manage';
+                /** @enum {string} */
+                expect: 'allow' | 'deny';
+                field?: string;
+                name: string;
+                principal: string;
+                resource?: string;
+                rule?: string;
+                subject?: string;
+              }[];
+            };
+          };
+        };
+      };
+      responses: {
+        /** @description The stored suite */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              suite: {
+                principals: {
+                  [key: string]: {
+                    claims?: {
+                      [key: string]: unknown;
+                    };
+                    email?: string;
+                    id: string;
+                    roles: string[];
+                  };
+                };
+                /** @default {} */
+                resources: {
+                  [key: string]: {
+                    createdAt?: string;
+                    createdBy?: string;
+                    data: {
+                      [key: string]: unknown;
+                    };
+                    id?: string;
+                    structure: string;
+                    updatedAt?: string;
+                  };
+                };
+                tests: {
+                  /** @enum {string} */
+                  action: 'create' | 'read' | 'update' | 'delete' | 'manage';
+                  /** @enum {string} */
+                  expect: 'allow' | 'deny';
+                  field?: string;
+                  name: string;
+                  principal: string;
+                  resource?: string;
+                  rule?: string;
+                  subject?: string;
+                }[];
+              };
+              /** Format: date-time */
+              updatedAt: string;
+              updatedBy: string;
+            };
+          };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
     post?: never;
     delete?: never;
     options?: never;

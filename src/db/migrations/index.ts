@@ -17,6 +17,7 @@ import { Migration20261201020000CitusReady } from './Migration20261201020000Citu
 import { Migration20261201030000NeedleFilters } from './Migration20261201030000NeedleFilters.ts';
 import { Migration20261201033000EffectivePlanInList } from './Migration20261201033000EffectivePlanInList.ts';
 import { Migration20261201036000OperatorTotals } from './Migration20261201036000OperatorTotals.ts';
+import { Migration20261201040000PolicyTests } from './Migration20261201040000PolicyTests.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -39,4 +40,5 @@ export const migrations = [
   Migration20261201030000NeedleFilters,
   Migration20261201033000EffectivePlanInList,
   Migration20261201036000OperatorTotals,
+  Migration20261201040000PolicyTests,
 ];

@@ -3,6 +3,7 @@ import type { Api } from '../../http/api.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { AccessControl } from '../../policy/access.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
+import { explain } from '../../policy/explain.ts';
 import { actions } from '../../policy/vocabulary.ts';
 import type { DecisionEntry } from '../../policy/decision-log.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
@@ -34,6 +35,35 @@ const checkBody = z.strictObject({
     )
     .min(1)
     .max(maxChecks),
+  // Explanations are computed only when asked for: the decisions themselves never pay for them.
+  explain: z.boolean().default(false),
+});
+
+const ruleReference = z.object({ policyId: z.uuid(), policyName: z.string(), ruleIndex: z.number().int() });
+
+const explanation = z.object({
+  rules: z.array(
+    ruleReference.extend({
+      action: z.union([z.string(), z.array(z.string())]),
+      subject: z.union([z.string(), z.array(z.string())]),
+      effect: z.enum(['allow', 'deny']),
+      applies: z.boolean(),
+      matched: z.boolean().nullable(),
+      failed: z
+        .array(
+          z.object({
+            field: z.string(),
+            operator: z.string(),
+            expected: z.unknown(),
+            actual: z.unknown().optional(),
+            why: z.enum(['missing', 'type', 'value']),
+          }),
+        )
+        .optional(),
+    }),
+  ),
+  decidedBy: ruleReference.nullable(),
+  reason: z.string(),
 });
 
 const checkResponse = z.object({
@@ -44,6 +74,7 @@ const checkResponse = z.object({
       policyVersion: z.number().int().nullable(),
       ruleIndex: z.number().int().nullable(),
       reason: z.string(),
+      explanation: explanation.optional(),
     }),
   ),
 });
@@ -96,7 +127,18 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
         };
       });
       await access.decided({ context }, entries);
-      response.json({ results: entries.map((entry) => entry.decision) });
+      if (!body.explain) {
+        response.json({ results: entries.map((entry) => entry.decision) });
+        return;
+      }
+      const explained = body.checks.map((check, index) => {
+        const { decision } = entries[index]!;
+        return {
+          ...decision,
+          explanation: explain(ability, decision, check.action, check.subject, check.resource, check.field),
+        };
+      });
+      response.json({ results: explained });
     },
   );
 }

@@ -1,4 +1,5 @@
 import type { Api } from '../../http/api.ts';
+import { forceQuery } from '../policy-tests/policy-tests.schema.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { PoliciesService } from './policies.service.ts';
 import {
@@ -33,16 +34,17 @@ export function policyRoutes(api: Api, policies: PoliciesService): void {
     {
       method: 'post',
       path: '/v1/workspaces/:ws/policies',
-      summary: 'Create a policy (validated)',
+      summary: 'Create a policy (validated); refused with 409 if stored policy tests would fail, unless ?force=true',
       tag,
       security: 'adminOrBearer',
       authorize: { action: 'create', subject, operation: 'admin' },
       params: workspaceParams,
+      query: forceQuery,
       body: policyBody,
       responses: { 201: { description: 'Created', schema: policyResponse } },
     },
-    async ({ params, body, caller }, _request, response) => {
-      const policy = await policies.create(caller, body);
+    async ({ params, query, body, caller }, _request, response) => {
+      const policy = await policies.create(caller, body, query.force);
       response.status(201).location(`/v1/workspaces/${params.ws}/policies/${policy.id}`).json(policy);
     },
   );
@@ -67,16 +69,17 @@ export function policyRoutes(api: Api, policies: PoliciesService): void {
     {
       method: 'put',
       path: '/v1/workspaces/:ws/policies/:id',
-      summary: 'Replace a policy; the old version is kept',
+      summary: 'Replace a policy; the old version is kept; 409 if stored policy tests would fail, unless ?force=true',
       tag,
       security: 'adminOrBearer',
       authorize: { action: 'update', subject, operation: 'admin' },
       params: policyParams,
+      query: forceQuery,
       body: policyBody,
       responses: { 200: { description: 'The new version', schema: policyResponse } },
     },
-    async ({ params, body, caller }, _request, response) => {
-      response.json(await policies.replace(caller, params.id, body));
+    async ({ params, query, body, caller }, _request, response) => {
+      response.json(await policies.replace(caller, params.id, body, query.force));
     },
   );
 
@@ -84,15 +87,16 @@ export function policyRoutes(api: Api, policies: PoliciesService): void {
     {
       method: 'delete',
       path: '/v1/workspaces/:ws/policies/:id',
-      summary: 'Delete a policy; its versions are kept',
+      summary: 'Delete a policy; its versions are kept; 409 if stored policy tests would fail, unless ?force=true',
       tag,
       security: 'adminOrBearer',
       authorize: { action: 'delete', subject, operation: 'admin' },
       params: policyParams,
+      query: forceQuery,
       responses: { 204: { description: 'Deleted' } },
     },
-    async ({ params, caller }, _request, response) => {
-      await policies.remove(caller, params.id);
+    async ({ params, query, caller }, _request, response) => {
+      await policies.remove(caller, params.id, query.force);
       response.status(204).end();
     },
   );

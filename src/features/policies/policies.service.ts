@@ -7,6 +7,7 @@ import type { Caller } from '../../policy/access.ts';
 import { Managers } from '../../policy/managers.ts';
 import { validateRules } from '../../policy/validate.ts';
 import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
+import { guardPolicyChange } from '../policy-tests/policy-tests.store.ts';
 import type { PolicyInput, PolicyResponse, PolicyVersionResponse } from './policies.schema.ts';
 import { PolicyEntity, type Policy } from './policy.entity.ts';
 
@@ -33,6 +34,15 @@ export async function recordVersion(scope: Scope, policy: Policy, deleted = fals
   );
 }
 
+/** The workspace's structures and their fields, as rules are validated against them. */
+export async function structureFields(scope: Scope): Promise<Map<string, string[]>> {
+  const rows = await scope.query(
+    sql<{ name: string; fields: Record<string, unknown> }>`select name, fields from structures
+      where workspace_id = ${scope.workspaceId}::uuid`,
+  );
+  return new Map(rows.map((row) => [row.name, Object.keys(row.fields)]));
+}
+
 interface VersionRow {
   policy_id: string;
   version: number;
@@ -52,12 +62,13 @@ export class PoliciesService extends WorkspaceConfiguration {
 
   /**
    * A policy change moves the workspace's policy-set version, so cached abilities are never
-   * reused, and may not leave the workspace without a member who can manage members.
+   * reused, may not leave the workspace without a member who can manage members, and may not
+   * make a stored policy test fail (unless forced).
    */
-  private changePolicies<T>(caller: Caller, work: (scope: Scope) => Promise<T>): Promise<T> {
+  private changePolicies<T>(caller: Caller, force: boolean, work: (scope: Scope) => Promise<T>): Promise<T> {
     return this.change(caller, async (scope) => {
       const managers = await Managers.of(scope);
-      const value = await work(scope);
+      const value = await guardPolicyChange(scope, force, () => work(scope));
       await managers.keepOneAfterPolicyChange();
       await scope.query(
         sql`update workspaces set policy_set_version = policy_set_version + 1 where id = ${scope.workspaceId}::uuid`,
@@ -75,11 +86,7 @@ export class PoliciesService extends WorkspaceConfiguration {
   }
 
   private async validate(scope: Scope, input: PolicyInput): Promise<void> {
-    const rows = await scope.query(
-      sql<{ name: string; fields: Record<string, unknown> }>`select name, fields from structures
-        where workspace_id = ${scope.workspaceId}::uuid`,
-    );
-    const errors = validateRules(input.rules, new Map(rows.map((row) => [row.name, Object.keys(row.fields)])));
+    const errors = validateRules(input.rules, await structureFields(scope));
     if (errors.length) {
       throw new ProblemError('validation_failed', 'The policy rules are invalid', {
         errors: errors.map((error) => ({ ...error, in: 'body' as const })),
@@ -106,8 +113,8 @@ export class PoliciesService extends WorkspaceConfiguration {
     });
   }
 
-  create(caller: Caller, input: PolicyInput): Promise<PolicyResponse> {
-    return this.changePolicies(caller, async (scope) => {
+  create(caller: Caller, input: PolicyInput, force = false): Promise<PolicyResponse> {
+    return this.changePolicies(caller, force, async (scope) => {
       await this.validate(scope, input);
       const policy = scope.em.create(PolicyEntity, {
         id: uuidv7(),
@@ -122,8 +129,8 @@ export class PoliciesService extends WorkspaceConfiguration {
     });
   }
 
-  replace(caller: Caller, id: string, input: PolicyInput): Promise<PolicyResponse> {
-    return this.changePolicies(caller, async (scope) => {
+  replace(caller: Caller, id: string, input: PolicyInput, force = false): Promise<PolicyResponse> {
+    return this.changePolicies(caller, force, async (scope) => {
       caller.ruling?.refine({ resourceId: id });
       const policy = await this.load(scope, id);
       await this.validate(scope, input);
@@ -139,8 +146,8 @@ export class PoliciesService extends WorkspaceConfiguration {
     });
   }
 
-  async remove(caller: Caller, id: string): Promise<void> {
-    await this.changePolicies(caller, async (scope) => {
+  async remove(caller: Caller, id: string, force = false): Promise<void> {
+    await this.changePolicies(caller, force, async (scope) => {
       caller.ruling?.refine({ resourceId: id });
       const policy = await this.load(scope, id);
       await scope.em.nativeDelete(PolicyEntity, { id: policy.id, workspaceId: scope.workspaceId });
