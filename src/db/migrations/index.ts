@@ -15,6 +15,7 @@ import { Migration20261201000000StripeBilling } from './Migration20261201000000S
 import { Migration20261201010000WorkspaceScopedIds } from './Migration20261201010000WorkspaceScopedIds.ts';
 import { Migration20261201020000CitusReady } from './Migration20261201020000CitusReady.ts';
 import { Migration20261201030000NeedleFilters } from './Migration20261201030000NeedleFilters.ts';
+import { Migration20261201050000DecisionInputs } from './Migration20261201050000DecisionInputs.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -35,4 +36,5 @@ export const migrations = [
   Migration20261201010000WorkspaceScopedIds,
   Migration20261201020000CitusReady,
   Migration20261201030000NeedleFilters,
+  Migration20261201050000DecisionInputs,
 ];
