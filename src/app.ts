@@ -18,6 +18,8 @@ import type { SigningKey } from './features/decisions/signing.ts';
 import { identityProviderRoutes } from './features/identity-providers/identity-providers.routes.ts';
 import { IdentityProvidersService } from './features/identity-providers/identity-providers.service.ts';
 import { policyRoutes } from './features/policies/policies.routes.ts';
+import { whatIfRoutes } from './features/what-if/what-if.routes.ts';
+import { WhatIfService } from './features/what-if/what-if.service.ts';
 import { PolicyEntity } from './features/policies/policy.entity.ts';
 import { IdentityProviderEntity } from './features/identity-providers/identity-provider.entity.ts';
 import { StructureEntity } from './features/structures/structure.entity.ts';
@@ -246,6 +248,7 @@ export function createApp(dependencies: AppDependencies): {
   );
   whoamiRoutes(api);
   policyRoutes(api, new PoliciesService(services));
+  whatIfRoutes(api, new WhatIfService(database, access));
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(services));
   const catalog = new StructureCatalog(database, changes);
