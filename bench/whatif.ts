@@ -8,7 +8,7 @@ import type { StoredPolicy } from '../src/policy/ability.ts';
 import { keptInputs, planOf } from '../src/policy/decision-inputs.ts';
 import { appendDecisions, type DecisionBatch, type DecisionEntry } from '../src/policy/decision-log.ts';
 import { benchServing } from './database.ts';
-import { measurement, opsPerSecond, type Measurement } from './report.ts';
+import { compared, interleaved, measurement, opsPerSecond, type Measurement } from './report.ts';
 
 export const benchDecisionCount = 100_000;
 const principals = 500;
@@ -205,6 +205,37 @@ export async function whatIfBench(database: { ownerUrl: string; appUrl: string }
       measurement(`what-if replay, ${benchDecisionCount / 1000}k logged decisions`, 'decisions/s', rates),
       measurement('  heap growth during one replay (peak)', 'MiB', heap),
       measurement('  the same over a tenth of the window (10k)', 'MiB', tenthHeap),
+    );
+
+    // The write path: the log's own statement, 500 decisions of the same mix, with and without
+    // their inputs, in another workspace (so the replays above are not disturbed).
+    const other = (
+      await admin
+        .post('/v1/workspaces')
+        .send({ slug: `${slug}-w`, name: 'Bench', plan: 'enterprise' })
+        .expect(201)
+    ).body as { id: string };
+    const append = (withInputs: boolean) => async () => {
+      const batches: DecisionBatch[] = Array.from({ length: 500 }, (_, index) => {
+        const entry = entryOf(index);
+        const context = { ...contexts[index % principals]!, workspaceId: other.id };
+        return withInputs
+          ? { context, entries: [entry] }
+          : { context: { ...context, attributes: undefined }, entries: [{ ...entry, documents: undefined }] };
+      });
+      const started = performance.now();
+      await served.inWorkspace(other.id, (scope) => sql`with ${scope} ${appendDecisions(batches)}`);
+      return 500 / ((performance.now() - started) / 1000);
+    };
+    const sides = { subject: append(true), baseline: append(false) };
+    await interleaved(2, sides);
+    results.push(
+      compared(
+        'decision append (500 a statement) with inputs',
+        'decisions/s',
+        await interleaved(20, sides),
+        'same decisions without inputs',
+      ),
     );
 
     const entries = Array.from({ length: 64 }, (_, index) => entryOf(index * 7));
