@@ -265,6 +265,52 @@ describe('what-if', () => {
       .expect(200);
   });
 
+  it('replays placeholders on the claim values kept with the decision', async () => {
+    const leads = {
+      name: 'leads',
+      roles: ['lead'],
+      rules: [{ action: 'read', subject: 'Task', conditions: { team: '${principal.claims.team}' } }],
+    };
+    await call(tokens.otherAdmin!, 'post', '/policies', leads, other).expect(201);
+    const task = (
+      await call(tokens.otherAdmin!, 'post', '/records/Task', { data: { title: 'T', team: 'red' } }, other).expect(201)
+    ).body.id;
+    const lead = await other.token('user_lead', 'lead', { team: 'red' });
+    await pause();
+    const from = new Date().toISOString();
+    await pause();
+    await call(lead, 'get', `/records/Task/${task}`, undefined, other).expect(200);
+    await pause();
+    const to = new Date().toISOString();
+    const logged = await call(tokens.otherAdmin!, 'get', '/decisions?principalId=user_lead', undefined, other).expect(
+      200,
+    );
+    expect(logged.body.data[0].inputs.principal).toEqual({ '${principal.claims.team}': 'red' });
+
+    const policies = (await call(tokens.otherAdmin!, 'get', '/policies', undefined, other).expect(200)).body.data.map(
+      ({ id, name, roles, rules }: Draft) => ({ id, name, roles, rules }),
+    );
+    const same = await call(tokens.otherAdmin!, 'post', '/policies/what-if', { policies, from, to }, other).expect(200);
+    expect(same.body).toMatchObject({ replayed: 1, unchanged: 1, notReplayable: { count: 0 } });
+    const openOnly = policies.map((draft: Draft) =>
+      draft.name === 'leads'
+        ? { ...draft, rules: [{ ...leads.rules[0], conditions: { team: '${principal.claims.team}', status: 'open' } }] }
+        : draft,
+    );
+    const changed = await call(
+      tokens.otherAdmin!,
+      'post',
+      '/policies/what-if',
+      { policies: openOnly, from, to },
+      other,
+    );
+    expect(changed.body).toMatchObject({
+      replayed: 1,
+      flips: { allowToDeny: 1, denyToAllow: 0 },
+      counts: [{ action: 'read', subject: 'Task', role: 'lead', direction: 'allowToDeny', count: 1 }],
+    });
+  });
+
   it('keeps inputs inside the verified hash chain', async () => {
     await cordon.sealer.sealWorkspace(tenant.id);
     const verdict = await call(tokens.admin!, 'get', '/decisions/verify').expect(200);
