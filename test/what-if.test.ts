@@ -237,6 +237,8 @@ describe('what-if', () => {
       errors: [expect.objectContaining({ pointer: '/policies/0/rules/0/subject' })],
     });
     await whatIf({ policies: stored, from: 'yesterday', to: window.to }).expect(400);
+    const twice = await whatIf({ policies: [...stored, stored[0]], ...window }).expect(400);
+    expect(twice.body.errors).toEqual([expect.objectContaining({ pointer: `/policies/${stored.length}/id` })]);
   });
 
   it('is for those who read policies and the decision log: viewers and auditors are refused', async () => {

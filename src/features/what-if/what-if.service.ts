@@ -57,16 +57,22 @@ async function drafts(scope: Scope, input: readonly PolicyDraft[]): Promise<Stor
       where workspace_id = ${scope.workspaceId}::uuid`,
   );
   const structures = new Map(rows.map((row) => [row.name, Object.keys(row.fields)]));
-  const errors = input.flatMap((draft, index) =>
-    validateRules(draft.rules, structures).map((error) => ({
-      pointer: `/policies/${index}${error.pointer}`,
-      detail: error.detail,
-      in: 'body' as const,
-    })),
-  );
+  const seen = new Set<string>();
+  const errors = input.flatMap((draft, index) => {
+    const id = draft.id?.toLowerCase();
+    const repeated = id !== undefined && seen.has(id);
+    if (id !== undefined) seen.add(id);
+    return [
+      ...(repeated ? [{ pointer: `/policies/${index}/id`, detail: 'another draft has this id' }] : []),
+      ...validateRules(draft.rules, structures).map((error) => ({
+        ...error,
+        pointer: `/policies/${index}${error.pointer}`,
+      })),
+    ].map((error) => ({ ...error, in: 'body' as const }));
+  });
   if (errors.length) throw new ProblemError('validation_failed', 'The draft policies are invalid', { errors });
   return input.map((draft, index) => ({
-    id: draft.id ?? draftId(index),
+    id: draft.id?.toLowerCase() ?? draftId(index),
     name: draft.name,
     version: 0,
     roles: draft.roles,
