@@ -6,6 +6,7 @@ import { functionsBench } from './functions.ts';
 import { realtimeBench } from './realtime.ts';
 import { recordsBench } from './records.ts';
 import { triggersBench } from './triggers.ts';
+import { whatIfBench } from './whatif.ts';
 import { benchDatabase } from './database.ts';
 import { watchOtherWork } from './machine.ts';
 import { printTable, type Measurement } from './report.ts';
@@ -33,6 +34,7 @@ const suites: Record<string, (database: { ownerUrl: string; appUrl: string }) =>
   triggers: (database) => triggersBench(database, millis),
   billing: (database) => billingBench(database, millis),
   realtime: (database) => realtimeBench(database, millis),
+  whatif: (database) => whatIfBench(database),
 };
 
 const database = await benchDatabase();

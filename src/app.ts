@@ -21,6 +21,8 @@ import { IdentityProvidersService } from './features/identity-providers/identity
 import { policyRoutes } from './features/policies/policies.routes.ts';
 import { policyTestRoutes } from './features/policy-tests/policy-tests.routes.ts';
 import { PolicyTestsService } from './features/policy-tests/policy-tests.service.ts';
+import { whatIfRoutes } from './features/what-if/what-if.routes.ts';
+import { WhatIfService } from './features/what-if/what-if.service.ts';
 import { PolicyEntity } from './features/policies/policy.entity.ts';
 import { IdentityProviderEntity } from './features/identity-providers/identity-provider.entity.ts';
 import { StructureEntity } from './features/structures/structure.entity.ts';
@@ -250,6 +252,7 @@ export function createApp(dependencies: AppDependencies): {
   whoamiRoutes(api);
   policyRoutes(api, new PoliciesService(services));
   policyTestRoutes(api, new PolicyTestsService(services));
+  whatIfRoutes(api, new WhatIfService(database, access));
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(services));
   const catalog = new StructureCatalog(database, changes);

@@ -49,6 +49,20 @@ describe('GET /openapi.json', () => {
   });
 });
 
+describe('the what-if route in the document', () => {
+  it('describes the draft policies and the window it takes, and the flips it answers', async () => {
+    const { body } = await cordon.http().get('/openapi.json').expect(200);
+    const whatIf = body.paths['/v1/workspaces/{ws}/policies/what-if'].post;
+    expect(whatIf.requestBody.content['application/json'].schema.required).toEqual(
+      expect.arrayContaining(['policies', 'from', 'to']),
+    );
+    const answer = whatIf.responses['200'].content['application/json'].schema;
+    expect(Object.keys(answer.properties)).toEqual(
+      expect.arrayContaining(['window', 'replayed', 'unchanged', 'flips', 'counts', 'notReplayable', 'samples']),
+    );
+  });
+});
+
 describe('references in the document', () => {
   /** JSON pointer (RFC 6901) lookup from the document's root, as `$ref: '#/…'` means in OpenAPI. */
   const resolve = (document: unknown, ref: string) =>

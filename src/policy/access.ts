@@ -7,7 +7,7 @@ import { ProblemError } from '../http/errors.ts';
 import type { Decision, PrincipalAbility } from './ability.ts';
 import { appendDecisions, type DecisionContext, type DecisionEntry, type Operation } from './decision-log.ts';
 import { DecisionWriter } from './decision-writer.ts';
-import type { PolicyStore } from './policy-store.ts';
+import type { PolicyScope, PolicyStore } from './policy-store.ts';
 import { Ruling } from './ruling.ts';
 import { isReadOnly, subscriptionInactive } from './standing.ts';
 import type { Action } from './vocabulary.ts';
@@ -127,11 +127,12 @@ export class AccessControl {
   async principalOf(request: Request): Promise<PrincipalCaller> {
     const { principal, workspace } = request;
     if (!principal || !workspace) throw new Error('principalOf needs an authenticated principal');
-    const ability = await this.policies.abilityFor(principal, {
-      workspaceId: workspace.id,
-      policySetVersion: workspace.policySetVersion,
-    });
-    const context = contextOf(request, principal, workspace.id);
+    const scope = { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion };
+    const ability = await this.policies.abilityFor(principal, scope);
+    const context = {
+      ...contextOf(request, principal, workspace.id),
+      attributes: await this.attributesOf(principal, scope),
+    };
     return {
       principal,
       workspaceId: workspace.id,
@@ -140,6 +141,15 @@ export class AccessControl {
       origin: originOf(context, 'user'),
       tenant: workspace,
     };
+  }
+
+  /** What a principal's decisions keep of its attributes: the values of the placeholders the policies use. */
+  async attributesOf(
+    principal: Pick<Principal, 'id' | 'email' | 'roles' | 'claims'>,
+    scope: PolicyScope,
+  ): Promise<DecisionContext['attributes']> {
+    const plan = await this.policies.inputsPlan(scope);
+    return { plan, placeholders: { principal, workspaceId: scope.workspaceId } };
   }
 
   /** The platform admin names the workspace in the URL; an unknown one is a plain 404. */

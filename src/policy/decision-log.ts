@@ -4,6 +4,8 @@ import type { Principal } from '../auth/principal.ts';
 import type { Statement } from '../db/database.ts';
 import { decisionGate, sharedGate } from '../db/gate.ts';
 import type { Decision } from './ability.ts';
+import { keptInputs, type InputsPlan } from './decision-inputs.ts';
+import type { PlaceholderContext } from './placeholders.ts';
 
 export const operations = ['get', 'list', 'create', 'update', 'delete', 'check', 'admin'] as const;
 export type Operation = (typeof operations)[number];
@@ -16,6 +18,8 @@ export interface DecisionEntry {
   resourceId?: string | null;
   fields?: string[] | null;
   decision: Decision;
+  /** The record document(s) the conditions were tested on (an update: before, then after). */
+  documents?: readonly Record<string, unknown>[] | undefined;
 }
 
 /** Who asked, when and from where: taken from the request once. */
@@ -26,6 +30,11 @@ export interface DecisionContext {
   ip: string | null;
   userAgent: string | null;
   startedAt: bigint;
+  /**
+   * What the workspace's policies referenced (placeholders, fields) and the principal's values for
+   * them, for the decision's kept inputs (decision-inputs.ts); without it only documents are kept.
+   */
+  attributes?: { plan: InputsPlan; placeholders: PlaceholderContext } | undefined;
 }
 
 /** Several entries of one context: the decisions of one request. */
@@ -64,6 +73,7 @@ function rowsOf(batches: readonly DecisionBatch[]): string {
         latency_micros: latency,
         ip: context.ip,
         user_agent: context.userAgent,
+        inputs: keptInputs(context.attributes?.plan, context.attributes?.placeholders, entry.documents),
       });
     }
   }
@@ -83,10 +93,10 @@ function rowsOf(batches: readonly DecisionBatch[]): string {
 export function appendDecisions(batches: readonly DecisionBatch[]): Statement<unknown> {
   return sql`insert into decisions (id, workspace_id, at, request_id, principal_id, principal_roles, principal_provider,
       action, operation, subject, resource_id, fields, allowed, policy_id, policy_version, rule_index, reason,
-      latency_micros, ip, user_agent)
+      latency_micros, ip, user_agent, inputs)
     with ${sharedGate(decisionGate)}
     select batch.* from scope cross join gate cross join jsonb_to_recordset(${rowsOf(batches)}::jsonb) as batch(id uuid, workspace_id uuid,
       at timestamptz, request_id text, principal_id text, principal_roles text[], principal_provider text, action text,
       operation text, subject text, resource_id text, fields text[], allowed boolean, policy_id uuid, policy_version integer,
-      rule_index integer, reason text, latency_micros integer, ip text, user_agent text)`;
+      rule_index integer, reason text, latency_micros integer, ip text, user_agent text, inputs jsonb)`;
 }

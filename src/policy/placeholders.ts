@@ -102,6 +102,17 @@ function resolve(match: RegExpExecArray, context: PlaceholderContext): unknown {
   }
 }
 
+/** The value one placeholder text takes for a principal (undefined: it does not resolve, or is not a placeholder). */
+export function placeholderValue(text: string, context: PlaceholderContext): unknown {
+  const match = placeholderPattern.exec(text);
+  return match ? resolve(match, context) : undefined;
+}
+
+/** The claim path of a `${principal.claims.<path>}` placeholder, or undefined for the other placeholders. */
+export function claimPathOf(text: string): string | undefined {
+  return placeholderPattern.exec(text)?.[2];
+}
+
 const unresolved = Symbol('unresolved');
 
 /**

@@ -3,12 +3,15 @@ import { LRUCache } from 'lru-cache';
 import type { Principal } from '../auth/principal.ts';
 import type { Database, Scope } from '../db/database.ts';
 import { buildAbility, type PrincipalAbility, type StoredPolicy } from './ability.ts';
+import { planOf, type InputsPlan } from './decision-inputs.ts';
 import { placeholdersUsed, placeholderValues, type PlaceholderContext } from './placeholders.ts';
 
 interface PolicySet {
   policies: StoredPolicy[];
   /** The placeholders each role's policies use: only those can make two holders' abilities differ. */
   placeholdersByRole: Map<string, Set<string>>;
+  /** What the whole set references: what a decision keeps of its inputs (decision-inputs.ts). */
+  plan: InputsPlan;
 }
 
 /** A workspace's policies in evaluation order, as the caller's transaction (in its scope) sees them. */
@@ -59,6 +62,11 @@ export class PolicyStore {
     return ability;
   }
 
+  /** The placeholders and fields the workspace's policies reference, for the inputs decisions keep. */
+  async inputsPlan(scope: PolicyScope): Promise<InputsPlan> {
+    return (await this.policySet(scope)).plan;
+  }
+
   private async policySet(scope: PolicyScope): Promise<PolicySet> {
     const key = `${scope.workspaceId}:${scope.policySetVersion}`;
     const cached = this.sets.get(key);
@@ -74,7 +82,7 @@ export class PolicyStore {
         placeholdersByRole.set(role, known);
       }
     }
-    const set: PolicySet = { policies: rows, placeholdersByRole };
+    const set: PolicySet = { policies: rows, placeholdersByRole, plan: planOf(rows.flatMap((row) => row.rules)) };
     this.sets.set(key, set);
     return set;
   }

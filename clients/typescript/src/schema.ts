@@ -1219,6 +1219,19 @@ export interface paths {
                 hash: string | null;
                 /** Format: uuid */
                 id: string;
+                inputs?: {
+                  documents?: {
+                    [key: string]: unknown;
+                  }[];
+                  /** @constant */
+                  dropped?: true;
+                  kept?: string[];
+                  principal?: {
+                    [key: string]: unknown;
+                  };
+                } & {
+                  [key: string]: unknown;
+                };
                 ip: string | null;
                 latencyMicros: number;
                 operation: string;
@@ -3538,6 +3551,131 @@ export interface paths {
                 } | null;
               }[];
               total: number;
+            };
+          };
+        };
+        /** @description Problem */
+        default: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/problem+json': components['schemas']['Problem'];
+          };
+        };
+      };
+    };
+    delete?: never;
+    options?: never;
+    head?: never;
+    patch?: never;
+    trace?: never;
+  };
+  '/v1/workspaces/{ws}/policies/what-if': {
+    parameters: {
+      query?: never;
+      header?: never;
+      path?: never;
+      cookie?: never;
+    };
+    get?: never;
+    put?: never;
+    /** Replay the logged decisions of a window against draft policies: what would flip */
+    post: {
+      parameters: {
+        query?: never;
+        header?: never;
+        path: {
+          ws: string;
+        };
+        cookie?: never;
+      };
+      requestBody: {
+        content: {
+          'application/json': {
+            /** Format: date-time */
+            from: string;
+            /** @default 20 */
+            limit?: number;
+            policies: {
+              /** @default  */
+              description?: string;
+              /** Format: uuid */
+              id?: string;
+              name: string;
+              roles: string[];
+              rules: {
+                action: string | string[];
+                conditions?: {
+                  [key: string]: unknown;
+                };
+                fields?: string | string[];
+                inverted?: boolean;
+                reason?: string;
+                subject: string | string[];
+              }[];
+            }[];
+            /** Format: date-time */
+            to: string;
+          };
+        };
+      };
+      responses: {
+        /** @description Flips, counts, samples and what could not be replayed */
+        200: {
+          headers: {
+            [name: string]: unknown;
+          };
+          content: {
+            'application/json': {
+              counts: {
+                action: string;
+                count: number;
+                /** @enum {string} */
+                direction: 'allowToDeny' | 'denyToAllow';
+                role: string | null;
+                subject: string;
+              }[];
+              flips: {
+                allowToDeny: number;
+                denyToAllow: number;
+              };
+              notReplayable: {
+                byReason: {
+                  [key: string]: number;
+                };
+                count: number;
+              };
+              replayed: number;
+              samples: {
+                action: string;
+                /** @enum {string} */
+                after: 'allow' | 'deny';
+                /** Format: date-time */
+                at: string;
+                /** @enum {string} */
+                before: 'allow' | 'deny';
+                /** Format: uuid */
+                decisionId: string;
+                field?: string;
+                principalId: string;
+                reason: string;
+                resourceId: string | null;
+                roles: string[];
+                rule: {
+                  policyId: string | null;
+                  policyName: string;
+                  ruleIndex: number;
+                } | null;
+                subject: string;
+              }[];
+              unchanged: number;
+              window: {
+                /** Format: date-time */
+                from: string;
+                /** Format: date-time */
+                to: string;
+              };
             };
           };
         };

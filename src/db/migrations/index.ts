@@ -18,6 +18,7 @@ import { Migration20261201030000NeedleFilters } from './Migration20261201030000N
 import { Migration20261201033000EffectivePlanInList } from './Migration20261201033000EffectivePlanInList.ts';
 import { Migration20261201036000OperatorTotals } from './Migration20261201036000OperatorTotals.ts';
 import { Migration20261201040000PolicyTests } from './Migration20261201040000PolicyTests.ts';
+import { Migration20261201050000DecisionInputs } from './Migration20261201050000DecisionInputs.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -41,4 +42,5 @@ export const migrations = [
   Migration20261201033000EffectivePlanInList,
   Migration20261201036000OperatorTotals,
   Migration20261201040000PolicyTests,
+  Migration20261201050000DecisionInputs,
 ];

@@ -109,11 +109,9 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
         }
         const named = { ...body.principal, provider: `named by ${caller.principal.id}` };
         const workspace = request.workspace!;
-        ability = await policies.abilityFor(named, {
-          workspaceId: workspace.id,
-          policySetVersion: workspace.policySetVersion,
-        });
-        context = { ...context, principal: named };
+        const scope = { workspaceId: workspace.id, policySetVersion: workspace.policySetVersion };
+        ability = await policies.abilityFor(named, scope);
+        context = { ...context, principal: named, attributes: await access.attributesOf(named, scope) };
       }
       const entries: DecisionEntry[] = body.checks.map((check) => {
         const resourceId = check.resource && typeof check.resource.id === 'string' ? check.resource.id : null;
@@ -123,6 +121,7 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
           subject: check.subject,
           resourceId,
           fields: check.field ? [check.field] : null,
+          documents: check.resource ? [check.resource] : undefined,
           decision: ability.decide(check.action, check.subject, check.resource, check.field),
         };
       });

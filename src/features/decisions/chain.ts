@@ -1,5 +1,6 @@
 import { createHash, sign, verify, type KeyObject } from 'node:crypto';
 import canonicalize from 'canonicalize';
+import type { DecisionInputs } from '../../policy/decision-inputs.ts';
 
 /** The first link of every workspace's chain points at this. */
 export const genesisHash = '0'.repeat(64);
@@ -25,6 +26,8 @@ export interface ChainedDecision {
   latencyMicros: number;
   ip: string | null;
   userAgent: string | null;
+  /** Present only when the row kept inputs: rows logged before inputs hash exactly as they did. */
+  inputs?: DecisionInputs;
 }
 
 export interface DecisionRow {
@@ -48,6 +51,7 @@ export interface DecisionRow {
   latency_micros: number;
   ip: string | null;
   user_agent: string | null;
+  inputs?: DecisionInputs | null;
 }
 
 export function chained(row: DecisionRow, seq: number): ChainedDecision {
@@ -71,6 +75,7 @@ export function chained(row: DecisionRow, seq: number): ChainedDecision {
     latencyMicros: Number(row.latency_micros),
     ip: row.ip,
     userAgent: row.user_agent,
+    ...(row.inputs != null && { inputs: row.inputs }),
   };
 }
 

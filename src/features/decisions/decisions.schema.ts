@@ -41,6 +41,16 @@ export const decisionResponse = z.object({
   latencyMicros: z.number().int(),
   ip: z.string().nullable(),
   userAgent: z.string().nullable(),
+  /** What the decision was made on (docs/decision-log.md); absent on rows logged before inputs were kept. */
+  // Loose: the verifier hashes the inputs as exported, every key of them.
+  inputs: z
+    .looseObject({
+      principal: z.record(z.string(), z.unknown()).optional(),
+      documents: z.array(z.record(z.string(), z.unknown())).optional(),
+      kept: z.array(z.string()).optional(),
+      dropped: z.literal(true).optional(),
+    })
+    .optional(),
   seq: z.number().int().nullable(),
   prevHash: z.string().nullable(),
   hash: z.string().nullable(),

@@ -73,6 +73,7 @@ function hashedDecision(row: DecisionResponse, seq: number): ChainedDecision {
     latencyMicros: row.latencyMicros,
     ip: row.ip,
     userAgent: row.userAgent,
+    ...(row.inputs !== undefined && { inputs: row.inputs as ChainedDecision['inputs'] }),
   };
 }
 

@@ -52,6 +52,10 @@ export async function functionCaller(
       ip: null,
       userAgent: null,
       startedAt: process.hrtime.bigint(),
+      attributes: {
+        plan: await policies.inputsPlan(scope),
+        placeholders: { principal, workspaceId: scope.workspaceId },
+      },
     },
     origin: {
       actor: { id: principal.id, kind: 'function' },

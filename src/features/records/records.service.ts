@@ -4,7 +4,7 @@ import { appendEvents, type EventLog } from '../../events/event-log.ts';
 import { keysetPage } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
-import type { Decision } from '../../policy/ability.ts';
+import { asRecordSubject, type Decision } from '../../policy/ability.ts';
 import type { AccessControl, PrincipalCaller } from '../../policy/access.ts';
 import type { Plans } from '../../policy/plans.ts';
 import { Ruling } from '../../policy/ruling.ts';
@@ -17,7 +17,7 @@ import { mergePatch } from './merge-patch.ts';
 import { RecordLimit } from './record-limits.ts';
 import type { RecordRow, RecordSession, RecordStore } from './record-store.ts';
 import { validateRecord } from './record-validation.ts';
-import { documentOf, subjectOf, toResponse, versionMatches, writeDecision } from './record-view.ts';
+import { documentOf, toResponse, versionMatches, writeDecision } from './record-view.ts';
 import type { ListQuery, RecordResponse } from './records.schema.ts';
 
 const maxAttempts = 3;
@@ -81,8 +81,9 @@ export class RecordsService {
 
   /** The record-level read check on a loaded record, then its fields as the principal may see them. */
   private readable(caller: PrincipalCaller, ruling: Ruling, name: string, row: RecordRow): RecordResponse {
-    ruling.refine({ resourceId: row.id });
-    ruling.require(caller.ability.decideOn('read', subjectOf(name, row)));
+    const document = documentOf(row);
+    ruling.refine({ resourceId: row.id, documents: [document] });
+    ruling.require(caller.ability.decideOn('read', asRecordSubject(name, document)));
     return toResponse(caller.ability, name, row);
   }
 
@@ -134,8 +135,9 @@ export class RecordsService {
         );
         const at = new Date();
         const row = { id: uuidv7(), data, created_by: caller.principal.id, created_at: at, updated_at: at, version: 1 };
-        ruling.refine({ resourceId: row.id, fields });
-        ruling.require(writeDecision(caller.ability, 'create', name, [subjectOf(name, row)], fields));
+        const document = documentOf(row);
+        ruling.refine({ resourceId: row.id, fields, documents: [document] });
+        ruling.require(writeDecision(caller.ability, 'create', name, [asRecordSubject(name, document)], fields));
         const decision = { context: caller.context, entries: [ruling.entry] };
         const event = appendEvents(
           caller.origin,
@@ -196,7 +198,9 @@ export class RecordsService {
             session.referenced(target, ids, readable),
           );
           const at = new Date();
-          const states = [subjectOf(name, row), subjectOf(name, { ...row, data, updated_at: at })];
+          const documents = [documentOf(row), documentOf({ ...row, data, updated_at: at })];
+          ruling.refine({ documents });
+          const states = documents.map((document) => asRecordSubject(name, document));
           ruling.require(writeDecision(caller.ability, 'update', name, states, fields));
           const stored = await session.update(row.id, data, at, name, structure.version);
           if (!stored) return undefined;
@@ -278,8 +282,9 @@ export class RecordsService {
     if (!isUuid(id)) throw notFound(name, id);
     return this.store.withLockedRow(caller.workspaceId, name, id.toLowerCase(), async (row, session) => {
       if (!row) throw notFound(name, id);
-      ruling.refine({ resourceId: row.id });
-      ruling.require(caller.ability.decideOn(ruling.entry.action as Action, subjectOf(name, row)));
+      const document = documentOf(row);
+      ruling.refine({ resourceId: row.id, documents: [document] });
+      ruling.require(caller.ability.decideOn(ruling.entry.action as Action, asRecordSubject(name, document)));
       if (ifMatch !== undefined && !versionMatches(ifMatch, row.version)) {
         throw new ProblemError(
           'precondition_failed',

@@ -1,0 +1,98 @@
+import { parseConditions, type Condition } from './conditions.ts';
+import { placeholdersUsed, placeholderValue, withSampleValues, type PlaceholderContext } from './placeholders.ts';
+import type { PolicyRule } from './ability.ts';
+
+/**
+ * What a decision was made on, kept on its row (`decisions.inputs`) so that it can be replayed
+ * against draft policies (what-if). Only what conditions can read, within a byte budget:
+ *
+ * - `principal`: the values, for this principal, of the placeholders the workspace's policies used
+ *   when it was decided (`"${principal.email}"`, `"${principal.claims.team}"`…); `null` for one
+ *   that did not resolve. Id and roles are on the row already. Nothing else of the token is kept.
+ * - `documents`: the record document(s) the conditions were tested on — one, or for an update the
+ *   record before and after the change; for a check, the resource it named. Whole while the inputs
+ *   fit in the budget; otherwise cut to the fields the workspace's conditions referenced (`kept`
+ *   names them, system fields always stay), and dropped (`dropped: true`) if even that does not fit.
+ *
+ * An empty object means nothing was needed; a row without inputs (null) was logged before they
+ * were kept.
+ */
+// A type, not an interface: the export's schema reads it as a loose object.
+export type DecisionInputs = {
+  principal?: Record<string, unknown>;
+  documents?: Record<string, unknown>[];
+  kept?: string[];
+  dropped?: true;
+};
+
+/** What a workspace's policies referenced when a decision was taken: the plan for its inputs. */
+export interface InputsPlan {
+  placeholders: readonly string[];
+  fields: ReadonlySet<string>;
+}
+
+/** The budget of one decision's inputs, as JSON bytes. */
+export const inputsBudget = 2_048;
+
+const systemFields = ['id', 'createdBy', 'createdAt', 'updatedAt'];
+
+/** The top-level document fields a condition reads. */
+export function conditionFields(condition: Condition, found: Set<string>): Set<string> {
+  switch (condition.kind) {
+    case 'and':
+    case 'or':
+    case 'nor':
+      for (const inner of condition.conditions) conditionFields(inner, found);
+      break;
+    default:
+      if (condition.path[0] !== undefined) found.add(condition.path[0]);
+  }
+  return found;
+}
+
+/** The placeholders and top-level fields a set of stored rules references. */
+export function planOf(rules: readonly PolicyRule[]): InputsPlan {
+  const placeholders = new Set<string>();
+  const fields = new Set<string>();
+  for (const rule of rules) {
+    if (rule.conditions === undefined) continue;
+    placeholdersUsed(rule.conditions, placeholders);
+    const parsed = parseConditions(withSampleValues(rule.conditions), '');
+    if (parsed.condition) conditionFields(parsed.condition, fields);
+  }
+  return { placeholders: [...placeholders].sort(), fields };
+}
+
+// JSON.stringify, not the canonical form: the same bytes up to key order, at a fraction of the cost.
+const byteLength = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+
+/** The inputs of one decision, within `inputsBudget`. */
+export function keptInputs(
+  plan: InputsPlan | undefined,
+  context: PlaceholderContext | undefined,
+  documents: readonly Record<string, unknown>[] | undefined,
+): DecisionInputs {
+  const inputs: DecisionInputs = {};
+  if (plan && context && plan.placeholders.length) {
+    inputs.principal = Object.fromEntries(
+      plan.placeholders.map((text) => [text, placeholderValue(text, context) ?? null]),
+    );
+    // A token's claim can be anything; one that does not fit the budget is not kept.
+    if (byteLength(inputs.principal) > inputsBudget / 2) delete inputs.principal;
+  }
+  if (!documents?.length) return inputs;
+  const whole = { ...inputs, documents: [...documents] };
+  if (byteLength(whole) <= inputsBudget) return whole;
+  const kept = [...new Set([...systemFields, ...(plan?.fields ?? [])])].sort();
+  const cut = {
+    ...inputs,
+    documents: documents.map((document) =>
+      Object.fromEntries(
+        kept.filter((field) => Object.hasOwn(document, field)).map((field) => [field, document[field]]),
+      ),
+    ),
+    kept,
+  };
+  if (byteLength(cut) <= inputsBudget) return cut;
+  return { ...inputs, dropped: true };
+}
