@@ -147,6 +147,19 @@ describe('the member-roles cache', () => {
     expect(await roles.of(team.id, 'user_o')).toEqual(['admin']);
   });
 
+  it('caches a lookup that only a change to another workspace overtook', async () => {
+    const team = await membersWorkspace(cordon, issuer, 'elsewhere');
+    await addMember(cordon, team, 'user_e', ['viewer']);
+    const { roles, changes } = memberRoles();
+    const answer = roles.of(team.id, 'user_e');
+    // Other tenants' changes arrive all the time: they must not keep this member from being cached.
+    changes.apply({ topic: 'member', workspaceId: '00000000-0000-4000-8000-000000000001', userId: 'user_e' });
+    changes.apply({ topic: 'workspace', workspaceId: '00000000-0000-4000-8000-000000000002' });
+    expect(await answer).toEqual(['viewer']);
+    await behindItsBack(team, 'user_e', ['admin']);
+    expect(await roles.of(team.id, 'user_e')).toEqual(['viewer']);
+  });
+
   it('reads a member again once its entry is older than the time to live, though no change was heard of', async () => {
     const team = await membersWorkspace(cordon, issuer, 'ttl');
     await addMember(cordon, team, 'user_t', ['viewer']);
