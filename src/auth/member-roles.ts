@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { LRUCache } from 'lru-cache';
+import { ChangeClock } from '../db/change-clock.ts';
 import type { ChangeBus } from '../db/changes.ts';
 import { prepared, type Database } from '../db/database.ts';
 
@@ -23,18 +24,8 @@ export interface MemberRolesOptions {
 export class MemberRoles {
   private readonly cache: LRUCache<string, readonly string[]>;
   private readonly database: Database;
-  /**
-   * Counts the changes seen, for every workspace and per workspace: a lookup that a change to its
-   * workspace (or to all) overtook answers, but is not cached. Changes elsewhere do not count.
-   */
-  private changesToAll = 0;
-  private readonly changesTo = new LRUCache<string, number>({
-    max: 10_000,
-    // A count forgotten could read as unchanged: forgetting one counts as a change to all.
-    dispose: (_count, _workspace, reason) => {
-      if (reason === 'evict') this.changesToAll += 1;
-    },
-  });
+  /** A lookup that a change to its workspace overtook answers, but is not cached. */
+  private readonly clock = new ChangeClock();
 
   constructor(database: Database, changes: ChangeBus, options: MemberRolesOptions = { max: 10_000, ttlMs: 60_000 }) {
     this.database = database;
@@ -47,13 +38,13 @@ export class MemberRoles {
     });
     changes.subscribe((change) => {
       if (change.workspaceId === '*') {
-        this.changesToAll += 1;
+        this.clock.heard('*');
         this.cache.clear();
       } else if (change.topic === 'member' && change.userId !== undefined) {
-        this.seen(change.workspaceId);
+        this.clock.heard(change.workspaceId);
         this.cache.delete(key(change.workspaceId, change.userId));
       } else if (change.topic === 'member' || change.topic === 'workspace') {
-        this.seen(change.workspaceId);
+        this.clock.heard(change.workspaceId);
         const prefix = key(change.workspaceId, '');
         for (const cached of this.cache.keys()) if (cached.startsWith(prefix)) this.cache.delete(cached);
       }
@@ -69,18 +60,10 @@ export class MemberRoles {
     const cacheKey = key(workspaceId, userId);
     const cached = this.cache.get(cacheKey);
     if (cached) return cached;
-    const before = this.changesSeenBy(workspaceId);
+    const mark = this.clock.mark();
     const roles = await this.load(workspaceId, userId);
-    if (this.changesSeenBy(workspaceId) === before) this.cache.set(cacheKey, roles);
+    if (this.clock.unchangedSince(mark, workspaceId)) this.cache.set(cacheKey, roles);
     return roles;
-  }
-
-  private seen(workspaceId: string): void {
-    this.changesTo.set(workspaceId, (this.changesTo.get(workspaceId) ?? 0) + 1);
-  }
-
-  private changesSeenBy(workspaceId: string): string {
-    return `${this.changesToAll}:${this.changesTo.get(workspaceId) ?? 0}`;
   }
 
   /** How many (workspace, user) pairs are held. */

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { LRUCache } from 'lru-cache';
+import { ChangeClock } from '../db/change-clock.ts';
 import type { ChangeBus } from '../db/changes.ts';
 import type { Database } from '../db/database.ts';
 import type { IdentityProvider } from './identity-provider.ts';
@@ -46,19 +47,20 @@ export class WorkspaceDirectory {
   private readonly database: Database;
   /** The changes it follows; the front door's other caches follow them too. */
   readonly changes: ChangeBus;
-  /** Counts the changes seen: a lookup that a change overtook answers, but is not cached. */
-  private changesSeen = 0;
+  /** A lookup that a change to its workspace (or to all) overtook answers, but is not cached. */
+  private readonly clock = new ChangeClock();
 
   constructor(database: Database, changes: ChangeBus) {
     this.database = database;
     this.changes = changes;
     changes.subscribe((change) => {
       if (change.topic === 'workspace' || change.workspaceId === '*') {
-        this.changesSeen += 1;
+        // A slug may have moved, or a workspace come to be: every reference may answer otherwise.
+        this.clock.heard('*');
         this.found.clear();
         this.missing.clear();
       } else if (change.topic === 'identity-provider' || change.topic === 'policy' || change.topic === 'billing') {
-        this.changesSeen += 1;
+        this.clock.heard(change.workspaceId);
         this.forget(change.workspaceId);
       }
     });
@@ -77,9 +79,9 @@ export class WorkspaceDirectory {
     const cached = this.cached(reference);
     if (cached !== null) return cached;
     const key = this.key(reference);
-    const before = this.changesSeen;
+    const mark = this.clock.mark();
     const tenant = await this.load(key);
-    if (this.changesSeen === before) {
+    if (this.clock.unchangedSince(mark, tenant?.workspace.id)) {
       if (tenant) this.found.set(key, tenant);
       else this.missing.set(key, true);
     }

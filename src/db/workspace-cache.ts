@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { ChangeClock } from './change-clock.ts';
 import type { Change, ChangeBus } from './changes.ts';
 
 /** Entries expire even without a change heard: a missed notification heals within this. */
@@ -11,14 +12,14 @@ const cacheMillis = 60_000;
  */
 export class WorkspaceCache<V extends object> {
   private readonly cache: LRUCache<string, V>;
-  /** Counts the changes heard that drop entries. */
-  private changesSeen = 0;
+  /** A load that a change to its workspace overtook answers, but is not cached. */
+  private readonly clock = new ChangeClock();
 
   constructor(changes: ChangeBus, topics: readonly Change['topic'][], max: number) {
     this.cache = new LRUCache<string, V>({ max, ttl: cacheMillis });
     changes.subscribe((change) => {
       if (change.workspaceId === '*') {
-        this.changesSeen += 1;
+        this.clock.heard('*');
         this.cache.clear();
       } else if (change.topic === 'workspace' || topics.includes(change.topic)) this.forget(change.workspaceId);
     });
@@ -29,15 +30,15 @@ export class WorkspaceCache<V extends object> {
     const cacheKey = `${workspaceId}:${key}`;
     const cached = this.cache.get(cacheKey);
     if (cached) return cached;
-    const seen = this.changesSeen;
+    const mark = this.clock.mark();
     const value = await load();
-    if (value !== undefined && this.changesSeen === seen) this.cache.set(cacheKey, value);
+    if (value !== undefined && this.clock.unchangedSince(mark, workspaceId)) this.cache.set(cacheKey, value);
     return value;
   }
 
   /** Drops what is cached of one workspace (a change this instance has not heard of yet, found by a write). */
   forget(workspaceId: string): void {
-    this.changesSeen += 1;
+    this.clock.heard(workspaceId);
     const prefix = `${workspaceId}:`;
     for (const key of this.cache.keys()) if (key.startsWith(prefix)) this.cache.delete(key);
   }
