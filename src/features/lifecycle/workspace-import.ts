@@ -96,10 +96,15 @@ export class WorkspaceImport {
    * Starts an import after checking, under a lock on the workspace row, that the workspace holds
    * nothing but what creating it put there: its default policies, unchanged (the import's
    * policies replace them), and its identity providers when the import skips the export's.
+   *
+   * `for no key update`, not `for update`: it serialises imports (and a workspace's deletion)
+   * without blocking the foreign-key checks of other transactions that write rows of this
+   * workspace meanwhile (a decision, counted API calls), which `for update` would hold until the
+   * import commits — and an import that waits on such a writer would then never commit.
    */
   static async into(scope: Scope, options: ImportOptions): Promise<WorkspaceImport> {
     const workspace = scope.workspaceId;
-    await scope.query(sql`select 1 from workspaces where id = ${workspace}::uuid for update`);
+    await scope.query(sql`select 1 from workspaces where id = ${workspace}::uuid for no key update`);
     const [counts] = await scope.query(
       sql<{ held: string; policies: string }>`select
         (select count(*) from structures where workspace_id = ${workspace}::uuid)
