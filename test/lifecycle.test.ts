@@ -468,6 +468,7 @@ describe('templates', () => {
       .post('/v1/workspaces')
       .send({ slug: uniqueSlug('templated'), name: 'Templated', template: 'project-management' })
       .expect(201);
+    expect(created.body).toMatchObject({ recordCount: 4, memberCount: 0 });
     const tenant = await trustIssuer(cordon, issuer, created.body);
     const viewer = as(tenant, await tenant.token('user_v', 'viewer'));
     const projects = (await viewer.get('/records/Project').expect(200)).body.data;

@@ -191,9 +191,11 @@ export class WorkspacesService {
       if (template !== undefined) await this.templates!.apply(scope, template);
       const caller = admin(created.id);
       await this.access.decidedIn(scope, caller, [adminEntry(caller, 'create')]);
-      return created;
+      // A template brings records (and the counts see this transaction's own rows).
+      const counts = template === undefined ? noCounts : (await countsFor(transaction, [created.id])).get(created.id);
+      return { created, counts: counts ?? noCounts };
     });
-    return toResponse(workspace, noCounts, {
+    return toResponse(workspace.created, workspace.counts, {
       plan,
       billingStatus: plan === 'free' ? 'none' : 'active',
       mrr: unbilled(this.plans).mrr,
