@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
-import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { listedWorkspace, ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
 
@@ -187,8 +187,7 @@ describe('assigning a plan', () => {
     const patched = (await cordon.admin().patch(`/v1/workspaces/${created.slug}`).send({ plan: 'starter' }).expect(200))
       .body;
     expect(patched).toMatchObject({ plan: 'starter', billingStatus: 'active' });
-    const listed = (await cordon.admin().get('/v1/workspaces?limit=200').expect(200)).body.data;
-    expect(listed.find((workspace: { id: string }) => workspace.id === created.id)).toMatchObject({
+    expect(await listedWorkspace(cordon, created.id)).toMatchObject({
       plan: 'starter',
       billingStatus: 'active',
     });

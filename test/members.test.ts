@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { listedWorkspace, ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { eventually } from './support/eventually.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { addMember, client, membersWorkspace, rolesIn, type MembersWorkspace } from './support/members.ts';
@@ -133,18 +133,7 @@ describe('members by policy', () => {
     expect(await memberCount(counted)).toBe(3);
     await cordon.admin().delete(`/v1/workspaces/${counted.slug}/members/c3`).expect(204);
     expect(await memberCount(counted)).toBe(2);
-    let listed: { id: string; memberCount: number } | undefined;
-    let cursor: string | null = null;
-    do {
-      const page: { data: { id: string; memberCount: number }[]; nextCursor: string | null } = (
-        await cordon
-          .admin()
-          .get(`/v1/workspaces?limit=200${cursor ? `&cursor=${cursor}` : ''}`)
-          .expect(200)
-      ).body;
-      listed = page.data.find((workspace) => workspace.id === counted.id) ?? listed;
-      cursor = page.nextCursor;
-    } while (cursor);
+    const listed = await listedWorkspace<{ id: string; memberCount: number }>(cordon, counted.id);
     expect(listed?.memberCount).toBe(2);
   });
 });

@@ -190,3 +190,21 @@ export async function createScratchDatabase(): Promise<{ url: string; drop: () =
 
 /** Slugs unique to one test file run, so files can run in parallel on one database. */
 export const uniqueSlug = (prefix: string) => `${prefix}-${randomBytes(5).toString('hex')}`;
+
+/** The platform list's item for one workspace, paging through them all (other test files add many). */
+export async function listedWorkspace<T extends { id: string }>(app: TestApp, id: string): Promise<T | undefined> {
+  let cursor: string | null = null;
+  do {
+    const page: { data: T[]; nextCursor: string | null } = (
+      await app
+        .admin()
+        .get('/v1/workspaces')
+        .query(cursor ? { limit: 200, cursor } : { limit: 200 })
+        .expect(200)
+    ).body;
+    const found = page.data.find((workspace) => workspace.id === id);
+    if (found) return found;
+    cursor = page.nextCursor;
+  } while (cursor);
+  return undefined;
+}
