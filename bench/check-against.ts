@@ -10,6 +10,7 @@ import { Database } from '../src/db/database.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
 import { benchDatabase } from './database.ts';
+import { checkWorkspace } from './decisions.ts';
 import { load, serve } from './load.ts';
 import { compared, interleaved, printTable } from './report.ts';
 
@@ -39,25 +40,7 @@ try {
   const subject = createApp({ ...shared, database: ours, changes: new ChangeBus(undefined, logger) });
   const baseline = base.createApp({ ...shared, database: theirs, changes: new ChangeBus(undefined, logger) } as never);
   const admin = supertest.agent(subject.app).auth(config.adminApiKey, { type: 'bearer' });
-  const slug = `bench-against-${randomBytes(3).toString('hex')}`;
-  await admin.post('/v1/workspaces').send({ slug, name: 'Bench', plan: 'enterprise' }).expect(201);
-  await admin
-    .post(`/v1/workspaces/${slug}/identity-providers`)
-    .send({ name: 'clerk', type: 'clerk', issuer: issuer.url, jwksUri: issuer.jwksUri, orgId: 'org_bench' })
-    .expect(201);
-  const token = await issuer.sign(
-    { v: 2, sub: 'user_1', o: { id: 'org_bench', rol: 'member' } },
-    { expiresInSeconds: 3600 },
-  );
-  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-  const body = (size: number) =>
-    JSON.stringify({
-      checks: Array.from({ length: size }, (_, index) => ({
-        action: 'update',
-        subject: 'Task',
-        resource: { createdBy: 'user_2', amount: index * 50 },
-      })),
-    });
+  const { slug, headers, body } = await checkWorkspace(admin, issuer, 'bench-against');
   const rounds = Number(values.rounds);
   const results = await serve(subject.app, (subjectUrl) =>
     serve(baseline.app, async (baselineUrl) => {

@@ -96,25 +96,7 @@ async function checkBench(appUrl: string, millis: number): Promise<Measurement[]
   );
   try {
     const admin = supertest.agent(apps[0]!.app).auth(config.adminApiKey, { type: 'bearer' });
-    const slug = `bench-check-${randomBytes(3).toString('hex')}`;
-    await admin.post('/v1/workspaces').send({ slug, name: 'Bench', plan: 'enterprise' }).expect(201);
-    await admin
-      .post(`/v1/workspaces/${slug}/identity-providers`)
-      .send({ name: 'clerk', type: 'clerk', issuer: issuer.url, jwksUri: issuer.jwksUri, orgId: 'org_bench' })
-      .expect(201);
-    const token = await issuer.sign(
-      { v: 2, sub: 'user_1', o: { id: 'org_bench', rol: 'member' } },
-      { expiresInSeconds: 3600 },
-    );
-    const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-    const body = (size: number) =>
-      JSON.stringify({
-        checks: Array.from({ length: size }, (_, index) => ({
-          action: 'update',
-          subject: 'Task',
-          resource: { createdBy: 'user_2', amount: index * 50 },
-        })),
-      });
+    const { slug, headers, body } = await checkWorkspace(admin, issuer, 'bench-check');
 
     // Both apps listen for the whole comparison; rounds alternate which one goes first.
     await serve(apps[0]!.app, (logged) =>
@@ -173,6 +155,33 @@ async function checkBench(appUrl: string, millis: number): Promise<Measurement[]
 
 const evaluationRounds = 32;
 const checkRounds = 32;
+
+/**
+ * A workspace for /check runs: a member of org_bench with a token, and request bodies of `size`
+ * update checks, each on a resource of its own (the base comparison in check-against.ts too).
+ */
+export async function checkWorkspace(admin: supertest.Agent, issuer: TestIssuer, prefix: string) {
+  const slug = `${prefix}-${randomBytes(3).toString('hex')}`;
+  await admin.post('/v1/workspaces').send({ slug, name: 'Bench', plan: 'enterprise' }).expect(201);
+  await admin
+    .post(`/v1/workspaces/${slug}/identity-providers`)
+    .send({ name: 'clerk', type: 'clerk', issuer: issuer.url, jwksUri: issuer.jwksUri, orgId: 'org_bench' })
+    .expect(201);
+  const token = await issuer.sign(
+    { v: 2, sub: 'user_1', o: { id: 'org_bench', rol: 'member' } },
+    { expiresInSeconds: 3600 },
+  );
+  const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
+  const body = (size: number) =>
+    JSON.stringify({
+      checks: Array.from({ length: size }, (_, index) => ({
+        action: 'update',
+        subject: 'Task',
+        resource: { createdBy: 'user_2', amount: index * 50 },
+      })),
+    });
+  return { slug, headers, body };
+}
 
 /** With `millis` at 1000, a /check window lasts 250 ms and an evaluation window 50 ms. */
 export async function decisionsBench(appUrl: string, millis: number): Promise<Measurement[]> {

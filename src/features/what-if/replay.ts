@@ -1,26 +1,26 @@
 import { asRecordSubject, type Decision, type PrincipalAbility } from '../../policy/ability.ts';
 import type { DecisionInputs } from '../../policy/decision-inputs.ts';
 import { actions, type Action } from '../../policy/vocabulary.ts';
+import type { DecisionRow } from '../decisions/chain.ts';
 import { writeDecision } from '../records/record-view.ts';
 import type { DraftAbilities } from './draft-abilities.ts';
 
 /** A decision row as the replay reads it. */
-export interface LoggedDecision {
-  id: string;
-  at: Date;
-  principal_id: string;
-  principal_roles: string[];
-  principal_provider: string;
-  action: string;
-  operation: string;
-  subject: string;
-  resource_id: string | null;
-  fields: string[] | null;
-  allowed: boolean;
-  policy_id: string | null;
-  reason: string;
-  inputs: DecisionInputs | null;
-}
+export type LoggedDecision = Pick<
+  DecisionRow,
+  | 'id'
+  | 'principal_id'
+  | 'principal_roles'
+  | 'principal_provider'
+  | 'action'
+  | 'operation'
+  | 'subject'
+  | 'resource_id'
+  | 'fields'
+  | 'allowed'
+  | 'policy_id'
+  | 'reason'
+> & { at: Date; inputs: DecisionInputs | null };
 
 /** Why a decision cannot be replayed; counted in `notReplayable.byReason`. */
 export const notReplayableReasons = {
