@@ -22,7 +22,10 @@ const plan = (id: Plan['id'], limits: Plan['limits']): Plan => ({
   limits,
 });
 
-/** Limits far from reached (a quota no run spends), and none at all. */
+/**
+ * Limits far from reached: a quota no run spends, on both plans, and records limits on one of them,
+ * so the create comparison isolates the records limits (the read comparison measures metering).
+ */
 const plans = new Plans([
   plan('free', { members: 3, records: { '*': 1000 }, apiCallsPerMonth: 1000 }),
   plan('professional', {
@@ -30,7 +33,7 @@ const plans = new Plans([
     records: { '*': 10_000_000, Task: 5_000_000 },
     apiCallsPerMonth: 1_000_000_000_000,
   }),
-  plan('enterprise', { members: null, records: { '*': null }, apiCallsPerMonth: null }),
+  plan('enterprise', { members: null, records: { '*': null }, apiCallsPerMonth: 1_000_000_000_000 }),
 ]);
 
 const taskFields = { title: { type: 'text', required: true } };
@@ -38,8 +41,8 @@ const taskFields = { title: { type: 'text', required: true } };
 /**
  * What billing costs on the hot paths, each against itself without it in the same run: a record
  * read with API-call metering and a quota (limited plan) vs an app that meters nothing; a create
- * under a records limit on the structure and "*" (far from reached: the shared lock and a bounded
- * count of the workspace's records) vs a workspace without limits.
+ * under a records limit on the structure and "*" (far from reached: after the first, counted,
+ * create the shared locks and the last insert position within the headroom, see `LimitHeadroom`) vs a workspace with the same quota and no records limits.
  */
 export async function billingBench(
   database: { ownerUrl: string; appUrl: string },

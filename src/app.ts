@@ -49,6 +49,7 @@ import { MembersService } from './features/members/members.service.ts';
 import { RecordStore } from './features/records/record-store.ts';
 import { recordRoutes } from './features/records/records.routes.ts';
 import { RecordsService } from './features/records/records.service.ts';
+import { LimitHeadroom } from './features/records/record-limits.ts';
 import { StructureCatalog } from './features/structures/structure-catalog.ts';
 import { structureRoutes } from './features/structures/structures.routes.ts';
 import { StructuresService } from './features/structures/structures.service.ts';
@@ -256,7 +257,14 @@ export function createApp(dependencies: AppDependencies): {
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(services));
   const catalog = new StructureCatalog(database, changes);
-  const records = new RecordsService(new RecordStore(database), catalog, access, events, plans);
+  const records = new RecordsService(
+    new RecordStore(database),
+    catalog,
+    access,
+    events,
+    plans,
+    new LimitHeadroom(metrics.registry),
+  );
   recordRoutes(api, records, access);
   // Other instances hear of this one's commits (their streams read the events themselves).
   events.on('committed', (workspaceId) => changes.announceEvents(workspaceId));

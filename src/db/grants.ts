@@ -43,7 +43,8 @@ export const servingGrants: Record<string, readonly string[]> = {
   decision_signing_keys: ['select', 'insert'],
 };
 
-export const servingSequences: readonly string[] = ['decisions_position_seq', 'events_seq'];
+// record_insert_positions: drawn by the records insert trigger, read by a create's limits check.
+export const servingSequences: readonly string[] = ['decisions_position_seq', 'events_seq', 'record_insert_positions'];
 
 export const servingFunctions: readonly string[] = [
   'cordon_current_workspace()',

@@ -44,6 +44,8 @@ export interface TestApp {
   billing: ReturnType<typeof createApp>['billing'];
   /** The owner's connection to this app's database (the shared test database unless `ownDatabase`). */
   ownerUrl: string;
+  /** The serving role's connection to it: a second instance on the same database starts with it. */
+  appUrl: string;
   close: () => Promise<void>;
 }
 
@@ -149,6 +151,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     functions,
     realtime,
     ownerUrl: own?.url ?? testDatabase.ownerUrl(),
+    appUrl: url,
     usage,
     billing,
     close: async () => {

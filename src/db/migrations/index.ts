@@ -19,6 +19,7 @@ import { Migration20261201033000EffectivePlanInList } from './Migration202612010
 import { Migration20261201036000OperatorTotals } from './Migration20261201036000OperatorTotals.ts';
 import { Migration20261201040000PolicyTests } from './Migration20261201040000PolicyTests.ts';
 import { Migration20261201050000DecisionInputs } from './Migration20261201050000DecisionInputs.ts';
+import { Migration20261201060000RecordInsertPositions } from './Migration20261201060000RecordInsertPositions.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -43,4 +44,5 @@ export const migrations = [
   Migration20261201036000OperatorTotals,
   Migration20261201040000PolicyTests,
   Migration20261201050000DecisionInputs,
+  Migration20261201060000RecordInsertPositions,
 ];

@@ -104,6 +104,17 @@ export interface LimitCheck {
   exclusive: boolean;
 }
 
+/**
+ * A create's records limits: counted (each limit's lock, then the counts), or with `ceiling`
+ * within a known headroom (each bounded limit's lock shared, then the last insert position, which
+ * must be below the ceiling: see `LimitHeadroom`).
+ */
+export interface LimitChecks {
+  structure: LimitCheck;
+  overall: LimitCheck;
+  ceiling?: number | undefined;
+}
+
 export class RecordStore {
   private readonly database: Database;
   private maxConnections: Promise<number> | undefined;
@@ -173,8 +184,11 @@ export class RecordStore {
    * row is share-locked, so a change in flight (which holds it for update) is waited for and then
    * seen. Each limit (this structure's, then every structure's) takes its advisory lock and reads
    * the committed count of records (see `RecordLimit`, and the `record_counts` migration); nothing
-   * is inserted unless both counts are below their bounds. Without limits, neither is read.
-   * `inserted` false with both counts below their bounds: the structure changed.
+   * is inserted unless both counts are below their bounds. With a ceiling the counts are not read:
+   * the last insert position must be below it (see `LimitHeadroom`). Without limits, neither is
+   * read. `position` is the last insert position read under the locks (0 without limits).
+   * `inserted` false with the counts below their bounds and the position below the ceiling: the
+   * structure changed.
    */
   async insert(
     workspaceId: string,
@@ -183,8 +197,8 @@ export class RecordStore {
     row: RecordRow,
     decision: DecisionBatch,
     event: Statement<unknown>,
-    limits: { structure: LimitCheck; overall: LimitCheck },
-  ): Promise<{ inserted: boolean; structureCount: number; overallCount: number }> {
+    limits: LimitChecks,
+  ): Promise<{ inserted: boolean; structureCount: number; overallCount: number; position: number }> {
     const limited = limits.structure.bound !== null || limits.overall.bound !== null;
     const insertion = (from: Fragment, room: Fragment) =>
       sql`inserted as (
@@ -199,12 +213,29 @@ export class RecordStore {
             returning id),
           logged as (${appendDecisions([decision])} where exists (select 1 from inserted) returning 1),
           evented as (${event} returning 1)`;
-    type Result = { inserted: number; structure_count: string; overall_count: string };
+    type Result = { inserted: number; structure_count: string; overall_count: string; position: string };
+    const lockedShared = (limit: LimitCheck, key: Fragment) =>
+      sql`case when ${limit.bound}::bigint is not null then pg_advisory_xact_lock_shared(hashtextextended(${key}, 0)) end`;
     const [result] = await this.database.inWorkspace(workspaceId, (scope) =>
-      limited
+      limited && limits.ceiling !== undefined
         ? prepared(
-            'cordon_insert_record_limited',
+            'cordon_insert_record_within_headroom',
             sql<Result>`with ${scope},
+              locked as materialized (
+                select ${lockedShared(limits.structure, sql`'cordon:records:' || scope.workspace_id::text || ':' || ${structure}::text`)},
+                       ${lockedShared(limits.overall, sql`'cordon:records:' || scope.workspace_id::text || ':*'`)}
+                from scope),
+              limits as materialized (
+                select coalesce(pg_sequence_last_value('record_insert_positions'), 0) as position from locked),
+              ${insertion(sql`scope cross join limits`, sql`limits.position < ${limits.ceiling}::bigint`)}
+              select (select count(*)::int from inserted) as inserted, 0 as structure_count, 0 as overall_count,
+                     limits.position
+              from limits`,
+          )
+        : limited
+          ? prepared(
+              'cordon_insert_record_limited',
+              sql<Result>`with ${scope},
               limits as materialized (
                 select counted.* from scope cross join lateral cordon_records_under_limits(
                   scope.workspace_id, ${structure}::text,
@@ -215,19 +246,22 @@ export class RecordStore {
                 sql`coalesce(limits.structure_count < ${limits.structure.bound}::bigint, true)
                   and coalesce(limits.overall_count < ${limits.overall.bound}::bigint, true)`,
               )}
-              select (select count(*)::int from inserted) as inserted, limits.structure_count, limits.overall_count
+              select (select count(*)::int from inserted) as inserted, limits.structure_count, limits.overall_count,
+                     limits.inserted_position as position
               from limits`,
-          )
-        : prepared(
-            'cordon_insert_record',
-            sql<Result>`with ${scope}, ${insertion(sql`scope`, sql`true`)}
-              select (select count(*)::int from inserted) as inserted, 0 as structure_count, 0 as overall_count`,
-          ),
+            )
+          : prepared(
+              'cordon_insert_record',
+              sql<Result>`with ${scope}, ${insertion(sql`scope`, sql`true`)}
+              select (select count(*)::int from inserted) as inserted, 0 as structure_count, 0 as overall_count,
+                     0 as position`,
+            ),
     );
     return {
       inserted: result!.inserted === 1,
       structureCount: Number(result!.structure_count),
       overallCount: Number(result!.overall_count),
+      position: Number(result!.position),
     };
   }
 

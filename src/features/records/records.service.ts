@@ -14,7 +14,7 @@ import type { Action } from '../../policy/vocabulary.ts';
 import type { KnownStructure, StructureCatalog } from '../structures/structure-catalog.ts';
 import { listFilter, listPage, permittedWhere } from './list-query.ts';
 import { mergePatch } from './merge-patch.ts';
-import { RecordLimit } from './record-limits.ts';
+import { LimitHeadroom, RecordLimit } from './record-limits.ts';
 import type { RecordRow, RecordSession, RecordStore } from './record-store.ts';
 import { validateRecord } from './record-validation.ts';
 import { documentOf, toResponse, versionMatches, writeDecision } from './record-view.ts';
@@ -41,13 +41,22 @@ export class RecordsService {
   private readonly events: EventLog;
 
   private readonly plans: Plans;
+  private readonly headroom: LimitHeadroom;
 
-  constructor(store: RecordStore, catalog: StructureCatalog, access: AccessControl, events: EventLog, plans: Plans) {
+  constructor(
+    store: RecordStore,
+    catalog: StructureCatalog,
+    access: AccessControl,
+    events: EventLog,
+    plans: Plans,
+    headroom: LimitHeadroom,
+  ) {
     this.store = store;
     this.catalog = catalog;
     this.access = access;
     this.events = events;
     this.plans = plans;
+    this.headroom = headroom;
   }
 
   async get(caller: PrincipalCaller, name: string, id: string): Promise<RecordResponse> {
@@ -114,8 +123,8 @@ export class RecordsService {
 
   /**
    * A create inside the plan's records limits (this structure's and "*"), race-safe across
-   * instances: see `RecordLimit`. Refused by a limit, nothing is stored and the request's one
-   * decision is logged with its 402.
+   * instances: see `RecordLimit`, and `LimitHeadroom` for the creates that skip counting. Refused
+   * by a limit, nothing is stored and the request's one decision is logged with its 402.
    */
   async create(caller: PrincipalCaller, name: string, input: Record<string, unknown>): Promise<RecordResponse> {
     return this.decide(caller, name, 'create', 'create', async (ruling, first) => {
@@ -127,6 +136,9 @@ export class RecordsService {
         structure: new RecordLimit(`records.${name}`, plan.limits.records[name] ?? null, margin),
         overall: new RecordLimit('records.*', plan.limits.records['*'] ?? null, margin),
       };
+      const both = [limits.structure, limits.overall];
+      const limited = both.some((limit) => limit.limit !== null);
+      const headroomKey = LimitHeadroom.key(caller.workspaceId, name, both);
       let structure = first;
       for (let attempt = 1; attempt <= maxAttempts;) {
         const data = structure.schema.normalise(input, { defaults: true });
@@ -144,7 +156,8 @@ export class RecordsService {
           [{ type: 'record_created', structure: name, recordId: row.id, data: { after: documentOf(row), version: 1 } }],
           sql`where exists (select 1 from inserted)`,
         );
-        const checks = { structure: limits.structure.check(), overall: limits.overall.check() };
+        const ceiling = limited ? this.headroom.ceiling(headroomKey, both) : undefined;
+        const checks = { structure: limits.structure.check(), overall: limits.overall.check(), ceiling };
         const result = await this.store.insert(
           caller.workspaceId,
           name,
@@ -154,10 +167,18 @@ export class RecordsService {
           event,
           checks,
         );
+        if (limited && ceiling === undefined) {
+          this.headroom.counted(headroomKey, both, [result.structureCount, result.overallCount], result.position);
+        }
         if (result.inserted) {
           ruling.written = true;
           this.events.committed(caller.workspaceId);
           return toResponse(caller.ability, name, row, true);
+        }
+        if (ceiling !== undefined && result.position >= ceiling) {
+          // The headroom is spent: count, in a new transaction.
+          this.headroom.spent(headroomKey);
+          continue;
         }
         const near = [
           { limit: limits.structure, count: result.structureCount },
