@@ -257,14 +257,9 @@ export function createApp(dependencies: AppDependencies): {
   checkRoutes(api, policyStore, access);
   structureRoutes(api, new StructuresService(services));
   const catalog = new StructureCatalog(database, changes);
-  const records = new RecordsService(
-    new RecordStore(database),
-    catalog,
-    access,
-    events,
-    plans,
-    new LimitHeadroom(metrics.registry),
-  );
+  const limitHeadroom = new LimitHeadroom(metrics.registry);
+  database.onConnectionLost(() => limitHeadroom.forget());
+  const records = new RecordsService(new RecordStore(database), catalog, access, events, plans, limitHeadroom);
   recordRoutes(api, records, access);
   // Other instances hear of this one's commits (their streams read the events themselves).
   events.on('committed', (workspaceId) => changes.announceEvents(workspaceId));

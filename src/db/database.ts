@@ -137,6 +137,11 @@ const scopeOf = (workspace: string | null | Statement<unknown>) => {
   return sql`scope as materialized (select nullif(set_config('cordon.workspace_id', coalesce(${id}, ''), true), '')::uuid as workspace_id)`;
 };
 
+interface DatabaseState {
+  closing: boolean;
+  lost: Set<() => void>;
+}
+
 export interface DatabaseOptions {
   url: string;
   poolSize: number;
@@ -148,9 +153,9 @@ export class Database {
   /** The instance's one pool; the job queue (events/queue.ts) runs its workers on it too. */
   readonly pool: pg.Pool;
   private readonly kysely: Sql;
-  private readonly state: { closing: boolean };
+  private readonly state: DatabaseState;
 
-  private constructor(orm: MikroORM, pool: pg.Pool, kysely: Sql, state: { closing: boolean }) {
+  private constructor(orm: MikroORM, pool: pg.Pool, kysely: Sql, state: DatabaseState) {
     this.orm = orm;
     this.pool = pool;
     this.kysely = kysely;
@@ -169,11 +174,13 @@ export class Database {
       max: options.poolSize,
       connectionTimeoutMillis: 5_000,
     });
-    const state = { closing: false };
+    const state: DatabaseState = { closing: false, lost: new Set() };
     // Once the pool is closing, a connection cut by a server that stops at once is expected.
-    const dropped = (error: Error) =>
-      state.closing ||
+    const dropped = (error: Error) => {
+      if (state.closing) return;
       logger.warn({ code: (error as { code?: string }).code }, `PostgreSQL connection dropped: ${error.message}`);
+      for (const listener of state.lost) listener();
+    };
     pool.on('error', dropped);
     pool.on('connect', (client) => {
       client.on('error', dropped);
@@ -188,6 +195,14 @@ export class Database {
       logger: (message) => logger.trace(message),
     });
     return new Database(orm, pool, orm.em.getKysely() as unknown as Sql, state);
+  }
+
+  /**
+   * Called whenever a connection is dropped (a restart, a failover): what was learned from the
+   * database's state may no longer hold.
+   */
+  onConnectionLost(listener: () => void): void {
+    this.state.lost.add(listener);
   }
 
   /**

@@ -12,12 +12,15 @@ import { Migration } from '@mikro-orm/migrations';
  * `cordon_records_under_limits` gains `inserted_position`: the sequence's last value read after
  * the limits' locks and before the counts' snapshot, so every row missing from the counts either
  * drew a later position or belongs to a transaction that was in flight when the counts were read.
+ * (0 when the sequence has no last value: a position read later is then no smaller than the rows
+ * drawn since.)
  */
 export class Migration20261201060000RecordInsertPositions extends Migration {
   override name = 'Migration20261201060000RecordInsertPositions';
 
   override up(): void {
-    this.addSql('create sequence record_insert_positions as bigint');
+    // One value at a time (CACHE 1): a backend's cached values would be drawn after later ones.
+    this.addSql('create sequence record_insert_positions as bigint cache 1');
     this.addSql(`
       create or replace function cordon_count_inserted_records() returns trigger
         language plpgsql set search_path = public, pg_temp
@@ -73,5 +76,21 @@ export class Migration20261201060000RecordInsertPositions extends Migration {
     this.addSql(
       'revoke all on function cordon_records_under_limits(uuid, text, bigint, boolean, bigint, boolean) from public',
     );
+    // The grants are applied again after every migration run (src/db/grants.ts), but until then a
+    // running instance of the previous version must not fail its inserts: the roles that insert
+    // records get the sequence and the function here, in the migration's transaction.
+    this.addSql(`
+      do $$
+      declare
+        inserter regrole;
+      begin
+        for inserter in
+          select distinct acl.grantee::regrole from pg_class c cross join lateral aclexplode(c.relacl) acl
+          where c.oid = 'records'::regclass and acl.privilege_type = 'INSERT' and acl.grantee not in (0, c.relowner)
+        loop
+          execute format('grant usage on sequence record_insert_positions to %s', inserter);
+          execute format('grant execute on function cordon_records_under_limits(uuid, text, bigint, boolean, bigint, boolean) to %s', inserter);
+        end loop;
+      end $$`);
   }
 }

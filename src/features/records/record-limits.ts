@@ -43,6 +43,15 @@ export class RecordLimit {
 
 /** Ceilings kept per instance; past this many, the oldest is forgotten (it is only a shortcut). */
 const headroomEntries = 10_000;
+/** A ceiling is used this long after its count, then the create counts again. */
+const headroomMillis = 10_000;
+
+/** A headroom learned from a count: insert positions from `base` (the count's) up to `ceiling`. */
+export interface Headroom {
+  base: number;
+  ceiling: number;
+  learnedAt: number;
+}
 
 /**
  * What this instance learned about room under a workspace's records limits, so that a create far
@@ -56,14 +65,19 @@ const headroomEntries = 10_000;
  * can ever commit are at most `c + (v − s) + 2 × margin` (the second margin: transactions in flight
  * at its own check, itself included). While that stays below the limit it inserts without
  * counting: the ceiling is `s + min(limit − 2 × margin − c)` over the bounded limits, and the
- * statement inserts only while `v` is below it. At the ceiling the create counts again (and learns
- * a new ceiling, or none near the limit). Positions are drawn by every workspace, so the ceiling
- * is met sooner than the limit: the shortcut stays safe and only grows shorter on a busy platform.
+ * statement inserts only while `s ≤ v <` ceiling. At the ceiling the create counts again (and
+ * learns a new ceiling, or none near the limit). Positions are drawn by every workspace, so the
+ * ceiling is met sooner than the limit: the shortcut stays safe and only grows shorter on a busy
+ * platform.
  *
- * The ceiling is keyed by the limits it was computed for: a plan change starts from a count.
+ * The argument needs a sequence that never goes back. A position below the base (a restored
+ * backup, a sequence restarted) or none at all makes the create count; a lost database
+ * connection (a restart, a failover) forgets every ceiling; and a ceiling is used for
+ * `headroomMillis` at most. It is keyed by the limits it was computed for: a plan change starts
+ * from a count.
  */
 export class LimitHeadroom {
-  private readonly ceilings = new Map<string, number>();
+  private readonly headrooms = new Map<string, Headroom>();
   private readonly checks: Counter<'way'>;
 
   constructor(registry: Registry) {
@@ -80,33 +94,49 @@ export class LimitHeadroom {
   }
 
   /**
-   * The ceiling under which a create may skip counting, if this instance knows one (never for a
-   * limit checked exclusively); the check is counted by the way it is made.
+   * The headroom within which a create may skip counting, if this instance knows one (never when
+   * `count` is set, nor for a limit checked exclusively); the check is counted by the way it is made.
    */
-  ceiling(key: string, limits: readonly RecordLimit[]): number | undefined {
+  find(key: string, limits: readonly RecordLimit[], count: boolean): Headroom | undefined {
     if (limits.some((limit) => limit.exclusive)) {
       this.checks.inc({ way: 'exclusive' });
       return undefined;
     }
-    const ceiling = this.ceilings.get(key);
-    this.checks.inc({ way: ceiling === undefined ? 'counted' : 'headroom' });
-    return ceiling;
+    let headroom = count ? undefined : this.headrooms.get(key);
+    if (headroom && Date.now() - headroom.learnedAt > headroomMillis) {
+      this.headrooms.delete(key);
+      headroom = undefined;
+    }
+    this.checks.inc({ way: headroom ? 'headroom' : 'counted' });
+    return headroom;
   }
 
-  /** A counted create read `counts` (in the order of `limits`) at `position`: learn the room left. */
+  /**
+   * A counted create read `counts` (in the order of `limits`) at `position`: learn the room left,
+   * unless a higher ceiling is known (each ceiling is a bound of its own; the higher one holds too).
+   */
   counted(key: string, limits: readonly RecordLimit[], counts: readonly number[], position: number): void {
     let room = Infinity;
     limits.forEach((limit, index) => {
       if (limit.limit !== null) room = Math.min(room, limit.limit - 2 * limit.margin - counts[index]!);
     });
-    this.ceilings.delete(key);
     if (room <= 0 || room === Infinity) return;
-    if (this.ceilings.size >= headroomEntries) this.ceilings.delete(this.ceilings.keys().next().value!);
-    this.ceilings.set(key, position + room);
+    const known = this.headrooms.get(key);
+    if (known && known.ceiling >= position + room) return;
+    this.headrooms.delete(key);
+    if (this.headrooms.size >= headroomEntries) this.headrooms.delete(this.headrooms.keys().next().value!);
+    this.headrooms.set(key, { base: position, ceiling: position + room, learnedAt: Date.now() });
   }
 
-  /** The create met the ceiling: the next one counts. */
-  spent(key: string): void {
-    this.ceilings.delete(key);
+  /** Whether a create's position is outside the headroom it was given; if so, that headroom is forgotten. */
+  spent(key: string, headroom: Headroom, position: number | null): boolean {
+    if (position !== null && position >= headroom.base && position < headroom.ceiling) return false;
+    if (this.headrooms.get(key) === headroom) this.headrooms.delete(key);
+    return true;
+  }
+
+  /** The database may have lost what the ceilings were learned from (a restart, a failover). */
+  forget(): void {
+    this.headrooms.clear();
   }
 }

@@ -1,6 +1,7 @@
 import { sql, type RawBuilder } from 'kysely';
 import { prepared, type Database, type Scope, type Statement } from '../../db/database.ts';
 import { appendDecisions, type DecisionBatch } from '../../policy/decision-log.ts';
+import type { Headroom } from './record-limits.ts';
 
 /**
  * Every SQL statement of the record path. A read is one statement and one round trip; a create is
@@ -105,14 +106,14 @@ export interface LimitCheck {
 }
 
 /**
- * A create's records limits: counted (each limit's lock, then the counts), or with `ceiling`
- * within a known headroom (each bounded limit's lock shared, then the last insert position, which
- * must be below the ceiling: see `LimitHeadroom`).
+ * A create's records limits: counted (each limit's lock, then the counts), or within a known
+ * `headroom` (each bounded limit's lock shared, then the last insert position, which must lie in
+ * the headroom: see `LimitHeadroom`).
  */
 export interface LimitChecks {
   structure: LimitCheck;
   overall: LimitCheck;
-  ceiling?: number | undefined;
+  headroom?: Headroom | undefined;
 }
 
 export class RecordStore {
@@ -184,11 +185,11 @@ export class RecordStore {
    * row is share-locked, so a change in flight (which holds it for update) is waited for and then
    * seen. Each limit (this structure's, then every structure's) takes its advisory lock and reads
    * the committed count of records (see `RecordLimit`, and the `record_counts` migration); nothing
-   * is inserted unless both counts are below their bounds. With a ceiling the counts are not read:
-   * the last insert position must be below it (see `LimitHeadroom`). Without limits, neither is
-   * read. `position` is the last insert position read under the locks (0 without limits).
-   * `inserted` false with the counts below their bounds and the position below the ceiling: the
-   * structure changed.
+   * is inserted unless both counts are below their bounds. Within a headroom the counts are not
+   * read: the last insert position must lie in it (see `LimitHeadroom`). Without limits, neither is
+   * read. `position` is the last insert position read under the locks (0 without limits, null
+   * when the sequence has none). `inserted` false with the counts below their bounds and the
+   * position in the headroom: the structure changed.
    */
   async insert(
     workspaceId: string,
@@ -198,7 +199,7 @@ export class RecordStore {
     decision: DecisionBatch,
     event: Statement<unknown>,
     limits: LimitChecks,
-  ): Promise<{ inserted: boolean; structureCount: number; overallCount: number; position: number }> {
+  ): Promise<{ inserted: boolean; structureCount: number; overallCount: number; position: number | null }> {
     const limited = limits.structure.bound !== null || limits.overall.bound !== null;
     const insertion = (from: Fragment, room: Fragment) =>
       sql`inserted as (
@@ -213,11 +214,11 @@ export class RecordStore {
             returning id),
           logged as (${appendDecisions([decision])} where exists (select 1 from inserted) returning 1),
           evented as (${event} returning 1)`;
-    type Result = { inserted: number; structure_count: string; overall_count: string; position: string };
+    type Result = { inserted: number; structure_count: string; overall_count: string; position: string | null };
     const lockedShared = (limit: LimitCheck, key: Fragment) =>
       sql`case when ${limit.bound}::bigint is not null then pg_advisory_xact_lock_shared(hashtextextended(${key}, 0)) end`;
     const [result] = await this.database.inWorkspace(workspaceId, (scope) =>
-      limited && limits.ceiling !== undefined
+      limited && limits.headroom
         ? prepared(
             'cordon_insert_record_within_headroom',
             sql<Result>`with ${scope},
@@ -226,8 +227,11 @@ export class RecordStore {
                        ${lockedShared(limits.overall, sql`'cordon:records:' || scope.workspace_id::text || ':*'`)}
                 from scope),
               limits as materialized (
-                select coalesce(pg_sequence_last_value('record_insert_positions'), 0) as position from locked),
-              ${insertion(sql`scope cross join limits`, sql`limits.position < ${limits.ceiling}::bigint`)}
+                select pg_sequence_last_value('record_insert_positions') as position from locked),
+              ${insertion(
+                sql`scope cross join limits`,
+                sql`limits.position >= ${limits.headroom.base}::bigint and limits.position < ${limits.headroom.ceiling}::bigint`,
+              )}
               select (select count(*)::int from inserted) as inserted, 0 as structure_count, 0 as overall_count,
                      limits.position
               from limits`,
@@ -261,7 +265,7 @@ export class RecordStore {
       inserted: result!.inserted === 1,
       structureCount: Number(result!.structure_count),
       overallCount: Number(result!.overall_count),
-      position: Number(result!.position),
+      position: result!.position === null ? null : Number(result!.position),
     };
   }
 

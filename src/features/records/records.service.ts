@@ -41,7 +41,7 @@ export class RecordsService {
   private readonly events: EventLog;
 
   private readonly plans: Plans;
-  private readonly headroom: LimitHeadroom;
+  private readonly limitHeadroom: LimitHeadroom;
 
   constructor(
     store: RecordStore,
@@ -49,14 +49,14 @@ export class RecordsService {
     access: AccessControl,
     events: EventLog,
     plans: Plans,
-    headroom: LimitHeadroom,
+    limitHeadroom: LimitHeadroom,
   ) {
     this.store = store;
     this.catalog = catalog;
     this.access = access;
     this.events = events;
     this.plans = plans;
-    this.headroom = headroom;
+    this.limitHeadroom = limitHeadroom;
   }
 
   async get(caller: PrincipalCaller, name: string, id: string): Promise<RecordResponse> {
@@ -140,6 +140,8 @@ export class RecordsService {
       const limited = both.some((limit) => limit.limit !== null);
       const headroomKey = LimitHeadroom.key(caller.workspaceId, name, both);
       let structure = first;
+      // After a spent headroom, the next pass counts.
+      let count = false;
       for (let attempt = 1; attempt <= maxAttempts;) {
         const data = structure.schema.normalise(input, { defaults: true });
         await validateRecord(caller.ability, structure, data, (target, ids, readable) =>
@@ -156,8 +158,8 @@ export class RecordsService {
           [{ type: 'record_created', structure: name, recordId: row.id, data: { after: documentOf(row), version: 1 } }],
           sql`where exists (select 1 from inserted)`,
         );
-        const ceiling = limited ? this.headroom.ceiling(headroomKey, both) : undefined;
-        const checks = { structure: limits.structure.check(), overall: limits.overall.check(), ceiling };
+        const headroom = limited ? this.limitHeadroom.find(headroomKey, both, count) : undefined;
+        const checks = { structure: limits.structure.check(), overall: limits.overall.check(), headroom };
         const result = await this.store.insert(
           caller.workspaceId,
           name,
@@ -167,17 +169,22 @@ export class RecordsService {
           event,
           checks,
         );
-        if (limited && ceiling === undefined) {
-          this.headroom.counted(headroomKey, both, [result.structureCount, result.overallCount], result.position);
+        if (limited && !headroom) {
+          this.limitHeadroom.counted(
+            headroomKey,
+            both,
+            [result.structureCount, result.overallCount],
+            result.position ?? 0,
+          );
         }
         if (result.inserted) {
           ruling.written = true;
           this.events.committed(caller.workspaceId);
           return toResponse(caller.ability, name, row, true);
         }
-        if (ceiling !== undefined && result.position >= ceiling) {
-          // The headroom is spent: count, in a new transaction.
-          this.headroom.spent(headroomKey);
+        if (headroom && this.limitHeadroom.spent(headroomKey, headroom, result.position)) {
+          // Count, in a new transaction.
+          count = true;
           continue;
         }
         const near = [
