@@ -5,7 +5,7 @@ import supertest from 'supertest';
 import { createApp } from '../src/app.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import type { StoredPolicy } from '../src/policy/ability.ts';
-import { keptInputs, planOf } from '../src/policy/decision-inputs.ts';
+import { InputsWriter, planOf } from '../src/policy/decision-inputs.ts';
 import { appendDecisions, type DecisionBatch, type DecisionEntry } from '../src/policy/decision-log.ts';
 import { benchServing } from './database.ts';
 import { compared, interleaved, measurement, opsPerSecond, type Measurement } from './report.ts';
@@ -240,8 +240,9 @@ export async function whatIfBench(database: { ownerUrl: string; appUrl: string }
 
     const entries = Array.from({ length: 64 }, (_, index) => entryOf(index * 7));
     const context = contexts[2]!.attributes;
-    const keep = (iteration: number) =>
-      keptInputs(context.plan, context.placeholders, entries[((iteration % 64) + 64) % 64]!.documents);
+    // As the log writes them: the principal's part once per request, each decision's documents.
+    const writer = new InputsWriter(context.plan, context.placeholders);
+    const keep = (iteration: number) => writer.json(entries[((iteration % 64) + 64) % 64]!.documents);
     results.push(
       measurement('inputs kept per decision, in process', 'decisions/s', [
         await opsPerSecond(keep, { millis: 200, warmup: 200 }),

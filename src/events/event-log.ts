@@ -78,7 +78,7 @@ export function appendEvents(
     with ${sharedGate(eventGate)}
     select scope.workspace_id, event.id, event.type, event.structure, event.record_id, event.data, event.actor,
            event.request_id, event.at, event.depth, event.fire_triggers
-    from scope cross join gate cross join jsonb_to_recordset(${rowsOf(origin, events)}::jsonb) as event(id uuid, type text,
+    from scope cross join gate cross join json_to_recordset(${rowsOf(origin, events)}::json) as event(id uuid, type text,
       structure text, record_id uuid, data jsonb, actor jsonb, request_id text, at timestamptz, depth smallint,
       fire_triggers boolean)
     ${condition}`;

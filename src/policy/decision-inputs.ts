@@ -63,36 +63,55 @@ export function planOf(rules: readonly PolicyRule[]): InputsPlan {
   return { placeholders: [...placeholders].sort(), fields };
 }
 
-// JSON.stringify, not the canonical form: the same bytes up to key order, at a fraction of the cost.
-const byteLength = (value: unknown) => Buffer.byteLength(JSON.stringify(value));
+/** Whether JSON text fits the budget: a UTF-16 code unit is at most 3 bytes of UTF-8, so most need no count. */
+const fits = (text: string, budget: number) => text.length * 3 <= budget || Buffer.byteLength(text) <= budget;
 
-/** The inputs of one decision, within `inputsBudget`. */
+/**
+ * The inputs of one request's decisions as JSON text: the principal's placeholder values written
+ * once for the request, each decision's documents once (JSON.stringify, not the canonical form:
+ * the same bytes up to key order, at a fraction of the cost; the chain hashes the stored value).
+ */
+export class InputsWriter {
+  private readonly plan: InputsPlan | undefined;
+  /** `"principal":{…},` or nothing. */
+  private readonly principal: string;
+
+  constructor(plan: InputsPlan | undefined, context: PlaceholderContext | undefined) {
+    this.plan = plan;
+    let principal = '';
+    if (plan && context && plan.placeholders.length) {
+      const values = Object.fromEntries(
+        plan.placeholders.map((text) => [text, placeholderValue(text, context) ?? null]),
+      );
+      const text = JSON.stringify(values);
+      // A token's claim can be anything; one that does not fit half the budget is not kept.
+      if (fits(text, inputsBudget / 2)) principal = `"principal":${text},`;
+    }
+    this.principal = principal;
+  }
+
+  /** The inputs of one decision on these documents, within `inputsBudget`. */
+  json(documents: readonly Record<string, unknown>[] | undefined): string {
+    if (!documents?.length) return `{${this.principal.slice(0, -1)}}`;
+    const whole = `{${this.principal}"documents":${JSON.stringify(documents)}}`;
+    if (fits(whole, inputsBudget)) return whole;
+    const kept = [...new Set([...systemFields, ...(this.plan?.fields ?? [])])].sort();
+    const cut = documents.map((document) =>
+      Object.fromEntries(
+        kept.filter((field) => Object.hasOwn(document, field)).map((field) => [field, document[field]]),
+      ),
+    );
+    const trimmed = `{${this.principal}"documents":${JSON.stringify(cut)},"kept":${JSON.stringify(kept)}}`;
+    if (fits(trimmed, inputsBudget)) return trimmed;
+    return `{${this.principal}"dropped":true}`;
+  }
+}
+
+/** The inputs of one decision, within `inputsBudget`, as a value. */
 export function keptInputs(
   plan: InputsPlan | undefined,
   context: PlaceholderContext | undefined,
   documents: readonly Record<string, unknown>[] | undefined,
 ): DecisionInputs {
-  const inputs: DecisionInputs = {};
-  if (plan && context && plan.placeholders.length) {
-    inputs.principal = Object.fromEntries(
-      plan.placeholders.map((text) => [text, placeholderValue(text, context) ?? null]),
-    );
-    // A token's claim can be anything; one that does not fit the budget is not kept.
-    if (byteLength(inputs.principal) > inputsBudget / 2) delete inputs.principal;
-  }
-  if (!documents?.length) return inputs;
-  const whole = { ...inputs, documents: [...documents] };
-  if (byteLength(whole) <= inputsBudget) return whole;
-  const kept = [...new Set([...systemFields, ...(plan?.fields ?? [])])].sort();
-  const cut = {
-    ...inputs,
-    documents: documents.map((document) =>
-      Object.fromEntries(
-        kept.filter((field) => Object.hasOwn(document, field)).map((field) => [field, document[field]]),
-      ),
-    ),
-    kept,
-  };
-  if (byteLength(cut) <= inputsBudget) return cut;
-  return { ...inputs, dropped: true };
+  return JSON.parse(new InputsWriter(plan, context).json(documents)) as DecisionInputs;
 }
