@@ -13,20 +13,25 @@ const document = { id: 'r1', createdBy: 'user_1', createdAt: 'c', updatedAt: 'u'
 
 describe('keptInputs', () => {
   it('plans the placeholders and the top-level fields the conditions read', () => {
-    expect(plan.placeholders).toEqual(['${principal.claims.team}', '${principal.id}']);
+    // ${principal.id} is on every decision row (principal_id): not kept again.
+    expect(plan.placeholders).toEqual(['${principal.claims.team}']);
     expect([...plan.fields].sort()).toEqual(['owner', 'priority', 'status', 'team']);
   });
 
   it('keeps placeholder values (null when unresolved) and whole documents within the budget', () => {
     expect(keptInputs(plan, context, [document])).toEqual({
-      principal: { '${principal.claims.team}': 'red', '${principal.id}': 'user_1' },
+      principal: { '${principal.claims.team}': 'red' },
       documents: [document],
     });
     const noTeam = { ...context, principal: { ...context.principal, claims: {} } };
-    expect(keptInputs(plan, noTeam, undefined).principal).toEqual({
-      '${principal.claims.team}': null,
-      '${principal.id}': 'user_1',
-    });
+    expect(keptInputs(plan, noTeam, undefined).principal).toEqual({ '${principal.claims.team}': null });
+    expect(
+      keptInputs(
+        planOf([{ action: 'read', subject: 'Task', conditions: { owner: '${principal.id}' } }]),
+        context,
+        undefined,
+      ),
+    ).toEqual({});
     expect(keptInputs(undefined, undefined, undefined)).toEqual({});
   });
 

@@ -8,7 +8,8 @@ import type { PolicyRule } from './ability.ts';
  *
  * - `principal`: the values, for this principal, of the placeholders the workspace's policies used
  *   when it was decided (`"${principal.email}"`, `"${principal.claims.team}"`…); `null` for one
- *   that did not resolve. Id and roles are on the row already. Nothing else of the token is kept.
+ *   that did not resolve. Those the row has already (`placeholdersOnTheRow`: id, roles, the
+ *   workspace) are not repeated. Nothing else of the token is kept.
  * - `documents`: the record document(s) the conditions were tested on — one, or for an update the
  *   record before and after the change; for a check, the resource it named. Whole while the inputs
  *   fit in the budget; otherwise cut to the fields the workspace's conditions referenced (`kept`
@@ -50,7 +51,14 @@ export function conditionFields(condition: Condition, found: Set<string>): Set<s
   return found;
 }
 
-/** The placeholders and top-level fields a set of stored rules references. */
+/** Placeholders whose values every decision row has in its columns (principal_id, principal_roles, workspace_id). */
+export const placeholdersOnTheRow: ReadonlySet<string> = new Set([
+  '${principal.id}',
+  '${principal.roles}',
+  '${workspace.id}',
+]);
+
+/** The placeholders (but those on the row) and top-level fields a set of stored rules references. */
 export function planOf(rules: readonly PolicyRule[]): InputsPlan {
   const placeholders = new Set<string>();
   const fields = new Set<string>();
@@ -60,7 +68,7 @@ export function planOf(rules: readonly PolicyRule[]): InputsPlan {
     const parsed = parseConditions(withSampleValues(rule.conditions), '');
     if (parsed.condition) conditionFields(parsed.condition, fields);
   }
-  return { placeholders: [...placeholders].sort(), fields };
+  return { placeholders: [...placeholders].filter((text) => !placeholdersOnTheRow.has(text)).sort(), fields };
 }
 
 /** Whether JSON text fits the budget: a UTF-16 code unit is at most 3 bytes of UTF-8, so most need no count. */

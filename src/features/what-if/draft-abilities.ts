@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { buildAbility, type PrincipalAbility, type StoredPolicy } from '../../policy/ability.ts';
 import type { Condition } from '../../policy/conditions.ts';
-import { conditionFields } from '../../policy/decision-inputs.ts';
+import { conditionFields, placeholdersOnTheRow } from '../../policy/decision-inputs.ts';
 import {
   claimPathOf,
   placeholdersUsed,
@@ -11,7 +11,6 @@ import {
 import type { Action } from '../../policy/vocabulary.ts';
 
 /** Placeholders every decision row can resolve by itself: the id and roles are columns, the workspace is known. */
-const fromTheRow = new Set(['${principal.id}', '${principal.roles}', '${workspace.id}']);
 
 /**
  * The draft policy set as a replay needs it: one ability per distinct principal (roles and the
@@ -54,7 +53,7 @@ export class DraftAbilities {
     const claims: Record<string, unknown> = {};
     let email: string | undefined;
     for (const placeholder of used) {
-      if (fromTheRow.has(placeholder)) continue;
+      if (placeholdersOnTheRow.has(placeholder)) continue;
       if (!kept || !Object.hasOwn(kept, placeholder)) return undefined;
       const value = kept[placeholder];
       const path = claimPathOf(placeholder);
