@@ -93,8 +93,8 @@ function rowsOf(batches: readonly DecisionBatch[]): string {
  * the rows travel as one JSON parameter, so the text never changes with the batch size and is
  * prepared once; joining `scope` puts the workspace setting in force before the RLS check. The
  * parameter is `json`, not `jsonb`: read once into rows rather than converted whole first (a
- * /check batch of 50 went from 0.93× to 1.03–1.08× the throughput of the code before decisions
- * kept inputs, bench/check-against.ts).
+ * /check batch of 50 went from 0.93× to 0.98–1.08×, median 1.02×, the throughput of the code
+ * before decisions kept inputs, bench/check-against.ts).
  *
  * `gate` takes the workspace's decision gate (db/gate.ts), shared, before any row takes its
  * position (the position default is computed for rows the join yields, and the join yields none
