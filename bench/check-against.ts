@@ -10,8 +10,8 @@ import { Database } from '../src/db/database.ts';
 import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
 import { benchDatabase } from './database.ts';
-import { checkWorkspace } from './decisions.ts';
-import { load, serve } from './load.ts';
+import { checkLoad, checkWorkspace } from './decisions.ts';
+import { serve } from './load.ts';
 import { compared, interleaved, printTable } from './report.ts';
 
 /**
@@ -44,19 +44,8 @@ try {
   const rounds = Number(values.rounds);
   const results = await serve(subject.app, (subjectUrl) =>
     serve(baseline.app, async (baselineUrl) => {
-      const run = (url: string, size: number, window: number) => async () => {
-        const result = await load({
-          url: `${url}/v1/workspaces/${slug}/check`,
-          method: 'POST',
-          headers,
-          body: body(size),
-          connections: 64,
-          millis: window,
-        });
-        if (result.errors || result.non2xx)
-          throw new Error(`POST /check: ${result.errors} errors, ${result.non2xx} non-2xx`);
-        return result.requestsPerSecond;
-      };
+      const run = (url: string, size: number, window: number) => async () =>
+        (await checkLoad(url, { slug, headers, body }, size, window)).requestsPerSecond;
       const one = { subject: run(subjectUrl, 1, millis), baseline: run(baselineUrl, 1, millis) };
       const fifty = { subject: run(subjectUrl, 50, millis * 4), baseline: run(baselineUrl, 50, millis * 4) };
       // CPU time per request (server and client share this process), which other work on a busy

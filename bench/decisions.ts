@@ -103,19 +103,8 @@ async function checkBench(appUrl: string, millis: number): Promise<Measurement[]
       serve(answeringNextTurn(apps[1]!.app), async (unlogged) => {
         const run =
           (url: string, size: number, window = millis) =>
-          async () => {
-            const result = await load({
-              url: `${url}/v1/workspaces/${slug}/check`,
-              method: 'POST',
-              headers,
-              body: body(size),
-              connections: 64,
-              millis: window,
-            });
-            if (result.errors || result.non2xx)
-              throw new Error(`POST /check: ${result.errors} errors, ${result.non2xx} non-2xx responses`);
-            return result;
-          };
+          () =>
+            checkLoad(url, { slug, headers, body }, size, window);
         const sides = { logged: run(logged, 1), unlogged: run(unlogged, 1) };
         await interleaved(1, sides);
         const rounds = await interleaved(checkRounds, sides);
@@ -181,6 +170,26 @@ export async function checkWorkspace(admin: supertest.Agent, issuer: TestIssuer,
       })),
     });
   return { slug, headers, body };
+}
+
+/** POST /check with batches of `size` at 64 connections for `millis`; any failed request fails the bench. */
+export async function checkLoad(
+  url: string,
+  workspace: Awaited<ReturnType<typeof checkWorkspace>>,
+  size: number,
+  millis: number,
+): Promise<LoadResult> {
+  const result = await load({
+    url: `${url}/v1/workspaces/${workspace.slug}/check`,
+    method: 'POST',
+    headers: workspace.headers,
+    body: workspace.body(size),
+    connections: 64,
+    millis,
+  });
+  if (result.errors || result.non2xx)
+    throw new Error(`POST /check: ${result.errors} errors, ${result.non2xx} non-2xx responses`);
+  return result;
 }
 
 /** With `millis` at 1000, a /check window lasts 250 ms and an evaluation window 50 ms. */

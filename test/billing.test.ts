@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { listedWorkspace, ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
+import { fillRecords, storedRecords } from './support/stored-records.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
 
 /**
@@ -54,26 +55,6 @@ async function tenantOn(plan: string): Promise<Tenant> {
     .expect(201);
   return { ...tenant, admin, as };
 }
-
-/** Rows straight into the table as the owner: a workspace brought near its limit without the API. */
-async function fill(workspaceId: string, structure: string, count: number): Promise<void> {
-  await owner.query(
-    `insert into records (id, workspace_id, structure, data, created_by, created_at, updated_at)
-     select gen_random_uuid(), $1, $2, jsonb_build_object('title', 'seeded ' || i), 'seed', now(), now()
-     from generate_series(1, $3::int) as i`,
-    [workspaceId, structure, count],
-  );
-}
-
-const recordCount = async (workspaceId: string, structure?: string) =>
-  Number(
-    (
-      await owner.query(
-        'select count(*) from records where workspace_id = $1 and ($2::text is null or structure = $2::text)',
-        [workspaceId, structure ?? null],
-      )
-    ).rows[0].count,
-  );
 
 /** The trigger-kept counters agree with the rows, per structure and in all. */
 async function expectCountersAgree(workspaceId: string): Promise<void> {
@@ -222,7 +203,7 @@ describe('assigning a plan', () => {
 describe('records limits', () => {
   it('refuses the 11th Project on starter with 402 naming the limit, and logs the refusal', async () => {
     const tenant = await tenantOn('starter');
-    await fill(tenant.id, 'Project', 10);
+    await fillRecords(owner, tenant.id, 'Project', 10);
     const { body } = await tenant
       .as('post', '/records/Project')
       .send({ data: { title: 'one too many' } })
@@ -234,7 +215,7 @@ describe('records limits', () => {
       current: 10,
       maximum: 10,
     });
-    expect(await recordCount(tenant.id, 'Project')).toBe(10);
+    expect(await storedRecords(owner, tenant.id, 'Project')).toBe(10);
     const { rows } = await owner.query(
       `select allowed, reason from decisions where workspace_id = $1 and subject = 'Project' and operation = 'create'`,
       [tenant.id],
@@ -249,7 +230,7 @@ describe('records limits', () => {
 
   it('holds the overall "*" limit across structures', async () => {
     const tenant = await tenantOn('starter');
-    await fill(tenant.id, 'Task', 11);
+    await fillRecords(owner, tenant.id, 'Task', 11);
     await tenant
       .as('post', '/records/Project')
       .send({ data: { title: 'twelfth' } })
@@ -259,31 +240,31 @@ describe('records limits', () => {
       .send({ data: { title: 'thirteenth' } })
       .expect(402);
     expect(body).toMatchObject({ limit: 'records.*', current: 12, maximum: 12 });
-    expect(await recordCount(tenant.id)).toBe(12);
+    expect(await storedRecords(owner, tenant.id)).toBe(12);
   });
 
   it('gives exactly one success of ten concurrent creates at limit − 1 (one instance)', async () => {
     const tenant = await tenantOn('starter');
-    await fill(tenant.id, 'Project', 9);
+    await fillRecords(owner, tenant.id, 'Project', 9);
     const responses = await racing(tenant.id, 'Project', () =>
       Array.from({ length: 10 }, (_, i) => tenant.as('post', '/records/Project').send({ data: { title: `r${i}` } })),
     );
     const statuses = responses.map((response) => response.status).sort();
     expect(statuses).toEqual([201, ...Array(9).fill(402)]);
-    expect(await recordCount(tenant.id, 'Project')).toBe(10);
+    expect(await storedRecords(owner, tenant.id, 'Project')).toBe(10);
     await expectCountersAgree(tenant.id);
   });
 
   it('gives exactly one success of ten concurrent creates at limit − 1 across two instances', async () => {
     const tenant = await tenantOn('starter');
-    await fill(tenant.id, 'Project', 9);
+    await fillRecords(owner, tenant.id, 'Project', 9);
     const responses = await racing(tenant.id, 'Project', () =>
       Array.from({ length: 10 }, (_, i) =>
         tenant.as('post', '/records/Project', i % 2 ? other : cordon).send({ data: { title: `r${i}` } }),
       ),
     );
     expect(responses.map((response) => response.status).sort()).toEqual([201, ...Array(9).fill(402)]);
-    expect(await recordCount(tenant.id, 'Project')).toBe(10);
+    expect(await storedRecords(owner, tenant.id, 'Project')).toBe(10);
   });
 
   it('holds a limit above max_connections: the shared count turns exact near it (two instances)', async () => {
@@ -291,14 +272,14 @@ describe('records limits', () => {
     // professional: "*" 2000, checked shared (bound 2000 − margin) until the count nears it.
     expect(Number(margin)).toBeLessThan(2000);
     const tenant = await tenantOn('professional');
-    await fill(tenant.id, 'Task', 1999);
+    await fillRecords(owner, tenant.id, 'Task', 1999);
     const responses = await racing(tenant.id, 'Task', () =>
       Array.from({ length: 10 }, (_, i) =>
         tenant.as('post', '/records/Task', i % 2 ? other : cordon).send({ data: { title: `r${i}` } }),
       ),
     );
     expect(responses.map((response) => response.status).sort()).toEqual([201, ...Array(9).fill(402)]);
-    expect(await recordCount(tenant.id)).toBe(2000);
+    expect(await storedRecords(owner, tenant.id)).toBe(2000);
   });
 
   it('lets creates far from the limit proceed together: all of them pass the limit check at once', async () => {
@@ -316,13 +297,13 @@ describe('records limits', () => {
     );
     expect(seen.limitWaits).toBe(0);
     expect(responses.every((response) => response.status === 201)).toBe(true);
-    expect(await recordCount(tenant.id)).toBe(10);
+    expect(await storedRecords(owner, tenant.id)).toBe(10);
     await expectCountersAgree(tenant.id);
   });
 
   it('gives a deleted record’s room back, and forgets a deleted structure’s count', async () => {
     const tenant = await tenantOn('starter');
-    await fill(tenant.id, 'Project', 10);
+    await fillRecords(owner, tenant.id, 'Project', 10);
     await tenant
       .as('post', '/records/Project')
       .send({ data: { title: 'over' } })
@@ -448,7 +429,7 @@ describe('read-only statuses', () => {
       await tenant.as('get', '/members').expect(200);
       await tenant.as('get', '/decisions/export').expect(200);
       await tenant.as('get', '/billing').expect(200);
-      expect(await recordCount(tenant.id)).toBe(1);
+      expect(await storedRecords(owner, tenant.id)).toBe(1);
     },
   );
 

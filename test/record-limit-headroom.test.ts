@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
+import { fillRecords, storedRecords } from './support/stored-records.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
 
 /**
@@ -62,15 +63,6 @@ async function professionalTenant(): Promise<TestTenant & { admin: string }> {
   return { ...tenant, admin };
 }
 
-async function fill(workspaceId: string, structure: string, count: number): Promise<void> {
-  await owner.query(
-    `insert into records (id, workspace_id, structure, data, created_by, created_at, updated_at)
-     select gen_random_uuid(), $1, $2, jsonb_build_object('title', 'seeded ' || i), 'seed', now(), now()
-     from generate_series(1, $3::int) as i`,
-    [workspaceId, structure, count],
-  );
-}
-
 const create = (instance: TestApp, tenant: { slug: string; admin: string }, title: string, structure = 'Task') =>
   instance
     .http()
@@ -88,16 +80,6 @@ async function checks(instance: TestApp): Promise<Record<'headroom' | 'counted' 
 
 const since = (before: Record<string, number>, after: Record<string, number>) =>
   Object.fromEntries(Object.entries(after).map(([way, value]) => [way, value - before[way]!]));
-
-const recordCount = async (workspaceId: string, structure?: string) =>
-  Number(
-    (
-      await owner.query(
-        'select count(*) from records where workspace_id = $1 and ($2::text is null or structure = $2::text)',
-        [workspaceId, structure ?? null],
-      )
-    ).rows[0].count,
-  );
 
 /** Waits until a create's insert statement waits on a lock (of `locktype`), and returns how many do. */
 async function waitingCreates(statement: string, locktype?: string): Promise<number> {
@@ -119,7 +101,7 @@ describe('records-limit headroom', () => {
     const tenant = await professionalTenant();
     // Three records of headroom under Task's limit (and 503 under "*"): the limit less both
     // margins less what is stored.
-    await fill(tenant.id, 'Task', limits.Task - 2 * margin - 3);
+    await fillRecords(owner, tenant.id, 'Task', limits.Task - 2 * margin - 3);
     const before = await checks(other);
 
     await create(other, tenant, 'counted, learns three').expect(201);
@@ -134,7 +116,7 @@ describe('records-limit headroom', () => {
     // That count found Task at its limit less both margins: no headroom to learn.
     await create(other, tenant, 'counted again').expect(201);
     expect(since(before, await checks(other))).toEqual({ headroom: 2, counted: 3, exclusive: 0 });
-    expect(await recordCount(tenant.id)).toBe(limits.Task - 2 * margin + 2);
+    expect(await storedRecords(owner, tenant.id)).toBe(limits.Task - 2 * margin + 2);
   });
 
   it('holds the limits’ locks shared: an exact count near the limit waits for a create within its headroom', async () => {
@@ -150,7 +132,7 @@ describe('records-limit headroom', () => {
       const withinHeadroom = create(other, tenant, 'stalled within the headroom').then((response) => response);
       expect(await waitingCreates('cordon_insert_record_within_headroom')).toBe(1);
       // Meanwhile every structure's records reach the limit less one.
-      await fill(tenant.id, 'Note', limits['*'] - 2);
+      await fillRecords(owner, tenant.id, 'Note', limits['*'] - 2);
       const exact = create(cordon, tenant, 'counted exactly', 'Note').then((response) => response);
       expect(await waitingCreates('cordon_insert_record_limited', 'advisory')).toBe(1);
       await blocker.query('commit');
@@ -161,12 +143,12 @@ describe('records-limit headroom', () => {
     } finally {
       await blocker.end();
     }
-    expect(await recordCount(tenant.id)).toBe(limits['*']);
+    expect(await storedRecords(owner, tenant.id)).toBe(limits['*']);
   });
 
   it('stops exactly at the limit when creates on two instances race through headroom, count and exclusive count', async () => {
     const tenant = await professionalTenant();
-    await fill(tenant.id, 'Task', limits.Task - 2 * margin - 5);
+    await fillRecords(owner, tenant.id, 'Task', limits.Task - 2 * margin - 5);
     // Each instance learns a headroom first.
     await create(cordon, tenant, 'learn').expect(201);
     await create(other, tenant, 'learn').expect(201);
@@ -178,7 +160,7 @@ describe('records-limit headroom', () => {
     const statuses = responses.map((response) => response.status);
     expect(statuses.filter((status) => status === 201)).toHaveLength(2 * margin + 3);
     expect(statuses.filter((status) => status === 402)).toHaveLength(7);
-    expect(await recordCount(tenant.id, 'Task')).toBe(limits.Task);
+    expect(await storedRecords(owner, tenant.id, 'Task')).toBe(limits.Task);
     const ways = [since(before[0]!, await checks(cordon)), since(before[1]!, await checks(other))];
     expect(ways.some((way) => way.headroom! > 0)).toBe(true);
     expect(ways.some((way) => way.counted! > 0)).toBe(true);

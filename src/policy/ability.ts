@@ -41,13 +41,16 @@ export interface RuleSource {
 
 type CaslRule = RawRuleFrom<AbilityTuple, unknown>;
 
-const defaultDeny: Decision = {
-  allowed: false,
+/** A decision no policy rule took: the platform admin's, an invitation's, a refusal on other grounds. */
+export const ruleless = (allowed: boolean, reason: string): Decision => ({
+  allowed,
   policyId: null,
   policyVersion: null,
   ruleIndex: null,
-  reason: 'default deny',
-};
+  reason,
+});
+
+const defaultDeny = ruleless(false, 'default deny');
 
 /**
  * A principal's ability. CASL lets later rules override earlier ones; Cordon's contract is that

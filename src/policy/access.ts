@@ -4,7 +4,7 @@ import type { TenantWorkspace, WorkspaceDirectory } from '../auth/workspace-dire
 import { sql } from 'kysely';
 import { prepared, type Database, type Scope } from '../db/database.ts';
 import { ProblemError } from '../http/errors.ts';
-import type { Decision, PrincipalAbility } from './ability.ts';
+import { ruleless, type PrincipalAbility } from './ability.ts';
 import { appendDecisions, type DecisionContext, type DecisionEntry, type Operation } from './decision-log.ts';
 import { DecisionWriter } from './decision-writer.ts';
 import type { PolicyScope, PolicyStore } from './policy-store.ts';
@@ -56,13 +56,7 @@ export interface PrincipalCaller extends Caller {
 const writableWhenReadOnly = new Set(['Billing', 'DecisionLog', 'IdentityProvider', 'Workspace']);
 
 const platformAdmin = { id: 'platform-admin', roles: [], provider: 'admin-key' };
-const adminDecision: Decision = {
-  allowed: true,
-  policyId: null,
-  policyVersion: null,
-  ruleIndex: null,
-  reason: 'platform admin key (outside tenant policy)',
-};
+export const adminDecision = ruleless(true, 'platform admin key (outside tenant policy)');
 
 /**
  * The one door for decisions. A service asks, gets a decision, and the decision is written

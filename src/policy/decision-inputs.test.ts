@@ -1,4 +1,12 @@
-import { inputsBudget, keptInputs, planOf } from './decision-inputs.ts';
+import type { PlaceholderContext } from './placeholders.ts';
+import { InputsWriter, inputsBudget, planOf, type DecisionInputs, type InputsPlan } from './decision-inputs.ts';
+
+/** One decision's inputs as the log stores them. */
+const keptInputs = (
+  plan: InputsPlan | undefined,
+  context: PlaceholderContext | undefined,
+  documents: Record<string, unknown>[] | undefined,
+) => JSON.parse(new InputsWriter(plan, context).json(documents)) as DecisionInputs;
 
 const plan = planOf([
   { action: 'read', subject: 'Task', conditions: { status: 'open', team: '${principal.claims.team}' } },

@@ -114,12 +114,3 @@ export class InputsWriter {
     return `{${this.principal}"dropped":true}`;
   }
 }
-
-/** The inputs of one decision, within `inputsBudget`, as a value. */
-export function keptInputs(
-  plan: InputsPlan | undefined,
-  context: PlaceholderContext | undefined,
-  documents: readonly Record<string, unknown>[] | undefined,
-): DecisionInputs {
-  return JSON.parse(new InputsWriter(plan, context).json(documents)) as DecisionInputs;
-}

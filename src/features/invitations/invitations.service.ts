@@ -10,6 +10,7 @@ import type { EventSecrets } from '../../events/secrets.ts';
 import { decodeCursor, encodeCursor, keysetPage, type PageQuery } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
+import { ruleless } from '../../policy/ability.ts';
 import type { AccessControl, Caller, PrincipalCaller } from '../../policy/access.ts';
 import { Refusal, Ruling } from '../../policy/ruling.ts';
 import type { Plans } from '../../policy/plans.ts';
@@ -208,13 +209,7 @@ export class InvitationsService {
       operation: 'create',
       subject: 'Member',
       resourceId: caller.principal.id,
-      decision: {
-        allowed: true,
-        policyId: null,
-        policyVersion: null,
-        ruleIndex: null,
-        reason: 'an invitation grants its roles',
-      },
+      decision: ruleless(true, 'an invitation grants its roles'),
     });
     const change: Change = { topic: 'member', workspaceId: caller.workspaceId, userId: caller.principal.id };
     const member = await this.access.decide(caller, ruling, async () => {
@@ -241,17 +236,7 @@ export class InvitationsService {
     const refuse = (
       code: 'invitation_used' | 'invitation_revoked' | 'invitation_expired' | 'invitation_email_mismatch',
       detail: string,
-    ) =>
-      new Refusal(
-        {
-          allowed: false,
-          policyId: null,
-          policyVersion: null,
-          ruleIndex: null,
-          reason: `invitation ${invitation.id} not accepted: ${detail}`,
-        },
-        code,
-      );
+    ) => new Refusal(ruleless(false, `invitation ${invitation.id} not accepted: ${detail}`), code);
     const status = statusOf(invitation);
     if (status === 'accepted') throw refuse('invitation_used', 'The invitation has already been accepted');
     if (status === 'revoked') throw refuse('invitation_revoked', 'The invitation was revoked');

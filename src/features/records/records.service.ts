@@ -4,7 +4,7 @@ import { appendEvents, type EventLog } from '../../events/event-log.ts';
 import { keysetPage } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
-import { asRecordSubject, type Decision } from '../../policy/ability.ts';
+import { asRecordSubject, ruleless, type Decision } from '../../policy/ability.ts';
 import type { AccessControl, PrincipalCaller } from '../../policy/access.ts';
 import type { Plans } from '../../policy/plans.ts';
 import { Ruling } from '../../policy/ruling.ts';
@@ -137,11 +137,12 @@ export class RecordsService {
         overall: new RecordLimit('records.*', plan.limits.records['*'] ?? null, margin),
       };
       const both = [limits.structure, limits.overall];
-      const limited = both.some((limit) => limit.limit !== null);
-      const headroomKey = LimitHeadroom.key(caller.workspaceId, name, both);
+      const headroomKey = both.some((limit) => limit.limit !== null)
+        ? LimitHeadroom.key(caller.workspaceId, name, both)
+        : undefined;
       let structure = first;
       // After a spent headroom, the next pass counts.
-      let count = false;
+      let mustCount = false;
       for (let attempt = 1; attempt <= maxAttempts;) {
         const data = structure.schema.normalise(input, { defaults: true });
         await validateRecord(caller.ability, structure, data, (target, ids, readable) =>
@@ -155,10 +156,10 @@ export class RecordsService {
         const decision = { context: caller.context, entries: [ruling.entry] };
         const event = appendEvents(
           caller.origin,
-          [{ type: 'record_created', structure: name, recordId: row.id, data: { after: documentOf(row), version: 1 } }],
+          [{ type: 'record_created', structure: name, recordId: row.id, data: { after: document, version: 1 } }],
           sql`where exists (select 1 from inserted)`,
         );
-        const headroom = limited ? this.limitHeadroom.find(headroomKey, both, count) : undefined;
+        const headroom = headroomKey ? this.limitHeadroom.find(headroomKey, both, mustCount) : undefined;
         const checks = { structure: limits.structure.check(), overall: limits.overall.check(), headroom };
         const result = await this.store.insert(
           caller.workspaceId,
@@ -169,7 +170,7 @@ export class RecordsService {
           event,
           checks,
         );
-        if (limited && !headroom) {
+        if (headroomKey && !headroom) {
           this.limitHeadroom.counted(
             headroomKey,
             both,
@@ -182,9 +183,9 @@ export class RecordsService {
           this.events.committed(caller.workspaceId);
           return toResponse(caller.ability, name, row, true);
         }
-        if (headroom && this.limitHeadroom.spent(headroomKey, headroom, result.position)) {
+        if (headroomKey && headroom && this.limitHeadroom.spent(headroomKey, headroom, result.position)) {
           // Count, in a new transaction.
-          count = true;
+          mustCount = true;
           continue;
         }
         const near = [
@@ -232,7 +233,7 @@ export class RecordsService {
           ruling.require(writeDecision(caller.ability, 'update', name, states, fields));
           const stored = await session.update(row.id, data, at, name, structure.version);
           if (!stored) return undefined;
-          const change = { before: documentOf(row), after: documentOf(stored), version: stored.version };
+          const change = { before: documents[0]!, after: documentOf(stored), version: stored.version };
           await this.events.appendIn(session.scope, caller.origin, [
             { type: 'record_updated', structure: name, recordId: row.id, data: change },
           ]);
@@ -332,10 +333,4 @@ export class RecordsService {
   }
 }
 
-const denied = (reason: string): Decision => ({
-  allowed: false,
-  policyId: null,
-  policyVersion: null,
-  ruleIndex: null,
-  reason,
-});
+const denied = (reason: string): Decision => ruleless(false, reason);

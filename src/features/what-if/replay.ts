@@ -1,4 +1,4 @@
-import { asRecordSubject, type Decision, type PrincipalAbility } from '../../policy/ability.ts';
+import { asRecordSubject, ruleless, type Decision, type PrincipalAbility } from '../../policy/ability.ts';
 import type { DecisionInputs } from '../../policy/decision-inputs.ts';
 import { actions, type Action } from '../../policy/vocabulary.ts';
 import type { DecisionRow } from '../decisions/chain.ts';
@@ -44,13 +44,7 @@ const refusalsBeyondRules = ['may only grant or take away roles held by the gran
 
 const isAction = (action: string): action is Action => (actions as readonly string[]).includes(action);
 
-const denied = (reason: string): Decision => ({
-  allowed: false,
-  policyId: null,
-  policyVersion: null,
-  ruleIndex: null,
-  reason,
-});
+const denied = (reason: string): Decision => ruleless(false, reason);
 
 /**
  * Replays one logged decision against the drafts, on what it was decided on: the row's principal

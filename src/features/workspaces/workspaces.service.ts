@@ -6,7 +6,7 @@ import type { Database, Scope, Transaction } from '../../db/database.ts';
 import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
-import type { AccessControl, Caller } from '../../policy/access.ts';
+import { adminDecision, type AccessControl, type Caller } from '../../policy/access.ts';
 import type { DecisionEntry } from '../../policy/decision-log.ts';
 import type { Plans } from '../../policy/plans.ts';
 import { effectivePlan } from '../../policy/standing.ts';
@@ -106,13 +106,7 @@ const adminEntry = (caller: Caller, action: 'create' | 'update'): DecisionEntry 
   operation: 'admin',
   subject: 'Workspace',
   resourceId: caller.workspaceId,
-  decision: {
-    allowed: true,
-    policyId: null,
-    policyVersion: null,
-    ruleIndex: null,
-    reason: 'platform admin key (outside tenant policy)',
-  },
+  decision: adminDecision,
 });
 
 export class WorkspacesService {
