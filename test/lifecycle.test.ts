@@ -417,7 +417,20 @@ describe('100k records', () => {
             headers: { authorization: `Bearer ${cordon.adminKey}` },
           },
           (response) => {
-            expect(response.statusCode).toBe(200);
+            // A refused export must fail the test with its problem, not leave the upload waiting.
+            if (response.statusCode !== 200) {
+              let problem = '';
+              response.setEncoding('utf8');
+              response.on('data', (chunk: string) => (problem += chunk));
+              response.on('end', () => {
+                reject(new Error(`export answered ${response.statusCode}: ${problem}`));
+                upload.destroy();
+              });
+              return;
+            }
+            // An export cut short mid-stream fails the test too, instead of leaving the import waiting for the rest.
+            response.on('error', reject);
+            response.on('aborted', () => reject(new Error('the export was cut short')));
             response.on('data', (chunk: Buffer) => {
               bytes += chunk.length;
               sinceReading += chunk.length;
