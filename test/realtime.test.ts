@@ -308,6 +308,8 @@ describe('evaluation', () => {
 describe('changes while streaming', () => {
   it('applies a policy change to the next event', async () => {
     const stream = await opened(viewer);
+    // The member's stream is the same feed's: once it has an event, every group has been shown it.
+    const witness = await opened(member);
     await createTask({ title: 'seen' });
     await stream.waitForEvents(1);
     const policy = (
@@ -320,13 +322,14 @@ describe('changes while streaming', () => {
         .expect(201)
     ).body;
     await createTask({ title: 'unseen' });
+    await witness.waitForEvents(2);
     await as(admin, 'delete', `/policies/${policy.id}`).expect(204);
     await createTask({ title: 'seen again' });
+    await witness.waitForEvents(3);
     await stream.waitForEvents(2);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    expect(stream.events.map((event) => (event.data.data as { data: { title: string } }).data.title)).toEqual([
-      'seen',
-      'seen again',
-    ]);
+    const titles = (client: SseClient) =>
+      client.events.map((event) => (event.data.data as { data: { title: string } }).data.title);
+    expect(titles(witness)).toEqual(['seen', 'unseen', 'seen again']);
+    expect(titles(stream)).toEqual(['seen', 'seen again']);
   });
 });
