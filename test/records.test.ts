@@ -286,6 +286,39 @@ describe('lists', () => {
     );
   });
 
+  it('shows each record in a page exactly as GET shows it, whether PostgreSQL or the service writes the page', async () => {
+    const odd = await createTask(tokens.admin!, {
+      title: `${marker} "quoted" \\ line\nbreak — ünïcode 🚀 </script>`,
+      priority: 2,
+      tags: { marker, nested: [1.5, -0.25, 12345678.125, true, null, { deep: 'x' }], empty: {} },
+      due: '2026-03-01T10:20:30.456Z',
+    });
+    // Written with microseconds, as an import or a migration may: shown truncated to milliseconds, as GET shows it.
+    await owner.query(
+      `update records set created_at = '2026-01-02T03:04:05.678999Z', updated_at = '2026-01-02T03:04:05.000001Z' where id = $1`,
+      [odd.id],
+    );
+    const text = JSON.stringify({ $or: [{ tags: marker }, { 'tags.marker': marker }] });
+    // The admin has no field rules (PostgreSQL writes each record); the intern's strip fields (the service does).
+    for (const reader of ['admin', 'intern']) {
+      const page = await list(tokens[reader]!, {
+        filter: reader === 'admin' ? text : JSON.stringify({ status: 'todo' }),
+        limit: '200',
+      }).expect(200);
+      expect(page.headers['content-type']).toBe('application/json; charset=utf-8');
+      expect(page.body.data.length).toBeGreaterThan(reader === 'admin' ? 7 : 0);
+      for (const entry of page.body.data) {
+        const one = await as(tokens[reader]!).get(`/records/Task/${entry.id}`).expect(200);
+        expect(entry).toEqual(one.body);
+      }
+      if (reader === 'admin') {
+        const shown = page.body.data.find((entry: { id: string }) => entry.id === odd.id);
+        expect(shown).toMatchObject({ createdAt: '2026-01-02T03:04:05.678Z', updatedAt: '2026-01-02T03:04:05.000Z' });
+        expect(shown.data).toEqual(odd.data);
+      }
+    }
+  });
+
   it('compiles the reader’s conditions into the query, so pages and counts see only permitted rows', async () => {
     const page = await list(tokens.contractor!, { ...mine, limit: '2', count: 'true' }).expect(200);
     expect(page.body.count).toBe(3);

@@ -12,3 +12,10 @@ export const exactTime = {
   at: (micros: string) => sql`(timestamptz 'epoch' + ${micros}::bigint * interval '1 microsecond')`,
   schema: z.string().regex(/^\d{1,18}$/),
 };
+
+/**
+ * The column as the ISO 8601 text `Date.prototype.toISOString` prints for it (milliseconds,
+ * truncated as a Date truncates the microseconds it is parsed from): what the API shows.
+ */
+export const isoMillis = (column: RawBuilder<unknown>) =>
+  sql<string>`to_char(${column} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;

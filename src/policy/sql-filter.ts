@@ -1,4 +1,5 @@
 import { sql, type RawBuilder } from 'kysely';
+import { isoMillis } from '../db/exact-time.ts';
 import { canonicalUuid } from '../json.ts';
 import { matches, type CompareOperator, type Condition, type Scalar } from './conditions.ts';
 
@@ -184,14 +185,8 @@ const systemColumns: Record<string, SystemColumn> = {
       operator === 'eq' && canonicalUuid.test(value) ? sql`r.id = ${value}::uuid` : undefined,
   },
   createdBy: { text: sql`r.created_by` },
-  createdAt: timestampColumn(
-    sql`r.created_at`,
-    sql`to_char(r.created_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
-  ),
-  updatedAt: timestampColumn(
-    sql`r.updated_at`,
-    sql`to_char(r.updated_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`,
-  ),
+  createdAt: timestampColumn(sql`r.created_at`, isoMillis(sql`r.created_at`)),
+  updatedAt: timestampColumn(sql`r.updated_at`, isoMillis(sql`r.updated_at`)),
 };
 
 /** A system field always holds one non-null string, which settles most operators at compile time. */

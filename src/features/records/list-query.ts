@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
+import { isoMillis } from '../../db/exact-time.ts';
 import { z } from 'zod';
 import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
@@ -160,8 +161,14 @@ export function afterCursor(cursor: string, fingerprint: string, keys: readonly 
 
 export const orderBy = (keys: readonly SortKey[]) =>
   sql.join(keys.map((key) => sql`${key.expression} ${key.descending ? sql`desc` : sql`asc`}`));
+/** The sort keys as `k0`, `k1`…, for the cursor; a timestamp as the ISO text a cursor carries, never parsed. */
 export const sortColumns = (keys: readonly SortKey[]) =>
-  sql.join(keys.map((key, index) => sql`${key.expression} as ${sql.id(`k${index}`)}`));
+  sql.join(
+    keys.map(
+      (key, index) =>
+        sql`${key.kind === 'timestamp' ? isoMillis(key.expression) : key.expression} as ${sql.id(`k${index}`)}`,
+    ),
+  );
 
 /** The caller's filter and sort, checked against the structure; `fields` are the structure fields they read. */
 export interface ListFilter {

@@ -31,7 +31,7 @@ export function recordRoutes(api: Api, records: RecordsService, access: AccessCo
       responses: { 200: { description: 'A page of records', schema: recordListResponse } },
     },
     async ({ params, query }, request, response) => {
-      response.json(await records.list(await access.principalOf(request), params.structure, query));
+      response.type('json').send(await records.listText(await access.principalOf(request), params.structure, query));
     },
   );
 
