@@ -6,6 +6,7 @@ import {
   type EntityManager,
   type EntitySchema,
 } from '@mikro-orm/postgresql';
+import { createHash } from 'node:crypto';
 import { Kysely, PostgresDialect, sql, type PostgresPool, type RawBuilder } from 'kysely';
 import pg from 'pg';
 import Cursor from 'pg-cursor';
@@ -39,15 +40,60 @@ export function prepared<Row>(name: string, statement: Statement<Row>): Statemen
   return sql<Row>`${sql.raw(`${preparedMarker}${name} */`)} ${statement}`;
 }
 
+const byTextMarker = '/* text-prepared */';
+/** The most statements prepared by their text that one connection keeps; the least recently used goes. */
+export const maxTextStatements = 64;
+
+/**
+ * A statement whose text takes a few shapes that repeat (a list page without a caller's filter:
+ * its sort, its cursor and the principal's read rules shape it, the values are parameters),
+ * prepared under a name made from its text. Each connection keeps the last `maxTextStatements`
+ * of them and deallocates the others, so texts that never repeat cannot fill a backend's memory.
+ */
+export function preparedByText<Row>(statement: Statement<Row>): Statement<Row> {
+  // A comment, not a value: PostgreSQL ignores it.
+  // eslint-disable-next-line no-restricted-syntax
+  return sql<Row>`${sql.raw(byTextMarker)} ${statement}`;
+}
+
 type Query = (config: unknown, values?: unknown, callback?: unknown) => unknown;
+/** What `pg` remembers of the statements it prepared on a connection (its own bookkeeping). */
+interface PreparedBookkeeping {
+  connection: { parsedStatements: Record<string, string>; submittedNamedStatements: Record<string, string> };
+}
 
 /** Gives a marked statement its name, so `pg` prepares it once on each connection. */
-function namePreparedStatements(client: pg.PoolClient): void {
+function namePreparedStatements(client: pg.ClientBase): void {
   const query = client.query.bind(client) as Query;
+  /** Names of the statements prepared by text on this connection, least recently used first. */
+  const byText = new Map<string, true>();
+  const nameByText = (text: string): string => {
+    const name = `cordon_text_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
+    byText.delete(name);
+    byText.set(name, true);
+    if (byText.size > maxTextStatements) {
+      const [oldest] = byText.keys();
+      byText.delete(oldest!);
+      // Queued ahead of the statement that evicts it (the name is hex digits). `pg` forgets the
+      // statement once the server has, before it sends the next one: a later use parses it again.
+      // A DEALLOCATE that fails (an aborted transaction) leaves both as they were.
+      void Promise.resolve(query(`deallocate ${oldest!}`))
+        .then(() => {
+          const { connection } = client as unknown as PreparedBookkeeping;
+          Reflect.deleteProperty(connection.parsedStatements, oldest!);
+          Reflect.deleteProperty(connection.submittedNamedStatements, oldest!);
+        })
+        .catch(() => undefined);
+    }
+    return name;
+  };
   client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
     if (typeof config === 'string' && config.startsWith(preparedMarker)) {
       const name = config.slice(preparedMarker.length, config.indexOf(' */'));
       return query({ name, text: config, values }, callback);
+    }
+    if (typeof config === 'string' && config.startsWith(byTextMarker)) {
+      return query({ name: nameByText(config), text: config, values }, callback);
     }
     return query(config, values, callback);
   }) as typeof client.query;
