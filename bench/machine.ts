@@ -19,7 +19,7 @@ function procStat(pid: number | string): { ppid: number; own: number; reaped: nu
 }
 
 /** CPU seconds of a PostgreSQL server: the postmaster, its live children, and those it has reaped. */
-function serverSeconds(postmaster: number): number {
+export function serverSeconds(postmaster: number): number {
   let total = 0;
   for (const pid of readdirSync('/proc')) {
     if (!/^\d+$/.test(pid)) continue;

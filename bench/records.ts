@@ -7,6 +7,7 @@ import { TestIssuer } from '../test/support/issuer.ts';
 import { benchServing } from './database.ts';
 import { baselinePoolSize, baselineRecordsApp } from './baseline-records.ts';
 import { load, openLoad, serve, type LoadResult } from './load.ts';
+import { serverSeconds } from './machine.ts';
 import { compared, interleaved, type Measurement } from './report.ts';
 
 export const benchRecordCount = 100_000;
@@ -52,7 +53,7 @@ const taskFields = {
  * many of each connection's requests.
  */
 export async function recordsBench(
-  database: { ownerUrl: string; appUrl: string },
+  database: { ownerUrl: string; appUrl: string; postmaster: number | undefined },
   millis: number,
 ): Promise<Measurement[]> {
   // The same number of connections as the hand-rolled app (it was 5 against 10 until now).
@@ -128,6 +129,7 @@ export async function recordsBench(
       serve(baseline.app, async (baselineUrl) => {
         for (const shape of shapes) {
           const run = (url: string) => async () => {
+            const server = database.postmaster === undefined ? undefined : serverSeconds(database.postmaster);
             const result = await load({
               url,
               method: shape.method,
@@ -137,7 +139,13 @@ export async function recordsBench(
               millis: shape.window,
             });
             if (failures(result)) throw new Error(`${shape.name}: ${failures(result)} failed requests on ${url}`);
-            return result;
+            // The database server's CPU for each request answered in the window (Cordon's
+            // background work included: decisions written, the sealer's and dispatcher's probes).
+            const serverMicros =
+              server === undefined
+                ? undefined
+                : ((serverSeconds(database.postmaster!) - server) * 1e6) / result.completed;
+            return { ...result, serverMicros };
           };
           const sides = { baseline: run(baselineUrl + shape.baselinePath), cordon: run(cordonUrl + shape.cordonPath) };
           await interleaved(1, sides);
@@ -157,6 +165,20 @@ export async function recordsBench(
               'ratio >= 1.0',
             ),
           );
+          const served = measured.flatMap((round) =>
+            round.cordon.serverMicros === undefined || round.baseline.serverMicros === undefined
+              ? []
+              : [{ subject: round.cordon.serverMicros, baseline: round.baseline.serverMicros }],
+          );
+          if (served.length)
+            results.push(
+              compared(
+                `records: ${shape.name}, PostgreSQL CPU per request`,
+                'µs',
+                served,
+                'hand-rolled, PostgreSQL CPU per request',
+              ),
+            );
           if (timed.length)
             results.push(
               compared(`records: ${shape.name}, p50`, 'ms', pairs(timed, 'p50'), 'baseline p50'),

@@ -26,7 +26,10 @@ const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefi
 // look), 2000 doubles it.
 const millis = Number(process.env.BENCH_MILLIS ?? 1_000);
 
-const suites: Record<string, (database: { ownerUrl: string; appUrl: string }) => Promise<Measurement[]>> = {
+const suites: Record<
+  string,
+  (database: { ownerUrl: string; appUrl: string; postmaster: number | undefined }) => Promise<Measurement[]>
+> = {
   auth: (database) => authBench(database.appUrl, millis),
   decisions: (database) => decisionsBench(database.appUrl, millis),
   records: (database) => recordsBench(database, millis),
