@@ -120,6 +120,9 @@ describe('a subscriber', () => {
     expect(stream.headers['content-type']).toMatch(/^text\/event-stream/);
     expect(stream.headers['x-accel-buffering']).toBe('no');
     expect(stream.headers['cache-control']).toMatch(/no-cache/);
+    // Not chunked: the stream's body runs to the end of its connection.
+    expect(stream.headers['transfer-encoding']).toBeUndefined();
+    expect(stream.headers.connection).toBe('close');
     expect(stream.comments[0]).toBe('connected');
     expect(stream.lastEventId).toMatch(/^\d+$/);
     await stream.waitFor((client) => client.comments.includes('ping'), 2_000);

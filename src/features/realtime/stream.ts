@@ -73,13 +73,19 @@ export class EventStream {
     return !this.ended;
   }
 
-  /** Starts the response: headers for proxies that would buffer, then a comment. */
+  /**
+   * Starts the response: headers for proxies that would buffer, then a comment. The body is not
+   * chunked: a stream ends only when its connection does, so HTTP/1.1's chunk framing would only
+   * add its size line and a socket operation to every write to every subscriber.
+   */
   begin(): void {
+    this.response.removeHeader('Content-Length');
+    this.response.removeHeader('Transfer-Encoding');
     this.response.writeHead(200, {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache, no-store',
       'X-Accel-Buffering': 'no',
-      Connection: 'keep-alive',
+      Connection: 'close',
     });
     this.write(': connected\n\n');
   }
