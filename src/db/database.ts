@@ -45,10 +45,10 @@ const byTextMarker = '/* text-prepared */';
 export const maxTextStatements = 64;
 
 /**
- * A statement whose text takes a few shapes that repeat (a list page without a caller's filter:
- * its sort, its cursor and the principal's read rules shape it, the values are parameters),
- * prepared under a name made from its text. Each connection keeps the last `maxTextStatements`
- * of them and deallocates the others, so texts that never repeat cannot fill a backend's memory.
+ * A statement whose text takes shapes that repeat (a list page: its sort, cursor, filter and the
+ * principal's read rules shape it, its values are parameters), prepared under a name made from
+ * its text. Each connection keeps the last `maxTextStatements` of them and deallocates the others,
+ * so texts that never repeat cannot fill a backend's memory.
  */
 export function preparedByText<Row>(statement: Statement<Row>): Statement<Row> {
   // A comment, not a value: PostgreSQL ignores it.
