@@ -1,6 +1,7 @@
 import { jest } from '@jest/globals';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { Agent as HttpAgent, get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createScratchDatabase, ownerClient } from './support/app.ts';
@@ -105,15 +106,30 @@ describe('graceful stop on SIGTERM', () => {
           }
         }
       };
+      // The prober keeps one connection of its own: the stop waits for it to end, which it does
+      // only after the answer to its next probe (with `Connection: close`), so that probe is
+      // answered while the service drains, whichever connections the other clients hold.
+      const probes = new HttpAgent({ keepAlive: true, maxSockets: 1 });
+      const probe = () =>
+        new Promise<{ status: number; code?: string }>((resolve, reject) => {
+          httpGet(`${base}/readyz`, { agent: probes }, (response) => {
+            let text = '';
+            response.setEncoding('utf8');
+            response.on('data', (chunk: string) => (text += chunk));
+            response.on('end', () =>
+              resolve({ status: response.statusCode ?? 0, code: (JSON.parse(text) as { code?: string }).code }),
+            );
+            response.on('error', reject);
+          }).on('error', reject);
+        });
       const prober = async () => {
         while (running) {
           try {
-            const response = await fetch(`${base}/readyz`);
-            const body = (await response.json()) as { code?: string };
-            readiness.push({ status: response.status, code: body.code });
+            readiness.push(await probe());
           } catch (error) {
-            if (failureCode(error) === 'ECONNREFUSED' && stopSent) return;
-            failures.push(`readyz: ${failureCode(error)}`);
+            const code = (error as { code?: string }).code ?? String(error);
+            if (code === 'ECONNREFUSED' && stopSent) return;
+            failures.push(`readyz: ${code}`);
             return;
           }
           await new Promise((resolve) => setTimeout(resolve, 5));
@@ -127,6 +143,7 @@ describe('graceful stop on SIGTERM', () => {
       const code = await exited;
       running = false;
       await Promise.all(clients);
+      probes.destroy();
 
       expect(code).toBe(0);
       expect(service.output()).toContain('"msg":"stopped"');
