@@ -285,6 +285,19 @@ describe('export and import', () => {
       ],
       ['a record of no structure', record({ body: 'ok' }), 1, 'import_invalid_line'],
       [
+        // Year 0 in UTC: ISO 8601 without an expanded year cannot show it.
+        'a time outside the years 1 to 9999',
+        [
+          structure,
+          JSON.stringify({
+            kind: 'record',
+            data: { structure: 'Note', createdAt: '0001-01-01T00:00:00+14:00', data: { body: 'ok' } },
+          }),
+        ].join('\n'),
+        2,
+        'import_invalid_line',
+      ],
+      [
         'a reference to no record',
         [
           JSON.stringify({

@@ -319,6 +319,32 @@ describe('lists', () => {
     }
   });
 
+  it('pages exactly through records that share a millisecond (microseconds from SQL or an import)', async () => {
+    const tag = randomUUID().slice(0, 8);
+    const ids: string[] = [];
+    for (const micros of ['100', '200', '300']) {
+      const task = await createTask(tokens.admin!, { title: `${tag} ${micros}`, tags: [tag] });
+      await owner.query('update records set created_at = $2 where id = $1', [
+        task.id,
+        `2026-02-03T04:05:06.678${micros}Z`,
+      ]);
+      ids.push(task.id);
+    }
+    for (const sort of ['createdAt', '-createdAt']) {
+      const seen: string[] = [];
+      let cursor: string | null | undefined;
+      // At most a few pages more than there are records: a cursor that repeats a page must not loop for ever.
+      for (let page = 0; page < 6 && cursor !== null; page += 1) {
+        const query: Record<string, string> = { filter: JSON.stringify({ tags: tag }), sort, limit: '1' };
+        if (cursor) query.cursor = cursor;
+        const body = (await list(tokens.admin!, query).expect(200)).body;
+        seen.push(...body.data.map((task: { id: string }) => task.id));
+        cursor = body.nextCursor;
+      }
+      expect(seen).toEqual(sort === 'createdAt' ? ids : [...ids].reverse());
+    }
+  });
+
   it('compiles the reader’s conditions into the query, so pages and counts see only permitted rows', async () => {
     const page = await list(tokens.contractor!, { ...mine, limit: '2', count: 'true' }).expect(200);
     expect(page.body.count).toBe(3);

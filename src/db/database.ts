@@ -41,14 +41,16 @@ export function prepared<Row>(name: string, statement: Statement<Row>): Statemen
 }
 
 const byTextMarker = '/* text-prepared */';
-/** The most statements prepared by their text that one connection keeps; the least recently used goes. */
+/** The most statements one connection prepares by their text; it runs later texts unprepared. */
 export const maxTextStatements = 64;
 
 /**
  * A statement whose text takes shapes that repeat (a list page: its sort, cursor, filter and the
  * principal's read rules shape it, its values are parameters), prepared under a name made from
- * its text. Each connection keeps the last `maxTextStatements` of them and deallocates the others,
- * so texts that never repeat cannot fill a backend's memory.
+ * its text. A connection prepares the first `maxTextStatements` texts it meets and runs the
+ * others unprepared, so texts that never repeat cannot fill a backend's memory (or a pooler's:
+ * nothing is deallocated, which PgBouncer would not see). The pool closes a connection idle for
+ * 10 s, and its successor starts afresh.
  */
 export function preparedByText<Row>(statement: Statement<Row>): Statement<Row> {
   // A comment, not a value: PostgreSQL ignores it.
@@ -57,34 +59,17 @@ export function preparedByText<Row>(statement: Statement<Row>): Statement<Row> {
 }
 
 type Query = (config: unknown, values?: unknown, callback?: unknown) => unknown;
-/** What `pg` remembers of the statements it prepared on a connection (its own bookkeeping). */
-interface PreparedBookkeeping {
-  connection: { parsedStatements: Record<string, string>; submittedNamedStatements: Record<string, string> };
-}
 
 /** Gives a marked statement its name, so `pg` prepares it once on each connection. */
 function namePreparedStatements(client: pg.ClientBase): void {
   const query = client.query.bind(client) as Query;
-  /** Names of the statements prepared by text on this connection, least recently used first. */
-  const byText = new Map<string, true>();
-  const nameByText = (text: string): string => {
+  /** Names of the statements this connection prepared by their text. */
+  const byText = new Set<string>();
+  const nameByText = (text: string): string | undefined => {
     const name = `cordon_text_${createHash('sha256').update(text).digest('hex').slice(0, 32)}`;
-    byText.delete(name);
-    byText.set(name, true);
-    if (byText.size > maxTextStatements) {
-      const [oldest] = byText.keys();
-      byText.delete(oldest!);
-      // Queued ahead of the statement that evicts it (the name is hex digits). `pg` forgets the
-      // statement once the server has, before it sends the next one: a later use parses it again.
-      // A DEALLOCATE that fails (an aborted transaction) leaves both as they were.
-      void Promise.resolve(query(`deallocate ${oldest!}`))
-        .then(() => {
-          const { connection } = client as unknown as PreparedBookkeeping;
-          Reflect.deleteProperty(connection.parsedStatements, oldest!);
-          Reflect.deleteProperty(connection.submittedNamedStatements, oldest!);
-        })
-        .catch(() => undefined);
-    }
+    if (byText.has(name)) return name;
+    if (byText.size >= maxTextStatements) return undefined;
+    byText.add(name);
     return name;
   };
   client.query = ((config: unknown, values?: unknown, callback?: unknown) => {
@@ -93,7 +78,8 @@ function namePreparedStatements(client: pg.ClientBase): void {
       return query({ name, text: config, values }, callback);
     }
     if (typeof config === 'string' && config.startsWith(byTextMarker)) {
-      return query({ name: nameByText(config), text: config, values }, callback);
+      const name = nameByText(config);
+      return name ? query({ name, text: config, values }, callback) : query(config, values, callback);
     }
     return query(config, values, callback);
   }) as typeof client.query;

@@ -25,7 +25,14 @@ export type LineKind = (typeof lineKinds)[number];
 
 export const line = z.strictObject({ kind: z.string(), data: z.record(z.string(), z.unknown()) });
 
-const at = z.iso.datetime({ offset: true }).optional();
+/** A time the API can show: in UTC between the years 1 and 9999 (ISO 8601 without an expanded year). */
+const at = z.iso
+  .datetime({ offset: true })
+  .refine((value) => {
+    const year = new Date(value).getUTCFullYear();
+    return year >= 1 && year <= 9999;
+  }, 'must fall between the years 1 and 9999 in UTC')
+  .optional();
 const version = z.int().min(1).max(2_147_483_647).optional();
 const id = z.uuid().optional();
 const author = z.string().min(1).max(500).optional();

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type RawBuilder } from 'kysely';
-import { isoMillis } from '../../db/exact-time.ts';
+import { exactTime } from '../../db/exact-time.ts';
 import { z } from 'zod';
 import { decodeCursor, encodeCursor } from '../../http/cursor.ts';
 import { ProblemError, type FieldError } from '../../http/errors.ts';
@@ -32,7 +32,9 @@ const systemSortKeys: Record<string, { expression: Fragment; kind: KeyKind }> = 
   createdBy: { expression: sql`r.created_by collate "C"`, kind: 'text' },
 };
 const typed: Record<KeyKind, (value: unknown) => Fragment> = {
-  timestamp: (value) => sql`${value}::timestamptz`,
+  // A cursor's microseconds since the epoch; ISO text in cursors made before they were exact.
+  timestamp: (value) =>
+    exactTime.schema.safeParse(value).success ? exactTime.at(value as string) : sql`${value}::timestamptz`,
   uuid: (value) => sql`${value}::uuid`,
   text: (value) => sql`${value}::text`,
   json: (value) => sql`${JSON.stringify(value)}::jsonb`,
@@ -128,7 +130,8 @@ export function encodeListCursor(fingerprint: string, keys: readonly SortKey[], 
 }
 
 const validKey: Record<KeyKind, (value: unknown) => boolean> = {
-  timestamp: (value) => typeof value === 'string' && isCanonicalIso(value),
+  timestamp: (value) =>
+    typeof value === 'string' && (exactTime.schema.safeParse(value).success || isCanonicalIso(value)),
   uuid: (value) => typeof value === 'string' && canonicalUuid.test(value),
   text: (value) => typeof value === 'string' && value.length <= 10_000 && storable(value),
   json: (value) => value !== undefined && unstorableData(value).length === 0,
@@ -161,12 +164,16 @@ export function afterCursor(cursor: string, fingerprint: string, keys: readonly 
 
 export const orderBy = (keys: readonly SortKey[]) =>
   sql.join(keys.map((key) => sql`${key.expression} ${key.descending ? sql`desc` : sql`asc`}`));
-/** The sort keys as `k0`, `k1`…, for the cursor; a timestamp as the ISO text a cursor carries, never parsed. */
+/**
+ * The sort keys as `k0`, `k1`…, for the cursor; a timestamp as its exact microseconds (a record
+ * imported or written by SQL may hold several in one millisecond: a cursor cut to milliseconds
+ * would repeat or skip them).
+ */
 export const sortColumns = (keys: readonly SortKey[]) =>
   sql.join(
     keys.map(
       (key, index) =>
-        sql`${key.kind === 'timestamp' ? isoMillis(key.expression) : key.expression} as ${sql.id(`k${index}`)}`,
+        sql`${key.kind === 'timestamp' ? exactTime.of(key.expression) : key.expression} as ${sql.id(`k${index}`)}`,
     ),
   );
 
