@@ -26,7 +26,9 @@ const shaped = (n: number, value: number) =>
 const preparedHere = async () =>
   (
     await database.query(
-      sql<{ names: string[] }>`select coalesce(array_agg(name::text order by name), '{}') as names from pg_prepared_statements
+      sql<{
+        names: string[];
+      }>`select coalesce(array_agg(name::text order by name), '{}') as names from pg_prepared_statements
         where name like 'cordon_text_%'`,
     )
   )[0]!.names;
