@@ -79,6 +79,7 @@ export class EventStream {
    * add its size line and a socket operation to every write to every subscriber.
    */
   begin(): void {
+    // Node frames a body without chunks only when both headers were removed.
     this.response.removeHeader('Content-Length');
     this.response.removeHeader('Transfer-Encoding');
     this.response.writeHead(200, {

@@ -31,10 +31,10 @@ const systemSortKeys: Record<string, { expression: Fragment; kind: KeyKind }> = 
   id: { expression: sql`r.id`, kind: 'uuid' },
   createdBy: { expression: sql`r.created_by collate "C"`, kind: 'text' },
 };
+/** A cursor's timestamp as microseconds since the epoch; ISO text in cursors made before they were exact. */
+const exactMicros = (value: unknown): value is string => exactTime.schema.safeParse(value).success;
 const typed: Record<KeyKind, (value: unknown) => Fragment> = {
-  // A cursor's microseconds since the epoch; ISO text in cursors made before they were exact.
-  timestamp: (value) =>
-    exactTime.schema.safeParse(value).success ? exactTime.at(value as string) : sql`${value}::timestamptz`,
+  timestamp: (value) => (exactMicros(value) ? exactTime.at(value) : sql`${value}::timestamptz`),
   uuid: (value) => sql`${value}::uuid`,
   text: (value) => sql`${value}::text`,
   json: (value) => sql`${JSON.stringify(value)}::jsonb`,
@@ -122,16 +122,12 @@ export const listFingerprint = (workspaceId: string, structure: string, sort: st
 export function encodeListCursor(fingerprint: string, keys: readonly SortKey[], row: Record<string, unknown>): string {
   return encodeCursor({
     q: fingerprint,
-    k: keys.map((_, index) => {
-      const value = row[`k${index}`];
-      return value instanceof Date ? value.toISOString() : value;
-    }),
+    k: keys.map((_, index) => row[`k${index}`]),
   });
 }
 
 const validKey: Record<KeyKind, (value: unknown) => boolean> = {
-  timestamp: (value) =>
-    typeof value === 'string' && (exactTime.schema.safeParse(value).success || isCanonicalIso(value)),
+  timestamp: (value) => exactMicros(value) || (typeof value === 'string' && isCanonicalIso(value)),
   uuid: (value) => typeof value === 'string' && canonicalUuid.test(value),
   text: (value) => typeof value === 'string' && value.length <= 10_000 && storable(value),
   json: (value) => value !== undefined && unstorableData(value).length === 0,

@@ -34,8 +34,6 @@ export interface PageQuery {
    * documents: the page may then come from the GIN index instead of a walk in that order.
    */
   containing?: unknown[] | undefined;
-  /** Each row as the API's JSON text (`body`) instead of its columns. */
-  asText?: boolean | undefined;
 }
 
 /** How many rows, in order, a page with `containing` reads before it asks the GIN index instead. */
@@ -64,10 +62,13 @@ const recordBody = sql`'{"id":"' || r.id::text || '","structure":' || to_json(r.
  * branch is exact; the one not chosen is never executed.
  */
 export const pageStatement =
-  (structure: string, page: PageQuery) =>
-  (scope: Statement<unknown>): Statement<RecordRow & Record<string, unknown>> => {
+  <Row extends Record<string, unknown> = RecordRow & Record<string, unknown>>(
+    structure: string,
+    page: PageQuery,
+    columns: Fragment = recordColumns,
+  ) =>
+  (scope: Statement<unknown>): Statement<Row> => {
     const after = page.after ?? sql`true`;
-    const columns = page.asText ? recordBody : recordColumns;
     // The text takes the shapes of the sort, the cursor, the caller's filter and the read rules
     // (values are parameters), which repeat: prepared, each is planned once per connection.
     if (!page.containing)
@@ -172,13 +173,15 @@ export class RecordStore {
   }
 
   /** A list page with each record as the API's JSON text (`body`), beside its sort keys. */
-  async pageText(
+  pageText(
     workspaceId: string,
     structure: string,
     page: PageQuery,
   ): Promise<({ body: string } & Record<string, unknown>)[]> {
-    const rows = await this.database.inWorkspace(workspaceId, pageStatement(structure, { ...page, asText: true }));
-    return rows as unknown as ({ body: string } & Record<string, unknown>)[];
+    return this.database.inWorkspace(
+      workspaceId,
+      pageStatement<{ body: string } & Record<string, unknown>>(structure, page, recordBody),
+    );
   }
 
   async count(workspaceId: string, structure: string, where: Fragment): Promise<number> {
