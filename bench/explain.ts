@@ -4,7 +4,13 @@ import { entities } from '../src/app.ts';
 import { Database } from '../src/db/database.ts';
 import { buildAbility, type PolicyRule } from '../src/policy/ability.ts';
 import { parseConditions } from '../src/policy/conditions.ts';
-import { containmentDocuments, recordCondition, rulesCondition } from '../src/policy/sql-filter.ts';
+import {
+  bothContained,
+  containmentDocuments,
+  recordCondition,
+  rulesCondition,
+  rulesContainment,
+} from '../src/policy/sql-filter.ts';
 import { afterCursor, listFingerprint, orderBy, parseSort, sortColumns } from '../src/features/records/list-query.ts';
 import { pageStatement } from '../src/features/records/record-store.ts';
 import { pino } from 'pino';
@@ -74,6 +80,16 @@ const shapes: { name: string; role: string; sort?: string; filter?: unknown; cur
     role: 'no-done',
     filter: { priority: { $gte: 4 } },
   },
+  {
+    name: 'policy {assignee: principal.id}, filter {status: "done"} (1 in 150 rows)',
+    role: 'contractor',
+    filter: { status: 'done' },
+  },
+  {
+    name: 'policy {assignee: principal.id}, filter {priority: {$gte: 4}} (no row)',
+    role: 'contractor',
+    filter: { priority: { $gte: 4 } },
+  },
   { name: 'sort by a data field (priority, title)', role: 'member', sort: 'priority,title' },
 ];
 
@@ -91,7 +107,8 @@ for (const shape of shapes) {
     { principal: { id: 'user_7', roles: ['r'], claims: {} }, workspaceId },
   );
   const keys = parseSort(shape.sort ?? '-createdAt', fieldNames);
-  let where = rulesCondition(ability.rulesFor('read', 'Task'));
+  const rules = ability.rulesFor('read', 'Task');
+  let where = rulesCondition(rules);
   const filter = shape.filter ? parseConditions(shape.filter, '').condition! : undefined;
   if (filter) where = sql`${where} and ${recordCondition(filter)}`;
   let after;
@@ -100,7 +117,8 @@ for (const shape of shapes) {
     after = afterCursor(encodeCursor({ q: fingerprint, k: shape.cursorAt }), fingerprint, keys);
   }
   // As listPage decides: candidates from the GIN index only for the index's order.
-  const containing = filter && !shape.sort ? containmentDocuments(filter) : undefined;
+  const documents = bothContained(filter && containmentDocuments(filter), rulesContainment(rules));
+  const containing = shape.sort || !documents ? undefined : { documents, descending: true };
   const statement = pageStatement('Task', {
     where,
     after,

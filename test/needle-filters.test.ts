@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { orderedProbeRows } from '../src/features/records/record-store.ts';
+import { orderedWalk } from '../src/features/records/record-store.ts';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
@@ -16,7 +16,7 @@ let issuer: TestIssuer;
 let tenant: TestTenant;
 let other: TestTenant;
 let token: string;
-const total = orderedProbeRows * 2 + 500;
+const total = orderedWalk.probe * 2 + 500;
 const statuses = ['todo', 'doing', 'done'];
 
 interface Listed {

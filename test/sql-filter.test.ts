@@ -13,7 +13,7 @@ import {
   sql,
   type RawBuilder,
 } from 'kysely';
-import { containmentDocuments, recordCondition, rulesCondition } from '../src/policy/sql-filter.ts';
+import { containmentDocuments, recordCondition, rulesCondition, rulesContainment } from '../src/policy/sql-filter.ts';
 import { referenceMatches } from './support/mongo-reference.ts';
 import { ownerClient, uniqueSlug } from './support/app.ts';
 import { documents, queries } from './support/query-arbitraries.ts';
@@ -134,6 +134,46 @@ describe('SQL filter agreement', () => {
       { numRuns: 800 },
     );
     expect(guided).toBeGreaterThan(100);
+  }, 90_000);
+
+  it('finds every record a rule set allows among those containing one of its rules’ documents', async () => {
+    let guided = 0;
+    let allowed = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        ruleSets,
+        fc.uniqueArray(storedRecords, { minLength: 1, maxLength: 8, selector: (record) => record.id }),
+        async (rules, records) => {
+          const ability = buildAbility([{ id: randomUUID(), name: 'generated', version: 1, roles: ['r'], rules }], {
+            principal: { id: 'u1', roles: ['r'], claims: {} },
+            workspaceId,
+          });
+          const ordered = ability.rulesFor('read', 'Doc');
+          const containing = rulesContainment(ordered);
+          if (!containing) return;
+          guided += 1;
+          // Beside the generated records, one made to match each allowing rule's equalities.
+          const made = ordered.flatMap((rule) =>
+            rule.inverted || !rule.condition
+              ? []
+              : (containmentDocuments(rule.condition) ?? []).map((document) => ({
+                  ...records[0]!,
+                  id: randomUUID(),
+                  data: { ...records[0]!.data, ...(document as Record<string, unknown>) },
+                })),
+          );
+          const stored = [...records, ...made];
+          const documents = containing.map((document) => JSON.stringify(document));
+          const outside = sql`${rulesCondition(ordered)} and not (r.data @> any (${documents}::jsonb[]))`;
+          expect(await selectedRecords(stored, outside)).toEqual(stored.map(() => false));
+          allowed += (await selectedRecords(stored, rulesCondition(ordered))).filter(Boolean).length;
+        },
+      ),
+      { numRuns: 1000 },
+    );
+    // Rule sets that imply documents, and records they allow: the property was put to the test.
+    expect(guided).toBeGreaterThan(60);
+    expect(allowed).toBeGreaterThan(40);
   }, 90_000);
 
   it('agrees with CASL and the reference on whole rule sets: precedence, system fields, hostile values', async () => {

@@ -282,11 +282,7 @@ function predicate(condition: Condition): Predicate {
 export function containmentDocuments(condition: Condition): unknown[] | undefined {
   switch (condition.kind) {
     case 'and':
-      for (const part of condition.conditions) {
-        const documents = containmentDocuments(part);
-        if (documents) return documents;
-      }
-      return undefined;
+      return condition.conditions.map(containmentDocuments).reduce<unknown[] | undefined>(bothContained, undefined);
     case 'or': {
       const branches = condition.conditions.map(containmentDocuments);
       return branches.length > 0 && branches.every((branch) => branch !== undefined) ? branches.flat() : undefined;
@@ -303,6 +299,40 @@ export function containmentDocuments(condition: Condition): unknown[] | undefine
     default:
       return undefined;
   }
+}
+
+/** The most containment documents one candidate lookup takes (each is one search of the GIN index). */
+const maxContainmentDocuments = 16;
+
+/**
+ * Documents implied where both lists' are: each of `first` merged with each of `second`, which
+ * narrows the candidates (`{ assignee, status }` rather than every `{ status }`). A record that
+ * contains one of each contains their merge, since top-level containment holds key by key (where
+ * both name a field, the merge keeps `second`'s value, which the record contains). When the
+ * product would be too many lookups, `first` alone (still implied) is kept.
+ */
+export function bothContained(first: unknown[] | undefined, second: unknown[] | undefined): unknown[] | undefined {
+  if (!first || !second) return first ?? second;
+  if (first.length * second.length > maxContainmentDocuments) return first;
+  return first.flatMap((one) => second.map((other) => ({ ...(one as object), ...(other as object) })));
+}
+
+/**
+ * Containment documents every record the rules allow contains one of: a record is allowed only
+ * through an allowing rule whose conditions it matches (deny rules only take records away), so
+ * when every allowing rule's conditions imply containments, their union is implied. Undefined when
+ * one allowing rule has no conditions or none that imply a containment (a contractor's
+ * `{ assignee: principal.id }` does; a viewer's unconditional read does not).
+ */
+export function rulesContainment(rules: readonly OrderedRule[]): unknown[] | undefined {
+  const documents: unknown[] = [];
+  for (const rule of rules) {
+    if (rule.inverted) continue;
+    const implied = rule.condition && containmentDocuments(rule.condition);
+    if (!implied) return undefined;
+    documents.push(...implied);
+  }
+  return documents.length && documents.length <= maxContainmentDocuments ? documents : undefined;
 }
 
 /** SQL that holds for a records row `r` exactly when the condition matches the record's document. */

@@ -20,6 +20,7 @@ import { Migration20261201036000OperatorTotals } from './Migration20261201036000
 import { Migration20261201040000PolicyTests } from './Migration20261201040000PolicyTests.ts';
 import { Migration20261201050000DecisionInputs } from './Migration20261201050000DecisionInputs.ts';
 import { Migration20261201060000RecordInsertPositions } from './Migration20261201060000RecordInsertPositions.ts';
+import { Migration20261201070000RecordsContainingRows } from './Migration20261201070000RecordsContainingRows.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -45,4 +46,5 @@ export const migrations = [
   Migration20261201040000PolicyTests,
   Migration20261201050000DecisionInputs,
   Migration20261201060000RecordInsertPositions,
+  Migration20261201070000RecordsContainingRows,
 ];

@@ -7,7 +7,14 @@ import { ProblemError, type FieldError } from '../../http/errors.ts';
 import { canonicalUuid, storable } from '../../json.ts';
 import { parseConditions, type Condition } from '../../policy/conditions.ts';
 import type { PrincipalAbility } from '../../policy/ability.ts';
-import { containmentDocuments, isCanonicalIso, recordCondition, rulesCondition } from '../../policy/sql-filter.ts';
+import {
+  bothContained,
+  containmentDocuments,
+  isCanonicalIso,
+  recordCondition,
+  rulesCondition,
+  rulesContainment,
+} from '../../policy/sql-filter.ts';
 import { systemFields } from '../../policy/vocabulary.ts';
 import { unstorableData } from '../structures/record-schema.ts';
 import type { KnownStructure } from '../structures/structure-catalog.ts';
@@ -196,19 +203,24 @@ const inIndexOrder = (keys: readonly SortKey[]) =>
   keys[1]!.field === 'id' &&
   keys[0]!.descending === keys[1]!.descending;
 
+/** Candidates from the GIN index serve only sorts in the index's order, either way. */
+const documentsIn = (documents: unknown[] | undefined, keys: readonly SortKey[]) =>
+  documents && inIndexOrder(keys) ? { documents, descending: keys[0]!.descending } : undefined;
+
 /** One page of the list: after the cursor's position, in sort order, and the cursor after its last row. */
 export function listPage(workspaceId: string, structure: string, query: ListQuery, filter: ListFilter) {
   const fingerprint = listFingerprint(workspaceId, structure, filter.sort, query.filter);
   const after = query.cursor ? afterCursor(query.cursor, fingerprint, filter.keys) : undefined;
-  const containing = filter.condition && inIndexOrder(filter.keys) ? containmentDocuments(filter.condition) : undefined;
+  const filtered = filter.condition && containmentDocuments(filter.condition);
   return {
-    of: (where: Fragment): PageQuery => ({
+    /** The page of the rows `where` permits, of which each contains one of `permittedContaining`, if given. */
+    of: (where: Fragment, permittedContaining?: unknown[]): PageQuery => ({
       where,
       after,
       columns: sortColumns(filter.keys),
       orderBy: orderBy(filter.keys),
       limit: query.limit + 1,
-      containing,
+      containing: documentsIn(bothContained(filtered, permittedContaining), filter.keys),
     }),
     cursorAfter: (last: Record<string, unknown>) => encodeListCursor(fingerprint, filter.keys, last),
   };
@@ -223,5 +235,9 @@ export function permittedWhere(ability: PrincipalAbility, structure: string, fil
   const permitted = rulesCondition(rules);
   const where = filter.condition ? sql`${permitted} and ${recordCondition(filter.condition)}` : permitted;
   const ruleIds = rules.map((rule) => `${rule.policyId}#${rule.ruleIndex}${rule.inverted ? ' (deny)' : ''}`);
-  return { where, reason: `list filtered in SQL by rules ${ruleIds.join(', ') || '(none)'}` };
+  return {
+    where,
+    containing: rulesContainment(rules),
+    reason: `list filtered in SQL by rules ${ruleIds.join(', ') || '(none)'}`,
+  };
 }

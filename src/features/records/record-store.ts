@@ -30,14 +30,23 @@ export interface PageQuery {
   orderBy: Fragment;
   limit: number;
   /**
-   * Set when the order is the index's (created_at, id) and `where` implies `data @>` one of these
-   * documents: the page may then come from the GIN index instead of a walk in that order.
+   * Set when the order is the index's (created_at, id), either way, and `where` implies
+   * `data @>` one of `documents`: the page may then come from the GIN index instead of a walk in
+   * that order.
    */
-  containing?: unknown[] | undefined;
+  containing?: { documents: unknown[]; descending: boolean } | undefined;
 }
 
-/** How many rows, in order, a page with `containing` reads before it asks the GIN index instead. */
-export const orderedProbeRows = 1_000;
+/**
+ * How far a page with `containing` walks in order: `probe` rows first; then, when the probe's
+ * matches promise a full page within `walk` rows, that many; otherwise it asks the GIN index.
+ */
+export interface WalkDepths {
+  probe: number;
+  walk: number;
+}
+
+export const orderedWalk: WalkDepths = { probe: 1_000, walk: 10_000 };
 
 const recordColumns = sql`r.id, r.data, r.created_by, r.created_at, r.updated_at, r.version`;
 
@@ -50,22 +59,28 @@ const recordBody = sql`'{"id":"' || r.id::text || '","structure":' || to_json(r.
   || '","updatedAt":"' || ${isoMillis(sql`r.updated_at`)} || '","version":' || r.version::text || '}' as body`;
 
 /**
- * The statement behind a list page (exported for the benchmark's explain plans).
+ * The statement behind a list page (exported for the benchmark's explain plans and the tests).
  *
  * With `containing`, row-level security keeps the planner from the GIN index and from the
  * statistics that would tell a needle (`{ title: "Task 777" }`: one row) from a haystack
  * (`{ status: "done" }`: every third): both would walk the structure in order. So the statement
- * decides at run time. It reads the first `orderedProbeRows` rows after the cursor in index order
- * and keeps those that match; if that fills the page, or those rows were all there were, that is
- * the page (they are the first matches in order). Otherwise the page comes from the candidates
- * the GIN index holds (`cordon_records_containing`), filtered and sorted the same way. Either
- * branch is exact; the one not chosen is never executed.
+ * decides at run time, by what it finds, in three steps; each is exact, and a step not needed is
+ * never executed:
+ * - it reads the first `depths.probe` rows after the cursor in index order and keeps those that
+ *   match; if that fills the page, or those rows were all there were, that is the page (they are
+ *   the first matches in order);
+ * - if the probe found enough matches to promise a full page within `depths.walk` rows (a
+ *   contractor's own tasks among everyone's, one in 150), it reads that far, under the same rule;
+ * - otherwise, or if that walk fell short, the page comes from the candidates the GIN index holds
+ *   (`cordon_records_containing_rows`), filtered and sorted the same way: a needle is found without
+ *   walking the structure, and a page that is merely sparse never fetches a haystack by id.
  */
 export const pageStatement =
   <Row extends Record<string, unknown> = RecordRow & Record<string, unknown>>(
     structure: string,
     page: PageQuery,
     columns: Fragment = recordColumns,
+    depths: WalkDepths = orderedWalk,
   ) =>
   (scope: Statement<unknown>): Statement<Row> => {
     const after = page.after ?? sql`true`;
@@ -77,29 +92,50 @@ export const pageStatement =
           select ${columns}, ${page.columns} from records r
           where r.workspace_id = scope.workspace_id and r.structure = ${structure} and ${page.where} and ${after}
           order by ${page.orderBy} limit ${page.limit}::integer offset 0) page`);
-    const walk = (columns: Fragment) =>
+    const { documents, descending } = page.containing;
+    // `beyond`: only rows past the probe's last one (the `edge`), in the page's order.
+    const walk = (rows: number, columns: Fragment, beyond = false) =>
       sql`select ${columns} from records r
         where r.workspace_id = scope.workspace_id and r.structure = ${structure} and ${after}
-        order by ${page.orderBy} limit ${orderedProbeRows}::integer offset 0`;
-    const documents = page.containing.map((document) => JSON.stringify(document));
-    return sql`with ${scope},
-      probe as materialized (
-        select page.* from scope cross join lateral (
-          select ${columns}, ${page.columns} from (${walk(sql`*`)}) r
+          ${beyond ? sql`and (r.created_at, r.id) ${descending ? sql`<` : sql`>`} (edge.created_at, edge.id)` : sql``}
+        order by ${page.orderBy} limit ${rows}::integer offset 0`;
+    const matches = (rows: number, limit: Fragment, beyond = false) =>
+      sql`select page.* from scope ${beyond ? sql`cross join edge` : sql``} cross join lateral (
+          select ${columns}, ${page.columns} from (${walk(rows, sql`*`, beyond)}) r
           where ${page.where}
-          order by ${page.orderBy} limit ${page.limit}::integer offset 0) page),
-      walked as materialized (select count(*) as rows from scope cross join lateral (${walk(sql`1`)}) head),
-      settled as (
-        select (select count(*) from probe) = ${page.limit}::integer or (select rows from walked) < ${orderedProbeRows}::integer as by_probe)
-      select probe.* from probe where (select by_probe from settled)
+          order by ${page.orderBy} limit ${limit} offset 0) page`;
+    const further = depths.walk - depths.probe;
+    const guarded = sql`where not (select settled from after_probe) and (select promising from after_probe)`;
+    return preparedByText(sql`with ${scope},
+      probe as materialized (${matches(depths.probe, sql`${page.limit}::integer`)}),
+      edge as materialized (
+        select head.* from scope cross join lateral (${walk(depths.probe, sql`r.created_at, r.id`)}) head
+        offset ${depths.probe - 1}::integer limit 1),
+      after_probe as materialized (
+        select (select count(*) from probe) = ${page.limit}::integer or not exists (select 1 from edge) as settled,
+               (select count(*) from probe) * ${depths.walk}::bigint >= ${depths.probe}::bigint * ${page.limit}::bigint
+                 as promising),
+      further as materialized (
+        ${matches(further, sql`${page.limit}::integer - (select count(*) from probe)`, true)} ${guarded}),
+      further_walked as materialized (
+        select count(*) as rows from scope cross join edge cross join lateral (${walk(further, sql`1`, true)}) head
+        ${guarded}),
+      chosen as materialized (
+        select case when (select settled from after_probe) then 'probe'
+                    when (select promising from after_probe)
+                     and ((select count(*) from probe) + (select count(*) from further) = ${page.limit}::integer
+                          or (select rows from further_walked) < ${further}::integer) then 'walk'
+                    else 'index' end as step)
+      select probe.* from probe where (select step from chosen) in ('probe', 'walk')
+      union all
+      select further.* from further where (select step from chosen) = 'walk'
       union all
       select page.* from scope cross join lateral (
-        select ${columns}, ${page.columns} from records r
-        where r.workspace_id = scope.workspace_id and r.structure = ${structure}
-          and r.id = any (array(select cordon_records_containing(${structure}::text, ${documents}::jsonb[])))
-          and ${page.where} and ${after}
+        select ${columns}, ${page.columns}
+        from cordon_records_containing_rows(${structure}::text, ${documents.map((document) => JSON.stringify(document))}::jsonb[]) r
+        where r.workspace_id = scope.workspace_id and ${page.where} and ${after}
         order by ${page.orderBy} limit ${page.limit}::integer offset 0) page
-      where not (select by_probe from settled)`;
+      where (select step from chosen) = 'index'`);
   };
 
 /**

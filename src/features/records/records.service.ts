@@ -141,9 +141,9 @@ export class RecordsService {
           denied(`"${field}" is not readable on every record you may read, so it cannot be used to filter or sort`),
         );
       }
-      const { where, reason } = permittedWhere(caller.ability, name, filter);
+      const { where, containing, reason } = permittedWhere(caller.ability, name, filter);
       const page = listPage(caller.workspaceId, name, query, filter);
-      const rows = await read(page.of(where));
+      const rows = await read(page.of(where, containing));
       const count = query.count ? await this.store.count(caller.workspaceId, name, where) : undefined;
       ruling.refine({ decision: { ...ruling.entry.decision, reason } });
       const { shown, nextCursor } = keysetPage(rows, query.limit, page.cursorAfter);
