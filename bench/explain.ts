@@ -43,6 +43,7 @@ const fieldNames = ['title', 'status', 'priority', 'assignee'];
 const roles: Record<string, PolicyRule[]> = {
   member: [{ action: 'read', subject: 'Task' }],
   contractor: [{ action: 'read', subject: 'Task', conditions: { assignee: '${principal.id}' } }],
+  open: [{ action: 'read', subject: 'Task', conditions: { status: { $in: ['todo', 'doing'] } } }],
   'no-done': [
     { action: 'read', subject: 'Task' },
     { action: 'read', subject: 'Task', inverted: true, conditions: { status: 'done' } },
@@ -89,6 +90,11 @@ const shapes: { name: string; role: string; sort?: string; filter?: unknown; cur
     name: 'policy {assignee: principal.id}, filter {priority: {$gte: 4}} (no row)',
     role: 'contractor',
     filter: { priority: { $gte: 4 } },
+  },
+  {
+    name: 'policy {status: {$in: ["todo", "doing"]}} (2 in 3), filter {priority: {$gte: 6}} (no row)',
+    role: 'open',
+    filter: { priority: { $gte: 6 } },
   },
   { name: 'sort by a data field (priority, title)', role: 'member', sort: 'priority,title' },
 ];

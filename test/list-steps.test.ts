@@ -101,8 +101,10 @@ async function pages(shape: Shape, ordered: boolean, workspaceId = workspaces[0]
   return found;
 }
 
+type Step = 'probe' | 'walk' | 'index' | 'scan';
+
 /** Which step a page after `start` rows of the order must take, from which rows match. */
-function step(matching: boolean[], start: number, limit: number): 'probe' | 'walk' | 'index' {
+function step(matching: boolean[], start: number, limit: number): Exclude<Step, 'scan'> {
   const rest = matching.slice(start);
   const probed = rest.slice(0, depths.probe).filter(Boolean).length;
   // Fewer rows than the probe reads: it read them all.
@@ -163,6 +165,34 @@ describe('a list page with containment candidates', () => {
     expect(taken.index).toBeGreaterThan(30);
   }, 120_000);
 
+  it('takes the step the rows call for, and the ordered statement past too many candidates', async () => {
+    const order = (await pages({ sort: '-createdAt', filter: undefined, rule: undefined, limit: total }, true)).flat();
+    const cases: (Shape & { expected?: Step })[] = [
+      { sort: '-createdAt', filter: { d2: 0 }, rule: undefined, limit: 3 },
+      { sort: '-createdAt', filter: { d7: 3 }, rule: undefined, limit: 5 },
+      { sort: 'createdAt', filter: { d23: 5 }, rule: { d2: 1 }, limit: 2 },
+      { sort: '-createdAt', filter: { d61: 7 }, rule: undefined, limit: 4 },
+      // d2 = 0 holds for half the records, more than the walk reads: too many candidates.
+      { sort: '-createdAt', filter: { d2: 0, d61: { $gte: 60 } }, rule: undefined, limit: 4, expected: 'scan' },
+    ];
+    const taken = new Set<Step>();
+    for (const shape of cases) {
+      const matched = new Set((await pages(shape, true)).flat());
+      const inOrder = shape.sort === '-createdAt' ? order : [...order].reverse();
+      const expected =
+        shape.expected ??
+        step(
+          inOrder.map((id) => matched.has(id)),
+          0,
+          shape.limit + 1,
+        );
+      const observed = await stepTaken(shape);
+      expect({ shape, step: observed }).toEqual({ shape, step: expected });
+      taken.add(observed);
+    }
+    expect([...taken].sort()).toEqual(['index', 'probe', 'scan', 'walk']);
+  });
+
   it('reads only its own workspace', async () => {
     // Thirteen records match in each workspace, one page each: the probe finds one or none, and
     // the walk or the index finds the rest.
@@ -175,3 +205,77 @@ describe('a list page with containment candidates', () => {
     expect(other.filter((id) => own.includes(id))).toEqual([]);
   });
 });
+
+describe('the GIN candidates function', () => {
+  const candidates = (workspaceId: string | null, maxRows: number) =>
+    database.inWorkspace(
+      workspaceId,
+      (scope) => sql<{ workspace_id: string }>`with ${scope}
+        select found.workspace_id from scope cross join lateral (
+          select c.workspace_id from cordon_records_containing_rows('Task', array['{"d2": 0}']::jsonb[], ${maxRows}::integer) c
+          offset 0) found`,
+    );
+
+  it('returns rows of the scope’s workspace only, and none outside a scope', async () => {
+    const rows = await candidates(workspaces[1]!, total);
+    expect(rows).toHaveLength(total / 2);
+    expect(new Set(rows.map((row) => row.workspace_id))).toEqual(new Set([workspaces[1]]));
+    expect(await candidates(null, total)).toEqual([]);
+    const [outside] = await database.query(
+      sql<{
+        rows: string;
+      }>`select count(*) as rows from cordon_records_containing_rows('Task', array['{"d2": 0}']::jsonb[], 1000)`,
+    );
+    expect(outside).toEqual({ rows: '0' });
+  });
+
+  it('returns no more rows than it is asked for', async () => {
+    expect(await candidates(workspaces[0]!, 7)).toHaveLength(7);
+  });
+});
+
+interface PlanNode {
+  'Node Type': string;
+  'Parent Relationship'?: string;
+  'Actual Loops'?: number;
+  Plans?: PlanNode[];
+}
+
+/** Whether a node below `node` (not counting the guards' init plans) ran. */
+const ran = (node: PlanNode): boolean =>
+  (node.Plans ?? []).some(
+    (child) => child['Parent Relationship'] !== 'InitPlan' && ((child['Actual Loops'] ?? 0) > 0 || ran(child)),
+  );
+
+/** The first page's step, read off the plan PostgreSQL ran: which branches of the steps' union executed. */
+async function stepTaken(shape: Shape): Promise<Step> {
+  const query = { limit: shape.limit, sort: shape.sort, filter: JSON.stringify(shape.filter) } as ListQuery;
+  const filter = listFilter(query, { fieldNames });
+  const rules: OrderedRule[] = shape.rule
+    ? [{ inverted: false, condition: parseConditions(shape.rule, '').condition }]
+    : [{ inverted: false }];
+  const where = sql`${rulesCondition(rules)} and ${recordCondition(filter.condition!)}`;
+  const page = listPage(workspaces[0]!, 'Task', query, filter).of(where, rulesContainment(rules));
+  const [row] = await database.inWorkspace(
+    workspaces[0]!,
+    (scope) =>
+      sql<{
+        'QUERY PLAN': { Plan: PlanNode }[];
+      }>`explain (analyze, format json) ${pageStatement('Task', page, undefined, depths)(scope)}`,
+  );
+  const find = (node: PlanNode): PlanNode | undefined =>
+    node['Node Type'] === 'Append'
+      ? node
+      : (node.Plans ?? [])
+          .filter((child) => child['Parent Relationship'] !== 'InitPlan')
+          .map(find)
+          .find(Boolean);
+  const branches = find(row!['QUERY PLAN'][0]!.Plan)!.Plans!;
+  expect(branches).toHaveLength(4);
+  const [probe, walk, index, scan] = branches.map(ran);
+  if (walk) return 'walk';
+  if (index) return 'index';
+  if (scan) return 'scan';
+  expect(probe).toBe(true);
+  return 'probe';
+}

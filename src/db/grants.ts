@@ -63,5 +63,5 @@ export const servingFunctions: readonly string[] = [
   'cordon_billing_overview()',
   'cordon_platform_totals(timestamptz)',
   'cordon_records_containing(text, jsonb[])',
-  'cordon_records_containing_rows(text, jsonb[])',
+  'cordon_records_containing_rows(text, jsonb[], integer)',
 ];

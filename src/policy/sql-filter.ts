@@ -309,11 +309,11 @@ const maxContainmentDocuments = 16;
  * narrows the candidates (`{ assignee, status }` rather than every `{ status }`). A record that
  * contains one of each contains their merge, since top-level containment holds key by key (where
  * both name a field, the merge keeps `second`'s value, which the record contains). When the
- * product would be too many lookups, `first` alone (still implied) is kept.
+ * product would be too many lookups, the shorter list alone (still implied) is kept.
  */
 export function bothContained(first: unknown[] | undefined, second: unknown[] | undefined): unknown[] | undefined {
   if (!first || !second) return first ?? second;
-  if (first.length * second.length > maxContainmentDocuments) return first;
+  if (first.length * second.length > maxContainmentDocuments) return second.length < first.length ? second : first;
   return first.flatMap((one) => second.map((other) => ({ ...(one as object), ...(other as object) })));
 }
 

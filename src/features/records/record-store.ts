@@ -64,8 +64,8 @@ const recordBody = sql`'{"id":"' || r.id::text || '","structure":' || to_json(r.
  * With `containing`, row-level security keeps the planner from the GIN index and from the
  * statistics that would tell a needle (`{ title: "Task 777" }`: one row) from a haystack
  * (`{ status: "done" }`: every third): both would walk the structure in order. So the statement
- * decides at run time, by what it finds, in three steps; each is exact, and a step not needed is
- * never executed:
+ * decides at run time, by what it finds, step by step; each step is exact, and a step not needed
+ * is never executed:
  * - it reads the first `depths.probe` rows after the cursor in index order and keeps those that
  *   match; if that fills the page, or those rows were all there were, that is the page (they are
  *   the first matches in order);
@@ -73,7 +73,10 @@ const recordBody = sql`'{"id":"' || r.id::text || '","structure":' || to_json(r.
  *   contractor's own tasks among everyone's, one in 150), it reads that far, under the same rule;
  * - otherwise, or if that walk fell short, the page comes from the candidates the GIN index holds
  *   (`cordon_records_containing_rows`), filtered and sorted the same way: a needle is found without
- *   walking the structure, and a page that is merely sparse never fetches a haystack by id.
+ *   walking the structure;
+ * - unless there are more candidates than the walk reads rows (a broad rule beside a filter that
+ *   matches little): then the page is one ordered statement, as without candidates, and no more
+ *   than `depths.walk + 1` candidates were fetched.
  */
 export const pageStatement =
   <Row extends Record<string, unknown> = RecordRow & Record<string, unknown>>(
@@ -83,16 +86,19 @@ export const pageStatement =
     depths: WalkDepths = orderedWalk,
   ) =>
   (scope: Statement<unknown>): Statement<Row> => {
+    if (!(depths.probe >= 1 && depths.walk > depths.probe))
+      throw new Error('a walk must go past a probe of a row or more');
     const after = page.after ?? sql`true`;
-    // The text takes the shapes of the sort, the cursor, the caller's filter and the read rules
-    // (values are parameters), which repeat: prepared, each is planned once per connection.
-    if (!page.containing)
-      return preparedByText(sql`with ${scope}
-        select page.* from scope cross join lateral (
+    /** The page in one ordered statement, as the planner sees fit. */
+    const ordered = sql`select page.* from scope cross join lateral (
           select ${columns}, ${page.columns} from records r
           where r.workspace_id = scope.workspace_id and r.structure = ${structure} and ${page.where} and ${after}
-          order by ${page.orderBy} limit ${page.limit}::integer offset 0) page`);
+          order by ${page.orderBy} limit ${page.limit}::integer offset 0) page`;
+    // The text takes the shapes of the sort, the cursor, the caller's filter and the read rules
+    // (values are parameters), which repeat: prepared, each is planned once per connection.
+    if (!page.containing) return preparedByText(sql`with ${scope} ${ordered}`);
     const { documents, descending } = page.containing;
+    const direction = descending ? sql`desc` : sql`asc`;
     // `beyond`: only rows past the probe's last one (the `edge`), in the page's order.
     const walk = (rows: number, columns: Fragment, beyond = false) =>
       sql`select ${columns} from records r
@@ -106,6 +112,7 @@ export const pageStatement =
           order by ${page.orderBy} limit ${limit} offset 0) page`;
     const further = depths.walk - depths.probe;
     const guarded = sql`where not (select settled from after_probe) and (select promising from after_probe)`;
+    // The steps' rows, put in the page's order (the probe's, then the walk's; or one step's).
     return preparedByText(sql`with ${scope},
       probe as materialized (${matches(depths.probe, sql`${page.limit}::integer`)}),
       edge as materialized (
@@ -125,17 +132,25 @@ export const pageStatement =
                     when (select promising from after_probe)
                      and ((select count(*) from probe) + (select count(*) from further) = ${page.limit}::integer
                           or (select rows from further_walked) < ${further}::integer) then 'walk'
-                    else 'index' end as step)
-      select probe.* from probe where (select step from chosen) in ('probe', 'walk')
-      union all
-      select further.* from further where (select step from chosen) = 'walk'
-      union all
-      select page.* from scope cross join lateral (
-        select ${columns}, ${page.columns}
-        from cordon_records_containing_rows(${structure}::text, ${documents.map((document) => JSON.stringify(document))}::jsonb[]) r
-        where r.workspace_id = scope.workspace_id and ${page.where} and ${after}
-        order by ${page.orderBy} limit ${page.limit}::integer offset 0) page
-      where (select step from chosen) = 'index'`);
+                    else 'index' end as step),
+      candidates as materialized (
+        select c.* from cordon_records_containing_rows(${structure}::text,
+          ${documents.map((document) => JSON.stringify(document))}::jsonb[], ${depths.walk + 1}::integer) c
+        where (select step from chosen) = 'index'),
+      few as materialized (select (select count(*) from candidates) <= ${depths.walk}::integer as enough)
+      select steps.* from (
+        select probe.* from probe where (select step from chosen) in ('probe', 'walk')
+        union all
+        select further.* from further where (select step from chosen) = 'walk'
+        union all
+        select page.* from scope cross join lateral (
+          select ${columns}, ${page.columns} from candidates r
+          where r.workspace_id = scope.workspace_id and ${page.where} and ${after}
+          order by ${page.orderBy} limit ${page.limit}::integer offset 0) page
+        where (select step from chosen) = 'index' and (select enough from few)
+        union all
+        ${ordered} where (select step from chosen) = 'index' and not (select enough from few)) steps
+      order by steps.k0::bigint ${direction}, steps.k1 ${direction}`);
   };
 
 /**
