@@ -70,6 +70,7 @@ export class Background {
       await purgeExpired(database, logger, {
         eventHours: config.events.retentionHours,
         deliveryDays: config.events.deliveryRetentionDays,
+        billingEventDays: config.events.billingEventRetentionDays,
       });
     });
 

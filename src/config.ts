@@ -54,6 +54,7 @@ const environment = z
       .max(24 * 365)
       .default(72),
     DELIVERY_RETENTION_DAYS: z.coerce.number().int().min(1).max(3_650).default(30),
+    BILLING_EVENT_RETENTION_DAYS: z.coerce.number().int().min(7).max(3_650).default(90),
     FUNCTION_CHAIN_DEPTH: z.coerce.number().int().min(0).max(10).default(3),
     WORKER_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
     REALTIME_MAX_STREAMS: z.coerce.number().int().min(1).max(100_000).default(10_000),
@@ -147,6 +148,8 @@ export interface Config {
   events: {
     retentionHours: number;
     deliveryRetentionDays: number;
+    /** BILLING_EVENT_RETENTION_DAYS: how long the ids of applied Stripe events are kept. */
+    billingEventRetentionDays: number;
     /** How many function runs deep a chain of triggers may go (a function's writes fire triggers again). */
     functionChainDepth: number;
     /** Background jobs (deliveries, function runs) one instance runs at once. */
@@ -240,6 +243,7 @@ export function parseConfig(source: Record<string, string | undefined>): Config 
     events: {
       retentionHours: env.EVENT_RETENTION_HOURS,
       deliveryRetentionDays: env.DELIVERY_RETENTION_DAYS,
+      billingEventRetentionDays: env.BILLING_EVENT_RETENTION_DAYS,
       functionChainDepth: env.FUNCTION_CHAIN_DEPTH,
       workerConcurrency: env.WORKER_CONCURRENCY,
     },

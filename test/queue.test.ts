@@ -85,8 +85,34 @@ describe('retention', () => {
          ($1, gen_random_uuid(), 'test.new', '{}', '{"id":"t","kind":"system"}', now() - interval '71 hours')`,
       [workspace],
     );
-    await purgeExpired(cordon.database, logger, { eventHours: 72, deliveryDays: 30 });
+    await purgeExpired(cordon.database, logger, { eventHours: 72, deliveryDays: 30, billingEventDays: 36_500 });
     const { rows } = await owner.query('select type from events where workspace_id = $1 order by seq', [workspace]);
     expect(rows.map((row) => row.type)).toEqual(['test.new']);
+  });
+
+  it('deletes the ids of Stripe events applied more than BILLING_EVENT_RETENTION_DAYS ago', async () => {
+    const workspace = (
+      await cordon
+        .admin()
+        .post('/v1/workspaces')
+        .send({ slug: `retention-${randomUUID().slice(0, 8)}`, name: 'R' })
+        .expect(201)
+    ).body.id as string;
+    const old = `evt_old_${randomUUID()}`;
+    const recent = `evt_recent_${randomUUID()}`;
+    await owner.query(
+      `insert into billing_events (event_id, workspace_id, type, received_at) values
+         ($2, $1, 'customer.subscription.updated', now() - interval '91 days'),
+         ($3, $1, 'customer.subscription.updated', now() - interval '89 days')`,
+      [workspace, old, recent],
+    );
+    const purged = await purgeExpired(cordon.database, logger, {
+      eventHours: 36_500 * 24,
+      deliveryDays: 36_500,
+      billingEventDays: 90,
+    });
+    expect(purged.billingEvents).toBeGreaterThanOrEqual(1);
+    const { rows } = await owner.query('select event_id from billing_events where workspace_id = $1', [workspace]);
+    expect(rows.map((row) => row.event_id)).toEqual([recent]);
   });
 });

@@ -194,6 +194,7 @@ describe('resuming past retention', () => {
     await purgeExpired(main.cordon.database, pino({ level: 'silent' }), {
       eventHours: 5 * 365 * 24,
       deliveryDays: 36_500,
+      billingEventDays: 36_500,
     });
     const mark = await owner.query(
       `select through_seq from event_progress where workspace_id = $1 and consumer = 'retention'`,

@@ -64,4 +64,5 @@ export const servingFunctions: readonly string[] = [
   'cordon_platform_totals(timestamptz)',
   'cordon_records_containing(text, jsonb[])',
   'cordon_records_containing_rows(text, jsonb[], integer)',
+  'cordon_purge_billing_events(timestamptz, integer)',
 ];

@@ -5,16 +5,17 @@ import type { Database } from '../db/database.ts';
 const batch = 5_000;
 
 /**
- * Deletes events older than `EVENT_RETENTION_HOURS`, and finished deliveries and function runs
- * older than `DELIVERY_RETENTION_DAYS`, in batches (no long lock, no giant transaction). Runs as a
+ * Deletes events older than `EVENT_RETENTION_HOURS`, finished deliveries and function runs older
+ * than `DELIVERY_RETENTION_DAYS`, and the ids of Stripe events applied more than
+ * `BILLING_EVENT_RETENTION_DAYS` ago, in batches (no long lock, no giant transaction). Runs as a
  * recurring job on whichever instance takes it.
  */
 export async function purgeExpired(
   database: Database,
   logger: Logger,
-  retention: { eventHours: number; deliveryDays: number },
-): Promise<{ events: number; deliveries: number; runs: number }> {
-  const total = { events: 0, deliveries: 0, runs: 0 };
+  retention: { eventHours: number; deliveryDays: number; billingEventDays: number },
+): Promise<{ events: number; deliveries: number; runs: number; billingEvents: number }> {
+  const total = { events: 0, deliveries: 0, runs: 0, billingEvents: 0 };
   for (;;) {
     const [purged] = await database.query(
       sql<{ events: string; deliveries: string; runs: string }>`select * from cordon_purge_expired(
@@ -32,6 +33,15 @@ export async function purgeExpired(
     total.runs += counts.runs;
     if (counts.events < batch && counts.deliveries < batch && counts.runs < batch) break;
   }
-  if (total.events || total.deliveries || total.runs) logger.info(total, 'purged expired events, deliveries and runs');
+  for (;;) {
+    const [purged] = await database.query(
+      sql<{ purged: string }>`select cordon_purge_billing_events(
+        now() - make_interval(days => ${retention.billingEventDays}::integer), ${batch}::integer) as purged`,
+    );
+    total.billingEvents += Number(purged?.purged ?? 0);
+    if (Number(purged?.purged ?? 0) < batch) break;
+  }
+  if (Object.values(total).some(Boolean))
+    logger.info(total, 'purged expired events, deliveries, runs and billing event ids');
   return total;
 }

@@ -21,6 +21,7 @@ import { Migration20261201040000PolicyTests } from './Migration20261201040000Pol
 import { Migration20261201050000DecisionInputs } from './Migration20261201050000DecisionInputs.ts';
 import { Migration20261201060000RecordInsertPositions } from './Migration20261201060000RecordInsertPositions.ts';
 import { Migration20261201070000RecordsContainingRows } from './Migration20261201070000RecordsContainingRows.ts';
+import { Migration20261201080000BillingEventRetention } from './Migration20261201080000BillingEventRetention.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -47,4 +48,5 @@ export const migrations = [
   Migration20261201050000DecisionInputs,
   Migration20261201060000RecordInsertPositions,
   Migration20261201070000RecordsContainingRows,
+  Migration20261201080000BillingEventRetention,
 ];
