@@ -31,7 +31,7 @@ export function serverSeconds(postmaster: number): number {
 }
 
 /** CPU seconds the whole machine was busy (steal included: another guest had the core). */
-function machineSeconds(): number {
+export function machineSeconds(): number {
   const fields = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/).slice(1, 9).map(Number);
   const idle = fields[3]! + fields[4]!;
   return (fields.reduce((sum, value) => sum + value, 0) - idle) / ticks;

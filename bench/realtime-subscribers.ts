@@ -8,6 +8,8 @@ export type SubscribersRequest =
   | { op: 'sentinel'; number: number; timeoutMs: number }
   | { op: 'write'; url: string; token: string; records: object[]; perSecond: number }
   | { op: 'summary' }
+  /** This thread's CPU seconds so far. */
+  | { op: 'cpu' }
   | { op: 'close' };
 
 export interface SubscribersSummary {
@@ -285,7 +287,10 @@ parentPort!.on('message', async (message: SubscribersRequest) => {
     else if (message.op === 'sentinel') await subscribers.sentinel(message.number, message.timeoutMs);
     else if (message.op === 'write') await write(message.url, message.token, message.records, message.perSecond);
     else if (message.op === 'summary') reply = subscribers.summary();
-    else subscribers.close();
+    else if (message.op === 'cpu') {
+      const usage = process.threadCpuUsage();
+      reply = (usage.user + usage.system) / 1e6;
+    } else subscribers.close();
     parentPort!.postMessage({ reply });
   } catch (error) {
     parentPort!.postMessage({ failure: String(error) });

@@ -6,6 +6,7 @@ import { generateSigningKey } from '../src/features/decisions/signing.ts';
 import { TestIssuer } from '../test/support/issuer.ts';
 import { benchServing } from './database.ts';
 import { load, serve } from './load.ts';
+import { machineSeconds } from './machine.ts';
 import type { SubscribersRequest, SubscribersSummary } from './realtime-subscribers.ts';
 import { compared, interleaved, measurement, type Measurement } from './report.ts';
 
@@ -81,7 +82,9 @@ const threadSeconds = () => {
  *   connected to the instance and idle, in interleaved rounds; after each watched side every
  *   subscriber has received every event (a sentinel record reaches all of them), so neither side
  *   inherits the other's work; and the app thread's CPU per create on each side, window and
- *   drain included — what the fan-out costs, whatever else the machine is doing.
+ *   drain included — what the fan-out costs, whatever else the machine is doing; and the
+ *   subscribers' thread's CPU and the whole machine's (/proc/stat) per create, with and without
+ *   that thread's share, since the subscribers compete with the app for the same two cores.
  * What the bench's own client costs: about 10 µs of CPU per event received, nearly all of it the
  * socket read each event takes on this VM (a bare net.Socket instead of node:http saves a tenth) —
  * three quarters of a core at the steady 75,000 events/s on a quiet machine, less on a busy one,
@@ -211,6 +214,8 @@ export async function realtimeBench(
       const body = JSON.stringify({ data: { title: 'Benchmarked', priority: 'low', status: 'todo', sentAt: 0 } });
       const side = (slug: string, token: string, watchedSide: boolean) => async () => {
         const cpu = threadSeconds();
+        const clientCpu = await subscribers.ask<number>({ op: 'cpu' });
+        const machine = machineSeconds();
         const result = await load({
           url: `${url}/v1/workspaces/${slug}/records/Task`,
           method: 'POST',
@@ -224,7 +229,15 @@ export async function realtimeBench(
         if (result.errors + result.non2xx) throw new Error(`${result.errors + result.non2xx} failed creates`);
         if (watchedSide) await settled();
         const created = (result.requestsPerSecond * millis) / 1_000;
-        return { ...result, cpuPerCreate: ((threadSeconds() - cpu) / created) * 1e6 };
+        const machinePerCreate = ((machineSeconds() - machine) / created) * 1e6;
+        const clientCpuPerCreate = (((await subscribers.ask<number>({ op: 'cpu' })) - clientCpu) / created) * 1e6;
+        return {
+          ...result,
+          cpuPerCreate: ((threadSeconds() - cpu) / created) * 1e6,
+          clientCpuPerCreate,
+          machinePerCreate,
+          servingPerCreate: machinePerCreate - clientCpuPerCreate,
+        };
       };
       const sides = {
         none: side(quiet.slug, writers.quiet, false),
@@ -232,7 +245,7 @@ export async function realtimeBench(
       };
       await interleaved(1, sides);
       const measured = await interleaved(rounds, sides);
-      const pairs = (metric: 'requestsPerSecond' | 'cpuPerCreate') =>
+      const pairs = (metric: 'requestsPerSecond' | 'cpuPerCreate' | 'machinePerCreate' | 'servingPerCreate') =>
         measured.map((round) => ({ subject: round.subscribed[metric], baseline: round.none[metric] }));
       results.push(
         compared(
@@ -246,6 +259,27 @@ export async function realtimeBench(
           'realtime: app thread CPU per record create, 750 subscribers see each',
           'µs',
           pairs('cpuPerCreate'),
+          'without subscribers',
+        ),
+        // The bench's own subscribers share the machine's two cores with the app and PostgreSQL:
+        // what they spend per create is taken from the creates' side of the ratio above.
+        measurement(
+          "realtime: the bench's subscribers' thread CPU per record create, 750 see each",
+          'µs',
+          measured.map((round) => round.subscribed.clientCpuPerCreate),
+        ),
+        compared(
+          'realtime: machine CPU per record create, 750 subscribers see each',
+          'µs',
+          pairs('machinePerCreate'),
+          'without subscribers',
+        ),
+        // What the create costs everything but the bench's subscribers: the app, PostgreSQL, the
+        // load generator — the ratio the throughput would show with the subscribers elsewhere.
+        compared(
+          "realtime: machine CPU per record create less the subscribers' thread, 750 see each",
+          'µs',
+          pairs('servingPerCreate'),
           'without subscribers',
         ),
       );
