@@ -73,30 +73,35 @@ interface Shape {
   limit: number;
 }
 
-/** Every page of the list, as the service pages it: `limit` + 1 rows, then the cursor after the last shown. */
-async function pages(shape: Shape, ordered: boolean, workspaceId = workspaces[0]!): Promise<string[][]> {
+/** A page of the shape's list after `cursor`, built as the records service builds it (the shape's rule reads). */
+function listed(shape: Shape, workspaceId: string, cursor?: string) {
   const rules: OrderedRule[] = shape.rule
     ? [{ inverted: false, condition: parseConditions(shape.rule, '').condition }]
     : [{ inverted: false }];
+  const query = {
+    limit: shape.limit,
+    sort: shape.sort,
+    ...(shape.filter && { filter: JSON.stringify(shape.filter) }),
+    ...(cursor && { cursor }),
+  } as ListQuery;
+  const filter = listFilter(query, { fieldNames });
+  const list = listPage(workspaceId, 'Task', query, filter);
+  const permitted = rulesCondition(rules);
+  const where = filter.condition ? sql`${permitted} and ${recordCondition(filter.condition)}` : permitted;
+  return { page: list.of(where, rulesContainment(rules)), cursorAfter: list.cursorAfter };
+}
+
+/** Every page of the list, as the service pages it: `limit` + 1 rows, then the cursor after the last shown. */
+async function pages(shape: Shape, ordered: boolean, workspaceId = workspaces[0]!): Promise<string[][]> {
   const found: string[][] = [];
   let cursor: string | undefined;
   do {
-    const query = {
-      limit: shape.limit,
-      sort: shape.sort,
-      ...(shape.filter && { filter: JSON.stringify(shape.filter) }),
-      ...(cursor && { cursor }),
-    } as ListQuery;
-    const filter = listFilter(query, { fieldNames });
-    const list = listPage(workspaceId, 'Task', query, filter);
-    const permitted = rulesCondition(rules);
-    const where = filter.condition ? sql`${permitted} and ${recordCondition(filter.condition)}` : permitted;
-    const page = list.of(where, rulesContainment(rules));
+    const { page, cursorAfter } = listed(shape, workspaceId, cursor);
     if (!ordered && !page.containing) return [];
     const rows = await run(ordered ? { ...page, containing: undefined } : page, workspaceId);
     const shown = rows.slice(0, shape.limit);
     found.push(shown.map((row) => row.id));
-    cursor = rows.length > shape.limit ? list.cursorAfter(shown.at(-1)!) : undefined;
+    cursor = rows.length > shape.limit ? cursorAfter(shown.at(-1)!) : undefined;
   } while (cursor);
   return found;
 }
@@ -249,13 +254,7 @@ const ran = (node: PlanNode): boolean =>
 
 /** The first page's step, read off the plan PostgreSQL ran: which branches of the steps' union executed. */
 async function stepTaken(shape: Shape): Promise<Step> {
-  const query = { limit: shape.limit, sort: shape.sort, filter: JSON.stringify(shape.filter) } as ListQuery;
-  const filter = listFilter(query, { fieldNames });
-  const rules: OrderedRule[] = shape.rule
-    ? [{ inverted: false, condition: parseConditions(shape.rule, '').condition }]
-    : [{ inverted: false }];
-  const where = sql`${rulesCondition(rules)} and ${recordCondition(filter.condition!)}`;
-  const page = listPage(workspaces[0]!, 'Task', query, filter).of(where, rulesContainment(rules));
+  const { page } = listed(shape, workspaces[0]!);
   const [row] = await database.inWorkspace(
     workspaces[0]!,
     (scope) =>

@@ -71,14 +71,17 @@ describe('the job queue', () => {
 });
 
 describe('retention', () => {
-  it('deletes events older than EVENT_RETENTION_HOURS and keeps the rest', async () => {
-    const workspace = (
+  const newWorkspace = async () =>
+    (
       await cordon
         .admin()
         .post('/v1/workspaces')
         .send({ slug: `retention-${randomUUID().slice(0, 8)}`, name: 'R' })
         .expect(201)
     ).body.id as string;
+
+  it('deletes events older than EVENT_RETENTION_HOURS and keeps the rest', async () => {
+    const workspace = await newWorkspace();
     await owner.query(
       `insert into events (workspace_id, id, type, data, actor, at) values
          ($1, gen_random_uuid(), 'test.old', '{}', '{"id":"t","kind":"system"}', now() - interval '73 hours'),
@@ -91,13 +94,7 @@ describe('retention', () => {
   });
 
   it('deletes the ids of Stripe events applied more than BILLING_EVENT_RETENTION_DAYS ago', async () => {
-    const workspace = (
-      await cordon
-        .admin()
-        .post('/v1/workspaces')
-        .send({ slug: `retention-${randomUUID().slice(0, 8)}`, name: 'R' })
-        .expect(201)
-    ).body.id as string;
+    const workspace = await newWorkspace();
     const old = `evt_old_${randomUUID()}`;
     const recent = `evt_recent_${randomUUID()}`;
     await owner.query(

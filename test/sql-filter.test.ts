@@ -136,39 +136,38 @@ describe('SQL filter agreement', () => {
     expect(guided).toBeGreaterThan(100);
   }, 90_000);
 
+  const generatedAbility = (rules: PolicyRule[]) =>
+    buildAbility([{ id: randomUUID(), name: 'generated', version: 1, roles: ['r'], rules }], {
+      principal: { id: 'u1', roles: ['r'], claims: {} },
+      workspaceId,
+    });
+
   it('finds every record a rule set allows among those containing one of its rules’ documents', async () => {
     let guided = 0;
     let allowed = 0;
     await fc.assert(
-      fc.asyncProperty(
-        ruleSets,
-        fc.uniqueArray(storedRecords, { minLength: 1, maxLength: 8, selector: (record) => record.id }),
-        async (rules, records) => {
-          const ability = buildAbility([{ id: randomUUID(), name: 'generated', version: 1, roles: ['r'], rules }], {
-            principal: { id: 'u1', roles: ['r'], claims: {} },
-            workspaceId,
-          });
-          const ordered = ability.rulesFor('read', 'Doc');
-          const containing = rulesContainment(ordered);
-          if (!containing) return;
-          guided += 1;
-          // Beside the generated records, one made to match each allowing rule's equalities.
-          const made = ordered.flatMap((rule) =>
-            rule.inverted || !rule.condition
-              ? []
-              : (containmentDocuments(rule.condition) ?? []).map((document) => ({
-                  ...records[0]!,
-                  id: randomUUID(),
-                  data: { ...records[0]!.data, ...(document as Record<string, unknown>) },
-                })),
-          );
-          const stored = [...records, ...made];
-          const documents = containing.map((document) => JSON.stringify(document));
-          const outside = sql`${rulesCondition(ordered)} and not (r.data @> any (${documents}::jsonb[]))`;
-          expect(await selectedRecords(stored, outside)).toEqual(stored.map(() => false));
-          allowed += (await selectedRecords(stored, rulesCondition(ordered))).filter(Boolean).length;
-        },
-      ),
+      fc.asyncProperty(ruleSets, recordBatches, async (rules, records) => {
+        const ability = generatedAbility(rules);
+        const ordered = ability.rulesFor('read', 'Doc');
+        const containing = rulesContainment(ordered);
+        if (!containing) return;
+        guided += 1;
+        // Beside the generated records, one made to match each allowing rule's equalities.
+        const made = ordered.flatMap((rule) =>
+          rule.inverted || !rule.condition
+            ? []
+            : (containmentDocuments(rule.condition) ?? []).map((document) => ({
+                ...records[0]!,
+                id: randomUUID(),
+                data: { ...records[0]!.data, ...(document as Record<string, unknown>) },
+              })),
+        );
+        const stored = [...records, ...made];
+        const documents = containing.map((document) => JSON.stringify(document));
+        const outside = sql`${rulesCondition(ordered)} and not (r.data @> any (${documents}::jsonb[]))`;
+        expect(await selectedRecords(stored, outside)).toEqual(stored.map(() => false));
+        allowed += (await selectedRecords(stored, rulesCondition(ordered))).filter(Boolean).length;
+      }),
       { numRuns: 1000 },
     );
     // Rule sets that imply documents, and records they allow: the property was put to the test.
@@ -179,26 +178,19 @@ describe('SQL filter agreement', () => {
   it('agrees with CASL and the reference on whole rule sets: precedence, system fields, hostile values', async () => {
     let allowed = 0;
     await fc.assert(
-      fc.asyncProperty(
-        ruleSets,
-        fc.uniqueArray(storedRecords, { minLength: 1, maxLength: 8, selector: (record) => record.id }),
-        async (rules, records) => {
-          const ability = buildAbility([{ id: randomUUID(), name: 'generated', version: 1, roles: ['r'], rules }], {
-            principal: { id: 'u1', roles: ['r'], claims: {} },
-            workspaceId,
-          });
-          const documents = records.map(documentOf);
-          const expected = documents.map((document) => {
-            const matching = rules.filter(
-              (rule) => rule.conditions === undefined || referenceMatches(rule.conditions, document),
-            );
-            return matching.some((rule) => !rule.inverted) && !matching.some((rule) => rule.inverted);
-          });
-          expect(documents.map((document) => ability.can('read', asRecordSubject('Doc', document)))).toEqual(expected);
-          expect(await selectedRecords(records, rulesCondition(ability.rulesFor('read', 'Doc')))).toEqual(expected);
-          allowed += expected.filter(Boolean).length;
-        },
-      ),
+      fc.asyncProperty(ruleSets, recordBatches, async (rules, records) => {
+        const ability = generatedAbility(rules);
+        const documents = records.map(documentOf);
+        const expected = documents.map((document) => {
+          const matching = rules.filter(
+            (rule) => rule.conditions === undefined || referenceMatches(rule.conditions, document),
+          );
+          return matching.some((rule) => !rule.inverted) && !matching.some((rule) => rule.inverted);
+        });
+        expect(documents.map((document) => ability.can('read', asRecordSubject('Doc', document)))).toEqual(expected);
+        expect(await selectedRecords(records, rulesCondition(ability.rulesFor('read', 'Doc')))).toEqual(expected);
+        allowed += expected.filter(Boolean).length;
+      }),
       { numRuns: 1000 },
     );
     expect(allowed).toBeGreaterThan(300);
@@ -279,6 +271,7 @@ const ruleConditions = fc.oneof(
   { weight: 2, arbitrary: systemQuery },
   { weight: 1, arbitrary: fc.tuple(queries, systemQuery).map(([data, system]) => ({ $or: [data, system] })) },
 );
+const recordBatches = fc.uniqueArray(storedRecords, { minLength: 1, maxLength: 8, selector: (record) => record.id });
 const ruleSets: fc.Arbitrary<PolicyRule[]> = fc.array(
   fc.record({ inverted: fc.boolean(), conditions: ruleConditions }).map(({ inverted, conditions }) => ({
     action: 'read',

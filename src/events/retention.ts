@@ -34,12 +34,13 @@ export async function purgeExpired(
     if (counts.events < batch && counts.deliveries < batch && counts.runs < batch) break;
   }
   for (;;) {
-    const [purged] = await database.query(
+    const [row] = await database.query(
       sql<{ purged: string }>`select cordon_purge_billing_events(
         now() - make_interval(days => ${retention.billingEventDays}::integer), ${batch}::integer) as purged`,
     );
-    total.billingEvents += Number(purged?.purged ?? 0);
-    if (Number(purged?.purged ?? 0) < batch) break;
+    const purged = Number(row?.purged ?? 0);
+    total.billingEvents += purged;
+    if (purged < batch) break;
   }
   if (Object.values(total).some(Boolean))
     logger.info(total, 'purged expired events, deliveries, runs and billing event ids');
