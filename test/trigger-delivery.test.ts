@@ -363,7 +363,11 @@ describe('other events', () => {
     expect(trigger).not.toHaveProperty('secret');
     await createTask({ title: 'fine' });
     await createTask({ title: 'boom' });
-    await eventually(async () => (await deliveriesOf(trigger.id)).every((delivery) => delivery.status !== 'pending'));
+    // Both events' deliveries, settled (the second may not be dispatched yet when the first is).
+    await eventually(async () => {
+      const deliveries = await deliveriesOf(trigger.id);
+      return deliveries.length === 2 && deliveries.every((delivery) => delivery.status !== 'pending');
+    });
     await new Promise((resolve) => setTimeout(resolve, 300));
     const logged = await deliveriesOf(trigger.id);
     expect(logged.map(({ status, attemptCount }) => ({ status, attemptCount }))).toEqual(
