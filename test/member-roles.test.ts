@@ -59,7 +59,14 @@ describe('roles from the members table, cached per member', () => {
     await addMember(cordon, team, 'user_far', ['viewer']);
     const token = await team.token('user_far');
     expect(await rolesIn(second, team, token)).toEqual(['viewer']);
+    // The notification, once the second instance has heard it (its cache heard it first).
+    const heard = new Promise<void>((resolve) =>
+      second.changes.subscribe((change) => {
+        if (change.topic === 'member' && change.workspaceId === team.id && change.userId === 'user_far') resolve();
+      }),
+    );
     await changeRoles(cordon, team, 'user_far', ['auditor']);
+    await heard;
     await eventually(async () => (await rolesIn(second, team, token)).join() === 'auditor');
     // A read that the notification overtook answers but is not cached: one more read caches.
     expect(await rolesIn(second, team, token)).toEqual(['auditor']);

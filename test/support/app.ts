@@ -38,6 +38,8 @@ export interface TestApp {
   functions: FunctionRunner;
   /** Event streams served by this app. */
   realtime: RealtimeHub;
+  /** What this app hears of changes (its own, and other instances' with `listen`). */
+  changes: ChangeBus;
   /** API calls counted in memory (tests flush on demand). */
   usage: UsageMeter;
   /** With STRIPE_SECRET_KEY in `env`: the Stripe catalog (sync on demand) and the billing jobs (run on demand). */
@@ -150,6 +152,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     background,
     functions,
     realtime,
+    changes,
     ownerUrl: own?.url ?? testDatabase.ownerUrl(),
     appUrl: url,
     usage,
