@@ -4,6 +4,7 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY policies ./policies
+COPY seeds ./seeds
 COPY src ./src
 USER node
 EXPOSE 3000

@@ -1,5 +1,8 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import type pg from 'pg';
 import { ownerClient } from './support/app.ts';
+import { repositoryRoot } from './support/process.ts';
 
 /**
  * Citus-ready, driven by the catalogue: every table with a `workspace_id` column (in any schema,
@@ -88,6 +91,15 @@ describe('every table with a workspace_id column', () => {
     expect(tables).toEqual(
       expect.arrayContaining(['public.records', 'public.decisions', 'public.events', 'public.record_counts']),
     );
+  });
+
+  it('has its create_distributed_table (or create_reference_table) statement in docs/scaling.md', async () => {
+    const { tables } = await violations(owner);
+    const doc = await readFile(path.join(repositoryRoot, 'docs', 'scaling.md'), 'utf8');
+    const named = new Set(
+      [...doc.matchAll(/create_(?:distributed|reference)_table\('(\w+)'/g)].map((match) => `public.${match[1]}`),
+    );
+    expect(tables.filter((table) => !named.has(table))).toEqual([]);
   });
 
   it('has a primary key, unique keys and foreign keys that include workspace_id, but for the listed exceptions', async () => {
