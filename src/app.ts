@@ -232,16 +232,17 @@ export function createApp(dependencies: AppDependencies): {
   const secrets = new EventSecrets(config.adminApiKey);
   const triggerSecrets = new TriggerSecrets(secrets);
   const production = config.env === 'production';
+  const webhookUrls = { production, allowPrivateNetworks: config.auth.allowPrivateNetworks };
   const templates = Templates.load();
   const workspaceTemplates = {
     check: (name: string) => templates.check(name),
     apply: (scope: Scope, name: string) =>
-      templates.apply(scope, name, { production, actor: 'system', secrets: triggerSecrets }),
+      templates.apply(scope, name, { urls: webhookUrls, actor: 'system', secrets: triggerSecrets }),
   };
   workspaceRoutes(api, new WorkspacesService({ ...services, templates: workspaceTemplates }), access);
   lifecycleRoutes(
     api,
-    new LifecycleService({ database, access, changes, secrets: triggerSecrets, production }),
+    new LifecycleService({ database, access, changes, secrets: triggerSecrets, urls: webhookUrls }),
     templates,
     access,
   );
@@ -276,7 +277,7 @@ export function createApp(dependencies: AppDependencies): {
   realtimeRoutes(api, realtime, access, catalog);
   memberRoutes(api, new MembersService(services));
   invitationRoutes(api, new InvitationsService(services, secrets, config.invitations), access, authenticator);
-  triggerRoutes(api, new TriggersService({ ...services, sealer: secrets }), config.env === 'production');
+  triggerRoutes(api, new TriggersService({ ...services, sealer: secrets }), webhookUrls);
   decisionRoutes(api, new DecisionReader(database), access, signingKey);
   const runs = new FunctionRuns(database);
   const functions = new FunctionRunner({

@@ -270,3 +270,61 @@ describe('every mutating route refuses', () => {
     }
   });
 });
+
+/**
+ * A webhook URL that names a literal address is checked when the trigger is written by the rule
+ * every delivery applies to the addresses a name resolves to: OUTBOUND_ALLOW_PRIVATE, whatever
+ * NODE_ENV says (production only adds https).
+ */
+describe('a literal private address when the trigger is written', () => {
+  const privateUrls = [
+    'https://10.1.2.3/hook',
+    'https://127.0.0.1/hook',
+    'https://[::1]/hook',
+    'https://169.254.169.254/x',
+  ];
+  const write = (app: TestApp, slug: string, url: string) =>
+    app
+      .admin()
+      .post(`/v1/workspaces/${slug}/triggers`)
+      .send({ name: `to ${url}`, events: ['invitation.created'], action: { type: 'webhook', url } });
+  const workspace = async (app: TestApp) => {
+    const slug = `literal-${randomUUID().slice(0, 8)}`;
+    await app.admin().post('/v1/workspaces').send({ slug, name: 'Literal' }).expect(201);
+    return slug;
+  };
+
+  it('is refused where private networks are not allowed, also outside production', async () => {
+    const app = await startTestApp({ env: { OUTBOUND_ALLOW_PRIVATE: 'false' } });
+    try {
+      const slug = await workspace(app);
+      for (const url of privateUrls) {
+        const response = await write(app, slug, url).expect(400);
+        expect(response.body.errors[0]).toMatchObject({ pointer: '/action/url' });
+        expect(response.body.errors[0].detail).toContain('is not a public address');
+      }
+      await write(app, slug, 'https://93.184.215.14/hook').expect(201);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('is accepted in production where OUTBOUND_ALLOW_PRIVATE allows private networks (https still required)', async () => {
+    const app = await startTestApp({
+      env: {
+        NODE_ENV: 'production',
+        OUTBOUND_ALLOW_PRIVATE: 'true',
+        ADMIN_API_KEY: randomUUID() + randomUUID(),
+        DATABASE_URL: 'postgres://unused@127.0.0.1:1/unused',
+        INVITATION_ACCEPT_URL: 'https://app.example.com/accept/{token}',
+      },
+    });
+    try {
+      const slug = await workspace(app);
+      for (const url of privateUrls) await write(app, slug, url).expect(201);
+      await write(app, slug, 'http://10.1.2.3/hook').expect(400);
+    } finally {
+      await app.close();
+    }
+  });
+});

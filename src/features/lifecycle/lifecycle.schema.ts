@@ -4,7 +4,7 @@ import { identityProviderBody } from '../identity-providers/identity-providers.s
 import { createMemberBody } from '../members/members.schema.ts';
 import { policyBody } from '../policies/policies.schema.ts';
 import { structureBody, structureName } from '../structures/structures.schema.ts';
-import { triggerBody } from '../triggers/triggers.schema.ts';
+import { triggerBody, type WebhookUrlRules } from '../triggers/triggers.schema.ts';
 
 /**
  * One line of an export (and of an import, and of a template): `{ kind, data }`. `data` is what
@@ -54,14 +54,14 @@ export const ownedFields = {
   record: z.strictObject({ id, createdBy: author, createdAt: at, updatedAt: at, version }),
 } as const satisfies Record<LineKind, z.ZodObject>;
 
-export const createBodies = (production: boolean) =>
+export const createBodies = (urls: WebhookUrlRules) =>
   ({
     structure: structureBody,
     policy: policyBody,
-    identityProvider: identityProviderBody(production),
+    identityProvider: identityProviderBody(urls.production),
     member: createMemberBody,
     function: functionBody,
-    trigger: triggerBody(production),
+    trigger: triggerBody(urls),
     record: z.strictObject({ structure: structureName, data: z.record(z.string(), z.unknown()) }),
   }) as const satisfies Record<LineKind, z.ZodType>;
 

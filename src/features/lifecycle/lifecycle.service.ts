@@ -7,6 +7,7 @@ import { isUuid } from '../../json.ts';
 import type { AccessControl, Caller } from '../../policy/access.ts';
 import type { DecisionEntry } from '../../policy/decision-log.ts';
 import type { TriggerSecrets } from '../triggers/trigger-secrets.ts';
+import type { WebhookUrlRules } from '../triggers/triggers.schema.ts';
 import { WorkspaceEntity } from '../workspaces/workspace.entity.ts';
 import type { ImportResponse } from './lifecycle.schema.ts';
 import { exportWorkspace } from './workspace-export.ts';
@@ -34,20 +35,20 @@ export class LifecycleService {
   private readonly access: AccessControl;
   private readonly changes: ChangeBus;
   private readonly secrets: TriggerSecrets;
-  private readonly production: boolean;
+  private readonly urls: WebhookUrlRules;
 
   constructor(options: {
     database: Database;
     access: AccessControl;
     changes: ChangeBus;
     secrets: TriggerSecrets;
-    production: boolean;
+    urls: WebhookUrlRules;
   }) {
     this.database = options.database;
     this.access = options.access;
     this.changes = options.changes;
     this.secrets = options.secrets;
-    this.production = options.production;
+    this.urls = options.urls;
   }
 
   /** The workspace's id by slug or id; unknown and malformed references are the same 404. */
@@ -79,7 +80,7 @@ export class LifecycleService {
     try {
       result = await this.database.withWorkspace(caller.workspaceId, async (scope) => {
         const restore = await WorkspaceImport.into(scope, {
-          production: this.production,
+          urls: this.urls,
           identityProviders,
           actor: caller.principal.id,
           secrets: this.secrets,

@@ -11,13 +11,15 @@ import { defaultPolicies } from '../policies/default-policies.ts';
 import { defaultErrors, recordSchema, type RecordSchema } from '../structures/record-schema.ts';
 import type { Fields } from '../structures/structures.schema.ts';
 import type { TriggerSecrets } from '../triggers/trigger-secrets.ts';
+import type { WebhookUrlRules } from '../triggers/triggers.schema.ts';
 import { createBodies, line, lineKinds, ownedFields, type ImportResponse, type LineKind } from './lifecycle.schema.ts';
 
 /** Records are written this many to a statement. */
 const batchSize = 500;
 
 export interface ImportOptions {
-  production: boolean;
+  /** The configuration's rules for URLs (production, private networks), as the routes apply them. */
+  urls: WebhookUrlRules;
   identityProviders: 'import' | 'skip';
   /** Who the rows an import leaves without an author are by (`updatedBy`, `createdBy`). */
   actor: string;
@@ -89,7 +91,7 @@ export class WorkspaceImport {
   private constructor(scope: Scope, options: ImportOptions) {
     this.scope = scope;
     this.options = options;
-    this.bodies = createBodies(options.production);
+    this.bodies = createBodies(options.urls);
   }
 
   /**

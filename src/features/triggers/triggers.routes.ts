@@ -9,6 +9,7 @@ import {
   deliveryResponse,
   rotatedSecretResponse,
   triggerBody,
+  type WebhookUrlRules,
   triggerListResponse,
   triggerParams,
   triggerResponse,
@@ -17,8 +18,8 @@ import {
 const tag = 'Triggers';
 const subject = 'Trigger';
 
-export function triggerRoutes(api: Api, triggers: TriggersService, production: boolean): void {
-  const body = triggerBody(production);
+export function triggerRoutes(api: Api, triggers: TriggersService, urls: WebhookUrlRules): void {
+  const body = triggerBody(urls);
 
   api.route(
     {

@@ -22,21 +22,32 @@ const functionName = z
   .regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be lowercase letters, digits and "-", starting with a letter');
 
 /**
- * Where a webhook goes: https (plain http only outside production), no credentials in the URL,
- * and in production no literal address that is not public. A name is resolved, and refused if it
- * leads to a private address, at every delivery (DNS may change): see auth/safe-fetch.ts.
+ * What a webhook URL may be, from the configuration: https only in `production`; a literal
+ * address that is not public only where `allowPrivateNetworks` (OUTBOUND_ALLOW_PRIVATE) — the
+ * rule every delivery applies to the addresses a name resolves to.
  */
-function webhookUrl(production: boolean) {
+export interface WebhookUrlRules {
+  production: boolean;
+  allowPrivateNetworks: boolean;
+}
+
+/**
+ * Where a webhook goes: https (plain http only outside production), no credentials in the URL,
+ * and no literal address that is not public unless private networks are allowed. A name is
+ * resolved, and refused if it leads to a private address, at every delivery (DNS may change):
+ * see auth/safe-fetch.ts.
+ */
+function webhookUrl(rules: WebhookUrlRules) {
   return z
     .string()
     .max(2_048)
     .superRefine((value, context) => {
-      const problem = urlProblem(value, production);
+      const problem = urlProblem(value, rules);
       if (problem) context.addIssue({ code: 'custom', message: problem });
     });
 }
 
-function urlProblem(value: string, production: boolean): string | undefined {
+function urlProblem(value: string, { production, allowPrivateNetworks }: WebhookUrlRules): string | undefined {
   if (!URL.canParse(value)) return 'must be a URL';
   const url = new URL(value);
   if (url.protocol !== 'https:' && !(url.protocol === 'http:' && !production)) {
@@ -44,15 +55,15 @@ function urlProblem(value: string, production: boolean): string | undefined {
   }
   if (url.username || url.password) return 'must not carry credentials';
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-  if (production && isIP(host) !== 0 && !isPubliclyRoutable(host)) return `${host} is not a public address`;
+  if (!allowPrivateNetworks && isIP(host) !== 0 && !isPubliclyRoutable(host)) return `${host} is not a public address`;
   return undefined;
 }
 
-const webhookAction = (production: boolean) =>
-  z.strictObject({ type: z.literal('webhook'), url: webhookUrl(production) });
+const webhookAction = (rules: WebhookUrlRules) =>
+  z.strictObject({ type: z.literal('webhook'), url: webhookUrl(rules) });
 const functionAction = z.strictObject({ type: z.literal('function'), function: functionName });
 
-export function triggerBody(production: boolean) {
+export function triggerBody(rules: WebhookUrlRules) {
   return z.strictObject({
     name: z.string().trim().min(1).max(100),
     events: z
@@ -63,7 +74,7 @@ export function triggerBody(production: boolean) {
     structure: structureName.nullish(),
     condition: z.record(z.string(), z.unknown()).nullish(),
     enabled: z.boolean().default(true),
-    action: z.discriminatedUnion('type', [webhookAction(production), functionAction]),
+    action: z.discriminatedUnion('type', [webhookAction(rules), functionAction]),
   });
 }
 export type TriggerInput = z.output<ReturnType<typeof triggerBody>>;
