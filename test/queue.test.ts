@@ -2,7 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { pino } from 'pino';
 import type pg from 'pg';
 import { sql } from 'kysely';
-import { JobQueue } from '../src/events/queue.ts';
+import { addJobs, JobQueue } from '../src/events/queue.ts';
+import { drainJob } from '../src/features/triggers/delivery-jobs.ts';
 import { purgeExpired } from '../src/events/retention.ts';
 import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { eventually } from './support/eventually.ts';
@@ -111,5 +112,33 @@ describe('retention', () => {
     expect(purged.billingEvents).toBeGreaterThanOrEqual(1);
     const { rows } = await owner.query('select event_id from billing_events where workspace_id = $1', [workspace]);
     expect(rows.map((row) => row.event_id)).toEqual([recent]);
+  });
+});
+
+describe("a stream's drain job", () => {
+  // Trigger and record ids are unique only within a workspace (an import keeps them): two
+  // workspaces' streams of the same ids must each keep a job of their own, never share one.
+  it('is keyed by its workspace too', async () => {
+    const triggerId = randomUUID();
+    const stream = randomUUID();
+    const workspaces = [randomUUID(), randomUUID()];
+    const later = new Date(Date.now() + 3_600_000);
+    for (const workspaceId of workspaces) {
+      await cordon.database.outsideWorkspaces((transaction) =>
+        addJobs(transaction, [drainJob({ workspaceId, triggerId, stream }, { runAt: later })]),
+      );
+    }
+    try {
+      const { rows } = await owner.query<{ key: string; payload: { workspaceId: string } }>(
+        'select key, payload from graphile_worker._private_jobs where key like $1 order by id',
+        [`%${triggerId}:${stream}`],
+      );
+      expect(rows.map((row) => row.payload.workspaceId)).toEqual(workspaces);
+      expect(new Set(rows.map((row) => row.key)).size).toBe(2);
+    } finally {
+      await owner.query('select graphile_worker.remove_job(key) from graphile_worker._private_jobs where key like $1', [
+        `%${triggerId}:${stream}`,
+      ]);
+    }
   });
 });

@@ -251,3 +251,45 @@ describe('a structure change over many records', () => {
     console.log(`structure change over ${count} records: ${elapsed.toFixed(0)} ms`);
   }, 120_000);
 });
+
+describe('a structure deleted and made again under its name', () => {
+  let cordon: TestApp;
+  let issuer: TestIssuer;
+
+  beforeAll(async () => {
+    cordon = await startTestApp();
+    issuer = await TestIssuer.start();
+  });
+  afterAll(async () => {
+    await issuer.close();
+    await cordon.close();
+  });
+
+  // Both are version 1: the records' schema must be the new fields', not the one this instance
+  // compiled for the deleted structure.
+  it('validates records against its new fields', async () => {
+    const tenant = await createTenant(cordon, issuer, 'remade');
+    const admin = await tenant.token('user_admin', 'admin');
+    const as = (method: 'post' | 'delete', path: string) =>
+      cordon.http()[method](`/v1/workspaces/${tenant.slug}${path}`).auth(admin, { type: 'bearer' });
+    await as('post', '/structures')
+      .send({ name: 'Task', fields: { title: { type: 'text', required: true } } })
+      .expect(201);
+    await as('post', '/records/Task')
+      .send({ data: { title: 'first' } })
+      .expect(201);
+    await as('delete', '/structures/Task?force=true').expect(204);
+    const remade = await as('post', '/structures')
+      .send({ name: 'Task', fields: { name: { type: 'text', required: true } } })
+      .expect(201);
+    expect(remade.body.version).toBe(1);
+
+    const refused = await as('post', '/records/Task')
+      .send({ data: { title: 'fits the old fields only' } })
+      .expect(400);
+    expect(refused.body.code).toBe('validation_failed');
+    await as('post', '/records/Task')
+      .send({ data: { name: 'fits the new' } })
+      .expect(201);
+  });
+});

@@ -328,3 +328,43 @@ describe('a literal private address when the trigger is written', () => {
     }
   });
 });
+
+describe('a function trigger', () => {
+  // A function acts with its own roles: binding it to events takes holding them, as invoking it
+  // does, or managing members (the default admin policy). Otherwise a principal allowed to write
+  // triggers could feed events it chose to a function that acts with roles it was never given.
+  it("takes holding the function's roles to bind it, like invoking it", async () => {
+    await request('post', '/policies')
+      .send({
+        name: `automator-${randomUUID().slice(0, 6)}`,
+        roles: ['automator'],
+        rules: [
+          { action: 'manage', subject: 'Trigger' },
+          { action: 'read', subject: 'Function' },
+        ],
+      })
+      .expect(201);
+    const automator = await tenant.token('user_automator', 'automator');
+    for (const [name, roles] of [
+      ['elevated', ['admin']],
+      ['modest', ['automator']],
+    ] as const) {
+      await owner.query(
+        `insert into functions (workspace_id, name, code, roles, timeout_ms, memory_mb)
+         values ($1, $2, 'async function run() {}', $3, 1000, 16)`,
+        [tenant.id, name, roles],
+      );
+    }
+    const bind = (fn: string) => hook({ action: { type: 'function', function: fn } });
+
+    const refused = await request('post', '/triggers', automator).send(bind('elevated')).expect(403);
+    expect(refused.body.code).toBe('forbidden');
+    expect(refused.body.detail).toContain('"admin"');
+    const modest = (await request('post', '/triggers', automator).send(bind('modest')).expect(201)).body;
+    await request('put', `/triggers/${modest.id}`, automator)
+      .send({ ...bind('elevated'), name: modest.name })
+      .expect(403);
+    expect((await storedTrigger(modest.id)).action).toEqual({ type: 'function', function: 'modest' });
+    await request('post', '/triggers').send(bind('elevated')).expect(201);
+  });
+});

@@ -96,3 +96,19 @@ describe('KeySets', () => {
     }
   });
 });
+
+describe('KeySets across workspaces', () => {
+  // An import keeps provider ids: two workspaces may each hold a provider of the same id and
+  // version, each with its own inline keys.
+  it("never answers one workspace's provider with another's inline keys", async () => {
+    const { sets } = keySets();
+    const [mine, theirs] = [await createKey('ES256', 'shared-kid'), await createKey('ES256', 'shared-kid')];
+    const victim = provider({ jwks: { keys: [mine.publicJwk] } });
+    const copy = { ...provider({ jwks: { keys: [theirs.publicJwk] } }), id: victim.id, version: victim.version };
+    const theirsFirst = await select(sets, copy, 'shared-kid', 'ES256');
+    const mineThen = await select(sets, victim, 'shared-kid', 'ES256');
+    expect(mineThen).not.toBe(theirsFirst);
+    expect(await select(sets, { ...victim }, 'shared-kid', 'ES256')).toBe(mineThen);
+    expect(sets.size).toBe(2);
+  });
+});

@@ -125,8 +125,10 @@ export class KeySets {
     // The same provider object asks on every request: answer it without building the key again.
     const known = this.byProvider.get(provider);
     if (known && this.sets.get(known.source) === known) return known;
+    // Provider ids are unique only within a workspace (an import keeps them): an inline set is
+    // named by the workspace too, or one workspace's provider could be verified with another's keys.
     const source = provider.jwks
-      ? `inline ${provider.id} ${provider.version}`
+      ? `inline ${provider.workspaceId} ${provider.id} ${provider.version}`
       : `jwks ${provider.jwksUri ?? 'invalid:'}`;
     const existing = this.sets.get(source);
     if (existing) {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Ajv, type ErrorObject, type SchemaObject, type ValidateFunction } from 'ajv';
 import { LRUCache } from 'lru-cache';
 import type { FieldError } from '../../http/errors.ts';
@@ -117,12 +118,27 @@ const compiled = new LRUCache<string, CompiledSchema>({
   dispose: (schema) => ajv.removeSchema(schema.source),
 });
 
-/** One compiled schema per saved (workspace, structure, version); a new version is a new key. */
+/** The digest of a structure's fields, once per fields object (the catalog hands out the same one). */
+const digests = new WeakMap<Fields, string>();
+function fieldsDigest(fields: Fields): string {
+  let digest = digests.get(fields);
+  if (digest === undefined) {
+    digest = createHash('sha256').update(JSON.stringify(fields)).digest('base64url');
+    digests.set(fields, digest);
+  }
+  return digest;
+}
+
+/**
+ * One compiled schema per saved (workspace, structure, version) and fields: a version number comes
+ * back when a structure is deleted and made again (and a rolled-back import compiled its own), so
+ * the key holds the fields' digest too.
+ */
 export function recordSchema(
   key: { workspaceId: string; name: string; version: number },
   fields: Fields,
 ): RecordSchema {
-  const cacheKey = `${key.workspaceId}:${key.name}:${key.version}`;
+  const cacheKey = `${key.workspaceId}:${key.name}:${key.version}:${fieldsDigest(fields)}`;
   let schema = compiled.get(cacheKey);
   if (!schema) {
     schema = compile(fields);

@@ -11,7 +11,8 @@ export interface StreamRef {
 }
 
 /**
- * The drain job of a stream. Its key keeps one waiting job per stream, and a waiting job keeps its
+ * The drain job of a stream. Its key (the workspace's, as trigger and record ids are unique only
+ * within a workspace: an import keeps them) keeps one waiting job per stream, and a waiting job keeps its
  * run time when the key is added again (a new event waits behind a retry, as seq order wants).
  * Two jobs of one stream may still run at once (graphile-worker adds a second when a key is added
  * while its job runs): the claim on the delivery being attempted (delivery-log.ts) keeps the
@@ -33,7 +34,9 @@ export function drainJob(
     payload: { workspaceId: ref.workspaceId, triggerId: ref.triggerId, stream: ref.stream },
     ...(key === 'none'
       ? {}
-      : { key: `${deliverTask}:${ref.triggerId}:${ref.stream}${key === 'claimed' ? ':claimed' : ''}` }),
+      : {
+          key: `${deliverTask}:${ref.workspaceId}:${ref.triggerId}:${ref.stream}${key === 'claimed' ? ':claimed' : ''}`,
+        }),
     ...(options.runAt ? { runAt: options.runAt } : {}),
   };
 }

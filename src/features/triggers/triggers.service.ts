@@ -10,6 +10,7 @@ import { parseConditions } from '../../policy/conditions.ts';
 import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
 import { drainJob } from './delivery-jobs.ts';
 import { deliveryOf, deliveryPage, requeue } from './delivery-history.ts';
+import { checkGrant } from '../members/grants.ts';
 import { discardPending } from './delivery-log.ts';
 import { TriggerEntity, type Trigger } from './trigger.entity.ts';
 import { TriggerSecrets } from './trigger-secrets.ts';
@@ -72,7 +73,13 @@ export class TriggersService extends WorkspaceConfiguration {
   }
 
   /** What the schema cannot see: the structure and function exist, the condition parses. */
-  private async validate(scope: Scope, input: TriggerInput): Promise<void> {
+  /**
+   * The input against the workspace: its structure and function exist, its condition parses. A
+   * function trigger feeds events to a function that acts with the function's roles: as invoking
+   * one, binding one takes holding its roles (or managing members), or a trigger would be a way to
+   * act with roles the caller was never given.
+   */
+  private async validate(scope: Scope, input: TriggerInput, caller: Caller): Promise<void> {
     const errors: FieldError[] = [];
     if (input.structure) {
       const nonRecord = input.events.filter((event) => !recordEvents.has(event));
@@ -111,9 +118,11 @@ export class TriggersService extends WorkspaceConfiguration {
     }
     if (input.action.type === 'function') {
       const [found] = await scope.query(
-        sql`select 1 from functions where workspace_id = ${scope.workspaceId}::uuid and name = ${input.action.function}`,
+        sql<{ roles: string[] }>`select roles from functions
+          where workspace_id = ${scope.workspaceId}::uuid and name = ${input.action.function}`,
       );
-      if (!found) {
+      if (found) checkGrant(caller, found.roles);
+      else {
         errors.push({
           pointer: '/action/function',
           in: 'body',
@@ -145,7 +154,7 @@ export class TriggersService extends WorkspaceConfiguration {
 
   create(caller: Caller, input: TriggerInput): Promise<CreatedTriggerResponse> {
     return this.change(caller, async (scope, ruling) => {
-      await this.validate(scope, input);
+      await this.validate(scope, input, caller);
       const trigger = scope.em.create(TriggerEntity, {
         workspaceId: scope.workspaceId,
         id: uuidv7(),
@@ -168,7 +177,7 @@ export class TriggersService extends WorkspaceConfiguration {
     return this.change(caller, async (scope, ruling) => {
       ruling.refine({ resourceId: id });
       const trigger = await this.load(scope, id);
-      await this.validate(scope, input);
+      await this.validate(scope, input, caller);
       const wasWebhook = trigger.action.type === 'webhook';
       const wasEnabled = trigger.enabled;
       scope.em.assign(trigger, {
