@@ -77,6 +77,27 @@ describe('a function that abuses its sandbox', () => {
     expect(slowestMs).toBeLessThan(1_000);
   });
 
+  it('calls the api in a loop that never awaits: no call acts after its deadline, none past the cap', async () => {
+    const records = async () => (await request('get', '/records/Task?count=true').expect(200)).body.count as number;
+    const before = await records();
+    const { value: run, answered } = await whileServing(
+      invoke("async function run(event, context) { for (;;) context.api.createRecord('Task', { title: 'flood' }) }"),
+    );
+    expect(run).toMatchObject({ status: 'failed', error: { kind: 'timeout' } });
+    expect(answered).toBeGreaterThanOrEqual(5);
+    // The queued calls would run once the loop is interrupted: they must find the run ended.
+    await sleep(1_000);
+    expect(await records()).toBe(before);
+
+    // Calls that do run stop at the cap, refused where the guest made them.
+    const capped = await invoke(`async function run(event, context) {
+      const calls = Array.from({ length: 1_200 }, () => context.api.getRecord('00000000-0000-7000-8000-000000000000'));
+      const settled = await Promise.allSettled(calls);
+      return settled.filter((each) => each.status === 'rejected' && each.reason.code === 'too_many_calls').length;
+    }`);
+    expect(capped).toMatchObject({ status: 'succeeded', result: 200 });
+  });
+
   it.each([
     ['an ArrayBuffer', 'new ArrayBuffer(2 ** 30).byteLength'],
     ['a string', "'x'.repeat(2 ** 30).length"],

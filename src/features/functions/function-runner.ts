@@ -6,7 +6,7 @@ import type { ActionAttempt, ActionOutcome, FunctionAction } from '../triggers/a
 import { apiMethods, functionCaller, hostErrorOf, type FunctionApi } from './function-api.ts';
 import type { FunctionCatalog, StoredFunction } from './function-catalog.ts';
 import type { FunctionRuns } from './function-runs.ts';
-import type { HostCall, RunOutcome } from './sandbox-protocol.ts';
+import { sandboxCaps, type HostCall, type RunOutcome } from './sandbox-protocol.ts';
 import type { SandboxPool } from './sandbox-pool.ts';
 
 export interface RunRequest {
@@ -21,7 +21,7 @@ export interface RunRequest {
 
 /** A run's api calls: a few at a time (a `Promise.all` of hundreds must not take the pool), so many in all. */
 const callsInFlight = 2;
-const callsPerRun = 1_000;
+const { callsPerRun } = sandboxCaps;
 
 function limited(call: HostCall): HostCall {
   let started = 0;

@@ -8,7 +8,7 @@ import type { RunFailure } from './sandbox-protocol.ts';
  * before user code can replace them, never puts `hostCall`/`hostLog` on the global object, and
  * returns `invoke(eventJson)` and `defines()`.
  */
-export const prelude = `(function (hostCall, hostLog, apiNames, resultChars, lineChars) {
+export const prelude = `(function (hostCall, hostLog, apiNames, resultChars, lineChars, callCap) {
   'use strict';
   const { parse, stringify } = JSON;
   const { freeze, getPrototypeOf } = Object;
@@ -31,8 +31,18 @@ export const prelude = `(function (hostCall, hostLog, apiNames, resultChars, lin
     if (error && typeof error.errors === 'string') error.errors = parse(error.errors);
     throw error;
   };
+  // Past the cap a call is refused here, in the guest: no host promise is made for it, and a loop
+  // that never awaits fills only its own memory.
+  let calls = 0;
+  const tooMany = () => {
+    const error = new Error('a run makes at most ' + callCap + ' api calls');
+    error.name = 'ApiError';
+    error.code = 'too_many_calls';
+    return Promise.reject(error);
+  };
   const api = {};
-  for (const name of apiNames) api[name] = (...args) => hostCall(name, stringify(args)).then(parse, failed);
+  for (const name of apiNames)
+    api[name] = (...args) => (++calls > callCap ? tooMany() : hostCall(name, stringify(args)).then(parse, failed));
   const context = freeze({ api: freeze(api) });
   const resultError = (message) => { const error = new Error(message); error.name = 'ResultError'; return error; };
   return {

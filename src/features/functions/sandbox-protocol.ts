@@ -15,6 +15,11 @@ export const sandboxCaps = {
    * JSON.stringify overflows the host instead of failing cleanly.
    */
   stackBytes: 256 * 1024,
+  /**
+   * The api calls one run may make. Counted where the guest calls, in its thread, so calls past it
+   * (a loop that never awaits) are refused there and never reach the main thread.
+   */
+  callsPerRun: 1_000,
 };
 
 export type LogLevel = 'log' | 'info' | 'warn' | 'error';
