@@ -83,8 +83,8 @@ describe('a function that abuses its sandbox', () => {
     const { value: run, answered } = await whileServing(
       invoke("async function run(event, context) { for (;;) context.api.createRecord('Task', { title: 'flood' }) }"),
     );
-    // Its deadline or its memory ends the loop, whichever comes first on a loaded machine (QuickJS
-    // out of memory a second time throws a bare null: kind `error`); never its sandbox thread.
+    // Its deadline ends the loop here; once, on a loaded CI machine, it ended as kind `error` (not
+    // reproduced since). What it must never do is take its sandbox thread down (`crashed`).
     expect(run.status).toBe('failed');
     expect(['timeout', 'memory', 'error']).toContain(run.error?.kind);
     expect(answered).toBeGreaterThanOrEqual(5);
