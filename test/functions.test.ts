@@ -489,6 +489,12 @@ describe('saving a function', () => {
       .post('/functions/admin-owned/invoke', { event: { type: 'test' } })
       .expect(403);
     await as(developer).delete('/functions/admin-owned').expect(403);
+    // Nor read the runs of one: they hold what it read and returned with those roles.
+    await invoke('admin-owned', { type: 'test' });
+    const hidden = await as(developer).get('/functions/admin-owned/runs').expect(403);
+    expect(hidden.body.detail).toMatch(/roles held by the grantor; not "admin"/);
+    expect((await as(admin).get('/functions/admin-owned/runs').expect(200)).body.data).toHaveLength(1);
+    await as(developer).get('/functions/dev-owned/runs').expect(200);
     expect((await as(admin).get('/functions/admin-owned').expect(200)).body).toMatchObject({
       version: 1,
       roles: ['admin'],

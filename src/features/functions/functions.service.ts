@@ -145,10 +145,14 @@ export class FunctionsService extends WorkspaceConfiguration {
     });
   }
 
+  /**
+   * A function's runs hold what it read and returned with its roles: reading them takes holding
+   * those roles (or managing members), as invoking it does.
+   */
   runsOf(caller: Caller, name: string, query: RunsQuery) {
     return this.read(caller, async (scope, ruling) => {
       ruling.refine({ resourceId: name });
-      await this.load(scope, name);
+      checkGrant(caller, (await this.load(scope, name)).roles);
       return this.runs.page(scope, name, query);
     });
   }
