@@ -83,10 +83,9 @@ describe('a function that abuses its sandbox', () => {
     const { value: run, answered } = await whileServing(
       invoke("async function run(event, context) { for (;;) context.api.createRecord('Task', { title: 'flood' }) }"),
     );
-    // Its deadline ends the loop here; once, on a loaded CI machine, it ended as kind `error` (not
-    // reproduced since). What it must never do is take its sandbox thread down (`crashed`).
-    expect(run.status).toBe('failed');
-    expect(['timeout', 'memory', 'error']).toContain(run.error?.kind);
+    // Its deadline ends it, never a crash of its sandbox thread. Under load the interrupt can land
+    // inside Promise.reject, which then throws a TypeError of its own: still a timeout.
+    expect(run).toMatchObject({ status: 'failed', error: { kind: 'timeout' } });
     expect(answered).toBeGreaterThanOrEqual(5);
     // The queued calls would run once the loop is interrupted: they must find the run ended.
     await sleep(1_000);

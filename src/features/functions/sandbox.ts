@@ -263,6 +263,17 @@ export function execute(module: QuickJSWASMModule, job: SandboxJob, call: HostCa
       resolve(outcome(ended));
     }
 
+    /**
+     * What a guest error says, but past the deadline a timeout whatever it says: the interrupt can
+     * land inside a builtin (seen in \`Promise.reject\`), which then fails with a \`TypeError\` of its
+     * own instead of \`interrupted\`. Nothing else stops a guest that is running at its deadline.
+     */
+    function failed(handle: QuickJSHandle): RunFailure {
+      const failure = failureOf(context, handle, job.timeoutMs);
+      if (failure.kind !== 'error' || performance.now() - started < job.timeoutMs) return failure;
+      return { kind: 'timeout', message: `exceeded ${job.timeoutMs} ms` };
+    }
+
     /** The host itself threw inside WebAssembly: the runtime is not safe to touch again. */
     function crash(error: unknown): void {
       if (finished) return;
@@ -275,15 +286,14 @@ export function execute(module: QuickJSWASMModule, job: SandboxJob, call: HostCa
     function pump(): void {
       if (finished) return;
       const jobs = runtime.executePendingJobs();
-      if (jobs.error) return finish({ ok: false, error: failureOf(context, jobs.error, job.timeoutMs) });
+      if (jobs.error) return finish({ ok: false, error: failed(jobs.error) });
       const state = context.getPromiseState(resultPromise!);
       if (state.type === 'pending') {
         if (deferreds.size === 0)
           finish({ ok: false, error: { kind: 'stalled', message: 'run() awaits something that can never settle' } });
         return;
       }
-      if (state.type === 'rejected')
-        return finish({ ok: false, error: failureOf(context, state.error, job.timeoutMs) });
+      if (state.type === 'rejected') return finish({ ok: false, error: failed(state.error) });
       const json = context.getString(state.value);
       state.value.dispose();
       if (Buffer.byteLength(json) > sandboxCaps.resultBytes) {
@@ -307,7 +317,7 @@ export function execute(module: QuickJSWASMModule, job: SandboxJob, call: HostCa
       const called = context.callFunction(invoke, context.undefined, event);
       invoke.dispose();
       event.dispose();
-      if (called.error) return finish({ ok: false, error: failureOf(context, called.error, job.timeoutMs) });
+      if (called.error) return finish({ ok: false, error: failed(called.error) });
       resultPromise = called.value;
       pump();
     } catch (error) {
