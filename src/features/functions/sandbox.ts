@@ -185,20 +185,15 @@ export function execute(module: QuickJSWASMModule, job: SandboxJob, call: HostCa
     let resultPromise: QuickJSHandle | undefined;
     let wallClock: NodeJS.Timeout | undefined;
 
-    let calls = 0;
+    // Only the prelude calls this, and it refuses calls past `sandboxCaps.callsPerRun` itself.
     const hostCall = (context: QuickJSContext, name: string, argsJson: string): QuickJSHandle => {
       const deferred = context.newPromise();
       deferreds.add(deferred);
-      const beyond = ++calls > sandboxCaps.callsPerRun;
       Promise.resolve()
         .then(() => {
           // A run that ended (its deadline, its result) sends nothing more to the host: calls queued
           // by a loop that never awaited would otherwise act after its run was logged.
           if (finished) throw { name: 'ApiError', message: 'the run has ended' } satisfies HostError;
-          if (beyond) {
-            const message = `a run makes at most ${sandboxCaps.callsPerRun} api calls`;
-            throw { name: 'ApiError', message, code: 'too_many_calls' } satisfies HostError;
-          }
           if (argsJson.length > sandboxCaps.argumentBytes) {
             const message = `the arguments of api.${name} are larger than ${sandboxCaps.argumentBytes} bytes of JSON`;
             throw { name: 'ApiError', message, code: 'payload_too_large', status: 413 } satisfies HostError;

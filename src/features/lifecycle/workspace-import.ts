@@ -229,8 +229,8 @@ export class WorkspaceImport {
         this.structures.set(input.name, {
           line: number,
           fields: input.fields,
-          // The schema of this (workspace, structure, version), as the records API compiles it.
-          schema: recordSchema({ workspaceId: workspace, name: input.name, version }, input.fields),
+          // The schema of these fields, as the records API compiles it.
+          schema: recordSchema(input.fields),
           referenced: selfReferenced,
         });
         return;

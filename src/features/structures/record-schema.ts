@@ -118,27 +118,14 @@ const compiled = new LRUCache<string, CompiledSchema>({
   dispose: (schema) => ajv.removeSchema(schema.source),
 });
 
-/** The digest of a structure's fields, once per fields object (the catalog hands out the same one). */
-const digests = new WeakMap<Fields, string>();
-function fieldsDigest(fields: Fields): string {
-  let digest = digests.get(fields);
-  if (digest === undefined) {
-    digest = createHash('sha256').update(JSON.stringify(fields)).digest('base64url');
-    digests.set(fields, digest);
-  }
-  return digest;
-}
-
 /**
- * One compiled schema per saved (workspace, structure, version) and fields: a version number comes
- * back when a structure is deleted and made again (and a rolled-back import compiled its own), so
- * the key holds the fields' digest too.
+ * One compiled schema per set of fields, named by their digest: what a schema checks is its fields
+ * and nothing else. (A name and version do not tell fields apart: a structure deleted and made
+ * again is version 1 again, and a rolled-back import compiled fields that were never saved.)
+ * Called when a structure is loaded, not per record.
  */
-export function recordSchema(
-  key: { workspaceId: string; name: string; version: number },
-  fields: Fields,
-): RecordSchema {
-  const cacheKey = `${key.workspaceId}:${key.name}:${key.version}:${fieldsDigest(fields)}`;
+export function recordSchema(fields: Fields): RecordSchema {
+  const cacheKey = createHash('sha256').update(JSON.stringify(fields)).digest('base64url');
   let schema = compiled.get(cacheKey);
   if (!schema) {
     schema = compile(fields);

@@ -44,7 +44,7 @@ export class StructureCatalog {
         version: row.version,
         fields: row.fields,
         fieldNames: Object.keys(row.fields),
-        schema: recordSchema({ workspaceId, name: row.name, version: row.version }, row.fields),
+        schema: recordSchema(row.fields),
       };
     });
   }

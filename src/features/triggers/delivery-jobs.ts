@@ -11,9 +11,9 @@ export interface StreamRef {
 }
 
 /**
- * The drain job of a stream. Its key (the workspace's, as trigger and record ids are unique only
- * within a workspace: an import keeps them) keeps one waiting job per stream, and a waiting job keeps its
- * run time when the key is added again (a new event waits behind a retry, as seq order wants).
+ * The drain job of a stream. Its key (with the workspace: trigger and record ids are unique only
+ * within one, and an import keeps them) keeps one waiting job per stream, and a waiting job keeps
+ * its run time when the key is added again (a new event waits behind a retry, as seq order wants).
  * Two jobs of one stream may still run at once (graphile-worker adds a second when a key is added
  * while its job runs): the claim on the delivery being attempted (delivery-log.ts) keeps the
  * second out of the way, and it comes back under a key of its own (`claimed`) when the claim

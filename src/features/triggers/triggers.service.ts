@@ -8,9 +8,9 @@ import { isUuid } from '../../json.ts';
 import type { Caller } from '../../policy/access.ts';
 import { parseConditions } from '../../policy/conditions.ts';
 import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
+import { checkGrant } from '../members/grants.ts';
 import { drainJob } from './delivery-jobs.ts';
 import { deliveryOf, deliveryPage, requeue } from './delivery-history.ts';
-import { checkGrant } from '../members/grants.ts';
 import { discardPending } from './delivery-log.ts';
 import { TriggerEntity, type Trigger } from './trigger.entity.ts';
 import { TriggerSecrets } from './trigger-secrets.ts';
@@ -72,7 +72,6 @@ export class TriggersService extends WorkspaceConfiguration {
     return trigger;
   }
 
-  /** What the schema cannot see: the structure and function exist, the condition parses. */
   /**
    * The input against the workspace: its structure and function exist, its condition parses. A
    * function trigger feeds events to a function that acts with the function's roles: as invoking
