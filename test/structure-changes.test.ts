@@ -292,4 +292,70 @@ describe('a structure deleted and made again under its name', () => {
       .send({ data: { name: 'fits the new' } })
       .expect(201);
   });
+
+  // Made again on another instance, say, whose announcement has not reached this one: here it is
+  // changed straight in the database, which announces nothing, so this instance's catalog still
+  // holds the deleted structure. Its writes must not store what only the old fields allow.
+  it('keeps out writes validated against the deleted fields, before this instance hears of it', async () => {
+    const tenant = await createTenant(cordon, issuer, 'remade-elsewhere');
+    const admin = await tenant.token('user_admin', 'admin');
+    const records = (path = '') => `/v1/workspaces/${tenant.slug}/records/Task${path}`;
+    await cordon
+      .http()
+      .post(`/v1/workspaces/${tenant.slug}/structures`)
+      .auth(admin, { type: 'bearer' })
+      .send({ name: 'Task', fields: { title: { type: 'text', required: true } } })
+      .expect(201);
+    await cordon
+      .http()
+      .post(records())
+      .auth(admin, { type: 'bearer' })
+      .send({ data: { title: 'first' } })
+      .expect(201);
+
+    const owner = await ownerClient();
+    const kept = randomUUID();
+    try {
+      await owner.query('begin');
+      await owner.query(`delete from structures where workspace_id = $1 and name = 'Task'`, [tenant.id]);
+      await owner.query(`insert into structures (workspace_id, name, fields, version) values ($1, 'Task', $2, 1)`, [
+        tenant.id,
+        JSON.stringify({ title: { type: 'integer', required: true } }),
+      ]);
+      await owner.query(
+        `insert into records (id, workspace_id, structure, data, created_by, created_at, updated_at)
+         values ($1, $2, 'Task', '{"title": 5}', 'user_admin', now(), now())`,
+        [kept, tenant.id],
+      );
+      await owner.query('commit');
+
+      const created = await cordon
+        .http()
+        .post(records())
+        .auth(admin, { type: 'bearer' })
+        .send({ data: { title: 'text, as the deleted fields had it' } });
+      expect(created.status).toBe(400);
+      expect(created.body.code).toBe('validation_failed');
+      const patched = await cordon
+        .http()
+        .patch(records(`/${kept}`))
+        .auth(admin, { type: 'bearer' })
+        .send({ data: { title: 'text again' } });
+      expect(patched.status).toBe(400);
+      expect(patched.body.code).toBe('validation_failed');
+      const { rows } = await owner.query<{ id: string; data: unknown }>(
+        `select id, data from records where workspace_id = $1 and structure = 'Task'`,
+        [tenant.id],
+      );
+      expect(rows).toEqual([{ id: kept, data: { title: 5 } }]);
+    } finally {
+      await owner.end();
+    }
+    await cordon
+      .http()
+      .post(records())
+      .auth(admin, { type: 'bearer' })
+      .send({ data: { title: 7 } })
+      .expect(201);
+  });
 });

@@ -258,8 +258,9 @@ export class RecordStore {
 
   /**
    * Inserts the record, its decision and its event (`event`: an insert that takes effect only
-   * `where exists (select 1 from inserted)`) in one statement, provided the structure is still at the
-   * version the data was validated against and the plan's records limits leave room. The structure
+   * `where exists (select 1 from inserted)`) in one statement, provided the structure still has the
+   * fields the data was validated against (`fields`, JSON text) and the plan's records limits leave
+   * room. The structure
    * row is share-locked, so a change in flight (which holds it for update) is waited for and then
    * seen. Each limit (this structure's, then every structure's) takes its advisory lock and reads
    * the committed count of records (see `RecordLimit`, and the `record_counts` migration); nothing
@@ -272,7 +273,7 @@ export class RecordStore {
   async insert(
     workspaceId: string,
     structure: string,
-    structureVersion: number,
+    fields: string,
     row: RecordRow,
     decision: DecisionBatch,
     event: Statement<unknown>,
@@ -287,7 +288,7 @@ export class RecordStore {
             from ${from} cross join lateral (
               select 1 from structures s
               where s.workspace_id = scope.workspace_id and s.name = ${structure}
-                and s.version = ${structureVersion}::integer offset 0 for share) current_structure
+                and s.fields = ${fields}::jsonb offset 0 for share) current_structure
             where ${room}
             returning id),
           logged as (${appendDecisions([decision])} where exists (select 1 from inserted) returning 1),
@@ -395,7 +396,7 @@ export class RecordSession {
     data: Record<string, unknown>,
     at: Date,
     structure: string,
-    structureVersion: number,
+    fields: string,
   ): Promise<RecordRow | undefined> {
     const [row] = await this.scope.query(
       prepared(
@@ -403,7 +404,7 @@ export class RecordSession {
         sql<RecordRow>`update records r set data = ${JSON.stringify(data)}::jsonb, updated_at = ${at}::timestamptz, version = r.version + 1
           where r.workspace_id = ${this.scope.workspaceId}::uuid and r.id = ${id}::uuid
             and exists (select 1 from structures s where s.workspace_id = ${this.scope.workspaceId}::uuid
-                          and s.name = ${structure} and s.version = ${structureVersion}::integer for share)
+                          and s.name = ${structure} and s.fields = ${fields}::jsonb for share)
           returning r.id, r.data, r.created_by, r.created_at, r.updated_at, r.version`,
       ),
     );

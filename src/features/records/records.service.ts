@@ -194,7 +194,7 @@ export class RecordsService {
         const result = await this.store.insert(
           caller.workspaceId,
           name,
-          structure.version,
+          structure.fieldsText,
           row,
           decision,
           event,
@@ -261,7 +261,7 @@ export class RecordsService {
           ruling.refine({ documents });
           const states = documents.map((document) => asRecordSubject(name, document));
           ruling.require(writeDecision(caller.ability, 'update', name, states, fields));
-          const stored = await session.update(row.id, data, at, name, structure.version);
+          const stored = await session.update(row.id, data, at, name, structure.fieldsText);
           if (!stored) return undefined;
           const change = { before: documents[0]!, after: documentOf(stored), version: stored.version };
           await this.events.appendIn(session.scope, caller.origin, [

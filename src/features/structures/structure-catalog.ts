@@ -9,14 +9,21 @@ export interface KnownStructure {
   name: string;
   version: number;
   fields: Fields;
+  /**
+   * The fields as JSON text, which a write's statement compares with the stored fields: the
+   * version alone would not tell a structure deleted and made again (version 1 again) from the one
+   * its data was validated against.
+   */
+  fieldsText: string;
   fieldNames: string[];
   schema: RecordSchema;
 }
 
 /**
  * The structures the record path needs on every request, cached per workspace and dropped on
- * every instance when a structure changes. Writes also check the version they validated against
- * inside their statement, so a change that has not reached this instance yet cannot slip by.
+ * every instance when a structure changes. Writes also check, inside their statement, that the
+ * structure still has the fields they validated against, so a change that has not reached this
+ * instance yet cannot slip by.
  */
 export class StructureCatalog {
   private readonly cache: WorkspaceCache<KnownStructure>;
@@ -43,6 +50,7 @@ export class StructureCatalog {
         name: row.name,
         version: row.version,
         fields: row.fields,
+        fieldsText: JSON.stringify(row.fields),
         fieldNames: Object.keys(row.fields),
         schema: recordSchema(row.fields),
       };
