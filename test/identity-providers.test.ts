@@ -770,6 +770,54 @@ describe('binding an organization takes proof (no squatting)', () => {
     }
   });
 
+  // The proof's keys must be the issuer's own: a binder naming keys of its own (inline, or at
+  // another origin) could otherwise sign a "token of the organization" itself.
+  it('checks the proof with the keys the issuer publishes, not with keys the binder names', async () => {
+    const issuer = await TestIssuer.start();
+    const elsewhere = await TestIssuer.start();
+    try {
+      const victim = await createTenant(cordon, issuer, 'idp-own-keys-victim');
+      const squatter = await createTenant(cordon, elsewhere, 'idp-own-keys-squatter');
+      const squatterAdmin = await squatter.token('user_squatter', 'admin');
+      const path = `/v1/workspaces/${squatter.slug}/identity-providers`;
+      const bind = (body: Record<string, unknown>) =>
+        cordon.http().post(path).auth(squatterAdmin, { type: 'bearer' }).send(body);
+      const ownKeys = [{ jwksUri: undefined, jwks: elsewhere.jwks }, { jwksUri: elsewhere.jwksUri }];
+      const forged = (orgId: string) =>
+        issuer.sign({ v: 2, sub: 'user_x', o: { id: orgId, rol: 'admin' } }, { key: elsewhere.keys[0]! });
+      const unbound = uniqueOrg('org_unclaimed');
+      // Bound or not, the organization is not the binder's: the same refusal, and nothing stored.
+      for (const orgId of [victim.orgId, unbound]) {
+        for (const keys of ownKeys) {
+          const refused = await bind({
+            ...clerkBody({ name: `squat-${orgId}`, issuer: issuer.url, orgId, ...keys }),
+            proofToken: await forged(orgId),
+          }).expect(400);
+          expect(refused.body).toMatchObject({ code: 'binding_proof_invalid' });
+        }
+      }
+      const { rows } = await owner.query('select count(*)::int as n from identity_providers where workspace_id = $1', [
+        squatter.id,
+      ]);
+      expect(rows[0].n).toBe(1);
+
+      // Keys named inline that are the issuer's (found through its OpenID discovery document)
+      // bind with a real token of the organization; without that document there is nothing to
+      // check the proof against.
+      const proof = await issuer.sign({ v: 2, sub: 'user_owner', o: { id: unbound, rol: 'admin' } });
+      const pinned = { ...clerkBody({ issuer: issuer.url, orgId: unbound, jwksUri: undefined, jwks: issuer.jwks }) };
+      issuer.discovery = false;
+      const undiscovered = await bind({ ...pinned, proofToken: proof }).expect(400);
+      expect(undiscovered.body.code).toBe('binding_proof_invalid');
+      expect(undiscovered.body.detail).toMatch(/openid-configuration answered 404/);
+      issuer.discovery = true;
+      await bind({ ...pinned, proofToken: proof }).expect(201);
+    } finally {
+      await issuer.close();
+      await elsewhere.close();
+    }
+  });
+
   it('asks a workspace admin for proof on a replacement too, and the platform admin for none', async () => {
     const issuer = await TestIssuer.start();
     try {

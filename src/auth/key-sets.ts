@@ -11,6 +11,7 @@ import {
 import { LRUCache } from 'lru-cache';
 import { isDevIssuerUrl } from './dev-issuer.ts';
 import type { IdentityProvider } from './identity-provider.ts';
+import { publishedKeysUri, type PublishedKeysQuestion } from './published-keys.ts';
 import { RemoteKeySet } from './remote-key-set.ts';
 import { createSafeFetch } from './safe-fetch.ts';
 
@@ -114,6 +115,16 @@ export class KeySets {
 
   generation(provider: IdentityProvider): number {
     return this.entry(provider).generation;
+  }
+
+  /** The JWKS URI the provider's issuer publishes itself (see `publishedKeysUri`). */
+  publishedBy(provider: PublishedKeysQuestion): Promise<string> {
+    return publishedKeysUri(
+      provider,
+      this.fetch,
+      this.options.timeoutMs,
+      (cause) => new KeySetUnavailable("The issuer's OpenID discovery document could not be fetched", { cause }),
+    );
   }
 
   /** How many key sets are held. */

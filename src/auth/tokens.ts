@@ -176,7 +176,9 @@ export class TokenVerifier {
   /**
    * A token of `provider`'s organization, checked against that configuration (one not stored yet,
    * or about to replace the stored one) exactly as requests will be, then its organization claim
-   * against `orgId`: proof that whoever binds (issuer, orgId) holds a session of that org. Never
+   * against `orgId`: proof that whoever binds (issuer, orgId) holds a session of that org. Its
+   * signature must also verify with the keys the issuer publishes itself: keys the configuration
+   * names inline, or at another origin, are the binder's own and would prove nothing. Never
    * cached. Refusals are the same problems a request's token gets.
    */
   async proveOrganization(provider: IdentityProvider, token: string): Promise<void> {
@@ -184,7 +186,14 @@ export class TokenVerifier {
     if (payload.iss !== provider.issuer) {
       throw tokenProblem('token_untrusted_issuer', "The token's issuer is not this provider's");
     }
-    await this.check(provider, token, payload, this.clock());
+    const now = this.clock();
+    await this.check(provider, token, payload, now);
+    const published = await this.keySets.publishedBy(provider).catch((error: unknown) => {
+      throw error instanceof ProblemError ? error : fromJose(error);
+    });
+    if (provider.jwks || published !== provider.jwksUri) {
+      await this.check({ ...provider, jwks: null, jwksUri: published }, token, payload, now);
+    }
     if (mapClaims(provider, payload).orgId !== provider.orgId) {
       throw new ProblemError('org_mismatch', "The token's organization is not this provider's orgId");
     }

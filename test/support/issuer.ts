@@ -37,6 +37,8 @@ export class TestIssuer {
   jwksRequests = 0;
   /** When set, the JWKS endpoint answers this instead of the key set (outage tests). */
   jwksFailure: { status: number; body: string } | undefined;
+  /** Whether it serves an OpenID discovery document. */
+  discovery = true;
   private readonly server: Server;
 
   private constructor(server: Server, url: string, keys: IssuerKey[]) {
@@ -59,6 +61,12 @@ export class TestIssuer {
           return;
         }
         response.end(JSON.stringify({ keys: issuer.keys.map((key) => key.publicJwk) }));
+        return;
+      }
+      // OpenID Connect Discovery, as Clerk and Auth0 publish it (unless a test takes it away).
+      if (request.url === '/.well-known/openid-configuration' && issuer?.discovery) {
+        response.setHeader('content-type', 'application/json');
+        response.end(JSON.stringify({ issuer: issuer.url, jwks_uri: issuer.jwksUri }));
         return;
       }
       response.statusCode = 404;

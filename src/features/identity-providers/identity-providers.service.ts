@@ -54,8 +54,8 @@ export class IdentityProvidersService extends WorkspaceConfiguration {
   /**
    * Binding (issuer, orgId) takes proof, so a workspace admin cannot claim another organization's
    * binding before its owner does, nor learn whether it is bound: a token of that org, verified
-   * against the configuration being saved, before anything is read or written. The platform admin
-   * (who provisions tenants) needs none.
+   * against the configuration being saved and with the keys its issuer publishes, before anything
+   * is read or written. The platform admin (who provisions tenants) needs none.
    */
   private async proven(caller: Caller, input: IdentityProviderInput): Promise<void> {
     if (!caller.ability) return;

@@ -1,0 +1,82 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ProblemError } from '../http/errors.ts';
+import { freePort } from '../../test/support/ports.ts';
+import { KeySets, KeySetUnavailable } from './key-sets.ts';
+
+const keySets = new KeySets({
+  allowPrivateNetworks: true,
+  timeoutMs: 1_000,
+  cooldownMs: 0,
+  maxAgeMs: 60_000,
+  maxBytes: 65_536,
+});
+
+/** An issuer whose discovery document is whatever the test says; it counts what it is asked. */
+let server: Server;
+let issuer: string;
+let answer: { status: number; body: string };
+let requests: string[] = [];
+
+beforeAll(async () => {
+  server = createServer((request, response) => {
+    requests.push(request.url ?? '');
+    response.statusCode = answer.status;
+    response.end(answer.body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+beforeEach(() => {
+  requests = [];
+});
+afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+const refusal = (promise: Promise<unknown>) =>
+  promise.then(
+    () => undefined,
+    (error: unknown) => error,
+  );
+
+describe("where an issuer's keys are published", () => {
+  it("takes a JWKS URI on the issuer's own origin as it is, without asking", async () => {
+    const jwksUri = `${issuer}/.well-known/jwks.json`;
+    expect(await keySets.publishedBy({ issuer, jwksUri })).toBe(jwksUri);
+    expect(await keySets.publishedBy({ issuer: `${issuer}/`, jwksUri })).toBe(jwksUri);
+    expect(requests).toEqual([]);
+  });
+
+  it('asks the discovery document otherwise, which must name this issuer', async () => {
+    answer = { status: 200, body: JSON.stringify({ issuer, jwks_uri: 'http://keys.example.com/certs' }) };
+    for (const keys of [{ jwksUri: 'http://keys.example.com/certs' }, { jwksUri: null }])
+      expect(await keySets.publishedBy({ issuer, ...keys })).toBe('http://keys.example.com/certs');
+    expect(requests).toEqual(['/.well-known/openid-configuration', '/.well-known/openid-configuration']);
+
+    for (const [body, why] of [
+      [JSON.stringify({ issuer: `${issuer}/other`, jwks_uri: `${issuer}/keys` }), /does not name this issuer/],
+      [JSON.stringify({ issuer, jwks_uri: 'ftp://keys.example.com/certs' }), /names no usable jwks_uri/],
+      [JSON.stringify({ issuer, jwks_uri: 'not a url' }), /names no usable jwks_uri/],
+      [JSON.stringify({ issuer }), /names no usable jwks_uri/],
+      [JSON.stringify([issuer]), /does not name this issuer/],
+      ['<html>', /is not JSON/],
+    ] as const) {
+      answer = { status: 200, body };
+      const error = await refusal(keySets.publishedBy({ issuer, jwksUri: null }));
+      expect(error).toBeInstanceOf(ProblemError);
+      expect(error).toMatchObject({ code: 'binding_proof_invalid', message: expect.stringMatching(why) });
+    }
+    answer = { status: 404, body: '' };
+    expect(await refusal(keySets.publishedBy({ issuer, jwksUri: null }))).toMatchObject({
+      code: 'binding_proof_invalid',
+      message: expect.stringMatching(/answered 404/),
+    });
+  });
+
+  it('refuses an issuer that is not a URL, and cannot vouch for keys of an issuer that does not answer', async () => {
+    expect(await refusal(keySets.publishedBy({ issuer: 'acme', jwksUri: null }))).toMatchObject({
+      code: 'binding_proof_invalid',
+    });
+    const silent = `http://127.0.0.1:${await freePort()}`;
+    expect(await refusal(keySets.publishedBy({ issuer: silent, jwksUri: null }))).toBeInstanceOf(KeySetUnavailable);
+  });
+});
