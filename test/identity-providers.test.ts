@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import type pg from 'pg';
 import { ownerClient, startTestApp, testDatabase, uniqueSlug, type TestApp } from './support/app.ts';
@@ -372,6 +372,20 @@ describe('validation', () => {
       oidcBody({ jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0', alg: 'HS256' }] } }),
       '/jwks/keys/0/kty',
     );
+  });
+
+  it('refuses inline keys that cannot verify a token, which would answer every request 503', async () => {
+    await expectRefused(
+      oidcBody({ jwks: { keys: [publicJwk, { kty: 'RSA', n: 'AQAB', e: 'AQAB' }] } }),
+      '/jwks/keys/1',
+    );
+    await expectRefused(
+      oidcBody({ jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'AQAB', y: 'AQAB' }] } }),
+      '/jwks/keys/0',
+    );
+    // jose will not make one this small; node:crypto will.
+    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    await expectRefused(oidcBody({ jwks: { keys: [publicKey.export({ format: 'jwk' })] } }), '/jwks/keys/0');
   });
 
   it('refuses an empty inline key set', async () => {

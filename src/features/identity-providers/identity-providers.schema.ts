@@ -1,3 +1,4 @@
+import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { z } from 'zod';
 import { verifiableAlgorithms } from '../../auth/algorithms.ts';
 import { devIssuerPath, isDevIssuerUrl } from '../../auth/dev-issuer.ts';
@@ -44,9 +45,24 @@ const refuseProtoKey = (
 
 const claimPath = z.string().min(1).max(200);
 
+/** The smallest RSA key jose verifies with: a smaller one would refuse every token. */
+const rsaMinimumBits = 2048;
+
 const publicJwk = z
   .looseObject({ kty: z.enum(['RSA', 'EC', 'OKP']), kid: z.string().max(200).optional() })
-  .refine((key) => !('d' in key) && !('p' in key) && !('k' in key), 'must be a public key (no private key material)');
+  .refine((key) => !('d' in key) && !('p' in key) && !('k' in key), 'must be a public key (no private key material)')
+  // A key that cannot be imported would be stored and then fail every token as a 503.
+  .superRefine((key, context) => {
+    let bits: number | undefined;
+    try {
+      bits = createPublicKey({ key: key as JsonWebKey, format: 'jwk' }).asymmetricKeyDetails?.modulusLength;
+    } catch {
+      context.addIssue({ code: 'custom', message: 'is not a usable public key', input: key });
+      return;
+    }
+    if (key.kty === 'RSA' && (bits ?? 0) < rsaMinimumBits)
+      context.addIssue({ code: 'custom', message: `an RSA key must have ${rsaMinimumBits} bits or more`, input: key });
+  });
 
 const algorithm = z.string().superRefine((value, context) => {
   if (value === 'none' || /^HS/i.test(value)) {
