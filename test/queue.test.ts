@@ -113,6 +113,46 @@ describe('retention', () => {
     const { rows } = await owner.query('select event_id from billing_events where workspace_id = $1', [workspace]);
     expect(rows.map((row) => row.event_id)).toEqual([recent]);
   });
+
+  it('deletes finished deliveries and function runs older than DELIVERY_RETENTION_DAYS, never a pending delivery', async () => {
+    const workspace = await newWorkspace();
+    const trigger = randomUUID();
+    await owner.query(
+      `insert into triggers (workspace_id, id, name, events, action) values ($1, $2, 'kept', '{record_created}', '{}')`,
+      [workspace, trigger],
+    );
+    const delivery = (status: string, days: number) =>
+      owner.query(
+        `insert into deliveries (workspace_id, id, trigger_id, event_seq, event_type, stream, status, event, created_at)
+         values ($1, gen_random_uuid(), $2, 1, 'record_created', $3, $4, '{}', now() - make_interval(days => $5))`,
+        [workspace, trigger, `${status} ${days}`, status, days],
+      );
+    for (const [status, days] of [
+      ['delivered', 31],
+      ['failed', 31],
+      ['discarded', 31],
+      ['pending', 31],
+      ['delivered', 29],
+    ] as const)
+      await delivery(status, days);
+    for (const days of [31, 29])
+      await owner.query(
+        `insert into function_runs (workspace_id, id, function_name, function_version, status, duration_ms, started_at)
+         values ($1, gen_random_uuid(), $2, 1, 'succeeded', 1, now() - make_interval(days => $3))`,
+        [workspace, `run ${days}`, days],
+      );
+    await purgeExpired(cordon.database, logger, {
+      eventHours: 36_500 * 24,
+      deliveryDays: 30,
+      billingEventDays: 36_500,
+    });
+    const deliveries = await owner.query('select stream from deliveries where workspace_id = $1 order by stream', [
+      workspace,
+    ]);
+    expect(deliveries.rows.map((row) => row.stream)).toEqual(['delivered 29', 'pending 31']);
+    const runs = await owner.query('select function_name from function_runs where workspace_id = $1', [workspace]);
+    expect(runs.rows.map((row) => row.function_name)).toEqual(['run 29']);
+  });
 });
 
 describe("a stream's drain job", () => {
