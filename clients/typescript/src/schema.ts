@@ -2014,6 +2014,7 @@ export interface paths {
                     'invalid' | 'error' | 'timeout' | 'memory' | 'stack' | 'result' | 'stalled' | 'crashed' | 'busy';
                   message: string;
                 } | null;
+                event: components['schemas']['JsonValue'] | null;
                 eventSeq: string | null;
                 function: string;
                 functionVersion: number;
