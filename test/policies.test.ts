@@ -38,6 +38,12 @@ const as = (token: string) => ({
       .post(`/v1/workspaces/${tenant.slug}${path}`)
       .auth(token, { type: 'bearer' })
       .send(body as object),
+  patch: (path: string, body: unknown) =>
+    cordon
+      .http()
+      .patch(`/v1/workspaces/${tenant.slug}${path}`)
+      .auth(token, { type: 'bearer' })
+      .send(body as object),
   put: (path: string, body: unknown) =>
     cordon
       .http()
@@ -443,6 +449,57 @@ describe('POST /check', () => {
         principal_roles: ['viewer'],
       },
     ]);
+  });
+
+  it('answers on a system subject as its route does, whatever resource or field it names, and logs that answer', async () => {
+    await createPolicy({
+      name: 'own-things',
+      roles: ['owner'],
+      rules: [{ action: ['read', 'update'], subject: 'all', conditions: { createdBy: '${principal.id}' } }],
+    });
+    await cordon
+      .admin()
+      .post(`/v1/workspaces/${tenant.slug}/members`)
+      .send({ userId: 'user_owned', roles: ['viewer'], email: 'owned@example.com' })
+      .expect(201);
+    const token = await tenant.token('user_owner', 'owner');
+    const { body } = await as(token)
+      .post('/check', {
+        explain: true,
+        checks: [
+          { action: 'update', subject: 'Member', resource: { id: 'user_owned', createdBy: 'user_owner' } },
+          { action: 'read', subject: 'Member', field: 'email' },
+          { action: 'read', subject: 'Member', resource: { createdBy: 'user_owner' }, field: 'email' },
+          // The same rule still decides records on their conditions.
+          { action: 'update', subject: 'Task', resource: { createdBy: 'user_owner' } },
+        ],
+      })
+      .expect(200);
+    const patched = await as(token).patch('/members/user_owned', { email: 'taken@example.com' });
+    const read = await as(token).get('/members/user_owned');
+    expect([patched.status, read.status]).toEqual([403, 403]);
+    expect(body.results.map((result: { allowed: boolean }) => result.allowed)).toEqual([false, false, false, true]);
+    for (const result of body.results.slice(0, 3)) {
+      expect(result).toMatchObject({ policyId: null, reason: 'default deny' });
+      expect(result.explanation.decidedBy).toBeNull();
+      expect(result.explanation.rules).toEqual([expect.objectContaining({ applies: false, matched: null })]);
+    }
+    const { rows } = await owner.query(
+      "select action, subject, allowed, reason from decisions where workspace_id = $1 and principal_id = 'user_owner' and operation = 'check' order by position",
+      [tenant.id],
+    );
+    expect(rows).toEqual(
+      body.results.map((result: { allowed: boolean; reason: string }, index: number) => ({
+        action: ['update', 'read', 'read', 'update'][index],
+        subject: index === 3 ? 'Task' : 'Member',
+        allowed: result.allowed,
+        reason: result.reason,
+      })),
+    );
+    expect(
+      (await owner.query("select email from members where workspace_id = $1 and user_id = 'user_owned'", [tenant.id]))
+        .rows,
+    ).toEqual([{ email: 'owned@example.com' }]);
   });
 
   it('records a policy change and its decision in one transaction', async () => {

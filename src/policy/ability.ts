@@ -67,13 +67,14 @@ export class PrincipalAbility {
   }
 
   /**
-   * With a resource, the conditions decide. Without one it is the type-level check: for a record
-   * type, some allow rule (even a conditional one) and no unconditional deny; for a system
-   * subject, whose routes have no record to test conditions on, unconditional rules only.
+   * For a record type: with a resource, the conditions decide; without one it is the type-level
+   * check, some allow rule (even a conditional one) and no unconditional deny. For a system
+   * subject, unconditional rules only, whatever resource or field is named: its routes decide so,
+   * having no record to test conditions on, and `/check`, a policy test or a replay that named a
+   * resource must answer what the route would.
    */
   decide(action: Action, subjectType: string, resource?: Record<string, unknown>, field?: string): Decision {
-    if (!resource && field === undefined && isSystemSubject(subjectType))
-      return this.decideUnconditionally(action, subjectType);
+    if (isSystemSubject(subjectType)) return this.decideUnconditionally(action, subjectType);
     return this.decideOn(action, resource ? asSubject(subjectType, { ...resource }) : subjectType, field);
   }
 

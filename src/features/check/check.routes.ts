@@ -4,7 +4,7 @@ import { ProblemError } from '../../http/errors.ts';
 import type { AccessControl } from '../../policy/access.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
 import { explain } from '../../policy/explain.ts';
-import { actions } from '../../policy/vocabulary.ts';
+import { actions, isSystemSubject } from '../../policy/vocabulary.ts';
 import type { DecisionEntry } from '../../policy/decision-log.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 
@@ -132,9 +132,14 @@ export function checkRoutes(api: Api, policies: PolicyStore, access: AccessContr
       }
       const explained = body.checks.map((check, index) => {
         const { decision } = entries[index]!;
+        // A system subject is decided at the type level whatever the check names (see `decide`):
+        // explained so too, or conditional rules would show as matching the resource.
+        const typeLevel = isSystemSubject(check.subject);
         return {
           ...decision,
-          explanation: explain(ability, decision, check.action, check.subject, check.resource, check.field),
+          explanation: typeLevel
+            ? explain(ability, decision, check.action, check.subject)
+            : explain(ability, decision, check.action, check.subject, check.resource, check.field),
         };
       });
       response.json({ results: explained });
