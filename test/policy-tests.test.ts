@@ -318,6 +318,64 @@ describe('stored suites: GET/PUT /v1/workspaces/:ws/policy-tests', () => {
   });
 });
 
+describe('CASL’s subject-type key in a suite resource', () => {
+  const taggedSuite = {
+    principals: { m: { id: 'user_tagged', roles: ['member'] } },
+    resources: { task: { structure: 'Task', data: { title: 't', __caslSubjectType__: 'Member' } } },
+    tests: [{ name: 'member reads a tagged task', principal: 'm', action: 'read', resource: 'task', expect: 'allow' }],
+  };
+
+  it('is refused with 400 and a pointer by a run and by a store, which stores nothing', async () => {
+    const workspace = await createTenant(cordon, issuer, 'ptests-tagged');
+    const admin = await workspace.token('user_admin', 'admin');
+    const on = (method: 'post' | 'put' | 'get', url: string) =>
+      cordon.http()[method](`/v1/workspaces/${workspace.slug}${url}`).auth(admin, { type: 'bearer' });
+    for (const response of [
+      await on('post', '/policies/test').send({ suite: taggedSuite }),
+      await on('put', '/policy-tests').send({ suite: taggedSuite }),
+    ]) {
+      expect(response.status).toBe(400);
+      expect(response.body.code).toBe('validation_failed');
+      expect(response.body.errors).toEqual([
+        expect.objectContaining({ pointer: '/suite/resources/task/data/__caslSubjectType__' }),
+      ]);
+    }
+    await on('get', '/policy-tests').expect(404);
+  });
+
+  it('stored before it was refused, is run on the document without it: policy changes are guarded, not a 500', async () => {
+    const workspace = await createTenant(cordon, issuer, 'ptests-stored-tag');
+    await owner.query(
+      `insert into structures (workspace_id, name, fields) values ($1, 'Task', '{"title": {"type": "text"}}')`,
+      [workspace.id],
+    );
+    await owner.query(`insert into policy_tests (workspace_id, suite, updated_by) values ($1, $2, 'user_admin')`, [
+      workspace.id,
+      JSON.stringify(taggedSuite),
+    ]);
+    const admin = await workspace.token('user_admin', 'admin');
+    const post = (body: unknown) =>
+      cordon
+        .http()
+        .post(`/v1/workspaces/${workspace.slug}/policies`)
+        .auth(admin, { type: 'bearer' })
+        .send(body as object);
+    await post({ name: 'readers', roles: ['reader'], rules: [{ action: 'read', subject: 'Task' }] }).expect(201);
+    const breaking = await post({
+      name: 'no-reads',
+      roles: ['member'],
+      rules: [{ action: 'read', subject: 'Task', inverted: true }],
+    }).expect(409);
+    expect(breaking.body.failures.map((failure: { name: string }) => failure.name)).toEqual([
+      'member reads a tagged task',
+    ]);
+    const { rows } = await owner.query('select name from policies where workspace_id = $1 order by name', [
+      workspace.id,
+    ]);
+    expect(rows.map((row: { name: string }) => row.name)).toEqual(['admin', 'auditor', 'member', 'readers', 'viewer']);
+  });
+});
+
 describe('npm run policy-test (offline)', () => {
   let directory: string;
   beforeAll(() => {

@@ -1,5 +1,11 @@
 import { Ability, fieldPatternMatcher, subject as asSubject, type RawRuleFrom, type AbilityTuple } from '@casl/ability';
 
+/**
+ * The key CASL's `subject()` tags an object with. An object that already holds it under another
+ * type makes CASL throw, so no document a caller writes may carry it.
+ */
+export const subjectTypeKey = '__caslSubjectType__';
+
 /** A record (or anything with fields) tagged with its subject type for CASL, built once per check. */
 export const asRecordSubject = (subjectType: string, document: Record<string, unknown>): object =>
   asSubject(subjectType, document);

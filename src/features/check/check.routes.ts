@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Api } from '../../http/api.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { AccessControl } from '../../policy/access.ts';
+import { subjectTypeKey } from '../../policy/ability.ts';
 import type { PolicyStore } from '../../policy/policy-store.ts';
 import { explain } from '../../policy/explain.ts';
 import { actions, isSystemSubject } from '../../policy/vocabulary.ts';
@@ -26,7 +27,7 @@ const checkBody = z.strictObject({
         subject: z.string().min(1).max(64),
         resource: z
           .record(
-            z.string().refine((key) => key !== '__caslSubjectType__', 'is reserved'),
+            z.string().refine((key) => key !== subjectTypeKey, 'is reserved'),
             z.unknown(),
           )
           .optional(),
