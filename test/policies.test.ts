@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { ownerClient, startTestApp, type TestApp } from './support/app.ts';
+import { ownerClient, startTestApp, uniqueSlug, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { createTenant, type TestTenant } from './support/tenant.ts';
 
@@ -249,6 +249,85 @@ describe('validation points at the rule', () => {
         },
       ],
     });
+  });
+});
+
+describe('a __proto__ key in conditions, which zod’s record would drop', () => {
+  // Written as JSON text: in an object literal "__proto__" sets the prototype and is never sent.
+  const rule = (conditions: string) => `{"action": "read", "subject": "Task", "conditions": ${conditions}}`;
+  const policy = (name: string, conditions: string) =>
+    `{"name": "${name}", "roles": ["proto"], "rules": [${rule(conditions)}]}`;
+  const send = (method: 'post' | 'put', path: string, text: string, token = adminToken) =>
+    cordon
+      .http()
+      [method](`/v1/workspaces/${tenant.slug}${path}`)
+      .auth(token, { type: 'bearer' })
+      .set('content-type', 'application/json')
+      .send(text);
+  const pointersOf = (body: { errors?: { pointer: string }[] }) => body.errors?.map((error) => error.pointer);
+
+  const placed: [string, string, string][] = [
+    ['alone, where {} would match every record', '{"__proto__": {"$eq": "x"}}', '/conditions/__proto__'],
+    ['beside a field', '{"title": "a", "__proto__": {"$eq": "x"}}', '/conditions/__proto__'],
+    ['inside $or', '{"$or": [{"__proto__": "x"}]}', '/conditions/$or/0/__proto__'],
+    ['among a field’s operators', '{"title": {"__proto__": "x"}}', '/conditions/title/__proto__'],
+  ];
+
+  it.each(placed)('is refused %s by a create and a replace, and nothing is stored', async (_label, conditions, at) => {
+    const name = `proto-${Math.random()}`;
+    const created = await send('post', '/policies', policy(name, conditions));
+    expect(created.status).toBe(400);
+    expect(created.body.code).toBe('validation_failed');
+    expect(pointersOf(created.body)).toEqual([`/rules/0${at}`]);
+    expect((await owner.query('select 1 from policies where name = $1', [name])).rowCount).toBe(0);
+    const kept = await createPolicy({ name, roles: ['proto'], rules: [{ action: 'read', subject: 'Workspace' }] });
+    const replaced = await send('put', `/policies/${kept.id}`, policy(name, conditions));
+    expect(replaced.status).toBe(400);
+    expect(pointersOf(replaced.body)).toEqual([`/rules/0${at}`]);
+    const { rows } = await owner.query('select version, rules from policies where id = $1', [kept.id]);
+    expect(rows).toEqual([{ version: 1, rules: [{ action: 'read', subject: 'Workspace' }] }]);
+    const results = await check(await tenant.token('user_proto', 'proto'), [
+      { action: 'read', subject: 'Task', resource: { title: 'anything' } },
+    ]);
+    expect(results[0]!.allowed).toBe(false);
+  });
+
+  it('is refused in draft policies of a suite run and of a what-if, and in an imported policy', async () => {
+    const conditions = '{"__proto__": {"$eq": "x"}}';
+    const suite = `{"principals": {"p": {"id": "u", "roles": ["proto"]}}, "tests": [{"name": "t", "principal": "p", "action": "read", "subject": "Task", "expect": "deny"}]}`;
+    const run = await send(
+      'post',
+      '/policies/test',
+      `{"suite": ${suite}, "policies": [${policy('draft', conditions)}]}`,
+    );
+    expect(run.status).toBe(400);
+    expect(pointersOf(run.body)).toEqual(['/policies/0/rules/0/conditions/__proto__']);
+    const to = new Date();
+    const from = new Date(to.getTime() - 3_600_000);
+    const whatIf = await send(
+      'post',
+      '/policies/what-if',
+      `{"policies": [${policy('draft', conditions)}], "from": "${from.toISOString()}", "to": "${to.toISOString()}"}`,
+    );
+    expect(whatIf.status).toBe(400);
+    expect(pointersOf(whatIf.body)).toEqual(['/policies/0/rules/0/conditions/__proto__']);
+    const empty = (
+      await cordon
+        .admin()
+        .post('/v1/workspaces')
+        .send({ slug: uniqueSlug('pol-import'), name: 'import', plan: 'enterprise' })
+        .expect(201)
+    ).body;
+    const imported = await cordon
+      .admin()
+      .post(`/v1/workspaces/${empty.slug}/import`)
+      .set('content-type', 'application/x-ndjson')
+      .send(`{"kind": "policy", "data": ${policy('imported', conditions)}}\n`);
+    expect(imported.status).toBe(400);
+    expect(imported.body.code).toBe('import_invalid_line');
+    expect(pointersOf(imported.body)).toEqual(['/data/rules/0/conditions/__proto__']);
+    const { rows } = await owner.query('select name from policies where workspace_id = $1 order by name', [empty.id]);
+    expect(rows.map((row: { name: string }) => row.name)).toEqual(['admin', 'auditor', 'member', 'viewer']);
   });
 });
 
