@@ -53,6 +53,17 @@ describe('keptInputs', () => {
     expect(keptInputs(plan, context, [hopeless]).documents).toBeUndefined();
   });
 
+  it('keeps null for a claim with text PostgreSQL cannot store, wherever the text is', () => {
+    for (const team of ['red\u0000', 'red\ud800', ['red', '\udc00'], { 'a\u0000': 'red' }, [{ name: ['\u0000'] }]]) {
+      const holder = { ...context, principal: { ...context.principal, claims: { team } } };
+      expect(keptInputs(plan, holder, undefined).principal).toEqual({ '${principal.claims.team}': null });
+    }
+    const nested = { ...context, principal: { ...context.principal, claims: { team: { names: ['red', 'blue'] } } } };
+    expect(keptInputs(plan, nested, undefined).principal).toEqual({
+      '${principal.claims.team}': { names: ['red', 'blue'] },
+    });
+  });
+
   it('leaves out placeholder values that take more than half the budget', () => {
     const huge = { ...context, principal: { ...context.principal, claims: { team: 't'.repeat(inputsBudget) } } };
     expect(keptInputs(plan, huge, [document])).toEqual({ documents: [document] });

@@ -8,8 +8,9 @@ import type { PolicyRule } from './ability.ts';
  *
  * - `principal`: the values, for this principal, of the placeholders the workspace's policies used
  *   when it was decided (`"${principal.email}"`, `"${principal.claims.team}"`…); `null` for one
- *   that did not resolve. Those the row has already (`placeholdersOnTheRow`: id, roles, the
- *   workspace) are not repeated. Nothing else of the token is kept.
+ *   that did not resolve, a claim with text PostgreSQL cannot store (NUL, a lone surrogate)
+ *   included. Those the row has already (`placeholdersOnTheRow`: id, roles, the workspace) are not
+ *   repeated. Nothing else of the token is kept.
  * - `documents`: the record document(s) the conditions were tested on — one, or for an update the
  *   record before and after the change; for a check, the resource it named. Whole while the inputs
  *   fit in the budget; otherwise cut to the fields the workspace's conditions referenced (`kept`

@@ -64,21 +64,51 @@ export class DecisionWriter {
     this.inFlight += 1;
     try {
       const groups = Map.groupBy(batch, (waiting) => waiting.context.workspaceId);
-      await Promise.all(
-        [...groups].map(async ([workspaceId, group]) => {
-          try {
-            await this.database.inWorkspace(workspaceId, (scope) =>
-              prepared('cordon_append_decisions', sql`with ${scope} ${appendDecisions(group)}`),
-            );
-            for (const waiting of group) waiting.resolve();
-          } catch (error) {
-            for (const waiting of group) waiting.reject(error);
-          }
-        }),
-      );
+      await Promise.all([...groups].map(([workspaceId, group]) => this.write(workspaceId, group)));
     } finally {
       this.inFlight -= 1;
       this.schedule();
     }
   }
+
+  /**
+   * One workspace's share of a flush. A data exception (SQLSTATE class 22: a value PostgreSQL
+   * refuses) is some request's own rows, so each request is then written again alone and only its
+   * own fails; any other error (the connection, the server) would fail them all alike, and is
+   * theirs at once. The failed statement committed nothing: its positions are left as gaps, which
+   * are final like any rolled-back insert, and the sealer chains only rows that committed, in
+   * position order. Each retry is a transaction of its own that takes the workspace's gate before
+   * its rows take positions, as every append does, and they run one after another in the group's
+   * order, so its requests' rows keep the order one statement would have given them.
+   */
+  private async write(workspaceId: string, group: readonly Waiting[]): Promise<void> {
+    const append = (batches: readonly Waiting[]) =>
+      this.database.inWorkspace(workspaceId, (scope) =>
+        prepared('cordon_append_decisions', sql`with ${scope} ${appendDecisions(batches)}`),
+      );
+    try {
+      await append(group);
+      for (const waiting of group) waiting.resolve();
+    } catch (error) {
+      if (group.length === 1 || !isDataException(error)) {
+        for (const waiting of group) waiting.reject(error);
+        return;
+      }
+      for (const waiting of group) {
+        try {
+          await append([waiting]);
+          waiting.resolve();
+        } catch (alone) {
+          waiting.reject(alone);
+        }
+      }
+    }
+  }
+}
+
+/** SQLSTATE class 22, as pg reports it (`code`) or as the ORM passes it on (`sqlState`). */
+function isDataException(error: unknown): boolean {
+  const { sqlState, code } = (error ?? {}) as { sqlState?: unknown; code?: unknown };
+  const state = sqlState ?? code;
+  return typeof state === 'string' && state.startsWith('22');
 }

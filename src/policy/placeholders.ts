@@ -1,5 +1,5 @@
 import { readClaim } from '../auth/claims.ts';
-import { escapePointer, isPlainObject } from '../json.ts';
+import { escapePointer, isPlainObject, storable } from '../json.ts';
 
 /**
  * `${…}` placeholders in policy conditions. They are allowed only as a whole JSON string value and
@@ -84,6 +84,28 @@ export function withSampleValues(conditions: unknown): unknown {
   );
 }
 
+/**
+ * Whether PostgreSQL can store a value in JSON: no text, keys included, with NUL or a lone
+ * surrogate. A walk with a stack of its own: a token's claim can nest as deep as its header allows.
+ */
+function storableValue(value: unknown): boolean {
+  const pending = [value];
+  while (pending.length) {
+    const node = pending.pop();
+    if (typeof node === 'string') {
+      if (!storable(node)) return false;
+    } else if (Array.isArray(node)) {
+      for (const item of node) pending.push(item);
+    } else if (isPlainObject(node)) {
+      for (const [key, item] of Object.entries(node)) {
+        if (!storable(key)) return false;
+        pending.push(item);
+      }
+    }
+  }
+  return true;
+}
+
 const isScalar = (value: unknown) =>
   typeof value === 'string' || (typeof value === 'number' && Number.isFinite(value)) || typeof value === 'boolean';
 
@@ -97,8 +119,12 @@ function resolve(match: RegExpExecArray, context: PlaceholderContext): unknown {
       return context.principal.roles;
     case 'workspace.id':
       return context.workspaceId;
-    default:
-      return readClaim(context.principal.claims, match[2]!);
+    default: {
+      // Claims are the token's, often user-editable metadata: one PostgreSQL cannot store would
+      // break the statement that logs the decision's inputs, so it does not resolve (null there).
+      const value = readClaim(context.principal.claims, match[2]!);
+      return storableValue(value) ? value : undefined;
+    }
   }
 }
 
