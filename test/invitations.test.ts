@@ -454,6 +454,115 @@ describe('who may invite', () => {
   });
 });
 
+describe('who may replace an invitation', () => {
+  let team: MembersWorkspace;
+  let lead: ReturnType<typeof client>;
+  const pendingOf = async (email: string) =>
+    (
+      await owner.query(
+        'select id, roles, status from invitations where workspace_id = $1 and lower(email) = lower($2) order by created_at, id',
+        [team.id, email],
+      )
+    ).rows;
+
+  beforeAll(async () => {
+    team = await membersWorkspace(cordon, issuer, 'replace');
+    await addMember(cordon, team, 'user_lead', ['admin']);
+    lead = client(cordon, team, await team.token('user_lead'));
+    await lead
+      .post('/policies', {
+        name: 'recruiter',
+        roles: ['recruiter'],
+        rules: [{ action: ['create', 'read'], subject: 'Invitation' }],
+      })
+      .expect(201);
+    await lead
+      .post('/policies', {
+        name: 'revoker',
+        roles: ['revoker'],
+        rules: [{ action: ['create', 'read', 'delete'], subject: 'Invitation' }],
+      })
+      .expect(201);
+    await addMember(cordon, team, 'user_recruiter', ['recruiter']);
+    await addMember(cordon, team, 'user_revoker', ['revoker']);
+  });
+
+  it('refuses re-inviting an email whose pending invitation the inviter may not revoke, and changes nothing', async () => {
+    const admins = (await lead.post('/invitations', { email: 'kim@example.com', roles: ['admin'] }).expect(201)).body;
+    const before = await pendingOf('kim@example.com');
+
+    // Allowed only create and read: revoking needs delete on Invitation.
+    const recruiter = client(cordon, team, await team.token('user_recruiter'));
+    const refused = await recruiter
+      .post('/invitations', { email: 'KIM@example.com', roles: ['recruiter'] })
+      .expect(403);
+    expect(refused.body).toMatchObject({
+      code: 'forbidden',
+      detail: `its email has a pending invitation (${admins.id}) that this principal may not revoke: default deny`,
+    });
+    // Allowed delete, but not to take away a role it does not hold: neither by re-inviting nor by DELETE.
+    const revoker = client(cordon, team, await team.token('user_revoker'));
+    const beyond = 'may only grant or take away roles held by the grantor; not "admin"';
+    expect(
+      (await revoker.post('/invitations', { email: 'kim@example.com', roles: ['revoker'] }).expect(403)).body,
+    ).toMatchObject({
+      code: 'forbidden',
+      detail: `its email has a pending invitation (${admins.id}) that this principal may not revoke: ${beyond}`,
+    });
+    expect((await revoker.delete(`/invitations/${admins.id}`).expect(403)).body).toMatchObject({
+      code: 'forbidden',
+      detail: beyond,
+    });
+
+    expect(await pendingOf('kim@example.com')).toEqual(before);
+    expect(before).toEqual([{ id: admins.id, roles: ['admin'], status: 'pending' }]);
+    expect((await lead.get(`/invitations/${admins.id}`).expect(200)).body.status).toBe('pending');
+    const events = await owner.query(
+      "select count(*)::int as n from events where workspace_id = $1 and type = 'invitation.created' and data->>'email' ilike 'kim@example.com'",
+      [team.id],
+    );
+    expect(events.rows[0].n).toBe(1);
+    const { rows } = await owner.query(
+      "select principal_id, action, subject, resource_id, allowed from decisions where workspace_id = $1 and principal_id in ('user_recruiter', 'user_revoker') order by position",
+      [team.id],
+    );
+    expect(rows).toEqual([
+      { principal_id: 'user_recruiter', action: 'create', subject: 'Invitation', resource_id: null, allowed: false },
+      { principal_id: 'user_revoker', action: 'create', subject: 'Invitation', resource_id: null, allowed: false },
+      { principal_id: 'user_revoker', action: 'delete', subject: 'Invitation', resource_id: admins.id, allowed: false },
+    ]);
+
+    // Whoever may revoke it still replaces it, as before.
+    const again = (await lead.post('/invitations', { email: 'Kim@example.com', roles: ['member'] }).expect(201)).body;
+    expect(await pendingOf('kim@example.com')).toEqual([
+      { id: admins.id, roles: ['admin'], status: 'revoked' },
+      { id: again.id, roles: ['member'], status: 'pending' },
+    ]);
+  });
+
+  it('lets an inviter replace an invitation of roles it holds, and one that expired while pending', async () => {
+    const revoker = client(cordon, team, await team.token('user_revoker'));
+    const own = (await lead.post('/invitations', { email: 'lou@example.com', roles: ['revoker'] }).expect(201)).body;
+    const replaced = (await revoker.post('/invitations', { email: 'LOU@example.com', roles: ['revoker'] }).expect(201))
+      .body;
+    expect((await pendingOf('lou@example.com')).map((row) => [row.id, row.status])).toEqual([
+      [own.id, 'revoked'],
+      [replaced.id, 'pending'],
+    ]);
+
+    // An expired invitation grants nothing: replacing it takes nothing away.
+    const lapsed = (await lead.post('/invitations', { email: 'max@example.com', roles: ['admin'] }).expect(201)).body;
+    await owner.query("update invitations set expires_at = now() - interval '1 minute' where id = $1", [lapsed.id]);
+    const recruiter = client(cordon, team, await team.token('user_recruiter'));
+    const fresh = (await recruiter.post('/invitations', { email: 'max@example.com', roles: ['recruiter'] }).expect(201))
+      .body;
+    expect((await pendingOf('max@example.com')).map((row) => [row.id, row.status])).toEqual([
+      [lapsed.id, 'revoked'],
+      [fresh.id, 'pending'],
+    ]);
+  });
+});
+
 describe('denials leave invitations unchanged', () => {
   let team: MembersWorkspace;
   let stranger: MembersWorkspace;

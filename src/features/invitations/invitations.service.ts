@@ -96,8 +96,9 @@ export class InvitationsService {
   }
 
   /**
-   * A new invitation replaces a pending one for the same email. Its token is returned once; the
-   * `invitation.created` event for the app to email carries the accept URL, sealed.
+   * A new invitation replaces a pending one for the same email, if the caller may revoke that one
+   * (`revokeIn`). Its token is returned once; the `invitation.created` event for the app to email
+   * carries the accept URL, sealed.
    */
   async create(
     caller: Caller,
@@ -115,10 +116,12 @@ export class InvitationsService {
       await scope.query(
         sql`select pg_advisory_xact_lock(hashtextextended('cordon.invitations:' || ${workspaceId}::text || ':' || lower(${input.email}::text), 0))`,
       );
-      await scope.query(
-        sql`update invitations set status = 'revoked', revoked_at = now()
-          where workspace_id = ${workspaceId}::uuid and lower(email) = lower(${input.email}::text) and status = 'pending'`,
+      const [replaced] = await scope.query(
+        sql<InvitationRow>`select ${columns} from invitations
+          where workspace_id = ${workspaceId}::uuid and lower(email) = lower(${input.email}::text) and status = 'pending'
+          for update`,
       );
+      if (replaced) await this.revokeIn(scope, caller, replaced, 'replacing');
       // Counted after the replaced invitation is revoked: re-inviting an email takes no more room.
       await requireMemberRoom(scope, plan);
       const [row] = await scope.query(
@@ -181,11 +184,40 @@ export class InvitationsService {
       // An expired invitation is no longer pending either: revoking it would only rewrite its history.
       if (statusOf(row) !== 'pending')
         throw new ProblemError('invitation_not_pending', `The invitation is ${statusOf(row)}`);
-      await scope.query(
-        sql`update invitations set status = 'revoked', revoked_at = now()
-          where workspace_id = ${scope.workspaceId}::uuid and id = ${row.id}::uuid`,
-      );
+      await this.revokeIn(scope, caller, row, 'revoking');
     });
+  }
+
+  /**
+   * Takes back an invitation, by DELETE or by inviting its email again: either way the roles it
+   * would grant are taken away, so it needs what removing a member needs, `delete` on `Invitation`
+   * (DELETE's route asks for it; a re-invite is a `create`) and checkGrant over its roles. A refusal
+   * is the request's decision and changes nothing. One that expired while pending grants nothing:
+   * a re-invite replaces it freely.
+   */
+  private async revokeIn(
+    scope: Scope,
+    caller: Caller,
+    invitation: InvitationRow,
+    how: 'revoking' | 'replacing',
+  ): Promise<void> {
+    if (statusOf(invitation) === 'pending') {
+      try {
+        const revoking = caller.ability?.decide('delete', 'Invitation');
+        if (revoking && !revoking.allowed) throw new Refusal(revoking);
+        checkGrant(caller, invitation.roles);
+      } catch (error) {
+        if (how === 'revoking' || !(error instanceof Refusal)) throw error;
+        throw new Refusal({
+          ...error.decision,
+          reason: `its email has a pending invitation (${invitation.id}) that this principal may not revoke: ${error.decision.reason}`,
+        });
+      }
+    }
+    await scope.query(
+      sql`update invitations set status = 'revoked', revoked_at = now()
+        where workspace_id = ${scope.workspaceId}::uuid and id = ${invitation.id}::uuid`,
+    );
   }
 
   /**
