@@ -498,7 +498,7 @@ describe('who may replace an invitation', () => {
       .expect(403);
     expect(refused.body).toMatchObject({
       code: 'forbidden',
-      detail: `its email has a pending invitation (${admins.id}) that this principal may not revoke: default deny`,
+      detail: `its email has a pending invitation that this principal may not revoke: default deny`,
     });
     // Allowed delete, but not to take away a role it does not hold: neither by re-inviting nor by DELETE.
     const revoker = client(cordon, team, await team.token('user_revoker'));
@@ -507,7 +507,7 @@ describe('who may replace an invitation', () => {
       (await revoker.post('/invitations', { email: 'kim@example.com', roles: ['revoker'] }).expect(403)).body,
     ).toMatchObject({
       code: 'forbidden',
-      detail: `its email has a pending invitation (${admins.id}) that this principal may not revoke: ${beyond}`,
+      detail: `its email has a pending invitation that this principal may not revoke: ${beyond}`,
     });
     expect((await revoker.delete(`/invitations/${admins.id}`).expect(403)).body).toMatchObject({
       code: 'forbidden',

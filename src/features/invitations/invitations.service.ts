@@ -210,7 +210,7 @@ export class InvitationsService {
         if (how === 'revoking' || !(error instanceof Refusal)) throw error;
         throw new Refusal({
           ...error.decision,
-          reason: `its email has a pending invitation (${invitation.id}) that this principal may not revoke: ${error.decision.reason}`,
+          reason: `its email has a pending invitation that this principal may not revoke: ${error.decision.reason}`,
         });
       }
     }
