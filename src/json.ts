@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /** JSON as requests carry it and PostgreSQL stores it: pointers, objects, storable text, ids. */
 
 /** One RFC 6901 reference token, escaped for a JSON Pointer. */
@@ -26,3 +28,15 @@ export const slugPattern = /^[a-z0-9][a-z0-9-]{1,62}$/;
 
 /** What a URL may name a workspace by: its id (any case) or its slug. Nothing else can name one. */
 export const isWorkspaceReference = (value: string): boolean => slugPattern.test(value) || isUuid(value);
+
+/**
+ * zod's record drops a `__proto__` key without a word: a condition `{ "__proto__": … }` would
+ * become `{}`, which every record meets, and a record's data would lose it silently. This refuses
+ * the key, with its pointer, before the record schema sees the object.
+ */
+export const refusingProtoKey = <Schema extends z.ZodType>(record: Schema, message = '"__proto__" cannot be a key') =>
+  z.preprocess((value, context) => {
+    if (isPlainObject(value) && Object.hasOwn(value, '__proto__'))
+      context.addIssue({ code: 'custom', path: ['__proto__'], message, input: value });
+    return value;
+  }, record);

@@ -137,6 +137,8 @@ describe('validation', () => {
     ['a structure with non-record events', { events: ['invitation.created'] }, '/structure'],
     ['an unsupported operator', { condition: { status: { $where: 'x' } } }, '/condition/status/$where'],
     ['a placeholder', { condition: { createdBy: '${principal.id}' } }, '/condition/createdBy'],
+    // zod's record would drop it, leaving a condition every event meets.
+    ['a __proto__ condition', { condition: JSON.parse('{"__proto__": {"status": "done"}}') }, '/condition/__proto__'],
     ['a URL that is not one', { action: { type: 'webhook', url: 'not a url' } }, '/action/url'],
     ['an ftp URL', { action: { type: 'webhook', url: 'ftp://example.com/x' } }, '/action/url'],
     ['credentials in the URL', { action: { type: 'webhook', url: 'https://user:pw@example.com/' } }, '/action/url'],

@@ -6,6 +6,7 @@ import { appendEvents, type EventLog } from '../../events/event-log.ts';
 import { fieldErrors } from '../../http/api.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { toProblem } from '../../http/problems.ts';
+import { refusingProtoKey } from '../../json.ts';
 import type { AccessControl, PrincipalCaller } from '../../policy/access.ts';
 import { appendDecisions } from '../../policy/decision-log.ts';
 import type { PolicyScope, PolicyStore } from '../../policy/policy-store.ts';
@@ -68,10 +69,10 @@ export async function functionCaller(
 
 const recordId = z.string().min(1).max(100);
 const structure = z.string().min(1).max(100);
-const data = z.record(z.string(), z.unknown());
+const data = refusingProtoKey(z.record(z.string(), z.unknown()));
 const query = z
   .strictObject({
-    filter: z.record(z.string(), z.unknown()).nullish(),
+    filter: refusingProtoKey(z.record(z.string(), z.unknown())).nullish(),
     sort: z.string().max(300).nullish(),
     limit: z.number().int().min(1).max(200).nullish(),
     cursor: z.string().max(4_000).nullish(),

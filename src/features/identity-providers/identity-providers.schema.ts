@@ -2,6 +2,7 @@ import { createPublicKey, type JsonWebKey } from 'node:crypto';
 import { z } from 'zod';
 import { verifiableAlgorithms } from '../../auth/algorithms.ts';
 import { devIssuerPath, isDevIssuerUrl } from '../../auth/dev-issuer.ts';
+import { refusingProtoKey } from '../../json.ts';
 
 const loopbackHosts = new Set(['127.0.0.1', 'localhost', '[::1]']);
 
@@ -32,17 +33,6 @@ const endpointUrl = (production: boolean) =>
     });
 
 /** A dotted path (`o.rol`) or a whole claim name containing dots or slashes (`https://x.com/roles`). */
-/** zod drops a `__proto__` key from a record without a word: refuse it instead of losing it. */
-const refuseProtoKey = (
-  value: unknown,
-  context: { addIssue: (issue: { code: 'custom'; path: string[]; message: string; input: unknown }) => void },
-) => {
-  if (typeof value === 'object' && value !== null && Object.hasOwn(value, '__proto__')) {
-    context.addIssue({ code: 'custom', path: ['__proto__'], message: 'this role name is reserved', input: value });
-  }
-  return value;
-};
-
 const claimPath = z.string().min(1).max(200);
 
 /** The smallest RSA key jose verifies with: a smaller one would refuse every token. */
@@ -126,15 +116,13 @@ export function identityProviderBody(production: boolean) {
           email: claimPath.optional(),
         })
         .default({}),
-      roleMap: z
-        .preprocess(
-          refuseProtoKey,
-          z.record(
-            z.string().min(1).max(200),
-            z.union([z.string().min(1).max(100), z.array(z.string().min(1).max(100))]),
-          ),
-        )
-        .default({}),
+      roleMap: refusingProtoKey(
+        z.record(
+          z.string().min(1).max(200),
+          z.union([z.string().min(1).max(100), z.array(z.string().min(1).max(100))]),
+        ),
+        'this role name is reserved',
+      ).default({}),
       roleSource: z.enum(['claims', 'members', 'both']).default('claims'),
       allowPendingSessions: z.boolean().default(false),
       proofToken: z

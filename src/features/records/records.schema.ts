@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { refusingProtoKey } from '../../json.ts';
 import { pageQuery } from '../../http/cursor.ts';
 
 export const recordsParams = z.object({ ws: z.string().min(1).max(100), structure: z.string().min(1).max(100) });
@@ -24,9 +25,9 @@ const recordBody = (data: z.ZodType) =>
     })
     .transform((body) => ({ data: body.data as Record<string, unknown> }));
 
-export const createRecordBody = recordBody(z.record(z.string(), z.unknown()));
+export const createRecordBody = recordBody(refusingProtoKey(z.record(z.string(), z.unknown())));
 /** A JSON merge patch (RFC 7396) of the record's data: `null` removes a field. */
-export const patchRecordBody = recordBody(z.record(z.string(), z.unknown()));
+export const patchRecordBody = recordBody(refusingProtoKey(z.record(z.string(), z.unknown())));
 
 export const listQuery = pageQuery.extend({
   filter: z.string().max(10_000).optional().describe('JSON: a MongoDB-style query over data and system fields'),

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { refusingProtoKey } from '../../json.ts';
 import { isPubliclyRoutable } from '../../auth/safe-fetch.ts';
 import { structureName } from '../structures/structures.schema.ts';
 
@@ -72,7 +73,7 @@ export function triggerBody(rules: WebhookUrlRules) {
       .max(triggerEvents.length)
       .refine((events) => new Set(events).size === events.length, 'lists an event twice'),
     structure: structureName.nullish(),
-    condition: z.record(z.string(), z.unknown()).nullish(),
+    condition: refusingProtoKey(z.record(z.string(), z.unknown())).nullish(),
     enabled: z.boolean().default(true),
     action: z.discriminatedUnion('type', [webhookAction(rules), functionAction]),
   });
