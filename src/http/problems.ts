@@ -1,4 +1,5 @@
 import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'express';
+import { ClientGone } from './backpressure.ts';
 import { ProblemError, errorCatalogue, problemTypeBase, type ErrorCode } from './errors.ts';
 
 /** Constraint names whose violation is a client error with its own code. */
@@ -99,6 +100,9 @@ export const notFound: RequestHandler = (request) => {
 
 /** Renders every error as RFC 9457; anything unrecognised is a logged 500 with a generic body. */
 export const problemHandler: ErrorRequestHandler = (error, request, response, next) => {
+  // A stream whose client hung up: nobody is left to answer and nothing failed here (the request
+  // log records the abort). Passed on, Express would print its stack outside the log.
+  if (error instanceof ClientGone) return;
   if (response.headersSent) return next(error);
   const problem = toProblem(error);
   if (problem) {

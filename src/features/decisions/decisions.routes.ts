@@ -115,7 +115,7 @@ export function decisionRoutes(api: Api, reader: DecisionReader, access: AccessC
         'Content-Disposition',
         `attachment; filename="decisions.${format === 'csv' ? 'csv' : 'ndjson'}"`,
       );
-      if (format === 'csv') response.write(stringify([csvColumns]));
+      if (format === 'csv') await writeWithBackpressure(response, stringify([csvColumns]));
       await reader.export(caller.workspaceId, filters, (rows) =>
         writeWithBackpressure(
           response,
