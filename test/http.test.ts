@@ -1,3 +1,6 @@
+import { request, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { startTestApp, testDatabase, type TestApp } from './support/app.ts';
 import { freePort } from './support/ports.ts';
 
@@ -86,6 +89,74 @@ describe('bad input is a problem response, never a 500', () => {
       .send({ slug: 'big', name: 'x'.repeat(200_000) })
       .expect(413);
     expectProblem(response, 413, 'payload_too_large');
+  });
+
+  describe('a compressed body', () => {
+    let server: Server;
+    beforeAll(async () => {
+      server = cordon.app.listen(0, '127.0.0.1');
+      await new Promise((resolve) => server.once('listening', resolve));
+    });
+    afterAll(() => new Promise((resolve) => server.close(resolve)));
+
+    // Raw node:http: the body leaves exactly as given, with the Content-Encoding it claims.
+    const postEncoded = (encoding: string, body: Buffer) =>
+      new Promise<{ status: number; headers: Record<string, string>; body: Record<string, unknown> }>(
+        (resolve, reject) => {
+          const call = request(
+            {
+              host: '127.0.0.1',
+              port: (server.address() as AddressInfo).port,
+              method: 'POST',
+              path: '/v1/workspaces',
+              headers: {
+                authorization: `Bearer ${cordon.adminKey}`,
+                'content-type': 'application/json',
+                'content-encoding': encoding,
+                'content-length': body.length,
+              },
+            },
+            (response) => {
+              let text = '';
+              response.setEncoding('utf8');
+              response.on('data', (chunk: string) => (text += chunk));
+              response.on('end', () =>
+                resolve({
+                  status: response.statusCode ?? 0,
+                  headers: response.headers as IncomingHttpHeaders & Record<string, string>,
+                  body: JSON.parse(text) as Record<string, unknown>,
+                }),
+              );
+            },
+          );
+          call.on('error', reject);
+          call.end(body);
+        },
+      );
+
+    const json = Buffer.from(JSON.stringify({ slug: 'A', name: 'compressed' }));
+
+    it.each([
+      ['gzip', Buffer.from('this is not gzip at all')],
+      ['gzip', gzipSync(json).subarray(0, 12)],
+      ['deflate', Buffer.from('this is not deflate at all')],
+      ['br', Buffer.from('this is not brotli at all')],
+    ])('answers 400 invalid_json, not 500, for a corrupt %s body', async (encoding, body) => {
+      const response = await postEncoded(encoding, body);
+      expect(response.status).toBe(400);
+      expectProblem(response, 400, 'invalid_json');
+      expect(response.body.detail).toMatch(/decompress/);
+    });
+
+    it.each([
+      ['gzip', gzipSync(json)],
+      ['deflate', deflateSync(json)],
+      ['br', brotliCompressSync(json)],
+    ])('reads a sound %s body', async (encoding, body) => {
+      // The invalid slug shows the body got through to validation.
+      const response = await postEncoded(encoding, body);
+      expectProblem(response, 400, 'validation_failed');
+    });
   });
 
   it('answers 400 with JSON pointers for every invalid field', async () => {

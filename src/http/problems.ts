@@ -24,6 +24,33 @@ const bodyParserCodes: Record<string, ErrorCode> = {
   'request.size.invalid': 'invalid_json',
 };
 
+/**
+ * Body-parser's other client errors carry no `type`: a compressed body that does not decompress
+ * is zlib's error (an `errno`, and a code such as Z_DATA_ERROR) given status 400 and `expose`.
+ * By status, then; an error not exposed to clients stays unknown (a 500).
+ */
+const bodyStatusCodes: Record<number, ErrorCode> = {
+  400: 'invalid_json',
+  413: 'payload_too_large',
+  415: 'unsupported_media_type',
+};
+
+function fromBodyParser(error: {
+  type?: unknown;
+  status?: unknown;
+  expose?: unknown;
+  errno?: unknown;
+}): ProblemError | undefined {
+  if (typeof error.type === 'string' && error.type in bodyParserCodes) {
+    return new ProblemError(bodyParserCodes[error.type] as ErrorCode);
+  }
+  if (error.expose !== true || typeof error.status !== 'number' || !(error.status in bodyStatusCodes)) return undefined;
+  return new ProblemError(
+    bodyStatusCodes[error.status] as ErrorCode,
+    typeof error.errno === 'number' ? 'The request body does not decompress as its Content-Encoding says' : undefined,
+  );
+}
+
 /** Translates database errors in one place: SQLSTATE → catalogue code. */
 function fromDatabase(error: { code?: unknown; sqlState?: unknown; constraint?: unknown }): ProblemError | undefined {
   const state = typeof error.sqlState === 'string' ? error.sqlState : error.code;
@@ -61,10 +88,17 @@ export function toProblem(error: unknown): ProblemError | undefined {
     });
   }
   if (typeof error !== 'object' || error === null) return undefined;
-  const candidate = error as { type?: unknown; code?: unknown; sqlState?: unknown; constraint?: unknown };
-  if (typeof candidate.type === 'string' && candidate.type in bodyParserCodes) {
-    return new ProblemError(bodyParserCodes[candidate.type] as ErrorCode);
-  }
+  const candidate = error as {
+    type?: unknown;
+    status?: unknown;
+    expose?: unknown;
+    errno?: unknown;
+    code?: unknown;
+    sqlState?: unknown;
+    constraint?: unknown;
+  };
+  const fromBody = fromBodyParser(candidate);
+  if (fromBody) return fromBody;
   // pg's pool gave up waiting for a free connection (connectionTimeoutMillis), or the server
   // closed the connection under a query without saying why.
   if (error instanceof Error && droppedConnectionMessages.has(error.message))
