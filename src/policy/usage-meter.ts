@@ -59,7 +59,11 @@ export class UsageMeter {
   async admit(workspaceId: string, limit: number | null, now = new Date()): Promise<void> {
     if (now >= this.month.next) this.month = monthOf(now);
     const key = `${this.month.period} ${workspaceId}`;
-    if (limit !== null && this.used(key) + (this.totals.get(key) ?? (await this.load(key, workspaceId))) >= limit) {
+    const loaded = limit === null ? 0 : (this.totals.get(key) ?? (await this.load(key, workspaceId)));
+    // Counted only after that wait, and counted in the same step as the call is added: calls that
+    // waited together on the month's first read must each see the ones admitted before them, or
+    // all would see none. The total is read again: a flush meanwhile moves calls from `used` into it.
+    if (limit !== null && this.used(key) + (this.totals.get(key) ?? loaded) >= limit) {
       const seconds = Math.max(1, Math.ceil((this.month.next.getTime() - now.getTime()) / 1000));
       throw new ProblemError(
         'api_quota_exceeded',
@@ -74,7 +78,8 @@ export class UsageMeter {
   async callsThisMonth(workspaceId: string, now = new Date()): Promise<number> {
     const { period } = monthOf(now);
     const key = `${period} ${workspaceId}`;
-    return this.used(key) + (await this.load(key, workspaceId));
+    const total = await this.load(key, workspaceId);
+    return this.used(key) + total;
   }
 
   /** Counts requests authenticated as a workspace principal, against their workspace's plan. */
