@@ -485,6 +485,17 @@ describe('API quota and usage', () => {
     expect(Math.abs(retryAfter - (nextMonth - now.getTime()) / 1000)).toBeLessThan(5);
     // The platform admin is not a workspace principal: not metered.
     await cordon.admin().get(`/v1/workspaces/${tenant.slug}/billing`).expect(200);
+    // The way to a bigger plan stays open (checkout and the portal answer as without a quota:
+    // here, with no Stripe configured, 503), and is counted; the rest stays refused.
+    const billing = (await tenant.as('get', '/billing').expect(200)).body;
+    expect(billing.usage.apiCalls).toBe(9);
+    for (const path of ['/billing/checkout', '/billing/portal']) {
+      const answer = await tenant
+        .as('post', path)
+        .send({ plan: 'starter', successUrl: 'https://app.example.com/ok', cancelUrl: 'https://app.example.com/no' });
+      expect(answer.body.code).not.toBe('api_quota_exceeded');
+    }
+    expect((await tenant.as('get', '/records/Task').expect(429)).body.code).toBe('api_quota_exceeded');
   });
 
   it('counts API calls in memory and flushes them in one upsert per workspace; reports usage', async () => {

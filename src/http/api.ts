@@ -35,6 +35,11 @@ export interface RouteDefinition<
   responses: Record<number, ResponseDefinition>;
   /** The type-level check a principal must pass; decided and logged before the handler runs. */
   authorize?: Requirement;
+  /**
+   * Answered even when the workspace's monthly API calls are spent (and still counted): the way to
+   * a bigger plan must stay open.
+   */
+  beyondQuota?: true;
 }
 
 export interface Input<Params, Query, Body, Authorized = undefined> {
@@ -82,6 +87,19 @@ function parse(schema: z.ZodType | undefined, value: unknown, location: FieldErr
   throw new ProblemError(named?.code ?? 'validation_failed', named?.detail ?? `The request ${location} is invalid`, {
     errors: fieldErrors(result.error.issues, location),
   });
+}
+
+/** Marks a request of a route answered past the API quota (`beyondQuota`), for the usage meter. */
+const beyondQuota: RequestHandler = (request, _response, next) => {
+  request.beyondQuota = true;
+  next();
+};
+
+declare module 'express-serve-static-core' {
+  interface Request {
+    /** The route is answered past the workspace's API quota (see `RouteDefinition.beyondQuota`). */
+    beyondQuota?: true;
+  }
 }
 
 /**
@@ -138,6 +156,13 @@ export class Api {
       : async (request, response) => {
           await handler(input(request, undefined), request, response);
         };
-    this.app[definition.method](definition.path, refuseUnstorableInput, ...this.guards[definition.security], run);
+    const quota = definition.beyondQuota ? [beyondQuota] : [];
+    this.app[definition.method](
+      definition.path,
+      refuseUnstorableInput,
+      ...quota,
+      ...this.guards[definition.security],
+      run,
+    );
   }
 }

@@ -82,12 +82,16 @@ export class UsageMeter {
     return this.used(key) + total;
   }
 
-  /** Counts requests authenticated as a workspace principal, against their workspace's plan. */
+  /**
+   * Counts requests authenticated as a workspace principal, against their workspace's plan; a
+   * route answered past the quota (`beyondQuota`: billing) is counted, never refused.
+   */
   guard(plans: Plans): RequestHandler {
     return async (request, _response, next) => {
       const workspace = request.workspace;
       if (workspace && request.principal) {
-        await this.admit(workspace.id, effectivePlan(plans, workspace.billing).limits.apiCallsPerMonth);
+        const limit = effectivePlan(plans, workspace.billing).limits.apiCallsPerMonth;
+        await this.admit(workspace.id, request.beyondQuota ? null : limit);
       }
       next();
     };

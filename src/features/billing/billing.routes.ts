@@ -48,6 +48,7 @@ export function billingRoutes(
       tag,
       security: 'adminOrBearer',
       authorize: { action: 'read', subject: 'Billing', operation: 'get' },
+      beyondQuota: true,
       params: workspaceParams,
       responses: { 200: { description: 'Plan, status, limits and usage', schema: billingResponse } },
     },
@@ -64,6 +65,7 @@ export function billingRoutes(
       tag,
       security: 'adminOrBearer',
       authorize: { action: 'update', subject: 'Billing', operation: 'update' },
+      beyondQuota: true,
       params: workspaceParams,
       body: checkoutBody,
       responses: {
@@ -85,6 +87,7 @@ export function billingRoutes(
       tag,
       security: 'adminOrBearer',
       authorize: { action: 'update', subject: 'Billing', operation: 'update' },
+      beyondQuota: true,
       params: workspaceParams,
       body: portalBody,
       responses: { 200: { description: "The portal session's URL", schema: redirectResponse }, ...unconfigured },
