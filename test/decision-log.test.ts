@@ -91,6 +91,19 @@ describe('the hash chain', () => {
       prevHash: expect.stringMatching(/^[0-9a-f]{64}$/),
     });
     expect(page.body.nextCursor).toEqual(expect.any(String));
+
+    await cordon.sealer.sealWorkspace(tenant.id);
+    const checkpoints = (query: Record<string, unknown>) =>
+      cordon
+        .http()
+        .get(`/v1/workspaces/${tenant.slug}/decisions/checkpoints`)
+        .query(query)
+        .auth(auditor, { type: 'bearer' })
+        .expect(200);
+    const counted = (await checkpoints({ limit: 1, count: true })).body;
+    const all = (await checkpoints({ format: 'ndjson' })).text.trim().split('\n');
+    expect(all.length).toBeGreaterThanOrEqual(2);
+    expect(counted).toMatchObject({ data: [expect.anything()], nextCursor: expect.any(String), count: all.length });
   });
 
   it('reports a row changed directly in SQL at its seq', async () => {
@@ -293,6 +306,20 @@ describe('auditor routes', () => {
       .query({ allowed: 'maybe' })
       .auth(auditor, { type: 'bearer' })
       .expect(400);
+
+    // count=true counts what the filters select across pages, in this workspace only (another
+    // workspace's viewer has decisions of the same principal id and role).
+    const other = await createTenant(cordon, issuer, 'filter-other');
+    await cordon
+      .http()
+      .post(`/v1/workspaces/${other.slug}/check`)
+      .auth(await other.token('user_v', 'viewer'), { type: 'bearer' })
+      .send({ checks: [{ action: 'read', subject: 'Task' }] })
+      .expect(200);
+    const counted = (await query({ role: 'viewer', limit: '1', count: 'true' })).body;
+    expect(counted).toMatchObject({ data: [expect.anything()], nextCursor: expect.any(String), count: 2 });
+    expect((await query({ principalId: 'user_v', allowed: 'false', count: 'true' })).body.count).toBe(1);
+    expect((await query({ role: 'viewer' })).body).not.toHaveProperty('count');
   });
 
   it('exports 100k decisions as NDJSON and CSV in constant memory', async () => {

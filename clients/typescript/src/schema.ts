@@ -1185,6 +1185,7 @@ export interface paths {
         query?: {
           action?: string;
           allowed?: 'true' | 'false';
+          count?: 'true' | 'false';
           cursor?: string;
           from?: string;
           limit?: number;
@@ -1210,6 +1211,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 action: string;
                 allowed: boolean;
@@ -1287,6 +1289,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
+          count?: 'true' | 'false';
           cursor?: string;
           format?: 'json' | 'ndjson';
           limit?: number;
@@ -1306,6 +1309,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 /** Format: date-time */
                 at: string;

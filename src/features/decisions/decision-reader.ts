@@ -42,6 +42,12 @@ function where(workspaceId: string, filters: DecisionFilters): RawBuilder<unknow
   return sql.join(clauses, sql` and `);
 }
 
+/** How many rows `from` (a table and its conditions) selects. */
+async function counted(scope: Scope, from: RawBuilder<unknown>): Promise<number> {
+  const [row] = await scope.query(sql<{ count: string }>`select count(*) from ${from}`);
+  return Number(row?.count ?? 0);
+}
+
 const selectSealed = sql`select d.*, s.seq, s.prev_hash, s.hash from decisions d left join decision_seals s on s.workspace_id = d.workspace_id and s.decision_id = d.id`;
 const listPosition = z.object({ before: z.string().regex(/^\d{1,19}$/) });
 
@@ -63,23 +69,25 @@ export class DecisionReader {
     return this.database.withWorkspace(workspaceId, work, { readOnly: true });
   }
 
-  /** Newest first, keyset-paginated on the append position. */
+  /** Newest first, keyset-paginated on the append position; `count`: how many the filters select in all. */
   async list(
     workspaceId: string,
     filters: DecisionFilters,
-    limit: number,
-    cursor?: string,
-  ): Promise<{ data: DecisionResponse[]; nextCursor: string | null }> {
-    const before = cursor ? decodeCursor(cursor, listPosition).before : undefined;
-    const rows = await this.scoped(workspaceId, (scope) =>
-      scope.query(
+    page: { limit: number; cursor?: string | undefined; count: boolean },
+  ): Promise<{ data: DecisionResponse[]; nextCursor: string | null; count?: number }> {
+    const before = page.cursor ? decodeCursor(page.cursor, listPosition).before : undefined;
+    const [rows, count] = await this.scoped(workspaceId, async (scope) => [
+      await scope.query(
         sql<SealedRow>`${selectSealed} where ${where(workspaceId, filters)}
           ${before ? sql`and d.position < ${before}::bigint` : sql``}
-          order by d.position desc limit ${limit + 1}::integer`,
+          order by d.position desc limit ${page.limit + 1}::integer`,
       ),
+      page.count ? await counted(scope, sql`decisions d where ${where(workspaceId, filters)}`) : undefined,
+    ]);
+    const { shown, nextCursor } = keysetPage(rows, page.limit, (last) =>
+      encodeCursor({ before: String(last.position) }),
     );
-    const { shown, nextCursor } = keysetPage(rows, limit, (last) => encodeCursor({ before: String(last.position) }));
-    return { data: shown.map(toResponse), nextCursor };
+    return { data: shown.map(toResponse), nextCursor, ...(count !== undefined && { count }) };
   }
 
   /** Oldest first, in batches from a server-side cursor; `write` may wait for the client to drain. */
@@ -96,19 +104,21 @@ export class DecisionReader {
     });
   }
 
-  /** Signed checkpoints, oldest first, keyset-paginated on seq. */
+  /** Signed checkpoints, oldest first, keyset-paginated on seq; `count`: how many there are in all. */
   async checkpoints(
     workspaceId: string,
-    limit: number,
-    cursor?: string,
-  ): Promise<{ data: CheckpointResponse[]; nextCursor: string | null }> {
-    const rows = await this.scoped(workspaceId, (scope) =>
-      scope.query(
-        sql<CheckpointRow>`${selectCheckpoints(workspaceId, afterCursor(cursor))} limit ${limit + 1}::integer`,
+    page: { limit: number; cursor?: string | undefined; count: boolean },
+  ): Promise<{ data: CheckpointResponse[]; nextCursor: string | null; count?: number }> {
+    const [rows, count] = await this.scoped(workspaceId, async (scope) => [
+      await scope.query(
+        sql<CheckpointRow>`${selectCheckpoints(workspaceId, afterCursor(page.cursor))} limit ${page.limit + 1}::integer`,
       ),
-    );
-    const { shown, nextCursor } = keysetPage(rows, limit, (last) => encodeCursor({ after: String(last.seq) }));
-    return { data: shown.map(signedCheckpoint), nextCursor };
+      page.count
+        ? await counted(scope, sql`decision_checkpoints where workspace_id = ${workspaceId}::uuid`)
+        : undefined,
+    ]);
+    const { shown, nextCursor } = keysetPage(rows, page.limit, (last) => encodeCursor({ after: String(last.seq) }));
+    return { data: shown.map(signedCheckpoint), nextCursor, ...(count !== undefined && { count }) };
   }
 
   /** Where a checkpoint stream starts: the seq after which `cursor` points (a bad cursor is a 400). */

@@ -90,8 +90,10 @@ export function decisionRoutes(api: Api, reader: DecisionReader, access: AccessC
       query: listDecisionsQuery,
       responses: { 200: { description: 'A page of decisions', schema: decisionListResponse } },
     },
-    async ({ query: { limit, cursor, ...filters }, caller }, _request, response) => {
-      response.json(await access.read(caller, () => reader.list(caller.workspaceId, filters, limit, cursor)));
+    async ({ query: { limit, cursor, count, ...filters }, caller }, _request, response) => {
+      response.json(
+        await access.read(caller, () => reader.list(caller.workspaceId, filters, { limit, cursor, count })),
+      );
     },
   );
 
@@ -161,9 +163,11 @@ export function decisionRoutes(api: Api, reader: DecisionReader, access: AccessC
         },
       },
     },
-    async ({ query: { format, limit, cursor }, caller }, _request, response) => {
+    async ({ query: { format, limit, cursor, count }, caller }, _request, response) => {
       if (format === 'json') {
-        response.json(await access.read(caller, () => reader.checkpoints(caller.workspaceId, limit, cursor)));
+        response.json(
+          await access.read(caller, () => reader.checkpoints(caller.workspaceId, { limit, cursor, count })),
+        );
         return;
       }
       // Like the export: the decision is durable before the first byte leaves.

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { pageQuery } from '../../http/cursor.ts';
 
 const booleanText = z.enum(['true', 'false']).transform((value) => value === 'true');
 
@@ -18,6 +19,7 @@ export type DecisionFilters = z.output<typeof decisionFilters>;
 export const listDecisionsQuery = decisionFilters.extend({
   limit: z.coerce.number().int().min(1).max(500).default(100),
   cursor: z.string().max(200).optional(),
+  count: pageQuery.shape.count,
 });
 
 export const exportDecisionsQuery = decisionFilters.extend({ format: z.enum(['ndjson', 'csv']).default('ndjson') });
@@ -57,7 +59,11 @@ export const decisionResponse = z.object({
 });
 export type DecisionResponse = z.output<typeof decisionResponse>;
 
-export const decisionListResponse = z.object({ data: z.array(decisionResponse), nextCursor: z.string().nullable() });
+export const decisionListResponse = z.object({
+  data: z.array(decisionResponse),
+  nextCursor: z.string().nullable(),
+  count: z.number().int().optional(),
+});
 
 export const verifyResponse = z.object({
   verified: z.boolean(),
@@ -84,6 +90,7 @@ export const checkpointsQuery = z.strictObject({
   format: z.enum(['json', 'ndjson']).default('json'),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
   cursor: z.string().max(200).optional(),
+  count: pageQuery.shape.count.describe('With format=json: how many checkpoints there are in all'),
 });
 
 /** A checkpoint exactly as signed: the signature covers canonical JSON of `{ workspaceId, seq, hash, at }`. */
@@ -100,4 +107,5 @@ export type CheckpointResponse = z.output<typeof checkpointResponse>;
 export const checkpointListResponse = z.object({
   data: z.array(checkpointResponse),
   nextCursor: z.string().nullable(),
+  count: z.number().int().optional(),
 });
