@@ -614,3 +614,44 @@ describe('route denials', () => {
     await cordon.admin().delete(`/v1/workspaces/${tenant.slug}/functions/by-admin`).expect(204);
   });
 });
+
+describe('lists that answer every item at once', () => {
+  it('count their items on request, with a limit ignored, never another workspace’s', async () => {
+    const otherAdmin = await other.token('user_admin', 'admin');
+    // Disabled: the shared test database's background may run any instance's deliveries.
+    const trigger = {
+      events: ['record_created'],
+      enabled: false,
+      action: { type: 'webhook', url: 'https://hooks.invalid/x' },
+    };
+    await as(admin)
+      .post('/triggers', { name: 'listed', ...trigger })
+      .expect(201);
+    // The other workspace has some of each too, so a count across workspaces would be larger.
+    await as(otherAdmin, other)
+      .post('/triggers', { name: 'listed', ...trigger })
+      .expect(201);
+    await createFunction({ name: 'listed', code: 'async function run() {}' }, other, otherAdmin);
+    const [policy] = (await as(admin).get('/policies').expect(200)).body.data;
+    const lists: [string, string, unknown[]][] = [
+      ['/policies', 'policies where workspace_id = $1', [tenant.id]],
+      [
+        `/policies/${policy.id}/versions`,
+        'policy_versions where workspace_id = $1 and policy_id = $2',
+        [tenant.id, policy.id],
+      ],
+      ['/structures', 'structures where workspace_id = $1', [tenant.id]],
+      ['/identity-providers', 'identity_providers where workspace_id = $1', [tenant.id]],
+      ['/triggers', 'triggers where workspace_id = $1', [tenant.id]],
+      ['/functions', 'functions where workspace_id = $1', [tenant.id]],
+    ];
+    for (const [path, stored, values] of lists) {
+      const { rows } = await owner.query(`select count(*)::int as count from ${stored}`, values);
+      const { body } = await as(admin).get(`${path}?count=true&limit=1`).expect(200);
+      expect({ path, count: body.count, nextCursor: body.nextCursor }).toEqual({ path, ...rows[0], nextCursor: null });
+      expect(body.data).toHaveLength(body.count);
+      expect((await as(admin).get(path).expect(200)).body).not.toHaveProperty('count');
+      await as(admin).get(`${path}?count=yes`).expect(400);
+    }
+  });
+});

@@ -30,13 +30,30 @@ export function keysetPage<Row>(
   return { shown, nextCursor: cursorOf(shown.at(-1)!) };
 }
 
+/** `count=true`: the answer says how many items the list's filters select, across all pages. */
+const count = z
+  .enum(['true', 'false'])
+  .default('false')
+  .transform((value) => value === 'true');
+
 /** A page of a list: `limit` rows after `cursor`, and with `count=true` how many there are in all. */
 export const pageQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(200).default(50),
   cursor: z.string().max(1_000).optional(),
-  count: z
-    .enum(['true', 'false'])
-    .default('false')
-    .transform((value) => value === 'true'),
+  count,
 });
 export type PageQuery = z.output<typeof pageQuery>;
+
+/**
+ * The query of a list that answers every item at once. Not strict: such a list ignored its query
+ * before it took `count`, and a `limit` sent to it is still ignored (docs/api.md says so).
+ */
+export const wholeListQuery = z.object({ count });
+export type WholeListQuery = z.output<typeof wholeListQuery>;
+
+/** The answer of a list that never pages: every item, no next page, and with `count=true` how many. */
+export const wholeList = <Item>(data: Item[], query: WholeListQuery) => ({
+  data,
+  nextCursor: null,
+  ...(query.count && { count: data.length }),
+});

@@ -1626,7 +1626,9 @@ export interface paths {
     /** List the workspace's functions */
     get: {
       parameters: {
-        query?: never;
+        query?: {
+          count?: 'true' | 'false';
+        };
         header?: never;
         path: {
           ws: string;
@@ -1642,6 +1644,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 code: string;
                 /** Format: date-time */
@@ -2071,7 +2074,9 @@ export interface paths {
     /** List the workspace's identity providers */
     get: {
       parameters: {
-        query?: never;
+        query?: {
+          count?: 'true' | 'false';
+        };
         header?: never;
         path: {
           ws: string;
@@ -2087,6 +2092,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 algorithms: string[];
                 allowPendingSessions: boolean;
@@ -3052,7 +3058,9 @@ export interface paths {
     /** List the workspace's policies */
     get: {
       parameters: {
-        query?: never;
+        query?: {
+          count?: 'true' | 'false';
+        };
         header?: never;
         path: {
           ws: string;
@@ -3068,6 +3076,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 /** Format: date-time */
                 createdAt: string;
@@ -3375,7 +3384,9 @@ export interface paths {
     /** Every version of a policy, oldest first */
     get: {
       parameters: {
-        query?: never;
+        query?: {
+          count?: 'true' | 'false';
+        };
         header?: never;
         path: {
           id: string;
@@ -3392,6 +3403,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 deleted: boolean;
                 description: string;
@@ -4188,7 +4200,9 @@ export interface paths {
     /** List the workspace's structures (record types) */
     get: {
       parameters: {
-        query?: never;
+        query?: {
+          count?: 'true' | 'false';
+        };
         header?: never;
         path: {
           ws: string;
@@ -4204,6 +4218,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 /** Format: date-time */
                 createdAt: string;
@@ -4796,7 +4811,9 @@ export interface paths {
     /** List the workspace's triggers */
     get: {
       parameters: {
-        query?: never;
+        query?: {
+          count?: 'true' | 'false';
+        };
         header?: never;
         path: {
           ws: string;
@@ -4812,6 +4829,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 action:
                   | {

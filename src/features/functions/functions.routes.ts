@@ -1,4 +1,5 @@
 import type { Api } from '../../http/api.ts';
+import { wholeList, wholeListQuery } from '../../http/cursor.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { FunctionsService } from './functions.service.ts';
 import {
@@ -25,11 +26,12 @@ export function functionRoutes(api: Api, functions: FunctionsService): void {
       tag,
       security: 'adminOrBearer',
       authorize: { action: 'read', subject, operation: 'admin' },
+      query: wholeListQuery,
       params: workspaceParams,
       responses: { 200: { description: 'Functions', schema: functionListResponse } },
     },
-    async ({ caller }, _request, response) => {
-      response.json({ data: await functions.list(caller), nextCursor: null });
+    async ({ query, caller }, _request, response) => {
+      response.json(wholeList(await functions.list(caller), query));
     },
   );
 

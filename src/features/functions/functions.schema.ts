@@ -50,7 +50,11 @@ export const functionResponse = z.object({
   updatedAt: z.iso.datetime(),
 });
 export type FunctionResponse = z.output<typeof functionResponse>;
-export const functionListResponse = z.object({ data: z.array(functionResponse), nextCursor: z.null() });
+export const functionListResponse = z.object({
+  data: z.array(functionResponse),
+  nextCursor: z.null(),
+  count: z.number().int().optional(),
+});
 
 /** The event a run is given by hand: any event's shape, in this workspace. */
 export const invokeBody = z.strictObject({

@@ -1,4 +1,5 @@
 import type { Api } from '../../http/api.ts';
+import { wholeList, wholeListQuery } from '../../http/cursor.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { IdentityProvidersService } from './identity-providers.service.ts';
 import {
@@ -23,13 +24,11 @@ export function identityProviderRoutes(api: Api, providers: IdentityProvidersSer
       security: 'adminOrBearer',
       authorize: { action: 'read', subject, operation: 'admin' },
       params: workspaceParams,
+      query: wholeListQuery,
       responses: { 200: { description: 'Providers', schema: identityProviderListResponse } },
     },
-    async ({ caller }, _request, response) => {
-      response.json({
-        data: await providers.list(caller),
-        nextCursor: null,
-      });
+    async ({ query, caller }, _request, response) => {
+      response.json(wholeList(await providers.list(caller), query));
     },
   );
 

@@ -192,4 +192,8 @@ export const identityProviderResponse = z.object({
 
 export type IdentityProviderResponse = z.output<typeof identityProviderResponse>;
 
-export const identityProviderListResponse = z.object({ data: z.array(identityProviderResponse), nextCursor: z.null() });
+export const identityProviderListResponse = z.object({
+  data: z.array(identityProviderResponse),
+  nextCursor: z.null(),
+  count: z.number().int().optional(),
+});

@@ -1,4 +1,5 @@
 import type { Api } from '../../http/api.ts';
+import { wholeList, wholeListQuery } from '../../http/cursor.ts';
 import { forceQuery } from '../policy-tests/policy-tests.schema.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { PoliciesService } from './policies.service.ts';
@@ -23,10 +24,11 @@ export function policyRoutes(api: Api, policies: PoliciesService): void {
       security: 'adminOrBearer',
       authorize: { action: 'read', subject, operation: 'admin' },
       params: workspaceParams,
+      query: wholeListQuery,
       responses: { 200: { description: 'Policies', schema: policyListResponse } },
     },
-    async ({ caller }, _request, response) => {
-      response.json({ data: await policies.list(caller), nextCursor: null });
+    async ({ query, caller }, _request, response) => {
+      response.json(wholeList(await policies.list(caller), query));
     },
   );
 
@@ -110,10 +112,11 @@ export function policyRoutes(api: Api, policies: PoliciesService): void {
       security: 'adminOrBearer',
       authorize: { action: 'read', subject, operation: 'admin' },
       params: policyParams,
+      query: wholeListQuery,
       responses: { 200: { description: 'Versions', schema: policyVersionListResponse } },
     },
-    async ({ params, caller }, _request, response) => {
-      response.json({ data: await policies.versions(caller, params.id), nextCursor: null });
+    async ({ params, query, caller }, _request, response) => {
+      response.json(wholeList(await policies.versions(caller, params.id), query));
     },
   );
 }

@@ -54,8 +54,16 @@ export const policyResponse = z.object({
 });
 export type PolicyResponse = z.output<typeof policyResponse>;
 
-export const policyListResponse = z.object({ data: z.array(policyResponse), nextCursor: z.null() });
+export const policyListResponse = z.object({
+  data: z.array(policyResponse),
+  nextCursor: z.null(),
+  count: z.number().int().optional(),
+});
 
 export const policyVersionResponse = policyResponse.omit({ createdAt: true }).extend({ deleted: z.boolean() });
 export type PolicyVersionResponse = z.output<typeof policyVersionResponse>;
-export const policyVersionListResponse = z.object({ data: z.array(policyVersionResponse), nextCursor: z.null() });
+export const policyVersionListResponse = z.object({
+  data: z.array(policyVersionResponse),
+  nextCursor: z.null(),
+  count: z.number().int().optional(),
+});

@@ -1,4 +1,5 @@
 import type { Api } from '../../http/api.ts';
+import { wholeList, wholeListQuery } from '../../http/cursor.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { StructuresService } from './structures.service.ts';
 import {
@@ -23,13 +24,11 @@ export function structureRoutes(api: Api, structures: StructuresService): void {
       security: 'adminOrBearer',
       authorize: { action: 'read', subject, operation: 'admin' },
       params: workspaceParams,
+      query: wholeListQuery,
       responses: { 200: { description: 'Structures', schema: structureListResponse } },
     },
-    async ({ caller }, _request, response) => {
-      response.json({
-        data: await structures.list(caller),
-        nextCursor: null,
-      });
+    async ({ query, caller }, _request, response) => {
+      response.json(wholeList(await structures.list(caller), query));
     },
   );
 

@@ -91,4 +91,8 @@ export const structureResponse = z.object({
   updatedAt: z.iso.datetime(),
 });
 export type StructureResponse = z.output<typeof structureResponse>;
-export const structureListResponse = z.object({ data: z.array(structureResponse), nextCursor: z.null() });
+export const structureListResponse = z.object({
+  data: z.array(structureResponse),
+  nextCursor: z.null(),
+  count: z.number().int().optional(),
+});

@@ -1,4 +1,5 @@
 import type { Api } from '../../http/api.ts';
+import { wholeList, wholeListQuery } from '../../http/cursor.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { TriggersService } from './triggers.service.ts';
 import {
@@ -30,10 +31,11 @@ export function triggerRoutes(api: Api, triggers: TriggersService, urls: Webhook
       security: 'adminOrBearer',
       authorize: { action: 'read', subject, operation: 'admin' },
       params: workspaceParams,
+      query: wholeListQuery,
       responses: { 200: { description: 'Triggers', schema: triggerListResponse } },
     },
-    async ({ caller }, _request, response) => {
-      response.json({ data: await triggers.list(caller), nextCursor: null });
+    async ({ query, caller }, _request, response) => {
+      response.json(wholeList(await triggers.list(caller), query));
     },
   );
 

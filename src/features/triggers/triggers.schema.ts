@@ -107,7 +107,11 @@ export type TriggerResponse = z.output<typeof triggerResponse>;
 const signingSecret = z.string().describe('The signing secret (whsec_…), shown this once');
 export const createdTriggerResponse = triggerResponse.extend({ secret: signingSecret.optional() });
 export type CreatedTriggerResponse = z.output<typeof createdTriggerResponse>;
-export const triggerListResponse = z.object({ data: z.array(triggerResponse), nextCursor: z.null() });
+export const triggerListResponse = z.object({
+  data: z.array(triggerResponse),
+  nextCursor: z.null(),
+  count: z.number().int().optional(),
+});
 
 export const rotatedSecretResponse = z.object({
   secret: signingSecret,
