@@ -564,6 +564,28 @@ describe('runs', () => {
     });
   });
 
+  it('counts a function’s runs on request: across pages, not another function’s nor another workspace’s', async () => {
+    const otherAdmin = await other.token('user_admin', 'admin');
+    const code = 'async function run() {}';
+    for (const [name, workspace, token] of [
+      ['tallied', tenant, admin],
+      ['untallied', tenant, admin],
+      ['tallied', other, otherAdmin],
+    ] as const) {
+      await createFunction({ name, code }, workspace, token);
+      for (let run = 0; run < 3; run += 1) await invoke(name, { type: 'test' }, workspace, token);
+    }
+    await invoke('tallied', { type: 'test' });
+    const counted = (await as(admin).get('/functions/tallied/runs?limit=2&count=true').expect(200)).body;
+    expect(counted).toMatchObject({ count: 4, nextCursor: expect.any(String) });
+    expect(counted.data).toHaveLength(2);
+    const next = await as(admin).get(`/functions/tallied/runs?limit=2&count=true&cursor=${counted.nextCursor}`);
+    expect(next.body.count).toBe(4);
+    expect((await as(admin).get('/functions/untallied/runs?count=true').expect(200)).body.count).toBe(3);
+    expect((await as(admin).get('/functions/tallied/runs').expect(200)).body).not.toHaveProperty('count');
+    await as(admin).get('/functions/tallied/runs?count=yes').expect(400);
+  });
+
   it('answers 404 for the runs of a function that does not exist', async () => {
     expect((await as(admin).get('/functions/nothing/runs').expect(404)).body.code).toBe('function_not_found');
   });

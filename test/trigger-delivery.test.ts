@@ -74,6 +74,16 @@ const createTask = async (data: Record<string, unknown>, on = tenant, token = ad
       .expect(201)
   ).body as { id: string };
 
+/** Another workspace with its admin's token and a Task structure of its own. */
+async function anotherTenant(prefix: string) {
+  const other = await createTenant(cordon, issuer, prefix);
+  const otherAdmin = await other.token('user_admin', 'admin');
+  await as('post', '/structures', otherAdmin, other)
+    .send({ name: 'Task', fields: { title: { type: 'text' } } })
+    .expect(201);
+  return { other, otherAdmin };
+}
+
 const deliveriesOf = async (triggerId: string) =>
   (await as('get', `/triggers/${triggerId}/deliveries`).expect(200)).body.data as {
     id: string;
@@ -295,11 +305,7 @@ describe('secret rotation', () => {
 
 describe('workspaces', () => {
   it("never delivers another workspace's events to a trigger", async () => {
-    const other = await createTenant(cordon, issuer, 'deliver-other');
-    const otherAdmin = await other.token('user_admin', 'admin');
-    await as('post', '/structures', otherAdmin, other)
-      .send({ name: 'Task', fields: { title: { type: 'text' } } })
-      .expect(201);
+    const { other, otherAdmin } = await anotherTenant('deliver-other');
     const ours = await receiver();
     const theirs = await receiver();
     await webhook(ours, { events: ['record_created', 'invitation.created'] });
@@ -436,6 +442,44 @@ describe('other events', () => {
     );
     expect(rows).toEqual([{ title: 'deep' }]);
     await as('delete', `/triggers/${run.id}`).expect(204);
+  });
+});
+
+describe('counting deliveries', () => {
+  /** A function trigger whose run fails for a task titled "boom" (failed, not retried). */
+  async function tally(on: TestTenant, token: string) {
+    await as('post', '/functions', token, on)
+      .send({ name: 'tally', code: `async function run(event) { if (event.data.after.title === 'boom') throw 1 }` })
+      .expect(201);
+    const trigger = await as('post', '/triggers', token, on)
+      .send({ name: 'tally', events: ['record_created'], action: { type: 'function', function: 'tally' } })
+      .expect(201);
+    const deliveries = async (query = '') =>
+      (await as('get', `/triggers/${trigger.body.id}/deliveries?count=true${query}`, token, on).expect(200)).body;
+    const settled = (total: number) =>
+      eventually(async () => (await deliveries()).count === total && (await deliveries('&status=pending')).count === 0);
+    return { id: trigger.body.id as string, deliveries, settled };
+  }
+
+  it("counts a trigger's deliveries in a status, across pages, never another workspace's", async () => {
+    const { other, otherAdmin } = await anotherTenant('count-other');
+    const ours = await tally(tenant, admin);
+    const theirs = await tally(other, otherAdmin);
+    for (const title of ['fine', 'fine', 'boom', 'boom']) {
+      await createTask({ title });
+      await createTask({ title }, other, otherAdmin);
+    }
+    await createTask({ title: 'fine' });
+    await ours.settled(5);
+    await theirs.settled(4);
+    const page = await ours.deliveries('&limit=2');
+    expect(page).toMatchObject({ count: 5, nextCursor: expect.any(String) });
+    expect(page.data).toHaveLength(2);
+    expect((await ours.deliveries(`&limit=2&cursor=${page.nextCursor}`)).count).toBe(5);
+    expect((await ours.deliveries('&status=delivered&limit=1')).count).toBe(3);
+    expect((await ours.deliveries('&status=failed')).count).toBe(2);
+    expect((await as('get', `/triggers/${ours.id}/deliveries`).expect(200)).body).not.toHaveProperty('count');
+    await as('delete', `/triggers/${ours.id}`).expect(204);
   });
 });
 

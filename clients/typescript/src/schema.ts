@@ -1993,6 +1993,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
+          count?: 'true' | 'false';
           cursor?: string;
           limit?: number;
         };
@@ -2012,6 +2013,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 deliveryId: string | null;
                 durationMs: number;
@@ -5208,6 +5210,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
+          count?: 'true' | 'false';
           cursor?: string;
           limit?: number;
           status?: 'pending' | 'delivered' | 'failed' | 'discarded';
@@ -5228,6 +5231,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 attemptCount: number;
                 attempts: {

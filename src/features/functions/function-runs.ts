@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { z } from 'zod';
 import { prepared, type Database, type Scope } from '../../db/database.ts';
-import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
-import type { RunResponse, RunsQuery } from './functions.schema.ts';
+import { decodeCursor, encodeCursor, keysetPage, type PageQuery } from '../../http/cursor.ts';
+import type { RunResponse } from './functions.schema.ts';
 import type { FailureKind, LogLine, RunOutcome } from './sandbox-protocol.ts';
 
 /** One run as it is logged: what ran, on what, and how it ended. */
@@ -94,21 +94,25 @@ export class FunctionRuns {
     );
   }
 
-  /** A page of one function's runs, newest first. */
-  async page(scope: Scope, functionName: string, query: RunsQuery) {
+  /** A page of one function's runs, newest first, and with `count` how many it has in all. */
+  async page(scope: Scope, functionName: string, query: PageQuery) {
     const after = query.cursor ? decodeCursor(query.cursor, cursorSchema) : null;
+    const ofFunction = sql`workspace_id = ${scope.workspaceId}::uuid and function_name = ${functionName}`;
     const rows = await scope.query(
       sql<RunRow>`select id, function_name, function_version, trigger_id, delivery_id, event_seq, event, invoked, status, result,
           error, error_kind, logs, logs_truncated, duration_ms, started_at
         from function_runs
-        where workspace_id = ${scope.workspaceId}::uuid and function_name = ${functionName}
+        where ${ofFunction}
           ${after ? sql`and (started_at, id) < (${after[0]}::timestamptz, ${after[1]}::uuid)` : sql``}
         order by started_at desc, id desc
         limit ${query.limit + 1}::integer`,
     );
+    const count = query.count
+      ? await scope.query(sql<{ count: string }>`select count(*) from function_runs where ${ofFunction}`)
+      : undefined;
     const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
       encodeCursor([new Date(last.started_at).toISOString(), last.id]),
     );
-    return { data: shown.map(toResponse), nextCursor };
+    return { data: shown.map(toResponse), nextCursor, ...(count && { count: Number(count[0]?.count ?? 0) }) };
   }
 }

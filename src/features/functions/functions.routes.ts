@@ -1,5 +1,5 @@
 import type { Api } from '../../http/api.ts';
-import { wholeList, wholeListQuery } from '../../http/cursor.ts';
+import { pageQuery, wholeList, wholeListQuery } from '../../http/cursor.ts';
 import { workspaceParams } from '../workspaces/workspaces.schema.ts';
 import type { FunctionsService } from './functions.service.ts';
 import {
@@ -11,7 +11,6 @@ import {
   invokeResponse,
   replaceFunctionBody,
   runListResponse,
-  runsQuery,
 } from './functions.schema.ts';
 
 const tag = 'Functions';
@@ -26,8 +25,8 @@ export function functionRoutes(api: Api, functions: FunctionsService): void {
       tag,
       security: 'adminOrBearer',
       authorize: { action: 'read', subject, operation: 'admin' },
-      query: wholeListQuery,
       params: workspaceParams,
+      query: wholeListQuery,
       responses: { 200: { description: 'Functions', schema: functionListResponse } },
     },
     async ({ query, caller }, _request, response) => {
@@ -133,7 +132,7 @@ export function functionRoutes(api: Api, functions: FunctionsService): void {
       security: 'adminOrBearer',
       authorize: { action: 'read', subject, operation: 'admin' },
       params: functionParams,
-      query: runsQuery,
+      query: pageQuery,
       responses: { 200: { description: 'A page of runs', schema: runListResponse } },
     },
     async ({ params, query, caller }, _request, response) => {

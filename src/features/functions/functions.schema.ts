@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { pageQuery } from '../../http/cursor.ts';
 
 export const functionLimits = { timeoutMs: { max: 10_000, default: 1_000 }, memoryMb: { max: 64, default: 16 } };
 
@@ -104,7 +103,8 @@ export const runResponse = z.object({
   startedAt: z.iso.datetime(),
 });
 export type RunResponse = z.output<typeof runResponse>;
-export const runListResponse = z.object({ data: z.array(runResponse), nextCursor: z.string().nullable() });
-
-export const runsQuery = pageQuery.omit({ count: true });
-export type RunsQuery = z.output<typeof runsQuery>;
+export const runListResponse = z.object({
+  data: z.array(runResponse),
+  nextCursor: z.string().nullable(),
+  count: z.number().int().optional(),
+});

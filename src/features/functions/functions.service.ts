@@ -1,6 +1,7 @@
 import { LockMode } from '@mikro-orm/core';
 import { v7 as uuidv7 } from 'uuid';
 import type { Scope } from '../../db/database.ts';
+import type { PageQuery } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { Caller } from '../../policy/access.ts';
 import { WorkspaceConfiguration } from '../../policy/workspace-configuration.ts';
@@ -14,7 +15,6 @@ import type {
   FunctionResponse,
   InvokeInput,
   InvokeResponse,
-  RunsQuery,
 } from './functions.schema.ts';
 import type { Limits } from './sandbox-protocol.ts';
 
@@ -149,7 +149,7 @@ export class FunctionsService extends WorkspaceConfiguration {
    * A function's runs hold what it read and returned with its roles: reading them takes holding
    * those roles (or managing members), as invoking it does.
    */
-  runsOf(caller: Caller, name: string, query: RunsQuery) {
+  runsOf(caller: Caller, name: string, query: PageQuery) {
     return this.read(caller, async (scope, ruling) => {
       ruling.refine({ resourceId: name });
       checkGrant(caller, (await this.load(scope, name)).roles);

@@ -44,26 +44,37 @@ const columns = sql`d.id, d.trigger_id, d.event ->> 'id' as event_id, d.event_se
   d.attempts, d.next_attempt_at, d.last_status_code, d.last_error, d.created_at, d.finished_at, d.redeliveries,
   d.redelivered_at, d.redelivered_by, (extract(epoch from d.created_at) * 1000000)::bigint as position`;
 
-/** A trigger's deliveries, newest first, a page at a time, each with its attempts (one query for them all). */
+/**
+ * A trigger's deliveries, newest first, a page at a time, each with its attempts (one query for
+ * them all); with `count`, how many deliveries of the trigger (in `status`, if given) there are.
+ */
 export async function deliveryPage(
   scope: Scope,
   triggerId: string,
   query: DeliveriesQuery,
-): Promise<{ data: DeliveryResponse[]; nextCursor: string | null }> {
+): Promise<{ data: DeliveryResponse[]; nextCursor: string | null; count?: number }> {
   const after = query.cursor === undefined ? undefined : decodeCursor(query.cursor, cursorSchema);
+  const selected = sql`d.workspace_id = ${scope.workspaceId}::uuid and d.trigger_id = ${triggerId}::uuid
+    and (${query.status ?? null}::text is null or d.status = ${query.status ?? null}::text)`;
   const rows = await scope.query(
     sql<DeliveryRow>`select ${columns} from deliveries d
-      where d.workspace_id = ${scope.workspaceId}::uuid and d.trigger_id = ${triggerId}::uuid
-        and (${query.status ?? null}::text is null or d.status = ${query.status ?? null}::text)
+      where ${selected}
         and (${after?.position ?? null}::bigint is null
              or (d.created_at, d.id) < (timestamptz 'epoch' + ${after?.position ?? null}::bigint * interval '1 microsecond',
                                         ${after?.id ?? null}::uuid))
       order by d.created_at desc, d.id desc limit ${query.limit + 1}::integer`,
   );
+  const count = query.count
+    ? await scope.query(sql<{ count: string }>`select count(*) from deliveries d where ${selected}`)
+    : undefined;
   const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
     encodeCursor({ position: String(last.position), id: last.id }),
   );
-  return { data: await withAttempts(scope, shown), nextCursor };
+  return {
+    data: await withAttempts(scope, shown),
+    nextCursor,
+    ...(count && { count: Number(count[0]?.count ?? 0) }),
+  };
 }
 
 /** One delivery with its attempts, or undefined. */

@@ -2,6 +2,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { refusingProtoKey } from '../../json.ts';
 import { isPubliclyRoutable } from '../../auth/safe-fetch.ts';
+import { pageQuery } from '../../http/cursor.ts';
 import { structureName } from '../structures/structures.schema.ts';
 
 /** What a trigger may subscribe to. */
@@ -122,11 +123,7 @@ export type RotatedSecretResponse = z.output<typeof rotatedSecretResponse>;
 
 export const deliveryStatuses = ['pending', 'delivered', 'failed', 'discarded'] as const;
 
-export const deliveriesQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(1_000).optional(),
-  status: z.enum(deliveryStatuses).optional(),
-});
+export const deliveriesQuery = pageQuery.extend({ status: z.enum(deliveryStatuses).optional() });
 export type DeliveriesQuery = z.output<typeof deliveriesQuery>;
 
 export const deliveryParams = z.object({ ws: z.string().min(1).max(100), id: z.string().min(1).max(100) });
@@ -163,4 +160,8 @@ export const deliveryResponse = z.object({
   attempts: z.array(attemptResponse),
 });
 export type DeliveryResponse = z.output<typeof deliveryResponse>;
-export const deliveryListResponse = z.object({ data: z.array(deliveryResponse), nextCursor: z.string().nullable() });
+export const deliveryListResponse = z.object({
+  data: z.array(deliveryResponse),
+  nextCursor: z.string().nullable(),
+  count: z.number().int().optional(),
+});

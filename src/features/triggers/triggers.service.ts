@@ -220,7 +220,7 @@ export class TriggersService extends WorkspaceConfiguration {
     caller: Caller,
     id: string,
     query: DeliveriesQuery,
-  ): Promise<{ data: DeliveryResponse[]; nextCursor: string | null }> {
+  ): Promise<{ data: DeliveryResponse[]; nextCursor: string | null; count?: number }> {
     return this.read(caller, async (scope, ruling) => {
       ruling.refine({ resourceId: id });
       const trigger = await this.load(scope, id);
