@@ -172,6 +172,25 @@ describe('listing', () => {
     expect(found).toMatchObject({ memberCount: 2, recordCount: 0 });
   });
 
+  it('counts every workspace on request, across pages, and still ignores unknown parameters', async () => {
+    for (let index = 0; index < 3; index += 1) await createWorkspace();
+    const stored = async () => (await owner.query('select count(*)::int as count from workspaces')).rows[0].count;
+    // Other files create and delete workspaces in the shared database: compare with a count that held still.
+    let page: { data: unknown[]; nextCursor: string | null; count: number };
+    let before: number;
+    do {
+      before = await stored();
+      page = (await cordon.admin().get('/v1/workspaces').query({ limit: 2, count: true, unknown: 'x' }).expect(200))
+        .body;
+    } while (before !== (await stored()));
+    expect(page.count).toBe(before);
+    expect(page.count).toBeGreaterThan(2);
+    expect(page.data).toHaveLength(2);
+    expect(page.nextCursor).toEqual(expect.any(String));
+    expect((await cordon.admin().get('/v1/workspaces').expect(200)).body).not.toHaveProperty('count');
+    await cordon.admin().get('/v1/workspaces').query({ count: 'yes' }).expect(400);
+  });
+
   it.each([
     ['not-base64!'],
     [Buffer.from('{"after":"x"}').toString('base64url')],

@@ -541,6 +541,7 @@ export interface paths {
     get: {
       parameters: {
         query?: {
+          count?: 'true' | 'false';
           cursor?: string;
           limit?: number;
         };
@@ -557,6 +558,7 @@ export interface paths {
           };
           content: {
             'application/json': {
+              count?: number;
               data: {
                 /**
                  * @description The subscription status (none: no subscription, free plan)

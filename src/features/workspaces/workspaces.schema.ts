@@ -1,6 +1,7 @@
 import { isUuid, slugPattern } from '../../json.ts';
 import { z } from 'zod';
 import { billingStatuses } from '../../policy/standing.ts';
+import { pageQuery } from '../../http/cursor.ts';
 
 export const slug = z
   .string()
@@ -34,10 +35,11 @@ export const workspaceParams = z.object({
   ws: z.string().min(1).max(100).describe('The workspace slug or id'),
 });
 
-export const listWorkspacesQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(200).default(50),
-  cursor: z.string().max(200).optional(),
-});
+/**
+ * A page of workspaces. Not strict, unlike the lists of a workspace: this list has always ignored
+ * unknown parameters, and docs/api.md promises that to the platform admin's tools.
+ */
+export const listWorkspacesQuery = z.object(pageQuery.shape);
 
 export const workspaceResponse = z.object({
   id: z.uuid(),
@@ -58,6 +60,7 @@ export const workspaceResponse = z.object({
 export const workspaceListResponse = z.object({
   data: z.array(workspaceResponse),
   nextCursor: z.string().nullable(),
+  count: z.number().int().optional(),
 });
 
 export type CreateWorkspace = z.output<typeof createWorkspaceBody>;

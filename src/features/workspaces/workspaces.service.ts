@@ -3,7 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { z } from 'zod';
 import type { ChangeBus } from '../../db/changes.ts';
 import type { Database, Scope, Transaction } from '../../db/database.ts';
-import { decodeCursor, encodeCursor, keysetPage } from '../../http/cursor.ts';
+import { decodeCursor, encodeCursor, keysetPage, type PageQuery } from '../../http/cursor.ts';
 import { ProblemError } from '../../http/errors.ts';
 import { isUuid } from '../../json.ts';
 import { adminDecision, type AccessControl, type Caller } from '../../policy/access.ts';
@@ -196,15 +196,20 @@ export class WorkspacesService {
     });
   }
 
-  async list(options: { limit: number; cursor?: string | undefined }) {
+  async list(options: PageQuery) {
     const after = options.cursor ? decodeCursor(options.cursor, cursorPosition).after : undefined;
     return this.database.outsideWorkspaces(async (transaction) => {
       const page = await transaction.em.find(WorkspaceEntity, after ? { id: { $gt: after } } : {}, {
         orderBy: { id: 'asc' },
         limit: options.limit + 1,
       });
+      const count = options.count ? await transaction.em.count(WorkspaceEntity) : undefined;
       const { shown, nextCursor } = keysetPage(page, options.limit, (last) => encodeCursor({ after: last.id }));
-      return { data: await summariesOf(transaction, shown, this.plans), nextCursor };
+      return {
+        data: await summariesOf(transaction, shown, this.plans),
+        nextCursor,
+        ...(count !== undefined && { count }),
+      };
     });
   }
 
