@@ -221,7 +221,6 @@ describe('the seed tutorial’s function', () => {
       triggerId,
       deliveryId,
       eventSeq: event.seq,
-      event,
       result: { notified: 'u3' },
     });
     expect(await notificationsOf(tenant.id, runs[0].id)).toEqual([
@@ -551,7 +550,6 @@ describe('runs', () => {
       invoked: true,
       triggerId: null,
       eventSeq: null,
-      event: { type: 'test', n: 2 },
       result: null,
       error: { kind: 'error', message: expect.stringMatching(/^TypeError: two/) },
       logs: [{ level: 'info', message: 'attempt 2' }],

@@ -2025,7 +2025,6 @@ export interface paths {
                     'invalid' | 'error' | 'timeout' | 'memory' | 'stack' | 'result' | 'stalled' | 'crashed' | 'busy';
                   message: string;
                 } | null;
-                event: components['schemas']['JsonValue'] | null;
                 eventSeq: string | null;
                 function: string;
                 functionVersion: number;

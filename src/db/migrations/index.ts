@@ -22,7 +22,6 @@ import { Migration20261201050000DecisionInputs } from './Migration20261201050000
 import { Migration20261201060000RecordInsertPositions } from './Migration20261201060000RecordInsertPositions.ts';
 import { Migration20261201070000RecordsContainingRows } from './Migration20261201070000RecordsContainingRows.ts';
 import { Migration20261201080000BillingEventRetention } from './Migration20261201080000BillingEventRetention.ts';
-import { Migration20261201090000FunctionRunEvents } from './Migration20261201090000FunctionRunEvents.ts';
 
 /** Applied in order at start; a new migration is appended here and never edited once landed. */
 export const migrations = [
@@ -50,5 +49,4 @@ export const migrations = [
   Migration20261201060000RecordInsertPositions,
   Migration20261201070000RecordsContainingRows,
   Migration20261201080000BillingEventRetention,
-  Migration20261201090000FunctionRunEvents,
 ];

@@ -134,7 +134,6 @@ export class FunctionRunner implements FunctionAction {
         triggerId: request.triggerId ?? null,
         deliveryId: request.deliveryId ?? null,
         eventSeq: request.eventSeq ?? null,
-        event: request.event,
         startedAt,
         outcome,
       });

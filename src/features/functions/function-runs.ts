@@ -14,8 +14,6 @@ export interface RunEntry {
   triggerId: string | null;
   deliveryId: string | null;
   eventSeq: string | null;
-  /** What `run(event)` received. */
-  event: Record<string, unknown>;
   startedAt: Date;
   outcome: RunOutcome;
 }
@@ -27,7 +25,6 @@ interface RunRow {
   trigger_id: string | null;
   delivery_id: string | null;
   event_seq: string | null;
-  event: unknown;
   invoked: boolean;
   status: 'succeeded' | 'failed';
   result: unknown;
@@ -50,7 +47,6 @@ const toResponse = (row: RunRow): RunResponse => ({
   triggerId: row.trigger_id,
   deliveryId: row.delivery_id,
   eventSeq: row.event_seq === null ? null : String(row.event_seq),
-  event: (row.event ?? null) as RunResponse['event'],
   result: (row.result ?? null) as RunResponse['result'],
   error: row.error_kind ? { kind: row.error_kind, message: row.error ?? '' } : null,
   logs: row.logs,
@@ -82,10 +78,9 @@ export class FunctionRuns {
         'cordon_append_function_run',
         sql`with ${scope}, relaxed as materialized (select set_config('synchronous_commit', 'off', true))
           insert into function_runs (workspace_id, id, function_name, function_version, trigger_id, delivery_id, event_seq,
-            event, invoked, status, result, error, error_kind, logs, logs_truncated, duration_ms, started_at)
+            invoked, status, result, error, error_kind, logs, logs_truncated, duration_ms, started_at)
           select scope.workspace_id, ${run.id}::uuid, ${run.functionName}, ${run.functionVersion}::integer,
-            ${run.triggerId}::uuid, ${run.deliveryId}::uuid, ${run.eventSeq}::bigint, ${JSON.stringify(run.event)}::jsonb,
-            ${run.invoked}::boolean,
+            ${run.triggerId}::uuid, ${run.deliveryId}::uuid, ${run.eventSeq}::bigint, ${run.invoked}::boolean,
             ${outcome.ok ? 'succeeded' : 'failed'}, ${result}::jsonb, ${outcome.ok ? null : outcome.error.message},
             ${outcome.ok ? null : outcome.error.kind}, ${JSON.stringify(outcome.logs)}::jsonb, ${outcome.logsTruncated}::boolean,
             ${outcome.durationMs}::double precision, ${run.startedAt}::timestamptz
@@ -99,7 +94,7 @@ export class FunctionRuns {
     const after = query.cursor ? decodeCursor(query.cursor, cursorSchema) : null;
     const ofFunction = sql`workspace_id = ${scope.workspaceId}::uuid and function_name = ${functionName}`;
     const rows = await scope.query(
-      sql<RunRow>`select id, function_name, function_version, trigger_id, delivery_id, event_seq, event, invoked, status, result,
+      sql<RunRow>`select id, function_name, function_version, trigger_id, delivery_id, event_seq, invoked, status, result,
           error, error_kind, logs, logs_truncated, duration_ms, started_at
         from function_runs
         where ${ofFunction}

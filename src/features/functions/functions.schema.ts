@@ -93,8 +93,6 @@ export const runResponse = z.object({
   triggerId: z.uuid().nullable(),
   deliveryId: z.uuid().nullable(),
   eventSeq: z.string().nullable(),
-  /** What `run(event)` received (null for runs logged before runs kept it). */
-  event: z.json().nullable(),
   result: z.json().nullable(),
   error: runError.nullable(),
   logs: z.array(logLine),
