@@ -46,6 +46,21 @@ describe("where an issuer's keys are published", () => {
     expect(requests).toEqual([]);
   });
 
+  // Tenants of one login host (Entra ID, a shared Keycloak) publish keys their own admins choose:
+  // another tenant's key URL on the same origin proves nothing of this one.
+  it('asks the discovery document of an issuer with a path, even for a JWKS URI on its origin', async () => {
+    const tenant = `${issuer}/tenant-a`;
+    answer = { status: 200, body: JSON.stringify({ issuer: tenant, jwks_uri: `${tenant}/keys` }) };
+    expect(await keySets.publishedBy({ issuer: tenant, jwksUri: `${issuer}/tenant-b/keys` })).toBe(`${tenant}/keys`);
+    expect(await keySets.publishedBy({ issuer: `${tenant}/`.slice(0, -1), jwksUri: `${tenant}/keys` })).toBe(
+      `${tenant}/keys`,
+    );
+    expect(requests).toEqual([
+      '/tenant-a/.well-known/openid-configuration',
+      '/tenant-a/.well-known/openid-configuration',
+    ]);
+  });
+
   it('asks the discovery document otherwise, which must name this issuer', async () => {
     answer = { status: 200, body: JSON.stringify({ issuer, jwks_uri: 'http://keys.example.com/certs' }) };
     for (const keys of [{ jwksUri: 'http://keys.example.com/certs' }, { jwksUri: null }])
