@@ -261,6 +261,30 @@ describe('order', () => {
   });
 });
 
+describe('a trigger changed while its stream drains', () => {
+  // One drain job attempts many deliveries of a stream; each goes where the trigger points when it
+  // is attempted, not where it pointed when the job began (an endpoint given up, say).
+  it('sends the rest of the stream to the new URL', async () => {
+    const [before, after] = [await receiver(), await receiver()];
+    before.answer = () => ({ status: 204, delayMs: 300 });
+    const body = { name: `moved-${randomUUID().slice(0, 8)}`, events: ['record_created', 'record_updated'] };
+    const { id, secret } = await webhook(before, { ...body, structure: 'Task' });
+    after.secret = secret;
+    const task = await createTask({ step: 0 });
+    for (let step = 1; step <= 5; step++)
+      await as('patch', `/records/Task/${task.id}`).send({ data: { step } }).expect(200);
+    await before.waitFor(1);
+    await as('put', `/triggers/${id}`)
+      .send({ ...body, structure: 'Task', action: { type: 'webhook', url: after.url } })
+      .expect(200);
+    await eventually(async () => before.received.length + after.received.length >= 6);
+    // The attempt in flight when the trigger changed may still reach the old URL; none after it.
+    expect(before.received.length).toBeLessThanOrEqual(2);
+    const steps = [...before.events(), ...after.events()].map((event) => (event.data.after as { step: number }).step);
+    expect(steps).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+});
+
 describe('secret rotation', () => {
   it('signs with both secrets for 24 h, each signature verifying with its own secret', async () => {
     const to = await receiver();
@@ -349,6 +373,43 @@ describe('other events', () => {
       data: { email: 'new@example.com', roles: ['viewer'], acceptUrl: invitation.acceptUrl },
     });
     expect(event).not.toHaveProperty('recordId');
+  });
+
+  // Only what Cordon sealed is opened for receivers: a function's notification data is sent as the
+  // function wrote it, even shaped { sealed }, so no ciphertext (another tenant's webhook secret
+  // copied from a backup, say) comes out decrypted, and such data never stalls its delivery.
+  it('sends a notification whose data looks sealed exactly as the function wrote it', async () => {
+    const { other, otherAdmin } = await anotherTenant('sealed-victim');
+    const victim = (
+      await as('post', '/triggers', otherAdmin, other)
+        .send({ name: 'v', events: ['invitation.created'], action: { type: 'webhook', url: 'https://example.com/v' } })
+        .expect(201)
+    ).body;
+    const {
+      rows: [copied],
+    } = await owner.query('select secret from trigger_secrets where trigger_id = $1', [victim.id]);
+    // Each as a notification's whole `data`: the shape a sealed value has in Cordon's own events.
+    const letters = [{ sealed: copied.secret }, { sealed: 'yes' }];
+    const name = `sealed-${randomUUID().slice(0, 8)}`;
+    await as('post', '/functions')
+      .send({
+        name,
+        roles: ['admin'],
+        code: `async function run(event, context) {
+          for (const data of ${JSON.stringify(letters)})
+            await context.api.sendNotification({ type: 'letter', to: 'u1', template: 'post', data });
+        }`,
+      })
+      .expect(201);
+    await as('post', '/triggers')
+      .send({ name, events: ['record_created'], structure: 'Task', action: { type: 'function', function: name } })
+      .expect(201);
+    const to = await receiver();
+    const hook = await webhook(to, { events: ['notification.requested'] });
+    await createTask({ title: 'letter' });
+    await to.waitFor(2, 15_000);
+    expect(to.events().map((event) => event.data.data)).toEqual(letters);
+    await eventually(async () => (await deliveriesOf(hook.id)).every((delivery) => delivery.status === 'delivered'));
   });
 
   it('runs a function trigger’s function once per event; a run that throws is logged and not retried', async () => {

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { sql, type RawBuilder } from 'kysely';
 import type { Database, Scope } from '../../db/database.ts';
 import type { StoredEvent } from '../../events/event-log.ts';
 import type { ActionOutcome } from './action.ts';
@@ -41,20 +41,33 @@ export interface DeliveryTarget {
   enabled: boolean;
   action: TriggerAction;
   sealedSecrets: string[];
+  /** Changes whenever the trigger or its secrets do (see `targetStamp`). */
+  stamp: string;
 }
+
+/**
+ * The trigger's version and its newest secret (uuidv7 ids grow): a job that read its target
+ * compares this with each delivery it claims, so a trigger replaced (a new URL, another action)
+ * or a secret rotated while the job drains is read again before the next attempt.
+ */
+const targetStamp = (workspaceId: RawBuilder<unknown>, triggerId: string) =>
+  sql`(select t.version::text || ':' || coalesce((select max(s.id::text) from trigger_secrets s
+        where s.workspace_id = t.workspace_id and s.trigger_id = t.id), '')
+      from triggers t where t.workspace_id = ${workspaceId} and t.id = ${triggerId}::uuid)`;
 
 export async function deliveryTarget(database: Database, ref: StreamRef): Promise<DeliveryTarget | undefined> {
   const [row] = await database.inWorkspace(
     ref.workspaceId,
-    (scope) => sql<{ enabled: boolean; action: TriggerAction; secrets: string[] }>`with ${scope}
+    (scope) => sql<{ enabled: boolean; action: TriggerAction; secrets: string[]; stamp: string }>`with ${scope}
       select found.* from scope cross join lateral (
         select t.enabled, t.action, array(
             select s.secret from trigger_secrets s
             where s.workspace_id = t.workspace_id and s.trigger_id = t.id and (s.expires_at is null or s.expires_at > now())
-            order by s.created_at, s.id) as secrets
+            order by s.created_at, s.id) as secrets,
+          ${targetStamp(sql`scope.workspace_id`, ref.triggerId)} as stamp
         from triggers t where t.workspace_id = scope.workspace_id and t.id = ${ref.triggerId}::uuid offset 0) found`,
   );
-  return row && { enabled: row.enabled, action: row.action, sealedSecrets: row.secrets };
+  return row && { enabled: row.enabled, action: row.action, sealedSecrets: row.secrets, stamp: row.stamp };
 }
 
 export interface PendingDelivery {
@@ -72,7 +85,7 @@ export type Head =
   | { kind: 'none' }
   | { kind: 'waiting'; at: Date }
   | { kind: 'claimed'; until: Date }
-  | { kind: 'attempt'; delivery: PendingDelivery };
+  | { kind: 'attempt'; delivery: PendingDelivery; stamp: string | null };
 
 /**
  * Takes the stream's head for an attempt. The claim keeps a second job of the stream (see
@@ -94,6 +107,7 @@ export async function claimHeadIn(scope: Scope, ref: StreamRef, leaseMs: number)
       next_attempt_at: Date;
       claimed_until: Date | null;
       mine: boolean;
+      stamp: string | null;
     }>`with head as (
           select d.id, d.event, d.attempts, d.round_start, d.next_attempt_at, d.claimed_until,
                  d.next_attempt_at > now() or coalesce(d.claimed_until > now(), false) as busy
@@ -106,7 +120,9 @@ export async function claimHeadIn(scope: Scope, ref: StreamRef, leaseMs: number)
           update deliveries d set claimed_until = now() + ${leaseMs}::integer * interval '1 millisecond'
           from head where d.workspace_id = ${scope.workspaceId}::uuid and d.id = head.id and not head.busy
           returning d.id)
-        select head.*, exists (select 1 from claimed) as mine from head`,
+        select head.*, exists (select 1 from claimed) as mine,
+          ${targetStamp(sql`${scope.workspaceId}::uuid`, ref.triggerId)} as stamp
+        from head`,
   );
   if (!row) return { kind: 'none' };
   if (!row.mine && row.claimed_until && new Date(row.claimed_until) > new Date(row.next_attempt_at)) {
@@ -116,6 +132,7 @@ export async function claimHeadIn(scope: Scope, ref: StreamRef, leaseMs: number)
   return {
     kind: 'attempt',
     delivery: { id: row.id, event: row.event, attempts: row.attempts, roundStart: row.round_start },
+    stamp: row.stamp,
   };
 }
 

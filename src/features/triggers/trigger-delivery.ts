@@ -74,13 +74,8 @@ export class TriggerDelivery {
 
   async drain(ref: StreamRef, signal: AbortSignal): Promise<void> {
     const { database, options } = this.dependencies;
-    const target = await deliveryTarget(database, ref);
-    if (!target) return; // deleted: its deliveries went with it
-    if (!target.enabled) {
-      // Matched before the dispatcher heard it was disabled: discarded like the rest.
-      await database.withWorkspace(ref.workspaceId, (scope) => discardPending(scope, ref.triggerId, ref.stream));
-      return;
-    }
+    let target = await this.target(ref);
+    if (!target) return;
     // A claim outlasts any attempt: the webhook timeout (or a function's, 10 s at most) twice, and more.
     const leaseMs = 2 * Math.max(options.webhook.timeoutMs, 10_000) + 30_000;
     let head = await claimHead(database, ref, leaseMs);
@@ -89,6 +84,11 @@ export class TriggerDelivery {
       if (head.kind === 'waiting') return this.again(ref, { runAt: head.at });
       // Another job's attempt: it goes on with the stream; come back when its claim lapses, in case it died.
       if (head.kind === 'claimed') return this.again(ref, { runAt: head.until, key: 'claimed' });
+      // The trigger or its secrets changed since it was read: the delivery goes where it points now.
+      if (head.stamp !== target.stamp) {
+        target = await this.target(ref);
+        if (!target) return;
+      }
       const outcome = await this.attempt(ref, target, head.delivery, signal);
       const next = await this.record(ref, head.delivery, outcome, made < options.batch ? leaseMs : undefined);
       if (next === 'stop') return;
@@ -96,6 +96,21 @@ export class TriggerDelivery {
       if (next === 'yield') return this.again(ref);
       head = next;
     }
+  }
+
+  /**
+   * The trigger as it is now, if its deliveries are to be attempted: none when it was deleted (its
+   * deliveries went with it) or disabled (matched before the dispatcher heard, and discarded like
+   * the rest; a claim this job holds goes with its delivery).
+   */
+  private async target(ref: StreamRef): Promise<DeliveryTarget | undefined> {
+    const { database } = this.dependencies;
+    const target = await deliveryTarget(database, ref);
+    if (target && !target.enabled) {
+      await database.withWorkspace(ref.workspaceId, (scope) => discardPending(scope, ref.triggerId, ref.stream));
+      return undefined;
+    }
+    return target;
   }
 
   private again(ref: StreamRef, options: Parameters<typeof drainJob>[1] = {}): Promise<void> {
@@ -121,8 +136,15 @@ export class TriggerDelivery {
     };
     const open = (sealed: string) => sealer.open(sealed);
     if (target.action.type === 'webhook') {
-      const secrets = target.sealedSecrets.map(open);
-      return this.webhook.deliver(target.action.url, secrets, attempt, webhookBody(head.event, open));
+      let sealedOpen: { secrets: string[]; body: string };
+      try {
+        sealedOpen = { secrets: target.sealedSecrets.map(open), body: webhookBody(head.event, open) };
+      } catch {
+        // Sealed under another key: trying again cannot open it, and the job must not fail for ever.
+        const error = 'a sealed secret could not be opened (was ADMIN_API_KEY changed?)';
+        return { ok: false, latencyMs: 0, error, retry: false };
+      }
+      return this.webhook.deliver(target.action.url, sealedOpen.secrets, attempt, sealedOpen.body);
     }
     const started = performance.now();
     try {

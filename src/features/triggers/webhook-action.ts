@@ -19,12 +19,21 @@ export interface WebhookOptions {
 export const defaultWebhookOptions = { timeoutMs: 15_000, responseBytes: 4_096 };
 
 /**
+ * What Cordon itself seals in the events it writes, by type: an invitation's accept URL, which
+ * holds its token. Only these are opened, never a value that merely looks sealed: a function's
+ * notification data is the function's, and opening it would decrypt whatever ciphertext it
+ * carried (another tenant's webhook secret, say, copied from a backup).
+ */
+const sealedFields: Readonly<Record<string, readonly string[]>> = { 'invitation.created': ['acceptUrl'] };
+
+/**
  * The event as receivers get it: `{ id, seq, type, workspaceId, structure?, recordId?, data,
- * actor, requestId, at }`. What Cordon keeps sealed in the event log (an invitation's accept URL,
- * which holds its token) is opened here, for the app that sends the email.
+ * actor, requestId, at }`. What Cordon keeps sealed in the event log (`sealedFields`) is opened
+ * here, for the app that sends the email.
  */
 export function publicEvent(event: StoredEvent, open: (sealed: string) => string): Record<string, unknown> {
-  const data = recordEvents.has(event.type) ? event.data : opened(event.data, open);
+  const fields = recordEvents.has(event.type) ? undefined : sealedFields[event.type];
+  const data = fields ? opened(event.data, fields, open) : event.data;
   return {
     id: event.id,
     seq: event.seq,
@@ -39,12 +48,15 @@ export function publicEvent(event: StoredEvent, open: (sealed: string) => string
   };
 }
 
-function opened(data: Record<string, unknown>, open: (sealed: string) => string): Record<string, unknown> {
+function opened(
+  data: Record<string, unknown>,
+  fields: readonly string[],
+  open: (sealed: string) => string,
+): Record<string, unknown> {
   return Object.fromEntries(
     Object.entries(data).map(([key, value]) => {
       const sealed = (value as { sealed?: unknown } | null)?.sealed;
-      const isSealed = typeof sealed === 'string' && Object.keys(value as object).length === 1;
-      return [key, isSealed ? open(sealed) : value];
+      return [key, fields.includes(key) && typeof sealed === 'string' ? open(sealed) : value];
     }),
   );
 }
