@@ -285,6 +285,21 @@ describe('a trigger changed while its stream drains', () => {
   });
 });
 
+describe('a secret sealed under another key (ADMIN_API_KEY changed)', () => {
+  it('fails its deliveries at once, not for ever pending; a rotated secret signs again', async () => {
+    const to = await receiver();
+    const { id } = await webhook(to, { events: ['record_created'], structure: 'Task' });
+    await owner.query(`update trigger_secrets set secret = 'sealed-under-another-key' where trigger_id = $1`, [id]);
+    await createTask({ title: 'unsigned' });
+    await eventually(async () => (await deliveriesOf(id))[0]?.status === 'failed');
+    expect((await deliveriesOf(id))[0]!.attempts[0]!.error).toMatch(/no signing secret could be opened/);
+    to.secret = (await as('post', `/triggers/${id}/rotate-secret`).expect(200)).body.secret;
+    await createTask({ title: 'signed' });
+    await to.waitFor(1);
+    expect((to.events()[0]!.data.after as { title: string }).title).toBe('signed');
+  });
+});
+
 describe('secret rotation', () => {
   it('signs with both secrets for 24 h, each signature verifying with its own secret', async () => {
     const to = await receiver();

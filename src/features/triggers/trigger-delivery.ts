@@ -136,15 +136,25 @@ export class TriggerDelivery {
     };
     const open = (sealed: string) => sealer.open(sealed);
     if (target.action.type === 'webhook') {
-      let sealedOpen: { secrets: string[]; body: string };
+      // Sealed under another key (ADMIN_API_KEY changed), a value never opens: trying again cannot
+      // help, and the job must not fail for ever. A rotated secret signs while older ones do not open.
+      const unopened = { ok: false, latencyMs: 0, retry: false } as const;
+      const secrets = target.sealedSecrets.flatMap((sealed) => {
+        try {
+          return [open(sealed)];
+        } catch {
+          return [];
+        }
+      });
+      if (!secrets.length)
+        return { ...unopened, error: 'no signing secret could be opened (was ADMIN_API_KEY changed?)' };
+      let body: string;
       try {
-        sealedOpen = { secrets: target.sealedSecrets.map(open), body: webhookBody(head.event, open) };
+        body = webhookBody(head.event, open);
       } catch {
-        // Sealed under another key: trying again cannot open it, and the job must not fail for ever.
-        const error = 'a sealed secret could not be opened (was ADMIN_API_KEY changed?)';
-        return { ok: false, latencyMs: 0, error, retry: false };
+        return { ...unopened, error: "the event's sealed values could not be opened (was ADMIN_API_KEY changed?)" };
       }
-      return this.webhook.deliver(target.action.url, sealedOpen.secrets, attempt, sealedOpen.body);
+      return this.webhook.deliver(target.action.url, secrets, attempt, body);
     }
     const started = performance.now();
     try {
