@@ -383,6 +383,12 @@ describe('validation', () => {
       oidcBody({ jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'AQAB', y: 'AQAB' }] } }),
       '/jwks/keys/0',
     );
+    // Keys meant for something else than verifying, which jose refuses to verify with.
+    await expectRefused(
+      oidcBody({ jwks: { keys: [{ ...publicJwk, key_ops: ['verify', 'encrypt'] }] } }),
+      '/jwks/keys/0/key_ops',
+    );
+    await expectRefused(oidcBody({ jwks: { keys: [{ ...publicJwk, use: 'enc' }] } }), '/jwks/keys/0/use');
     // jose will not make one this small; node:crypto will.
     const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
     await expectRefused(oidcBody({ jwks: { keys: [publicKey.export({ format: 'jwk' })] } }), '/jwks/keys/0');

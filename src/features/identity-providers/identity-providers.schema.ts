@@ -50,6 +50,15 @@ const publicJwk = z
       context.addIssue({ code: 'custom', message: 'is not a usable public key', input: key });
       return;
     }
+    // jose and WebCrypto honour these: a key not meant for verifying would refuse every token.
+    if (key.use !== undefined && key.use !== 'sig')
+      context.addIssue({ code: 'custom', path: ['use'], message: 'must be "sig" when given', input: key });
+    const operations = key.key_ops;
+    if (
+      operations !== undefined &&
+      !(Array.isArray(operations) && operations.includes('verify') && operations.every((op) => op === 'verify'))
+    )
+      context.addIssue({ code: 'custom', path: ['key_ops'], message: 'must be ["verify"] when given', input: key });
     if (key.kty === 'RSA' && (bits ?? 0) < rsaMinimumBits)
       context.addIssue({ code: 'custom', message: `an RSA key must have ${rsaMinimumBits} bits or more`, input: key });
   });
