@@ -483,8 +483,16 @@ describe('who may replace an invitation', () => {
         rules: [{ action: ['create', 'read', 'delete'], subject: 'Invitation' }],
       })
       .expect(201);
+    await lead
+      .post('/policies', {
+        name: 'blind-revoker',
+        roles: ['blind-revoker'],
+        rules: [{ action: ['create', 'delete'], subject: 'Invitation' }],
+      })
+      .expect(201);
     await addMember(cordon, team, 'user_recruiter', ['recruiter']);
     await addMember(cordon, team, 'user_revoker', ['revoker']);
+    await addMember(cordon, team, 'user_blind', ['blind-revoker']);
   });
 
   it('refuses re-inviting an email whose pending invitation the inviter may not revoke, and changes nothing', async () => {
@@ -512,6 +520,14 @@ describe('who may replace an invitation', () => {
     expect((await revoker.delete(`/invitations/${admins.id}`).expect(403)).body).toMatchObject({
       code: 'forbidden',
       detail: beyond,
+    });
+    // Without read on Invitation, the refusal does not tell the pending invitation's roles.
+    const blind = client(cordon, team, await team.token('user_blind'));
+    expect(
+      (await blind.post('/invitations', { email: 'kim@example.com', roles: ['blind-revoker'] }).expect(403)).body,
+    ).toMatchObject({
+      code: 'forbidden',
+      detail: 'its email has a pending invitation that this principal may not revoke',
     });
 
     expect(await pendingOf('kim@example.com')).toEqual(before);

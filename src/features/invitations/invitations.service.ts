@@ -208,9 +208,12 @@ export class InvitationsService {
         checkGrant(caller, invitation.roles);
       } catch (error) {
         if (how === 'revoking' || !(error instanceof Refusal)) throw error;
+        // Why (the roles it would grant, say) is the invitation's, for a principal who may read it.
+        const mayRead = caller.ability?.decide('read', 'Invitation').allowed ?? true;
+        const why = mayRead ? `: ${error.decision.reason}` : '';
         throw new Refusal({
           ...error.decision,
-          reason: `its email has a pending invitation that this principal may not revoke: ${error.decision.reason}`,
+          reason: `its email has a pending invitation that this principal may not revoke${why}`,
         });
       }
     }
