@@ -32,11 +32,23 @@ export const isWorkspaceReference = (value: string): boolean => slugPattern.test
 /**
  * zod's record drops a `__proto__` key without a word: a condition `{ "__proto__": … }` would
  * become `{}`, which every record meets, and a record's data would lose it silently. This refuses
- * the key, with its pointer, before the record schema sees the object.
+ * the key, with its pointer, before the record schema sees the object: at its top level, or with
+ * `deep` at any depth (conditions, whose nested keys are fields too).
  */
-export const refusingProtoKey = <Schema extends z.ZodType>(record: Schema, message = '"__proto__" cannot be a key') =>
+export const refusingProtoKey = <Schema extends z.ZodType>(
+  record: Schema,
+  { deep = false, message = '"__proto__" cannot be a key' }: { deep?: boolean; message?: string } = {},
+) =>
   z.preprocess((value, context) => {
-    if (isPlainObject(value) && Object.hasOwn(value, '__proto__'))
-      context.addIssue({ code: 'custom', path: ['__proto__'], message, input: value });
+    const pending: { node: unknown; path: PropertyKey[] }[] = [{ node: value, path: [] }];
+    for (let next = pending.pop(); next; next = pending.pop()) {
+      if (typeof next.node !== 'object' || next.node === null) continue;
+      const array = Array.isArray(next.node);
+      for (const [key, item] of Object.entries(next.node)) {
+        const path = [...next.path, array ? Number(key) : key];
+        if (key === '__proto__') context.addIssue({ code: 'custom', path, message, input: item });
+        else if (deep) pending.push({ node: item, path });
+      }
+    }
     return value;
   }, record);

@@ -329,6 +329,23 @@ describe('a __proto__ key in conditions, which zod’s record would drop', () =>
     const { rows } = await owner.query('select name from policies where workspace_id = $1 order by name', [empty.id]);
     expect(rows.map((row: { name: string }) => row.name)).toEqual(['admin', 'auditor', 'member', 'viewer']);
   });
+
+  // Where a document or claims are given to be decided on, the key would vanish, and the decision
+  // be made on something other than what was sent.
+  it('is refused in a check’s resource and claims, and in a suite’s resources and claims', async () => {
+    const proto = '{"title": "a", "__proto__": {"admin": true}}';
+    const checked = await send(
+      'post',
+      '/check',
+      `{"principal": {"id": "u", "roles": ["proto"], "claims": ${proto}}, "checks": [{"action": "read", "subject": "Task", "resource": ${proto}}]}`,
+    );
+    expect(checked.status).toBe(400);
+    expect(pointersOf(checked.body)).toEqual(['/principal/claims/__proto__', '/checks/0/resource/__proto__']);
+    const suite = `{"principals": {"p": {"id": "u", "roles": ["proto"], "claims": ${proto}}}, "resources": {"r": {"structure": "Task", "data": ${proto}}}, "tests": [{"name": "t", "principal": "p", "action": "read", "subject": "Task", "resource": "r", "expect": "deny"}]}`;
+    const run = await send('post', '/policies/test', `{"suite": ${suite}}`);
+    expect(run.status).toBe(400);
+    expect(pointersOf(run.body)).toEqual(['/suite/principals/p/claims/__proto__', '/suite/resources/r/data/__proto__']);
+  });
 });
 
 describe('evaluation', () => {

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { refusingProtoKey } from '../json.ts';
 import { buildAbility, subjectTypeKey, type PrincipalAbility, type StoredPolicy } from './ability.ts';
 import { actions, systemFields } from './vocabulary.ts';
 
@@ -19,7 +20,7 @@ export const suiteSchema = z.strictObject({
       z.strictObject({
         id: z.string().min(1).max(500),
         roles: z.array(z.string().min(1).max(100)).max(50),
-        claims: z.record(z.string(), z.unknown()).optional(),
+        claims: refusingProtoKey(z.record(z.string(), z.unknown())).optional(),
         email: z.string().max(320).optional(),
       }),
     )
@@ -31,7 +32,7 @@ export const suiteSchema = z.strictObject({
       name,
       z.strictObject({
         structure: z.string().min(1).max(64),
-        data: z.record(z.string(), z.unknown()).superRefine((data, context) => {
+        data: refusingProtoKey(z.record(z.string(), z.unknown())).superRefine((data, context) => {
           if (Object.hasOwn(data, subjectTypeKey))
             context.addIssue({ code: 'custom', path: [subjectTypeKey], message: 'is reserved', input: data });
         }),

@@ -1098,7 +1098,6 @@ export interface paths {
             /** @default false */
             explain?: boolean;
             principal?: {
-              /** @default {} */
               claims?: {
                 [key: string]: unknown;
               };
@@ -1926,7 +1925,6 @@ export interface paths {
           'application/json': {
             /** @description The event run(event) receives, e.g. { type: "record_updated", data: { before, after } } */
             event: {
-              /** @default {} */
               data?: {
                 [key: string]: unknown;
               };
@@ -3501,7 +3499,6 @@ export interface paths {
                   roles: string[];
                 };
               };
-              /** @default {} */
               resources?: {
                 [key: string]: {
                   createdAt?: string;
@@ -3820,7 +3817,6 @@ export interface paths {
                   roles: string[];
                 };
               };
-              /** @default {} */
               resources?: {
                 [key: string]: {
                   createdAt?: string;

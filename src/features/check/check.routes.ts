@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { refusingProtoKey } from '../../json.ts';
 import type { Api } from '../../http/api.ts';
 import { ProblemError } from '../../http/errors.ts';
 import type { AccessControl } from '../../policy/access.ts';
@@ -17,7 +18,7 @@ const checkBody = z.strictObject({
       id: z.string().min(1).max(500),
       roles: z.array(z.string().min(1).max(100)).max(50),
       email: z.email().optional(),
-      claims: z.record(z.string(), z.unknown()).default({}),
+      claims: refusingProtoKey(z.record(z.string(), z.unknown())).default({}),
     })
     .optional(),
   checks: z
@@ -25,12 +26,12 @@ const checkBody = z.strictObject({
       z.strictObject({
         action: z.enum(actions),
         subject: z.string().min(1).max(64),
-        resource: z
-          .record(
+        resource: refusingProtoKey(
+          z.record(
             z.string().refine((key) => key !== subjectTypeKey, 'is reserved'),
             z.unknown(),
-          )
-          .optional(),
+          ),
+        ).optional(),
         field: z.string().min(1).max(200).optional(),
       }),
     )

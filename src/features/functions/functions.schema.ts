@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { refusingProtoKey } from '../../json.ts';
 
 export const functionLimits = { timeoutMs: { max: 10_000, default: 1_000 }, memoryMb: { max: 64, default: 16 } };
 
@@ -60,7 +61,7 @@ export const invokeBody = z.strictObject({
   event: z
     .looseObject({
       type: z.string().min(1).max(100),
-      data: z.record(z.string(), z.unknown()).default({}),
+      data: refusingProtoKey(z.record(z.string(), z.unknown())).default({}),
       depth: z.number().int().min(0).max(100).default(0),
     })
     .describe('The event run(event) receives, e.g. { type: "record_updated", data: { before, after } }'),

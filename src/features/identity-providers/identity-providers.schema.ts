@@ -130,7 +130,7 @@ export function identityProviderBody(production: boolean) {
           z.string().min(1).max(200),
           z.union([z.string().min(1).max(100), z.array(z.string().min(1).max(100))]),
         ),
-        'this role name is reserved',
+        { message: 'this role name is reserved' },
       ).default({}),
       roleSource: z.enum(['claims', 'members', 'both']).default('claims'),
       allowPendingSessions: z.boolean().default(false),

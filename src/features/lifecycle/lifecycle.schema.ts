@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { refusingProtoKey } from '../../json.ts';
 import { functionBody } from '../functions/functions.schema.ts';
 import { identityProviderBody } from '../identity-providers/identity-providers.schema.ts';
 import { createMemberBody } from '../members/members.schema.ts';
@@ -62,7 +63,7 @@ export const createBodies = (urls: WebhookUrlRules) =>
     member: createMemberBody,
     function: functionBody,
     trigger: triggerBody(urls),
-    record: z.strictObject({ structure: structureName, data: z.record(z.string(), z.unknown()) }),
+    record: z.strictObject({ structure: structureName, data: refusingProtoKey(z.record(z.string(), z.unknown())) }),
   }) as const satisfies Record<LineKind, z.ZodType>;
 
 export const importQuery = z.strictObject({

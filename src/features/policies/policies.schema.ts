@@ -1,30 +1,15 @@
 import { z } from 'zod';
+import { refusingProtoKey } from '../../json.ts';
 
 const oneOrMany = (item: z.ZodString) => z.union([item, z.array(item).min(1).max(20)]);
-
-/**
- * zod's record drops a `__proto__` key without a word: `{ "__proto__": { "$eq": "x" } }` would
- * parse to `{}`, conditions every record meets, and a conditional allow would allow everything.
- * So every own `__proto__` key, at any depth, is refused before zod sees the conditions.
- */
-const refuseProtoKeys = (value: unknown, context: z.RefinementCtx) => {
-  const pending: { value: unknown; path: PropertyKey[] }[] = [{ value, path: [] }];
-  for (let next = pending.pop(); next; next = pending.pop()) {
-    if (typeof next.value !== 'object' || next.value === null) continue;
-    for (const [key, item] of Object.entries(next.value)) {
-      const path = [...next.path, Array.isArray(next.value) ? Number(key) : key];
-      if (key === '__proto__')
-        context.addIssue({ code: 'custom', path, message: '"__proto__" cannot be used as a field name', input: item });
-      else pending.push({ value: item, path });
-    }
-  }
-  return value;
-};
 
 export const ruleSchema = z.strictObject({
   action: oneOrMany(z.string().min(1).max(50)),
   subject: oneOrMany(z.string().min(1).max(64)),
-  conditions: z.preprocess(refuseProtoKeys, z.record(z.string(), z.unknown())).optional(),
+  conditions: refusingProtoKey(z.record(z.string(), z.unknown()), {
+    deep: true,
+    message: '"__proto__" cannot be used as a field name',
+  }).optional(),
   fields: oneOrMany(z.string().min(1).max(200)).optional(),
   inverted: z.boolean().optional(),
   reason: z.string().max(500).optional(),
