@@ -489,13 +489,21 @@ describe('API quota and usage', () => {
     // here, with no Stripe configured, 503), and is counted; the rest stays refused.
     const billing = (await tenant.as('get', '/billing').expect(200)).body;
     expect(billing.usage.apiCalls).toBe(9);
-    for (const path of ['/billing/checkout', '/billing/portal']) {
-      const answer = await tenant
-        .as('post', path)
-        .send({ plan: 'starter', successUrl: 'https://app.example.com/ok', cancelUrl: 'https://app.example.com/no' });
-      expect(answer.body.code).not.toBe('api_quota_exceeded');
+    const checkout = {
+      plan: 'starter',
+      interval: 'month',
+      successUrl: 'https://app.example.com/ok',
+      cancelUrl: 'https://app.example.com/no',
+    };
+    const portal = { returnUrl: 'https://app.example.com/billing' };
+    for (const [path, body] of [
+      ['/billing/checkout', checkout],
+      ['/billing/portal', portal],
+    ] as const) {
+      expect((await tenant.as('post', path).send(body).expect(503)).body.code).toBe('billing_not_configured');
     }
     expect((await tenant.as('get', '/records/Task').expect(429)).body.code).toBe('api_quota_exceeded');
+    expect((await tenant.as('get', '/billing').expect(200)).body.usage.apiCalls).toBe(12);
   });
 
   it('counts API calls in memory and flushes them in one upsert per workspace; reports usage', async () => {
