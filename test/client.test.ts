@@ -152,6 +152,31 @@ describe('records', () => {
       status: 404,
       code: 'structure_not_found',
     });
+    // "." and ".." would be collapsed by URL parsing into another route (the list, whoami, the
+    // workspaces): refused before anything is sent.
+    const sent: string[] = [];
+    const counting = new Cordon({
+      baseUrl,
+      workspace: tenant.slug,
+      token: tokens.member!,
+      fetch: (input, init) => {
+        sent.push(String(input instanceof Request ? input.url : input));
+        return fetch(input, init);
+      },
+    });
+    for (const call of [
+      () => counting.getRecord('Task', '.'),
+      () => counting.getRecord('..', 'whoami'),
+      () => counting.deleteRecord('..', '..'),
+      () => counting.updateRecord('Task', '', { title: 'x' }),
+    ]) {
+      const error = await refusal(call());
+      expect(error).toMatchObject({ status: 400, code: 'validation_failed' });
+      expect(error.errors[0]).toMatchObject({ in: 'params' });
+    }
+    expect(sent).toEqual([]);
+    expect(() => new Cordon({ baseUrl, workspace: '..', token: tokens.member! })).toThrow(CordonError);
+
     // A workspace that does not exist trusts no issuer: the token is what Cordon refuses.
     expect(await refusal(client(tokens.member, 'no-such-workspace').whoami())).toMatchObject({
       status: 401,

@@ -55,7 +55,7 @@ export class Cordon {
     this.token = new TokenSource(options.token);
     this.http = createClient<paths>({ baseUrl, fetch: (request) => fetchWith(request) });
     this.realtime = new Realtime({
-      url: `${baseUrl}/v1/workspaces/${encodeURIComponent(options.workspace)}/events`,
+      url: `${baseUrl}/v1/workspaces/${encodeURIComponent(this.path().ws)}/events`,
       token: this.token,
       fetch: fetchWith,
       tuning: options.realtime,
@@ -90,7 +90,7 @@ export class Cordon {
   async getRecord<Data extends object = RecordData>(structure: string, id: string): Promise<CordonRecord<Data>> {
     return (await this.send((headers) =>
       this.http.GET('/v1/workspaces/{ws}/records/{structure}/{id}', {
-        params: { path: { ...this.path(structure), id } },
+        params: { path: this.path(structure, id) },
         headers,
       }),
     )) as CordonRecord<Data>;
@@ -114,7 +114,7 @@ export class Cordon {
   ): Promise<CordonRecord<Data>> {
     return (await this.send((headers) =>
       this.http.PATCH('/v1/workspaces/{ws}/records/{structure}/{id}', {
-        params: { path: { ...this.path(structure), id } },
+        params: { path: this.path(structure, id) },
         body: { data: patch as RecordData },
         headers: { ...headers, ...ifMatchHeader(precondition) },
       }),
@@ -124,7 +124,7 @@ export class Cordon {
   async deleteRecord(structure: string, id: string, precondition: Precondition = {}): Promise<void> {
     await this.send((headers) =>
       this.http.DELETE('/v1/workspaces/{ws}/records/{structure}/{id}', {
-        params: { path: { ...this.path(structure), id } },
+        params: { path: this.path(structure, id) },
         headers: { ...headers, ...ifMatchHeader(precondition) },
       }),
     );
@@ -134,7 +134,7 @@ export class Cordon {
   async check(checks: Check[], options: { principal?: NamedPrincipal } = {}): Promise<CheckResult[]> {
     const answer = await this.send((headers) =>
       this.http.POST('/v1/workspaces/{ws}/check', {
-        params: { path: { ws: this.workspace } },
+        params: { path: this.path() },
         body: { checks: checks as CheckBody['checks'], ...(options.principal && { principal: options.principal }) },
         headers,
       }),
@@ -145,12 +145,34 @@ export class Cordon {
   /** The principal Cordon resolved from the token: its id, roles and claims. */
   async whoami(): Promise<Principal> {
     return this.send((headers) =>
-      this.http.GET('/v1/workspaces/{ws}/whoami', { params: { path: { ws: this.workspace } }, headers }),
+      this.http.GET('/v1/workspaces/{ws}/whoami', { params: { path: this.path() }, headers }),
     );
   }
 
-  private path(structure: string) {
-    return { ws: this.workspace, structure };
+  private path(): { ws: string };
+  private path(structure: string): { ws: string; structure: string };
+  private path(structure: string, id: string): { ws: string; structure: string; id: string };
+  private path(structure?: string, id?: string) {
+    const segments = {
+      ws: this.workspace,
+      ...(structure !== undefined && { structure }),
+      ...(id !== undefined && { id }),
+    };
+    // URLs collapse "." and ".." (encodeURIComponent leaves dots alone): such a name or id from
+    // user input would send the request to another route (GET …/records/Task/. lists, say).
+    for (const [name, value] of Object.entries(segments)) {
+      if (value === '' || value === '.' || value === '..') {
+        const detail = `${name} cannot be ${JSON.stringify(value)}`;
+        throw new CordonError({
+          status: 400,
+          code: 'validation_failed',
+          title: 'The request params are invalid',
+          detail,
+          errors: [{ pointer: `/${name}`, in: 'params', detail }],
+        });
+      }
+    }
+    return segments;
   }
 
   /** One call with the current token; a refused token is renewed once and the call repeated. */
