@@ -39,11 +39,20 @@ const refusal = (promise: Promise<unknown>) =>
   );
 
 describe("where an issuer's keys are published", () => {
-  it("takes a JWKS URI on the issuer's own origin as it is, without asking", async () => {
+  it('takes the well-known JWKS URI of an issuer that is a whole origin as it is, without asking', async () => {
     const jwksUri = `${issuer}/.well-known/jwks.json`;
     expect(await keySets.publishedBy({ issuer, jwksUri })).toBe(jwksUri);
     expect(await keySets.publishedBy({ issuer: `${issuer}/`, jwksUri })).toBe(jwksUri);
     expect(requests).toEqual([]);
+  });
+
+  // A whole origin may serve its users' files too (gitlab.com's raw repository files): another
+  // path on it proves nothing.
+  it('asks the discovery document for any other JWKS URI on that origin', async () => {
+    answer = { status: 200, body: JSON.stringify({ issuer, jwks_uri: `${issuer}/oauth/discovery/keys` }) };
+    const uploaded = `${issuer}/mallory/repo/-/raw/main/jwks.json`;
+    expect(await keySets.publishedBy({ issuer, jwksUri: uploaded })).toBe(`${issuer}/oauth/discovery/keys`);
+    expect(requests).toEqual(['/.well-known/openid-configuration']);
   });
 
   // Tenants of one login host (Entra ID, a shared Keycloak) publish keys their own admins choose:
@@ -52,7 +61,7 @@ describe("where an issuer's keys are published", () => {
     const tenant = `${issuer}/tenant-a`;
     answer = { status: 200, body: JSON.stringify({ issuer: tenant, jwks_uri: `${tenant}/keys` }) };
     expect(await keySets.publishedBy({ issuer: tenant, jwksUri: `${issuer}/tenant-b/keys` })).toBe(`${tenant}/keys`);
-    expect(await keySets.publishedBy({ issuer: `${tenant}/`.slice(0, -1), jwksUri: `${tenant}/keys` })).toBe(
+    expect(await keySets.publishedBy({ issuer: tenant, jwksUri: `${issuer}/.well-known/jwks.json` })).toBe(
       `${tenant}/keys`,
     );
     expect(requests).toEqual([

@@ -20,17 +20,18 @@ const unpublished = (why: string) =>
   new ProblemError('binding_proof_invalid', `the issuer's published keys could not be found: ${why}`);
 
 /**
- * The JWKS URI an issuer publishes itself: the configuration's `jwksUri` when the issuer is a
- * whole origin (Clerk's `https://clerk.…`, Auth0's `https://….auth0.com/`, whose keys sit at
- * `<issuer>/.well-known/jwks.json`) and the URI is on it; otherwise the `jwks_uri` of the issuer's
- * OpenID discovery document (`<issuer>/.well-known/openid-configuration`, whose `issuer` must be
- * this one, as OpenID Connect Discovery 1.0 §4.3 requires). An issuer with a path shares its
- * origin with others (Entra ID's `login.microsoftonline.com/<tenant>`, a Keycloak's
- * `/realms/<realm>`), each publishing keys its own admins choose, so the origin alone proves
- * nothing there. Only keys the issuer publishes prove who holds a session of its organizations:
- * keys a configuration names inline, or elsewhere, are whoever wrote the configuration's. Fetched
- * through the SSRF-safe fetch; a fetch that fails is `unavailable` (a 503, as for a key set), a
- * document that says nothing usable is a refused proof.
+ * The JWKS URI an issuer publishes itself: the configuration's `jwksUri` when it is exactly
+ * `<issuer>/.well-known/jwks.json` and the issuer is a whole origin (Clerk's `https://clerk.…`,
+ * Auth0's `https://….auth0.com/`); otherwise the `jwks_uri` of the issuer's OpenID discovery
+ * document (`<issuer>/.well-known/openid-configuration`, whose `issuer` must be this one, as
+ * OpenID Connect Discovery 1.0 §4.3 requires). Anything else on the issuer's origin may be
+ * someone else's: an issuer with a path shares its origin with other tenants (Entra ID's
+ * `login.microsoftonline.com/<tenant>`, a Keycloak's `/realms/<realm>`), and an issuer that is a
+ * whole origin may serve its users' files (gitlab.com's raw repository files). Only keys the
+ * issuer publishes prove who holds a session of its organizations: keys a configuration names
+ * inline, or elsewhere, are whoever wrote the configuration's. Fetched through the SSRF-safe
+ * fetch; a fetch that fails is `unavailable` (a 503, as for a key set), a document that says
+ * nothing usable is a refused proof.
  */
 export async function publishedKeysUri(
   provider: PublishedKeysQuestion,
@@ -40,8 +41,8 @@ export async function publishedKeysUri(
 ): Promise<string> {
   const origin = originOf(provider.issuer);
   if (!origin || origin === 'null') throw unpublished('the issuer is not a URL');
-  const wholeOrigin = provider.issuer.replace(/\/$/, '') === origin;
-  if (wholeOrigin && provider.jwksUri && originOf(provider.jwksUri) === origin) return provider.jwksUri;
+  const wellKnown = `${origin}/.well-known/jwks.json`;
+  if (provider.issuer.replace(/\/$/, '') === origin && provider.jwksUri === wellKnown) return wellKnown;
   const discovery = `${provider.issuer.replace(/\/+$/, '')}/.well-known/openid-configuration`;
   let document: unknown;
   try {
