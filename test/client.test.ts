@@ -169,6 +169,9 @@ describe('records', () => {
       () => counting.getRecord('..', 'whoami'),
       () => counting.deleteRecord('..', '..'),
       () => counting.updateRecord('Task', '', { title: 'x' }),
+      // Not strings (from a JSON body, say): openapi-fetch would join an array, empty an object.
+      () => counting.getRecord('Task', ['..'] as unknown as string),
+      () => counting.getRecord({} as unknown as string, 'x'),
     ]) {
       const error = await refusal(call());
       expect(error).toMatchObject({ status: 400, code: 'validation_failed' });

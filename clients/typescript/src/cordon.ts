@@ -159,10 +159,11 @@ export class Cordon {
       ...(id !== undefined && { id }),
     };
     // URLs collapse "." and ".." (encodeURIComponent leaves dots alone): such a name or id from
-    // user input would send the request to another route (GET …/records/Task/. lists, say).
-    for (const [name, value] of Object.entries(segments)) {
-      if (value === '' || value === '.' || value === '..') {
-        const detail = `${name} cannot be ${JSON.stringify(value)}`;
+    // user input would send the request to another route (GET …/records/Task/. lists, say). A
+    // value that is not a string (an array from a JSON body) is joined or emptied likewise.
+    for (const [name, value] of Object.entries(segments) as [string, unknown][]) {
+      if (typeof value !== 'string' || value === '' || value === '.' || value === '..') {
+        const detail = `${name} must be a string other than "", "." and ".."`;
         throw new CordonError({
           status: 400,
           code: 'validation_failed',
