@@ -769,6 +769,8 @@ describe('structure changes against stored records', () => {
       [{ name: 'Fine', fields: { size: { type: 'integer', min: 5, max: 1 } } }, '/fields/size/min'],
       [{ name: 'Fine', fields: { size: { type: 'text', enum: ['a'], default: 'b' } } }, '/fields/size/default'],
       [{ name: 'Fine', fields: { parent: { type: 'reference', structure: 'Missing' } } }, '/fields/parent/structure'],
+      // zod's record would drop this field without a word.
+      [{ name: 'Fine', fields: JSON.parse('{"__proto__": {"type": "text"}}') }, '/fields/__proto__'],
     ];
     for (const [body, pointer] of cases) {
       const response = await as(tokens.admin!).post('/structures', body).expect(400);

@@ -83,7 +83,7 @@ const notification = z
     type: z.string().min(1).max(50),
     to: z.string().min(1).max(320),
     template: z.string().min(1).max(200),
-    data: z.record(z.string(), z.json()).nullish(),
+    data: refusingProtoKey(z.record(z.string(), z.json())).nullish(),
   })
   .refine((value) => JSON.stringify(value).length <= 16_384, 'a notification is at most 16 KB of JSON');
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { refusingProtoKey } from '../../json.ts';
 import { isSystemSubject, systemFields } from '../../policy/vocabulary.ts';
 
 /** A structure's name is its policy subject, so it cannot be a system subject's. */
@@ -59,9 +60,10 @@ export const fieldDefinition = z.discriminatedUnion('type', [
 export type FieldDefinition = z.output<typeof fieldDefinition>;
 export type Fields = Record<string, FieldDefinition>;
 
-const fields = z
-  .record(fieldName, fieldDefinition)
-  .refine((value) => Object.keys(value).length <= 100, 'a structure has at most 100 fields');
+const fields = refusingProtoKey(z.record(fieldName, fieldDefinition)).refine(
+  (value) => Object.keys(value).length <= 100,
+  'a structure has at most 100 fields',
+);
 
 export const structureBody = z.strictObject({
   name: structureName,

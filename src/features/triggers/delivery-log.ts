@@ -46,14 +46,16 @@ export interface DeliveryTarget {
 }
 
 /**
- * The trigger's version and its newest secret (uuidv7 ids grow): a job that read its target
- * compares this with each delivery it claims, so a trigger replaced (a new URL, another action)
- * or a secret rotated while the job drains is read again before the next attempt.
+ * The trigger's version, its newest secret (uuidv7 ids grow) and how many of its secrets are in
+ * force: a job that read its target compares this with each delivery it claims, so a trigger
+ * replaced (a new URL, another action), a secret rotated or an old one expired while the job
+ * drains is read again before the next attempt.
  */
 const targetStamp = (workspaceId: RawBuilder<unknown>, triggerId: string) =>
-  sql`(select t.version::text || ':' || coalesce((select max(s.id::text) from trigger_secrets s
-        where s.workspace_id = t.workspace_id and s.trigger_id = t.id), '')
-      from triggers t where t.workspace_id = ${workspaceId} and t.id = ${triggerId}::uuid)`;
+  sql`(select t.version::text || ':' || coalesce(max(s.id::text), '') || ':'
+        || count(*) filter (where s.expires_at is null or s.expires_at > now())
+      from triggers t left join trigger_secrets s on s.workspace_id = t.workspace_id and s.trigger_id = t.id
+      where t.workspace_id = ${workspaceId} and t.id = ${triggerId}::uuid group by t.version)`;
 
 export async function deliveryTarget(database: Database, ref: StreamRef): Promise<DeliveryTarget | undefined> {
   const [row] = await database.inWorkspace(
