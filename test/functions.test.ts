@@ -623,7 +623,7 @@ describe('route denials', () => {
     },
   );
 
-  it('lets the platform admin manage functions but not invoke them (it reads no tenant records)', async () => {
+  it('lets the platform admin manage functions but not invoke them or read their runs (it reads no tenant records)', async () => {
     await cordon.admin().post(`/v1/workspaces/${tenant.slug}/functions`).send({ name: 'by-admin', code }).expect(201);
     await cordon.admin().get(`/v1/workspaces/${tenant.slug}/functions/by-admin`).expect(200);
     await cordon
@@ -631,6 +631,10 @@ describe('route denials', () => {
       .post(`/v1/workspaces/${tenant.slug}/functions/by-admin/invoke`)
       .send({ event: { type: 'x' } })
       .expect(401);
+    // A run's result and logs are whatever the function read.
+    await invoke('by-admin', { type: 'x' });
+    await cordon.admin().get(`/v1/workspaces/${tenant.slug}/functions/by-admin/runs`).expect(401);
+    expect((await as(admin).get('/functions/by-admin/runs').expect(200)).body.data).toHaveLength(1);
     await cordon.admin().delete(`/v1/workspaces/${tenant.slug}/functions/by-admin`).expect(204);
   });
 });

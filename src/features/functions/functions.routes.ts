@@ -129,7 +129,9 @@ export function functionRoutes(api: Api, functions: FunctionsService): void {
       path: '/v1/workspaces/:ws/functions/:name/runs',
       summary: "A function's runs, newest first",
       tag,
-      security: 'adminOrBearer',
+      // Not the platform admin: a run's result and logs are whatever the function read, and the
+      // platform admin reads no tenant records (nor may it invoke).
+      security: 'bearer',
       authorize: { action: 'read', subject, operation: 'admin' },
       params: functionParams,
       query: pageQuery,
