@@ -127,6 +127,12 @@ export class Transaction {
     return (await statement.execute(this.sql)).rows;
   }
 
+  /** How many rows `from` selects: a table and its conditions, as a list's `count=true` asks. */
+  async count(from: RawBuilder<unknown>): Promise<number> {
+    const [row] = await this.query(sql<{ count: string }>`select count(*) from ${from}`);
+    return Number(row?.count ?? 0);
+  }
+
   /**
    * Enters a workspace's scope for the rest of this transaction (a new workspace's first rows,
    * written in the transaction that creates it). `withWorkspace` is the usual way in.

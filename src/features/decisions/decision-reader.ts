@@ -42,12 +42,6 @@ function where(workspaceId: string, filters: DecisionFilters): RawBuilder<unknow
   return sql.join(clauses, sql` and `);
 }
 
-/** How many rows `from` (a table and its conditions) selects. */
-async function counted(scope: Scope, from: RawBuilder<unknown>): Promise<number> {
-  const [row] = await scope.query(sql<{ count: string }>`select count(*) from ${from}`);
-  return Number(row?.count ?? 0);
-}
-
 const selectSealed = sql`select d.*, s.seq, s.prev_hash, s.hash from decisions d left join decision_seals s on s.workspace_id = d.workspace_id and s.decision_id = d.id`;
 const listPosition = z.object({ before: z.string().regex(/^\d{1,19}$/) });
 
@@ -82,7 +76,7 @@ export class DecisionReader {
           ${before ? sql`and d.position < ${before}::bigint` : sql``}
           order by d.position desc limit ${page.limit + 1}::integer`,
       ),
-      page.count ? await counted(scope, sql`decisions d where ${where(workspaceId, filters)}`) : undefined,
+      page.count ? await scope.count(sql`decisions d where ${where(workspaceId, filters)}`) : undefined,
     ]);
     const { shown, nextCursor } = keysetPage(rows, page.limit, (last) =>
       encodeCursor({ before: String(last.position) }),
@@ -113,9 +107,7 @@ export class DecisionReader {
       await scope.query(
         sql<CheckpointRow>`${selectCheckpoints(workspaceId, afterCursor(page.cursor))} limit ${page.limit + 1}::integer`,
       ),
-      page.count
-        ? await counted(scope, sql`decision_checkpoints where workspace_id = ${workspaceId}::uuid`)
-        : undefined,
+      page.count ? await scope.count(sql`decision_checkpoints where workspace_id = ${workspaceId}::uuid`) : undefined,
     ]);
     const { shown, nextCursor } = keysetPage(rows, page.limit, (last) => encodeCursor({ after: String(last.seq) }));
     return { data: shown.map(signedCheckpoint), nextCursor, ...(count !== undefined && { count }) };

@@ -102,12 +102,10 @@ export class FunctionRuns {
         order by started_at desc, id desc
         limit ${query.limit + 1}::integer`,
     );
-    const count = query.count
-      ? await scope.query(sql<{ count: string }>`select count(*) from function_runs where ${ofFunction}`)
-      : undefined;
+    const count = query.count ? await scope.count(sql`function_runs where ${ofFunction}`) : undefined;
     const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
       encodeCursor([new Date(last.started_at).toISOString(), last.id]),
     );
-    return { data: shown.map(toResponse), nextCursor, ...(count && { count: Number(count[0]?.count ?? 0) }) };
+    return { data: shown.map(toResponse), nextCursor, ...(count !== undefined && { count }) };
   }
 }

@@ -78,17 +78,13 @@ export class InvitationsService {
                 ${after ? sql`and (created_at, id) < (${exactTime.at(after.at)}, ${after.id}::uuid)` : sql``}
               order by created_at desc, id desc limit ${query.limit + 1}::integer`,
           );
-          const counted = query.count
-            ? await scope.query(
-                sql<{
-                  count: string;
-                }>`select count(*) from invitations where workspace_id = ${scope.workspaceId}::uuid`,
-              )
+          const count = query.count
+            ? await scope.count(sql`invitations where workspace_id = ${scope.workspaceId}::uuid`)
             : undefined;
           const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
             encodeCursor({ at: last.position, id: last.id }),
           );
-          return { data: shown.map(toResponse), nextCursor, ...(counted && { count: Number(counted[0]?.count ?? 0) }) };
+          return { data: shown.map(toResponse), nextCursor, ...(count !== undefined && { count }) };
         },
         { readOnly: true },
       ),

@@ -55,14 +55,12 @@ export class MembersService extends WorkspaceConfiguration {
           order by joined_at, user_id limit ${query.limit + 1}::integer`,
       );
       const count = query.count
-        ? await scope.query(
-            sql<{ count: string }>`select count(*) from members where workspace_id = ${scope.workspaceId}::uuid`,
-          )
+        ? await scope.count(sql`members where workspace_id = ${scope.workspaceId}::uuid`)
         : undefined;
       const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
         encodeCursor({ at: last.position, user: last.user_id }),
       );
-      return { data: shown.map(toResponse), nextCursor, ...(count && { count: Number(count[0]?.count ?? 0) }) };
+      return { data: shown.map(toResponse), nextCursor, ...(count !== undefined && { count }) };
     });
   }
 

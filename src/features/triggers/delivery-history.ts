@@ -64,17 +64,11 @@ export async function deliveryPage(
                                         ${after?.id ?? null}::uuid))
       order by d.created_at desc, d.id desc limit ${query.limit + 1}::integer`,
   );
-  const count = query.count
-    ? await scope.query(sql<{ count: string }>`select count(*) from deliveries d where ${selected}`)
-    : undefined;
+  const count = query.count ? await scope.count(sql`deliveries d where ${selected}`) : undefined;
   const { shown, nextCursor } = keysetPage(rows, query.limit, (last) =>
     encodeCursor({ position: String(last.position), id: last.id }),
   );
-  return {
-    data: await withAttempts(scope, shown),
-    nextCursor,
-    ...(count && { count: Number(count[0]?.count ?? 0) }),
-  };
+  return { data: await withAttempts(scope, shown), nextCursor, ...(count !== undefined && { count }) };
 }
 
 /** One delivery with its attempts, or undefined. */
