@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { monthOf } from '../src/policy/usage-meter.ts';
 import { listedWorkspace, ownerClient, startTestApp, type TestApp } from './support/app.ts';
 import { TestIssuer } from './support/issuer.ts';
 import { fillRecords, storedRecords } from './support/stored-records.ts';
@@ -468,6 +469,42 @@ describe('read-only statuses', () => {
 });
 
 describe('API quota and usage', () => {
+  // The instance has not read this new workspace's total yet: every call waits on that one read.
+  it('admits exactly one of many calls that arrive together with one call left, on a cold meter', async () => {
+    // Made by the platform admin, who is not metered: this instance has not read its usage yet.
+    const tenant = await createTenant(cordon, issuer, 'cold-quota', 'free'); // the fixture's free plan: 8 calls
+    const limit = 8;
+    const now = new Date();
+    await owner.query('insert into api_usage (workspace_id, period, calls) values ($1, $2, $3)', [
+      tenant.id,
+      monthOf(now).period,
+      limit - 1,
+    ]);
+    // All in one turn of the event loop: every call waits on the one read of the month's total.
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 10 }, () => cordon.usage.admit(tenant.id, limit, now)),
+    );
+    expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
+    expect(outcomes.filter((outcome) => outcome.status === 'rejected').map((outcome) => outcome.reason.code)).toEqual(
+      Array(9).fill('api_quota_exceeded'),
+    );
+
+    // The spent quota holds over HTTP, and the one admitted call is what gets stored.
+    const member = await tenant.token('user_admin', 'admin');
+    const response = await cordon
+      .http()
+      .get(`/v1/workspaces/${tenant.slug}/structures`)
+      .auth(member, { type: 'bearer' })
+      .expect(429);
+    expect(response.body.code).toBe('api_quota_exceeded');
+    await cordon.usage.flush();
+    const { rows } = await owner.query('select calls from api_usage where workspace_id = $1 and period = $2', [
+      tenant.id,
+      monthOf(now).period,
+    ]);
+    expect(Number(rows[0].calls)).toBe(limit);
+  });
+
   it('answers 429 api_quota_exceeded with Retry-After once the month’s calls are spent', async () => {
     const tenant = await tenantOn('free'); // the fixture's free plan: 8 calls a month
     let response = await tenant.as('get', '/records/Task');
